@@ -1,0 +1,199 @@
+//! Command-line types shared by subcommands: the top-level parser, argument groups
+//! that several subcommands flatten in, and value parsers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::endpoint::Family;
+use crate::sock::SockOpts;
+use crate::tls;
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sockit",
+    version,
+    about = "A socket toolkit: netcat-style connect and listen over TCP, UDP, Unix and TLS",
+    after_help = crate::cmd::TOP_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: addresses, byte counts; -vv: debug). RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: crate::cmd::Command,
+}
+
+/// Address family and transport selection.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// UDP: a bare HOST:PORT means udp://HOST:PORT.
+    #[arg(short = 'u', long = "udp")]
+    pub udp: bool,
+}
+
+impl NetArgs {
+    /// The family the flags ask for.
+    pub fn family(&self) -> Family {
+        Family::from_flags(self.ipv4, self.ipv6)
+    }
+}
+
+/// Socket options (the tutorial's `setsockopt`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Socket options")]
+pub struct SockArgs {
+    /// Set TCP_NODELAY (no Nagle delay for small writes).
+    #[arg(long)]
+    pub nodelay: bool,
+    /// Enable TCP keepalive, first probe after SECS idle.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub keepalive: Option<Duration>,
+    /// SO_RCVBUF size in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub rcvbuf: Option<usize>,
+    /// SO_SNDBUF size in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub sndbuf: Option<usize>,
+    /// IP time-to-live (IPv6: unicast hop limit).
+    #[arg(long, value_name = "N")]
+    pub ttl: Option<u32>,
+}
+
+impl SockArgs {
+    /// The options as the `sock` module takes them.
+    pub fn opts(&self) -> SockOpts {
+        SockOpts {
+            nodelay: self.nodelay,
+            keepalive: self.keepalive,
+            rcvbuf: self.rcvbuf,
+            sndbuf: self.sndbuf,
+            ttl: self.ttl,
+            source: None,
+        }
+    }
+}
+
+/// How data moves between the terminal and the socket.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Data")]
+pub struct RelayArgs {
+    /// Keep the write side open after stdin ends (no half-close).
+    #[arg(long)]
+    pub no_shutdown: bool,
+    /// Only send stdin; discard what the peer sends.
+    #[arg(long, conflicts_with = "recv_only")]
+    pub send_only: bool,
+    /// Only print what the peer sends; never read stdin.
+    #[arg(long)]
+    pub recv_only: bool,
+    /// Close after SECS with no traffic in either direction (exit 5).
+    #[arg(short = 'i', long = "idle-timeout", value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: Option<Duration>,
+    /// Send LF as CRLF.
+    #[arg(short = 'C', long)]
+    pub crlf: bool,
+    /// Hex dump both directions to FILE ('-' for stderr).
+    #[arg(short = 'x', long = "hex-dump", value_name = "FILE")]
+    pub hex_dump: Option<PathBuf>,
+    /// Datagram sockets: cut stdin into messages of BYTES instead of lines.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=65507))]
+    pub datagram_size: Option<u32>,
+}
+
+/// TLS client flags.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS client")]
+pub struct TlsClientArgs {
+    /// Speak TLS to the peer (verifies against the system roots).
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the certificate (still encrypted).
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
+    /// Server name to send and verify (default: the endpoint's host).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub sni: Option<String>,
+    /// Accept exactly the certificate with this SHA-256 fingerprint.
+    #[arg(long, value_name = "HEX", requires = "tls")]
+    pub pin_sha256: Option<String>,
+}
+
+impl TlsClientArgs {
+    /// `Some` when `--tls` is on.
+    pub fn options(&self) -> Option<tls::ClientOptions> {
+        self.tls.then(|| tls::ClientOptions {
+            cacert: self.cacert.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+            pin_sha256: self.pin_sha256.clone(),
+        })
+    }
+}
+
+/// TLS server flags.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS server")]
+pub struct TlsServerArgs {
+    /// PEM certificate chain for TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a certificate generated at start; its fingerprint is printed.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+}
+
+impl TlsServerArgs {
+    /// `Some` when any TLS server flag is given.
+    pub fn identity(&self) -> Option<tls::ServerIdentity> {
+        if self.tls_self_signed {
+            return Some(tls::ServerIdentity::SelfSigned(vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "::1".into(),
+            ]));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::ServerIdentity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Parses seconds, fractions allowed: `10`, `0.5`.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(0.0..=1e9).contains(&v) || v.is_nan() {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Parses milliseconds.
+pub fn parse_millis(s: &str) -> Result<Duration, String> {
+    let v: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number of milliseconds"))?;
+    Ok(Duration::from_millis(v))
+}

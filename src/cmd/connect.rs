@@ -1,0 +1,120 @@
+//! `sockit connect`: the tutorial's client, and `nc HOST PORT` done right.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+
+use crate::cli::{parse_secs, NetArgs, RelayArgs, SockArgs, TlsClientArgs};
+use crate::dial::{dial, DialOpts};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use crate::relay::{self, RelayOpts};
+
+/// Examples shown under `sockit connect --help`.
+pub const HELP: &str = "\
+Examples:
+  sockit connect 127.0.0.1:8000                 stdin to the server, its reply to stdout
+  printf baihuixin | sockit connect :8000       the tutorial's greeting client
+  sockit connect -z -w 2 db.local:5432          is the port open? (exit status only)
+  sockit connect -v [::1]:22                    show local/peer address and byte counts
+  sockit connect -u 127.0.0.1:53                UDP: one datagram per stdin line
+  sockit connect unix-seqpacket:/run/app.sock   Unix seqpacket, message boundaries kept
+  sockit connect --tls --pin-sha256 AB:CD:.. localhost:8443
+  sockit connect -x - example.com:80            hex dump both directions to stderr
+  sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first";
+
+/// Flags for `sockit connect`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Where to connect: HOST:PORT, udp://HOST:PORT, unix:/PATH, unix-dgram:/PATH,
+    /// unix-seqpacket:/PATH, unix:@ABSTRACT.
+    pub endpoint: String,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Connect timeout per address, in seconds (datagram sockets: how long to wait
+    /// for replies after stdin ends).
+    #[arg(short = 'w', long = "wait", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    wait: Duration,
+    /// Connect, then close without sending: exit status says whether the port is open.
+    #[arg(short = 'z', long = "zero-io")]
+    zero: bool,
+    /// Bind this local address before connecting (port 0 = any).
+    #[arg(short = 's', long = "source", value_name = "ADDR")]
+    source: Option<String>,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    tls: TlsClientArgs,
+}
+
+fn parse_source(text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 0));
+    }
+    Err(Error::Usage(format!(
+        "invalid --source '{text}': expected IP or IP:PORT, e.g. 127.0.0.2 or [::1]:5000"
+    )))
+}
+
+/// Builds the relay options shared by `connect` and single-client `listen`.
+pub fn relay_opts(args: &RelayArgs, linger: Duration) -> Result<RelayOpts> {
+    Ok(RelayOpts {
+        send: !args.recv_only,
+        recv: !args.send_only,
+        shutdown_on_eof: !args.no_shutdown,
+        idle: args.idle_timeout,
+        linger,
+        crlf: args.crlf,
+        hexdump: crate::cmd::open_hexdump(args.hex_dump.as_deref())?,
+        datagram_size: args.datagram_size.map(|n| n as usize),
+    })
+}
+
+/// Runs `sockit connect`.
+pub async fn run(args: Args) -> Result<()> {
+    let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
+    if args.tls.tls && !ep.is_stream() {
+        return Err(Error::Usage(format!(
+            "--tls needs a stream endpoint (TCP or unix:), not {}",
+            ep.proto()
+        )));
+    }
+    let mut sock = args.sock.opts();
+    sock.source = args.source.as_deref().map(parse_source).transpose()?;
+    let opts = DialOpts {
+        family: args.net.family(),
+        wait: args.wait,
+        sock,
+        tls: args.tls.options(),
+    };
+    let conn = dial(&ep, &opts).await?;
+    tracing::info!(
+        "connected to {} from {} ({})",
+        conn.peer,
+        conn.local,
+        conn.proto
+    );
+    if args.zero {
+        return Ok(());
+    }
+    let ropts = relay_opts(&args.relay, args.wait)?;
+    let stats = tokio::select! {
+        r = relay::run(conn, &ropts) => r?,
+        _ = crate::cmd::shutdown_signal() => {
+            tracing::info!("interrupted");
+            return Ok(());
+        }
+    };
+    tracing::info!(
+        "closed: {} bytes sent, {} bytes received",
+        stats.sent,
+        stats.received
+    );
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! `sockit listen`: the tutorial's server, and `nc -l` done right.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+
+use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs};
+use crate::endpoint::{resolve_bind, Endpoint, Transport, UnixKind};
+use crate::error::{Error, Result};
+use crate::serve::dgram::{self, DgramOpts, DgramService};
+use crate::serve::{Acl, ExecSpec, Limits, Listener, Server, Service};
+use crate::sock::{self, bind_unix, fmt_sockaddr, PacketListener, PacketSock};
+use crate::tls;
+
+/// Examples shown under `sockit listen --help`.
+pub const HELP: &str = "\
+Examples:
+  sockit listen :8000                        one client: its bytes to stdout, stdin to it
+  sockit listen -k :8000                     many clients at once; stdin goes to all of them
+  sockit listen --greet :8000                'baihuixin' -> 'hello baihuixin' (the tutorial's server)
+  sockit listen --echo -u :7                 RFC 862 echo over UDP
+  sockit listen --broker :9000               every client's bytes go to every other client
+  sockit listen -e 'cat -n' 127.0.0.1:9000   a child process per client (no shell)
+  sockit listen --sh-exec 'date; uptime' :79 the same, through /bin/sh -c
+  sockit listen --tls-self-signed --echo :8443   prints the certificate's SHA-256 to pin
+  sockit listen -k --allow 10.0.0.0/8 --deny 10.0.0.9 :8000
+  sockit listen unix:/tmp/app.sock           stale socket files are replaced, removed on exit
+  sockit listen -v 127.0.0.1:0               port 0: the kernel picks; -v prints it";
+
+/// Flags for `sockit listen`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Where to listen: :PORT, HOST:PORT, [::]:PORT, udp://:PORT, unix:/PATH,
+    /// unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT.
+    pub endpoint: String,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Serve clients concurrently and keep listening after they leave.
+    #[arg(short = 'k', long)]
+    keep_open: bool,
+    /// Most clients at once; more are accepted and closed at once.
+    #[arg(short = 'm', long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_conns: u32,
+    /// Pending-connection queue length (listen backlog).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    backlog: u32,
+    /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Refuse peers in this network (repeatable); refused peers are closed unread.
+    #[arg(long, value_name = "CIDR")]
+    deny: Vec<String>,
+    /// Read --allow networks from a file (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    allow_file: Option<PathBuf>,
+    /// Read --deny networks from a file.
+    #[arg(long, value_name = "FILE")]
+    deny_file: Option<PathBuf>,
+
+    /// Answer each message with 'hello <message>' (implies -k).
+    #[arg(long, help_heading = "Services", group = "service")]
+    greet: bool,
+    /// Echo everything back, RFC 862 (implies -k).
+    #[arg(long, help_heading = "Services", group = "service")]
+    echo: bool,
+    /// Relay every client's bytes to every other client (implies -k).
+    #[arg(long, help_heading = "Services", group = "service")]
+    broker: bool,
+    /// Serve each client with this program (split like a shell, run without one).
+    #[arg(short = 'e', long, value_name = "CMD", help_heading = "Services", group = "service")]
+    exec: Option<String>,
+    /// Serve each client with /bin/sh -c CMD.
+    #[arg(short = 'c', long, value_name = "CMD", help_heading = "Services", group = "service")]
+    sh_exec: Option<String>,
+
+    /// Greeting: a partial line idle this long counts as a message.
+    #[arg(long, value_name = "MS", default_value = "250", value_parser = parse_millis, help_heading = "Limits")]
+    flush_partial: Duration,
+    /// Greeting: longest message; longer lines are answered in pieces of this size.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    max_line: u32,
+    /// -k and --broker: bytes queued for one client before it is dropped as too slow.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    max_queue: u32,
+    /// UDP with -k: stdin goes to every peer heard from within SECS.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs, help_heading = "Limits")]
+    udp_peer_ttl: Duration,
+    /// TLS handshake time limit.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, help_heading = "Limits")]
+    handshake_timeout: Duration,
+
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    tls: TlsServerArgs,
+}
+
+impl Args {
+    fn service(&self) -> Result<Service> {
+        Ok(if self.greet {
+            Service::Greet
+        } else if self.echo {
+            Service::Echo
+        } else if self.broker {
+            Service::Broker
+        } else if let Some(cmd) = &self.exec {
+            Service::Exec(ExecSpec::direct(cmd)?)
+        } else if let Some(cmd) = &self.sh_exec {
+            Service::Exec(ExecSpec::shell(cmd))
+        } else {
+            Service::Stdio
+        })
+    }
+}
+
+/// Runs `sockit listen`.
+pub async fn run(args: Args) -> Result<()> {
+    let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
+    let service = args.service()?;
+    let keep_open = args.keep_open || !matches!(service, Service::Stdio);
+    let acl = Acl::new(
+        &args.allow,
+        &args.deny,
+        args.allow_file.as_deref(),
+        args.deny_file.as_deref(),
+    )?;
+    let identity = args.tls.identity();
+    let stream = ep.is_stream() || matches!(ep, Endpoint::Unix { kind: UnixKind::SeqPacket, .. });
+    if identity.is_some() && !ep.is_stream() {
+        return Err(Error::Usage(format!(
+            "TLS needs a stream endpoint (TCP or unix:), not {}",
+            ep.proto()
+        )));
+    }
+    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
+        return Err(Error::Usage(
+            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
+        ));
+    }
+    if !stream && matches!(service, Service::Exec(_)) {
+        return Err(Error::Usage(format!(
+            "--exec needs a connection-oriented endpoint, not {}",
+            ep.proto()
+        )));
+    }
+    let relay = crate::cmd::connect::relay_opts(&args.relay, Duration::MAX)?;
+    let family = args.net.family();
+    let sock_opts = args.sock.opts();
+    let limits = Limits {
+        max_conns: args.max_conns as usize,
+        max_line: args.max_line as usize,
+        flush_partial: args.flush_partial,
+        max_queue: args.max_queue as usize,
+        handshake_timeout: args.handshake_timeout,
+        ..Limits::default()
+    };
+
+    // Bind first: the listening socket exists before any slow setup, and a
+    // Unix path guard lives until this function returns.
+    let mut _guard = None;
+    let listener = match &ep {
+        Endpoint::Ip {
+            transport: Transport::Tcp,
+            host,
+            port,
+        } => {
+            let addr = resolve_bind(host, *port, family).await?[0];
+            Listener::Tcp(sock::listen_tcp(addr, args.backlog, &sock_opts)?)
+        }
+        Endpoint::Ip {
+            transport: Transport::Udp,
+            host,
+            port,
+        } => {
+            let addr = resolve_bind(host, *port, family).await?[0];
+            let s = sock::bind_udp(addr, &sock_opts)?;
+            return serve_dgram(s, &args, service, keep_open, relay).await;
+        }
+        Endpoint::Unix { kind, name } => {
+            let bound = bind_unix(*kind, name, args.backlog)?;
+            _guard = bound.guard;
+            match kind {
+                UnixKind::Stream => {
+                    let std: std::os::unix::net::UnixListener = bound.socket.into();
+                    std.set_nonblocking(true)
+                        .map_err(|e| Error::io("cannot configure the socket", e))?;
+                    Listener::Unix(
+                        tokio::net::UnixListener::from_std(std)
+                            .map_err(|e| Error::io("cannot register the socket", e))?,
+                    )
+                }
+                UnixKind::SeqPacket => Listener::SeqPacket(PacketListener::new(bound.socket)?),
+                UnixKind::Datagram => {
+                    let s = PacketSock::new(bound.socket)?;
+                    return serve_dgram(s, &args, service, keep_open, relay).await;
+                }
+            }
+        }
+    };
+    let tls = match identity {
+        Some(id) => {
+            let server = tls::Server::new(&id)?;
+            eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
+            Some(server)
+        }
+        None => None,
+    };
+    tracing::info!("listening on {} ({})", listener.local_addr(), ep.proto());
+    let server = Server {
+        listener,
+        service,
+        tls,
+        acl,
+        limits,
+        keep_open,
+        relay,
+    };
+    server.run(crate::cmd::shutdown_signal()).await
+}
+
+async fn serve_dgram(
+    sock: PacketSock,
+    args: &Args,
+    service: Service,
+    keep_open: bool,
+    relay: crate::relay::RelayOpts,
+) -> Result<()> {
+    let service = match service {
+        Service::Stdio => DgramService::Stdio,
+        Service::Greet => DgramService::Greet,
+        Service::Echo => DgramService::Echo,
+        Service::Broker => DgramService::Broker,
+        Service::Exec(_) => unreachable!("rejected before binding"),
+    };
+    let local = sock
+        .local_addr()
+        .map(|a| fmt_sockaddr(&a))
+        .unwrap_or_default();
+    tracing::info!("listening on {local} (datagrams)");
+    let opts = DgramOpts {
+        service,
+        keep_open,
+        peer_ttl: args.udp_peer_ttl,
+        max_peers: args.max_conns as usize,
+        relay,
+    };
+    dgram::serve(sock, opts, crate::cmd::shutdown_signal()).await
+}

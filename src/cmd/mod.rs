@@ -1,0 +1,87 @@
+//! Subcommands: one file each, same shape (an `Args` struct and `run`).
+
+pub mod connect;
+pub mod listen;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::error::{Error, Result};
+use crate::relay::hexdump::HexDump;
+
+/// Shown under `sockit --help`.
+pub const TOP_HELP: &str = "\
+Examples:
+  sockit connect example.com:80             talk to a TCP port (like nc host port)
+  sockit listen -k :8000                    serve many clients, stdin goes to all
+  sockit listen --greet :8000               the greeting server: 'x' -> 'hello x'
+  sockit connect -u 127.0.0.1:5353          UDP, one datagram per line
+  sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
+  sockit connect --tls example.com:443      TLS client
+
+Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
+           unix:/PATH, unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT
+
+Exit status:
+  0  success (also when stdout is closed early, e.g. piped into head)
+  1  I/O error while transferring, or another runtime failure
+  2  usage error: bad flag or malformed endpoint
+  3  host name could not be resolved
+  4  connection refused or network unreachable
+  5  timed out (connect -w, idle -i)
+  6  address already in use
+  7  permission denied
+  8  TLS handshake or certificate verification failed";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to an endpoint and relay stdin/stdout (the tutorial's client; nc HOST PORT).
+    #[command(after_help = connect::HELP)]
+    Connect(connect::Args),
+    /// Listen on an endpoint and serve clients (the tutorial's server; nc -l).
+    #[command(after_help = listen::HELP)]
+    Listen(listen::Args),
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Connect(args) => connect::run(args).await,
+        Command::Listen(args) => listen::run(args).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    match term {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Opens the `-x` target: a file, or stderr for `-`.
+pub fn open_hexdump(path: Option<&Path>) -> Result<Option<Arc<HexDump>>> {
+    let Some(path) = path else { return Ok(None) };
+    let out: Box<dyn Write + Send> = if path == Path::new("-") {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?,
+        )
+    };
+    Ok(Some(Arc::new(HexDump::new(out))))
+}

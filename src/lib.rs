@@ -1,0 +1,25 @@
+//! sockit: a socket toolkit. Client and server over every socket kind, in one
+//! library and one binary.
+//!
+//! # Layout
+//! - [`cli`]: clap types shared by subcommands (argument groups, value parsers).
+//! - [`cmd`]: one module per subcommand (`connect`, `listen`), each `Args` + `run`.
+//! - [`error`]: the error type and the exit code of each error class.
+//! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
+//! - [`sock`]: socket creation and options on socket2 (bind, listen, connect, setsockopt).
+//! - [`dial`]: endpoint to connected [`conn::Conn`], TLS included.
+//! - [`conn`]: a connected socket of any kind, split into reader and writer halves.
+//! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
+//! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
+//! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
+
+pub mod cli;
+pub mod cmd;
+pub mod conn;
+pub mod dial;
+pub mod endpoint;
+pub mod error;
+pub mod relay;
+pub mod serve;
+pub mod sock;
+pub mod tls;

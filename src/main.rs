@@ -1,0 +1,83 @@
+//! The `sockit` binary: parse arguments, run the subcommand, map errors to exit codes.
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use sockit::cli::Cli;
+
+/// `sockit: message` lines on stderr, like the error line.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = *event.metadata().level();
+        match level {
+            tracing::Level::WARN => write!(writer, "sockit: warning: ")?,
+            tracing::Level::ERROR => write!(writer, "sockit: error: ")?,
+            _ => write!(writer, "sockit: ")?,
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "sockit=warn",
+        1 => "sockit=info",
+        2 => "sockit=debug",
+        _ => "sockit=trace,debug",
+    };
+    let filter = if verbose == 0 {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    } else {
+        EnvFilter::new(default)
+    };
+    tracing_subscriber::fmt()
+        .event_format(Plain)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sockit: error: cannot start the runtime ({e})");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(sockit::cmd::run(cli.command));
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sockit: error: {e}");
+            e.class().exit_code()
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // A thread blocked on stdin must not keep the process alive: exit now.
+    std::process::exit(code.into())
+}

@@ -1,0 +1,390 @@
+//! Moving bytes between stdin/stdout and one connection: the zero-copy fast path,
+//! the general async path (TLS, hex dump, CRLF, idle timeout, message sockets),
+//! half-close and byte counts.
+//!
+//! The relay never decides what a connection is for; services that answer peers
+//! themselves live in `serve`.
+
+pub mod hexdump;
+pub mod splice;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::conn::{Chunk, Conn, ConnReader, ConnWriter, Link};
+use crate::error::{Error, Result};
+use hexdump::{Direction, HexDump};
+
+/// Read buffer for the async path; also the largest message accepted.
+pub const BUF_SIZE: usize = 256 * 1024;
+
+/// Largest datagram a stdin line is cut into (the UDP payload limit).
+pub const MAX_DATAGRAM: usize = 65507;
+
+/// How `connect` and single-client `listen` move bytes.
+#[derive(Clone, Default)]
+pub struct RelayOpts {
+    /// Copy stdin to the peer (off with `--recv-only`).
+    pub send: bool,
+    /// Copy the peer to stdout (off with `--send-only`).
+    pub recv: bool,
+    /// Half-close after stdin EOF (off with `--no-shutdown`).
+    pub shutdown_on_eof: bool,
+    /// Close after this long with no traffic either way.
+    pub idle: Option<Duration>,
+    /// Message sockets without EOF (UDP, unix-dgram): how long to keep printing
+    /// replies after stdin ends, counted from the last traffic.
+    pub linger: Duration,
+    /// Send LF as CRLF.
+    pub crlf: bool,
+    /// Dump both directions here.
+    pub hexdump: Option<Arc<HexDump>>,
+    /// Cut stdin into messages of this many bytes instead of lines.
+    pub datagram_size: Option<usize>,
+}
+
+/// Byte counts for `-v`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    /// Bytes sent to the peer.
+    pub sent: u64,
+    /// Bytes received from the peer.
+    pub received: u64,
+}
+
+/// Relays stdin/stdout with `conn` until the peer closes (or the idle timer fires).
+pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
+    let zero_copy = opts.hexdump.is_none() && !opts.crlf && opts.idle.is_none();
+    match conn.link {
+        Link::Tcp(s) if zero_copy => {
+            let fd: OwnedFd = s
+                .into_std()
+                .map_err(|e| Error::io("cannot take over the socket", e))?
+                .into();
+            blocking(fd, opts).await
+        }
+        Link::Unix(s) if zero_copy => {
+            let fd: OwnedFd = s
+                .into_std()
+                .map_err(|e| Error::io("cannot take over the socket", e))?
+                .into();
+            blocking(fd, opts).await
+        }
+        _ => relay_async(conn, opts).await,
+    }
+}
+
+async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
+    let set_blocking = |fd: &OwnedFd| -> io::Result<()> {
+        let sock = socket2::SockRef::from(fd);
+        sock.set_nonblocking(false)
+    };
+    set_blocking(&fd).map_err(|e| Error::io("cannot configure the socket", e))?;
+    let plan = splice::Plan {
+        send: opts.send,
+        recv: opts.recv,
+        shutdown_on_eof: opts.shutdown_on_eof,
+    };
+    let counters = Arc::new(splice::Counters::default());
+    let c = counters.clone();
+    let res = tokio::task::spawn_blocking(move || splice::relay(fd, plan, c))
+        .await
+        .map_err(|e| Error::io("relay thread failed", io::Error::other(e.to_string())))?;
+    let stats = Stats {
+        sent: counters.sent.load(Ordering::Relaxed),
+        received: counters.received.load(Ordering::Relaxed),
+    };
+    match res {
+        Ok(()) => Ok(stats),
+        // stdout went away (e.g. `| head`): a quiet, successful end.
+        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Ok(stats),
+        Err(e) if splice::is_peer_gone(&e) => Ok(stats),
+        Err(e) => Err(Error::io("connection failed", e)),
+    }
+}
+
+/// Last time anything moved, for the idle timer.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Starts the clock now.
+    pub fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records traffic now.
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once `limit` has passed without traffic.
+    pub async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Turns bare LF into CRLF, remembering a CR that ended the previous chunk.
+#[derive(Debug, Default)]
+pub struct Crlf {
+    last_cr: bool,
+}
+
+impl Crlf {
+    /// Converts one chunk.
+    pub fn convert(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+        for &b in data {
+            if b == b'\n' && !self.last_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.last_cr = b == b'\r';
+        }
+        out
+    }
+}
+
+/// Cuts stdin into messages: lines (newline kept) or fixed-size chunks.
+#[derive(Debug)]
+pub struct Messages {
+    buf: Vec<u8>,
+    size: Option<usize>,
+}
+
+impl Messages {
+    /// `size`: fixed chunk size, or `None` for lines.
+    pub fn new(size: Option<usize>) -> Self {
+        Messages {
+            buf: Vec::new(),
+            size: size.map(|s| s.clamp(1, MAX_DATAGRAM)),
+        }
+    }
+
+    /// Adds input and returns the complete messages it finishes.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        let limit = self.size.unwrap_or(MAX_DATAGRAM);
+        loop {
+            let cut = match self.size {
+                Some(n) => (self.buf.len() >= n).then_some(n),
+                None => match self.buf.iter().position(|&b| b == b'\n') {
+                    Some(i) if i < limit => Some(i + 1),
+                    _ => (self.buf.len() >= limit).then_some(limit),
+                },
+            };
+            match cut {
+                Some(n) => out.push(self.buf.drain(..n).collect()),
+                None => return out,
+            }
+        }
+    }
+
+    /// At EOF: whatever is left, as a last message.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    }
+}
+
+async fn upload(
+    mut wr: ConnWriter,
+    opts: &RelayOpts,
+    activity: &Activity,
+    sent: &AtomicU64,
+    packet: bool,
+) -> Result<()> {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut crlf = Crlf::default();
+    let mut messages = Messages::new(opts.datagram_size);
+    let send_err = |e| Error::io("cannot send", e);
+    loop {
+        let n = stdin
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io("cannot read stdin", e))?;
+        let data: Vec<u8> = if n == 0 {
+            Vec::new()
+        } else if opts.crlf {
+            crlf.convert(&buf[..n])
+        } else {
+            buf[..n].to_vec()
+        };
+        activity.touch();
+        let chunks = if packet {
+            let mut msgs = messages.push(&data);
+            if n == 0 {
+                msgs.extend(messages.finish());
+            }
+            msgs
+        } else if data.is_empty() {
+            Vec::new()
+        } else {
+            vec![data]
+        };
+        for chunk in chunks {
+            if let Some(h) = &opts.hexdump {
+                h.record(Direction::Sent, &chunk);
+            }
+            wr.write(&chunk).await.map_err(send_err)?;
+            sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    if opts.shutdown_on_eof {
+        if let Err(e) = wr.shutdown().await {
+            if !splice::is_peer_gone(&e) {
+                return Err(Error::io("cannot shut down the connection", e));
+            }
+        }
+    }
+    // Without shutdown, dropping the half leaves the write side open: split
+    // halves only close the socket when both are gone.
+    Ok(())
+}
+
+async fn download(
+    mut rd: ConnReader,
+    opts: &RelayOpts,
+    activity: &Activity,
+    received: &AtomicU64,
+) -> Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(Chunk::Data(n)) => n,
+            Ok(Chunk::Eof) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
+            Err(e) => return Err(Error::io("connection failed", e)),
+        };
+        activity.touch();
+        received.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(h) = &opts.hexdump {
+            h.record(Direction::Received, &buf[..n]);
+        }
+        if !opts.recv {
+            continue;
+        }
+        let wrote = async {
+            stdout.write_all(&buf[..n]).await?;
+            stdout.flush().await
+        };
+        match wrote.await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(Error::io("cannot write stdout", e)),
+        }
+    }
+}
+
+async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
+    let endless = matches!(
+        conn.link,
+        Link::Packet {
+            eof_on_empty: false,
+            ..
+        }
+    );
+    let packet = conn.is_packet();
+    let (rd, wr) = conn.split();
+    let activity = Activity::new();
+    let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up = upload(wr, opts, &activity, &sent, packet);
+    let down = download(rd, opts, &activity, &received);
+    tokio::pin!(up, down);
+    let mut up_done = !opts.send;
+    let mut lingering = up_done && endless;
+    loop {
+        let quiet = match (opts.idle, lingering) {
+            (Some(idle), _) => Some(idle),
+            (None, true) => Some(opts.linger),
+            (None, false) => None,
+        };
+        let timer = async {
+            match quiet {
+                Some(d) => activity.idle_for(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut down => { r?; break; }
+            r = &mut up, if !up_done => {
+                r?;
+                up_done = true;
+                lingering = endless;
+            }
+            _ = timer => {
+                if lingering && opts.idle.is_none() {
+                    break;
+                }
+                return Err(Error::Timeout {
+                    what: "idle timeout: no traffic".into(),
+                    after: quiet.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(Stats {
+        sent: sent.load(Ordering::Relaxed),
+        received: received.load(Ordering::Relaxed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_handles_splits_and_existing_cr() {
+        let mut c = Crlf::default();
+        assert_eq!(c.convert(b"a\nb\r"), b"a\r\nb\r");
+        assert_eq!(c.convert(b"\nc\n"), b"\nc\r\n");
+    }
+
+    #[test]
+    fn messages_are_lines_or_chunks() {
+        let mut m = Messages::new(None);
+        assert!(m.push(b"ab").is_empty());
+        assert_eq!(m.push(b"c\nd\ne"), vec![b"abc\n".to_vec(), b"d\n".to_vec()]);
+        assert_eq!(m.finish(), Some(b"e".to_vec()));
+        assert_eq!(m.finish(), None);
+        let mut m = Messages::new(Some(3));
+        assert_eq!(m.push(b"abcdefg"), vec![b"abc".to_vec(), b"def".to_vec()]);
+        assert_eq!(m.finish(), Some(b"g".to_vec()));
+        let mut m = Messages::new(None);
+        let long = vec![b'x'; MAX_DATAGRAM + 10];
+        let out = m.push(&long);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].len(), MAX_DATAGRAM);
+    }
+}

@@ -1,0 +1,305 @@
+//! The zero-copy relay: `splice(2)`/`sendfile(2)` between stdin/stdout and a plain
+//! stream socket, on dedicated threads with blocking I/O.
+//!
+//! Bytes never enter user space when the fds allow it: a regular file goes out
+//! with `sendfile`; a pipe splices straight to or from the socket; anything else
+//! splices through a private pipe. Where the kernel refuses (a terminal, say), the
+//! copy falls back to `read`/`write` with a large buffer.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use nix::fcntl::{splice, SpliceFFlags};
+use nix::sys::stat::{fstat, SFlag};
+
+/// Bytes per splice/sendfile call; also the private pipe's requested size.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Pipe,
+    Socket,
+    Other,
+}
+
+fn kind(fd: RawFd) -> Kind {
+    match fstat(fd) {
+        Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFREG => Kind::File,
+            SFlag::S_IFIFO => Kind::Pipe,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => Kind::Other,
+        },
+        Err(_) => Kind::Other,
+    }
+}
+
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the fds borrowed here (stdin, stdout, the relay's socket) stay open
+    // for the whole relay, which owns or outlives them.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+fn errno_io(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Waits until `fd` is ready, for fds that came to us in non-blocking mode.
+fn wait_ready(fd: RawFd, events: libc::c_short) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Retries a syscall on EINTR and waits out EAGAIN on non-blocking fds.
+fn retry<T>(
+    mut f: impl FnMut() -> nix::Result<T>,
+    fd_in: RawFd,
+    fd_out: RawFd,
+) -> nix::Result<T> {
+    loop {
+        match f() {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                // Either side may be the non-blocking one; waiting for both is cheap.
+                let _ = wait_ready(fd_in, libc::POLLIN);
+                let _ = wait_ready(fd_out, libc::POLLOUT);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Copies `src` to `dst` until EOF on `src`, counting bytes into `counter`.
+pub fn copy(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
+    let (ks, kd) = (kind(src), kind(dst));
+    let done = if ks == Kind::File && kd == Kind::Socket {
+        sendfile_loop(src, dst, counter)?
+    } else if ks == Kind::Pipe || kd == Kind::Pipe {
+        splice_direct(src, dst, counter)?
+    } else {
+        splice_via_pipe(src, dst, counter)?
+    };
+    if done {
+        Ok(())
+    } else {
+        read_write(src, dst, counter)
+    }
+}
+
+/// Ok(false): the kernel refused before any byte moved; use another method.
+fn sendfile_loop(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+    let mut first = true;
+    loop {
+        let r = retry(
+            || nix::sys::sendfile::sendfile(borrow(dst), borrow(src), None, CHUNK * 16),
+            src,
+            dst,
+        );
+        match r {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                first = false;
+            }
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) if first => {
+                return Ok(false)
+            }
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+}
+
+fn flags() -> SpliceFFlags {
+    SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE
+}
+
+fn splice_direct(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+    let mut first = true;
+    loop {
+        let r = retry(
+            || splice(borrow(src), None, borrow(dst), None, CHUNK, flags()),
+            src,
+            dst,
+        );
+        match r {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                first = false;
+            }
+            Err(nix::errno::Errno::EINVAL) if first => return Ok(false),
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+}
+
+fn private_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno_io)?;
+    // A bigger pipe means fewer syscalls; the kernel caps it at pipe-max-size.
+    // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only leaves the default size.
+    unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
+    }
+    Ok((r, w))
+}
+
+fn splice_via_pipe(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+    let (pr, pw) = private_pipe()?;
+    let (pr, pw) = (pr.as_raw_fd(), pw.as_raw_fd());
+    let mut first = true;
+    loop {
+        let n = match retry(
+            || splice(borrow(src), None, borrow(pw), None, CHUNK, flags()),
+            src,
+            pw,
+        ) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINVAL) if first => return Ok(false),
+            Err(e) => return Err(errno_io(e)),
+        };
+        let mut left = n;
+        while left > 0 {
+            match retry(
+                || splice(borrow(pr), None, borrow(dst), None, left, flags()),
+                pr,
+                dst,
+            ) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(m) => {
+                    left -= m;
+                    counter.fetch_add(m as u64, Ordering::Relaxed);
+                }
+                Err(nix::errno::Errno::EINVAL) if first => {
+                    // The destination cannot take splice (e.g. a terminal):
+                    // hand over what is already in the pipe, then fall back.
+                    drain(pr, dst, left, counter)?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(errno_io(e)),
+            }
+        }
+        first = false;
+    }
+}
+
+fn drain(pr: RawFd, dst: RawFd, mut left: usize, counter: &AtomicU64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let want = left.min(buf.len());
+        let n = retry(|| nix::unistd::read(pr, &mut buf[..want]), pr, pr).map_err(errno_io)?;
+        write_all(dst, &buf[..n])?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        left -= n;
+    }
+    Ok(())
+}
+
+fn write_all(dst: RawFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match retry(|| nix::unistd::write(borrow(dst), data), dst, dst) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => data = &data[n..],
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+    Ok(())
+}
+
+fn read_write(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = retry(|| nix::unistd::read(src, &mut buf), src, src).map_err(errno_io)?;
+        if n == 0 {
+            return Ok(());
+        }
+        write_all(dst, &buf[..n])?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Reads and throws away everything until EOF (`--send-only`'s receive side).
+pub fn discard(src: RawFd, counter: &AtomicU64) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    copy(src, null.as_raw_fd(), counter)
+}
+
+/// Byte counters shared between the two directions.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes sent to the peer.
+    pub sent: AtomicU64,
+    /// Bytes received from the peer.
+    pub received: AtomicU64,
+}
+
+/// Options for the zero-copy relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Copy stdin to the socket.
+    pub send: bool,
+    /// Copy the socket to stdout (otherwise its bytes are discarded).
+    pub recv: bool,
+    /// `shutdown(SHUT_WR)` after stdin EOF.
+    pub shutdown_on_eof: bool,
+}
+
+/// Runs both directions over the blocking socket `sock`; returns when the peer
+/// closes. The stdin thread is left behind if stdin is still open at that point.
+pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<()> {
+    let sock = Arc::new(sock);
+    let upload = plan.send.then(|| {
+        let sock = sock.clone();
+        let counters = counters.clone();
+        std::thread::Builder::new()
+            .name("sockit-upload".into())
+            .spawn(move || -> io::Result<()> {
+                copy(0, sock.as_raw_fd(), &counters.sent)?;
+                if plan.shutdown_on_eof {
+                    // SAFETY: shutdown on a socket fd we hold open.
+                    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) };
+                }
+                Ok(())
+            })
+    });
+    let upload = upload.transpose()?;
+    let down = if plan.recv {
+        copy(sock.as_raw_fd(), 1, &counters.received)
+    } else {
+        discard(sock.as_raw_fd(), &counters.received)
+    };
+    if let Some(handle) = upload {
+        if handle.is_finished() {
+            match handle.join() {
+                Ok(Err(e)) if !is_peer_gone(&e) => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    down
+}
+
+/// Errors that only mean the peer went away first.
+pub fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN)
+    )
+}

@@ -1,0 +1,477 @@
+//! Serving accepted connections for `listen`: the accept loop (limits, access
+//! lists, TLS handshakes, graceful shutdown) and the per-connection services:
+//! stdio relay, greet, echo, broker and exec.
+//!
+//! Servers take an already-bound listener and a shutdown future, so tests can
+//! bind `127.0.0.1:0` and the CLI binds what the user asked for.
+
+pub mod acl;
+pub mod dgram;
+pub mod echo;
+pub mod exec;
+pub mod greet;
+pub mod hub;
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{Chunk, Conn, Link};
+use crate::error::{Error, Result};
+use crate::relay::hexdump::Direction;
+use crate::relay::{self, Activity, Crlf, RelayOpts, BUF_SIZE};
+use crate::sock::{fmt_ip, fmt_sockaddr, PacketListener};
+use crate::tls;
+
+pub use acl::Acl;
+pub use exec::ExecSpec;
+use hub::Hub;
+
+/// What each accepted connection gets.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// Its bytes to stdout; stdin to it (to every client with `-k`).
+    Stdio,
+    /// `hello <message>` for each message.
+    Greet,
+    /// RFC 862 echo.
+    Echo,
+    /// Its bytes to every other client.
+    Broker,
+    /// A child process per client.
+    Exec(ExecSpec),
+}
+
+/// Caps on what peers can make the server hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections served at once; more are accepted and closed.
+    pub max_conns: usize,
+    /// Greeting: longest message before it is cut.
+    pub max_line: usize,
+    /// Greeting: a partial line idle this long is a message.
+    pub flush_partial: Duration,
+    /// Broker and `-k`: bytes queued per client before it is dropped as too slow.
+    pub max_queue: usize,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// How long to let connections finish after Ctrl-C / SIGTERM.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns: 1000,
+            max_line: 64 * 1024,
+            flush_partial: Duration::from_millis(250),
+            max_queue: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A bound, listening stream-like socket.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix stream.
+    Unix(UnixListener),
+    /// Unix seqpacket.
+    SeqPacket(PacketListener),
+}
+
+/// A fresh connection before the access check and TLS.
+struct Accepted {
+    link: Link,
+    peer: String,
+    peer_ip: Option<IpAddr>,
+    local: String,
+    proto: &'static str,
+}
+
+impl Listener {
+    /// The bound address, formatted (`getsockname`).
+    pub fn local_addr(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(fmt_ip).unwrap_or_default(),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| {
+                    if let Some(p) = a.as_pathname() {
+                        return Some(p.display().to_string());
+                    }
+                    use std::os::linux::net::SocketAddrExt;
+                    let std: std::os::unix::net::SocketAddr = a.into();
+                    std.as_abstract_name()
+                        .map(|n| format!("@{}", String::from_utf8_lossy(n)))
+                })
+                .unwrap_or_default(),
+            Listener::SeqPacket(l) => l.local_addr().map(|a| fmt_sockaddr(&a)).unwrap_or_default(),
+        }
+    }
+
+    async fn accept(&self, local: &str) -> io::Result<Accepted> {
+        Ok(match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Accepted {
+                    local: s.local_addr().map(fmt_ip).unwrap_or_default(),
+                    link: Link::Tcp(s),
+                    peer: fmt_ip(peer),
+                    peer_ip: Some(peer.ip().to_canonical()),
+                    proto: "tcp",
+                }
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Accepted {
+                    link: Link::Unix(s),
+                    peer: peer_cred(local),
+                    peer_ip: None,
+                    local: local.to_string(),
+                    proto: "unix",
+                }
+            }
+            Listener::SeqPacket(l) => {
+                let (s, _) = l.accept().await?;
+                Accepted {
+                    link: Link::Packet {
+                        sock: s,
+                        eof_on_empty: true,
+                    },
+                    peer: peer_cred(local),
+                    peer_ip: None,
+                    local: local.to_string(),
+                    proto: "unix-seqpacket",
+                }
+            }
+        })
+    }
+}
+
+fn peer_cred(local: &str) -> String {
+    // Unix clients are usually unnamed; the listener's path is the useful name.
+    format!("client of {local}")
+}
+
+/// Everything a stream-like server needs.
+pub struct Server {
+    /// The listening socket.
+    pub listener: Listener,
+    /// What each connection gets.
+    pub service: Service,
+    /// TLS, if serving it.
+    pub tls: Option<tls::Server>,
+    /// Who may connect.
+    pub acl: Acl,
+    /// Caps.
+    pub limits: Limits,
+    /// Serve clients concurrently and keep going (`-k`).
+    pub keep_open: bool,
+    /// stdin/stdout behaviour.
+    pub relay: RelayOpts,
+}
+
+enum Admitted {
+    Yes(Conn),
+    Refused,
+}
+
+impl Server {
+    async fn admit(&self, acc: Accepted) -> Result<Admitted> {
+        if let Some(ip) = acc.peer_ip {
+            if !self.acl.permits(ip) {
+                tracing::info!("refused {} (access list)", acc.peer);
+                return Ok(Admitted::Refused);
+            }
+        }
+        tracing::info!("connection from {} on {}", acc.peer, acc.local);
+        let link = match (&self.tls, acc.link) {
+            (None, link) => link,
+            (Some(tls), link) => {
+                let t = self.limits.handshake_timeout;
+                let hs = async {
+                    Ok::<_, Error>(match link {
+                        Link::Tcp(s) => {
+                            Link::Stream(Box::new(tls.accept(s).await?) as crate::conn::BoxStream)
+                        }
+                        Link::Unix(s) => Link::Stream(Box::new(tls.accept(s).await?)),
+                        _ => return Err(Error::Usage("TLS needs a stream endpoint".into())),
+                    })
+                };
+                match tokio::time::timeout(t, hs).await {
+                    Ok(Ok(link)) => link,
+                    Ok(Err(e)) => {
+                        tracing::info!("{}: {e}", acc.peer);
+                        return Ok(Admitted::Refused);
+                    }
+                    Err(_) => {
+                        tracing::info!("{}: TLS handshake timed out", acc.peer);
+                        return Ok(Admitted::Refused);
+                    }
+                }
+            }
+        };
+        Ok(Admitted::Yes(Conn {
+            link,
+            local: acc.local,
+            peer: acc.peer,
+            proto: if self.tls.is_some() {
+                format!("{}+tls", acc.proto)
+            } else {
+                acc.proto.to_string()
+            },
+        }))
+    }
+
+    /// Runs until shutdown (or, without `-k` and in stdio mode, until the one
+    /// client leaves).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let local = self.listener.local_addr();
+        if !self.keep_open && matches!(self.service, Service::Stdio) {
+            return self.run_single(&local, shutdown).await;
+        }
+        let server = Arc::new(self);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(server.limits.max_conns));
+        let hub = Hub::new(server.limits.max_queue);
+        let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
+        if matches!(server.service, Service::Stdio) {
+            tracker.spawn(stdout_writer(stdout_rx, cancel.clone()));
+            if server.relay.send {
+                // stdin is read on a blocking thread that may never return;
+                // it is not tracked so shutdown does not wait for it.
+                tokio::spawn(stdin_to_hub(hub.clone(), server.relay.clone()));
+            }
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let acc = tokio::select! {
+                _ = &mut shutdown => break,
+                r = server.listener.accept(&local) => r,
+            };
+            let acc = match acc {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::info!(
+                    "refused {}: {} connections already (-m/--max-conns)",
+                    acc.peer,
+                    server.limits.max_conns
+                );
+                continue;
+            };
+            let server = server.clone();
+            let cancel = cancel.clone();
+            let hub = hub.clone();
+            let stdout_tx = stdout_tx.clone();
+            tracker.spawn(async move {
+                let _permit = permit;
+                let peer = acc.peer.clone();
+                let conn = match server.admit(acc).await {
+                    Ok(Admitted::Yes(c)) => c,
+                    _ => return,
+                };
+                let activity = Activity::new();
+                let work = server.serve_one(conn, &hub, stdout_tx, &activity);
+                let idle = async {
+                    match server.relay.idle {
+                        Some(d) => activity.idle_for(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = work => match r {
+                        Ok(()) => tracing::info!("{peer} disconnected"),
+                        Err(e) => tracing::info!("{peer} disconnected: {}", crate::error::describe_io(&e)),
+                    },
+                    _ = idle => tracing::info!("{peer} closed: idle timeout"),
+                    _ = cancel.cancelled() => {}
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+        tracker.close();
+        if tokio::time::timeout(server.limits.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        Ok(())
+    }
+
+    async fn run_single(&self, local: &str, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let conn = loop {
+            let acc = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                r = self.listener.accept(local) => r.map_err(|e| Error::io("cannot accept", e))?,
+            };
+            if let Admitted::Yes(conn) = self.admit(acc).await? {
+                break conn;
+            }
+        };
+        let peer = conn.peer.clone();
+        let stats = tokio::select! {
+            r = relay::run(conn, &self.relay) => r?,
+            _ = &mut shutdown => return Ok(()),
+        };
+        tracing::info!(
+            "{peer} disconnected: {} bytes sent, {} bytes received",
+            stats.sent,
+            stats.received
+        );
+        Ok(())
+    }
+
+    async fn serve_one(
+        &self,
+        conn: Conn,
+        hub: &Arc<Hub>,
+        stdout: mpsc::Sender<Bytes>,
+        activity: &Activity,
+    ) -> io::Result<()> {
+        match &self.service {
+            Service::Greet => {
+                greet::serve(
+                    conn,
+                    self.limits.flush_partial,
+                    self.limits.max_line,
+                    activity,
+                )
+                .await
+            }
+            Service::Echo => echo::serve(conn, activity).await,
+            Service::Exec(spec) => exec::serve(conn, spec, activity).await,
+            Service::Stdio => {
+                let relay = &self.relay;
+                member(conn, hub, activity, |_, data| {
+                    let stdout = stdout.clone();
+                    async move {
+                        if let Some(h) = &relay.hexdump {
+                            h.record(Direction::Received, &data);
+                        }
+                        if relay.recv {
+                            // Waiting here is flow control: stdout sets the pace.
+                            let _ = stdout.send(data).await;
+                        }
+                    }
+                })
+                .await
+            }
+            Service::Broker => {
+                member(conn, hub, activity, |me, data| {
+                    hub.send_all(Some(me), data);
+                    std::future::ready(())
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// A hub member: its queue drains to the socket while its bytes go to `sink`
+/// (called with the member's own id).
+async fn member<F, Fut>(conn: Conn, hub: &Arc<Hub>, activity: &Activity, sink: F) -> io::Result<()>
+where
+    F: Fn(u64, Bytes) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut membership = hub.join(&conn.peer);
+    let id = membership.id;
+    let (mut rd, mut wr) = conn.split();
+    let read = async {
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            match rd.read(&mut buf).await? {
+                Chunk::Data(n) => {
+                    activity.touch();
+                    sink(id, Bytes::copy_from_slice(&buf[..n])).await;
+                }
+                Chunk::Eof => return Ok::<_, io::Error>(()),
+            }
+        }
+    };
+    let write = async {
+        while let Some(batch) = membership.next_batch(BUF_SIZE).await {
+            wr.write(&batch).await?;
+            membership.written(batch.len());
+            activity.touch();
+        }
+        if membership.was_dropped() {
+            return Err(io::Error::other("too slow: output queue full"));
+        }
+        Ok(())
+    };
+    tokio::select! {
+        r = read => r,
+        r = write => r,
+    }
+}
+
+async fn stdout_writer(mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) {
+    let mut stdout = tokio::io::stdout();
+    let mut broken = false;
+    loop {
+        let data = tokio::select! {
+            d = rx.recv() => match d { Some(d) => d, None => return },
+            _ = cancel.cancelled() => return,
+        };
+        if broken {
+            continue;
+        }
+        let res = async {
+            stdout.write_all(&data).await?;
+            stdout.flush().await
+        };
+        if let Err(e) = res.await {
+            tracing::info!("stdout closed ({e}); client output is discarded from now on");
+            broken = true;
+        }
+    }
+}
+
+async fn stdin_to_hub(hub: Arc<Hub>, relay: RelayOpts) {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut crlf = Crlf::default();
+    loop {
+        let n = match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let data = if relay.crlf {
+            crlf.convert(&buf[..n])
+        } else {
+            buf[..n].to_vec()
+        };
+        if let Some(h) = &relay.hexdump {
+            h.record(Direction::Sent, &data);
+        }
+        if hub.is_empty() {
+            tracing::info!("no client connected; {} bytes of stdin dropped", data.len());
+        }
+        hub.send_all(None, Bytes::from(data));
+    }
+}

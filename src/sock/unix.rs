@@ -1,0 +1,143 @@
+//! Unix-domain sockets: paths and abstract names, stale-path cleanup, autobind.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::endpoint::{UnixKind, UnixName};
+use crate::error::{Error, Result};
+
+fn sock_type(kind: UnixKind) -> Type {
+    match kind {
+        UnixKind::Stream => Type::STREAM,
+        UnixKind::Datagram => Type::DGRAM,
+        UnixKind::SeqPacket => Type::SEQPACKET,
+    }
+}
+
+/// The socket2 address for a path or an abstract name.
+pub fn unix_sockaddr(name: &UnixName) -> Result<SockAddr> {
+    let res = match name {
+        UnixName::Path(p) => SockAddr::unix(p),
+        UnixName::Abstract(n) => {
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(n);
+            SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
+        }
+    };
+    res.map_err(|e| Error::io(format!("invalid unix address {name}"), e))
+}
+
+fn new_socket(kind: UnixKind) -> io::Result<Socket> {
+    Socket::new(Domain::UNIX, sock_type(kind).cloexec(), None)
+}
+
+/// Connects a Unix socket of `kind` to `name`. Datagram sockets are first bound
+/// to an automatic abstract address so the peer can reply.
+pub fn connect_unix(kind: UnixKind, name: &UnixName) -> Result<Socket> {
+    let what = || format!("cannot connect to {name}");
+    let addr = unix_sockaddr(name)?;
+    let sock = new_socket(kind).map_err(|e| Error::io(what(), e))?;
+    if kind == UnixKind::Datagram {
+        autobind(&sock).map_err(|e| Error::io("cannot bind a reply address", e))?;
+    }
+    sock.connect(&addr).map_err(|e| Error::io(what(), e))?;
+    Ok(sock)
+}
+
+/// Linux autobind: binding with only the address family picks a unique abstract name.
+fn autobind(sock: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr_un is valid; the length covers only sun_family,
+    // which is what asks the kernel to autobind.
+    let rc = unsafe {
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes a listener's socket file when dropped.
+#[derive(Debug)]
+pub struct UnixPathGuard(PathBuf);
+
+impl Drop for UnixPathGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A bound Unix socket plus the guard that removes its path.
+#[derive(Debug)]
+pub struct UnixBound {
+    /// The bound (and, for stream kinds, listening) socket.
+    pub socket: Socket,
+    /// Removes the socket file on drop; `None` for abstract names.
+    pub guard: Option<UnixPathGuard>,
+}
+
+/// Binds (and for stream/seqpacket, listens on) a Unix address. A leftover socket
+/// file nobody listens on is replaced; a live one is "address in use"; a file that
+/// is not a socket is never touched.
+pub fn bind_unix(kind: UnixKind, name: &UnixName, backlog: u32) -> Result<UnixBound> {
+    let what = || format!("cannot bind {name}");
+    if let UnixName::Path(path) = name {
+        clear_stale(kind, path)?;
+    }
+    let addr = unix_sockaddr(name)?;
+    let sock = new_socket(kind).map_err(|e| Error::io(what(), e))?;
+    sock.bind(&addr).map_err(|e| Error::io(what(), e))?;
+    let guard = match name {
+        UnixName::Path(p) => Some(UnixPathGuard(p.clone())),
+        UnixName::Abstract(_) => None,
+    };
+    if kind != UnixKind::Datagram {
+        sock.listen(backlog.min(i32::MAX as u32) as i32)
+            .map_err(|e| Error::io(format!("cannot listen on {name}"), e))?;
+    }
+    Ok(UnixBound {
+        socket: sock,
+        guard,
+    })
+}
+
+fn clear_stale(kind: UnixKind, path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot bind {}", path.display()), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::io(
+            format!("cannot bind {}", path.display()),
+            io::Error::from_raw_os_error(libc::EEXIST),
+        ));
+    }
+    let probe = new_socket(kind).map_err(|e| Error::io("cannot create socket", e))?;
+    let addr = SockAddr::unix(path).map_err(|e| Error::io("invalid unix path", e))?;
+    match probe.connect(&addr) {
+        Ok(()) => Err(Error::io(
+            format!("cannot bind {}", path.display()),
+            io::Error::from_raw_os_error(libc::EADDRINUSE),
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            tracing::info!("removing stale socket {}", path.display());
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(format!("cannot remove stale {}", path.display()), e))
+        }
+        // EPROTOTYPE and friends: a live socket of another type holds the path.
+        Err(e) => Err(Error::io(format!("cannot bind {}", path.display()), e)),
+    }
+}

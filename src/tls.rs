@@ -1,0 +1,320 @@
+//! TLS on rustls (ring provider): client configs (system roots, `--cacert`,
+//! `--insecure`, `--pin-sha256`) and server configs (PEM files or a self-signed
+//! certificate made at start with rcgen).
+//!
+//! Only configuration and handshakes live here; moving bytes is `relay`'s job.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::error::{Error, Result};
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_err(what: impl Into<String>, reason: impl ToString) -> Error {
+    Error::Tls {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// How a TLS client decides to trust a server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Trust only the certificates in this PEM file (instead of the system roots).
+    pub cacert: Option<PathBuf>,
+    /// Accept any certificate (still checks the handshake signature).
+    pub insecure: bool,
+    /// Name to send in SNI and to verify the certificate against.
+    pub sni: Option<String>,
+    /// Accept exactly the certificate with this SHA-256 fingerprint.
+    pub pin_sha256: Option<String>,
+}
+
+/// A ready TLS client: connector plus the name to verify.
+#[derive(Clone)]
+pub struct Client {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl Client {
+    /// Builds a client for `default_name` (the endpoint's host), overridden by `--sni`.
+    pub fn new(opts: &ClientOptions, default_name: &str) -> Result<Self> {
+        let name = opts.sni.as_deref().unwrap_or(default_name).to_string();
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| tls_err(format!("invalid TLS server name '{name}'"), e))?;
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("cannot set up TLS", e))?;
+        let mut config = if opts.insecure || opts.pin_sha256.is_some() {
+            let pin = match &opts.pin_sha256 {
+                Some(text) => Some(parse_fingerprint(text)?),
+                None => None,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified {
+                    pin,
+                    provider: provider(),
+                }))
+                .with_no_client_auth()
+        } else {
+            builder
+                .with_root_certificates(roots(opts.cacert.as_deref())?)
+                .with_no_client_auth()
+        };
+        config.alpn_protocols.clear();
+        Ok(Client {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+
+    /// Runs the handshake over `io`.
+    pub async fn connect<S>(&self, io: S) -> Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = self.server_name.to_str().into_owned();
+        self.connector
+            .connect(self.server_name.clone(), io)
+            .await
+            .map_err(|e| handshake_error(format!("TLS handshake with {name} failed"), e))
+    }
+}
+
+fn handshake_error(what: String, e: std::io::Error) -> Error {
+    let reason = match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => crate::error::describe_io(&e),
+    };
+    tls_err(what, reason)
+}
+
+fn roots(cacert: Option<&Path>) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    if let Some(path) = cacert {
+        for cert in read_certs(path)? {
+            store
+                .add(cert)
+                .map_err(|e| tls_err(format!("bad CA certificate in {}", path.display()), e))?;
+        }
+        return Ok(store);
+    }
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = store.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::debug!("no system CA certificates found, using the bundled webpki roots");
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    Ok(store)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if certs.is_empty() {
+        return Err(tls_err(
+            format!("cannot use {}", path.display()),
+            "no PEM certificate in the file",
+        ));
+    }
+    Ok(certs)
+}
+
+/// SHA-256 fingerprint of a DER certificate: upper-case hex pairs joined by colons.
+pub fn fingerprint(cert: &[u8]) -> String {
+    let digest = Sha256::digest(cert);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses a fingerprint with or without colons, any case.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    let bad = || {
+        Error::Usage(format!(
+            "invalid --pin-sha256 '{text}': expected 64 hex digits (colons allowed)"
+        ))
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Accepts a certificate without a chain to a root: any (`--insecure`) or exactly the
+/// pinned one. Handshake signatures are still verified, so the peer must hold the key.
+#[derive(Debug)]
+struct Unverified {
+    pin: Option<[u8; 32]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self.pin {
+            Some(pin) if Sha256::digest(end_entity.as_ref()).as_slice() != pin => {
+                Err(rustls::Error::General(format!(
+                    "certificate fingerprint {} does not match the pinned one",
+                    fingerprint(end_entity.as_ref())
+                )))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Where a TLS server's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum ServerIdentity {
+    /// PEM certificate chain and private key files.
+    Files {
+        /// Certificate chain (leaf first).
+        cert: PathBuf,
+        /// Private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+    /// A fresh self-signed certificate for these names.
+    SelfSigned(Vec<String>),
+}
+
+/// A ready TLS server: acceptor plus the leaf certificate's fingerprint.
+#[derive(Clone)]
+pub struct Server {
+    acceptor: TlsAcceptor,
+    /// SHA-256 fingerprint of the leaf certificate.
+    pub fingerprint: String,
+}
+
+impl Server {
+    /// Loads or generates the identity and builds the server config.
+    pub fn new(identity: &ServerIdentity) -> Result<Self> {
+        let (certs, key) = match identity {
+            ServerIdentity::Files { cert, key } => (read_certs(cert)?, read_key(key)?),
+            ServerIdentity::SelfSigned(names) => {
+                let ck = rcgen::generate_simple_self_signed(names.clone())
+                    .map_err(|e| tls_err("cannot generate a self-signed certificate", e))?;
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+                (vec![ck.cert.der().clone()], key)
+            }
+        };
+        let fingerprint = fingerprint(certs[0].as_ref());
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("cannot set up TLS", e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| tls_err("cannot use the TLS certificate and key", e))?;
+        Ok(Server {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            fingerprint,
+        })
+    }
+
+    /// Runs the server side of the handshake over `io`.
+    pub async fn accept<S>(&self, io: S) -> Result<tokio_rustls::server::TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.acceptor
+            .accept(io)
+            .await
+            .map_err(|e| handshake_error("TLS handshake with client failed".into(), e))
+    }
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+        .ok_or_else(|| {
+            tls_err(
+                format!("cannot use {}", path.display()),
+                "no PEM private key in the file",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_round_trips() {
+        let fp = fingerprint(b"certificate bytes");
+        assert_eq!(fp.len(), 64 + 31);
+        assert_eq!(
+            parse_fingerprint(&fp).unwrap().as_slice(),
+            Sha256::digest(b"certificate bytes").as_slice()
+        );
+        let plain = fp.replace(':', "").to_lowercase();
+        assert_eq!(parse_fingerprint(&plain).unwrap(), parse_fingerprint(&fp).unwrap());
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+}
