@@ -1,0 +1,17 @@
+//! Integration tests: the real `sockit` binary against real sockets and peers.
+
+mod util;
+
+mod smoke {
+    use crate::util::*;
+
+    #[test]
+    fn tcp_round_trip_and_exit_code() {
+        let (l, addr) = listen(&["127.0.0.1:0"]);
+        let out = run(&["connect", &addr], b"ping\n");
+        assert!(out.status.success());
+        l.wait_stdout(b"ping\n");
+        let (st, _, _) = l.wait_exit();
+        assert!(st.success());
+    }
+}
