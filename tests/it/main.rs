@@ -2,6 +2,13 @@
 
 mod util;
 
+mod endpoints;
+mod errors;
+mod interop;
+mod limits;
+mod services;
+mod tls;
+
 mod smoke {
     use crate::util::*;
 
