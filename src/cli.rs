@@ -16,7 +16,7 @@ use crate::tls;
     name = "sockit",
     version,
     about = "A socket toolkit: netcat-style connect and listen over TCP, UDP, Unix and TLS",
-    after_help = crate::cmd::TOP_HELP,
+    after_help = crate::cmd::top_help(),
     propagate_version = true
 )]
 pub struct Cli {

@@ -216,7 +216,8 @@ pub fn fmt_duration(d: Duration) -> String {
 
 /// Exit-code table for `--help`.
 pub fn exit_code_help() -> String {
-    let mut s = String::from("Exit status:\n  0  success\n");
+    let mut s =
+        String::from("Exit status:\n  0  success (also when stdout closes early, e.g. | head)\n");
     for c in Class::ALL {
         s.push_str(&format!("  {}  {}\n", c.exit_code(), c.describe()));
     }

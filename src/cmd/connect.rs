@@ -22,7 +22,9 @@ Examples:
   sockit connect unix-seqpacket:/run/app.sock   Unix seqpacket, message boundaries kept
   sockit connect --tls --pin-sha256 AB:CD:.. localhost:8443
   sockit connect -x - example.com:80            hex dump both directions to stderr
-  sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first";
+  sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first
+
+Exit status: see 'sockit --help'.";
 
 /// Flags for `sockit connect`.
 #[derive(Debug, ClapArgs)]

@@ -12,8 +12,10 @@ use clap::Subcommand;
 use crate::error::{Error, Result};
 use crate::relay::hexdump::HexDump;
 
-/// Shown under `sockit --help`.
-pub const TOP_HELP: &str = "\
+/// Shown under `sockit --help`: examples, endpoint forms, exit codes.
+pub fn top_help() -> String {
+    format!(
+        "\
 Examples:
   sockit connect example.com:80             talk to a TCP port (like nc host port)
   sockit listen -k :8000                    serve many clients, stdin goes to all
@@ -25,16 +27,10 @@ Examples:
 Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
            unix:/PATH, unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT
 
-Exit status:
-  0  success (also when stdout is closed early, e.g. piped into head)
-  1  I/O error while transferring, or another runtime failure
-  2  usage error: bad flag or malformed endpoint
-  3  host name could not be resolved
-  4  connection refused or network unreachable
-  5  timed out (connect -w, idle -i)
-  6  address already in use
-  7  permission denied
-  8  TLS handshake or certificate verification failed";
+{}",
+        crate::error::exit_code_help()
+    )
+}
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
