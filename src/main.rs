@@ -69,12 +69,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(sockit::cmd::run(cli.command));
-    let code = match result {
-        Ok(()) => 0,
+    let exit_code_of = cli.command.error_exit_code();
+    let code = match runtime.block_on(cli.command.run()) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("sockit: error: {e}");
-            e.class().exit_code()
+            exit_code_of(&e)
         }
     };
     let _ = std::io::stdout().flush();

@@ -43,11 +43,22 @@ pub enum Command {
     Listen(listen::Args),
 }
 
-/// Runs the chosen subcommand.
-pub async fn run(cmd: Command) -> Result<()> {
-    match cmd {
-        Command::Connect(args) => connect::run(args).await,
-        Command::Listen(args) => listen::run(args).await,
+impl Command {
+    /// Runs the chosen subcommand; `Ok` carries the exit status (0 unless the
+    /// subcommand has a "finished, but no" outcome of its own).
+    pub async fn run(self) -> Result<u8> {
+        match self {
+            Command::Connect(args) => connect::run(args).await.map(|()| 0),
+            Command::Listen(args) => listen::run(args).await.map(|()| 0),
+        }
+    }
+
+    /// How this subcommand turns an error into an exit status. Most use the
+    /// error's class; one with a conventional numbering of its own maps it here.
+    pub fn error_exit_code(&self) -> fn(&Error) -> u8 {
+        match self {
+            Command::Connect(_) | Command::Listen(_) => |e| e.class().exit_code(),
+        }
     }
 }
 
