@@ -9,7 +9,7 @@ use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServ
 use crate::endpoint::{resolve_bind, Endpoint, Transport, UnixKind};
 use crate::error::{Error, Result};
 use crate::serve::dgram::{self, DgramOpts, DgramService};
-use crate::serve::{Acl, ExecSpec, Limits, Listener, Server, Service};
+use crate::serve::{Acl, ExecSpec, Gate, Limits, Listener, Server, Service};
 use crate::sock::{self, bind_unix, fmt_sockaddr, PacketListener, PacketSock};
 use crate::tls;
 
@@ -157,7 +157,6 @@ pub async fn run(args: Args) -> Result<()> {
         max_line: args.max_line as usize,
         flush_partial: args.flush_partial,
         max_queue: args.max_queue as usize,
-        handshake_timeout: args.handshake_timeout,
         ..Limits::default()
     };
 
@@ -215,8 +214,11 @@ pub async fn run(args: Args) -> Result<()> {
     let server = Server {
         listener,
         service,
-        tls,
-        acl,
+        gate: Gate {
+            tls,
+            acl,
+            handshake_timeout: args.handshake_timeout,
+        },
         limits,
         keep_open,
         relay,

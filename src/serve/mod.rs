@@ -62,8 +62,6 @@ pub struct Limits {
     pub flush_partial: Duration,
     /// Broker and `-k`: bytes queued per client before it is dropped as too slow.
     pub max_queue: usize,
-    /// Longest a TLS handshake may take.
-    pub handshake_timeout: Duration,
     /// How long to let connections finish after Ctrl-C / SIGTERM.
     pub drain_timeout: Duration,
 }
@@ -75,7 +73,6 @@ impl Default for Limits {
             max_line: 64 * 1024,
             flush_partial: Duration::from_millis(250),
             max_queue: 1 << 20,
-            handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(2),
         }
     }
@@ -92,12 +89,19 @@ pub enum Listener {
 }
 
 /// A fresh connection before the access check and TLS.
-struct Accepted {
+pub struct Accepted {
     link: Link,
     peer: String,
     peer_ip: Option<IpAddr>,
     local: String,
     proto: &'static str,
+}
+
+impl Accepted {
+    /// The peer's address, formatted.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
 }
 
 impl Listener {
@@ -122,7 +126,8 @@ impl Listener {
         }
     }
 
-    async fn accept(&self, local: &str) -> io::Result<Accepted> {
+    /// Accepts one connection; `local` is this listener's formatted address.
+    pub async fn accept(&self, local: &str) -> io::Result<Accepted> {
         Ok(match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
@@ -172,10 +177,8 @@ pub struct Server {
     pub listener: Listener,
     /// What each connection gets.
     pub service: Service,
-    /// TLS, if serving it.
-    pub tls: Option<tls::Server>,
-    /// Who may connect.
-    pub acl: Acl,
+    /// Access list and TLS.
+    pub gate: Gate,
     /// Caps.
     pub limits: Limits,
     /// Serve clients concurrently and keep going (`-k`).
@@ -184,24 +187,31 @@ pub struct Server {
     pub relay: RelayOpts,
 }
 
-enum Admitted {
-    Yes(Conn),
-    Refused,
+/// Admission of fresh connections: the access list first (before any byte is
+/// read), then the TLS handshake under a time limit.
+#[derive(Clone)]
+pub struct Gate {
+    /// TLS, if serving it.
+    pub tls: Option<tls::Server>,
+    /// Who may connect.
+    pub acl: Acl,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
 }
 
-impl Server {
-    async fn admit(&self, acc: Accepted) -> Result<Admitted> {
+impl Gate {
+    /// The connection, ready for a service, or `None` if it was refused (logged).
+    pub async fn admit(&self, acc: Accepted) -> Option<Conn> {
         if let Some(ip) = acc.peer_ip {
             if !self.acl.permits(ip) {
                 tracing::info!("refused {} (access list)", acc.peer);
-                return Ok(Admitted::Refused);
+                return None;
             }
         }
         tracing::info!("connection from {} on {}", acc.peer, acc.local);
         let link = match (&self.tls, acc.link) {
             (None, link) => link,
             (Some(tls), link) => {
-                let t = self.limits.handshake_timeout;
                 let hs = async {
                     Ok::<_, Error>(match link {
                         Link::Tcp(s) => {
@@ -211,20 +221,20 @@ impl Server {
                         _ => return Err(Error::Usage("TLS needs a stream endpoint".into())),
                     })
                 };
-                match tokio::time::timeout(t, hs).await {
+                match tokio::time::timeout(self.handshake_timeout, hs).await {
                     Ok(Ok(link)) => link,
                     Ok(Err(e)) => {
                         tracing::info!("{}: {e}", acc.peer);
-                        return Ok(Admitted::Refused);
+                        return None;
                     }
                     Err(_) => {
                         tracing::info!("{}: TLS handshake timed out", acc.peer);
-                        return Ok(Admitted::Refused);
+                        return None;
                     }
                 }
             }
         };
-        Ok(Admitted::Yes(Conn {
+        Some(Conn {
             link,
             local: acc.local,
             peer: acc.peer,
@@ -233,9 +243,11 @@ impl Server {
             } else {
                 acc.proto.to_string()
             },
-        }))
+        })
     }
+}
 
+impl Server {
     /// Runs until shutdown (or, without `-k` and in stdio mode, until the one
     /// client leaves).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -287,9 +299,8 @@ impl Server {
             tracker.spawn(async move {
                 let _permit = permit;
                 let peer = acc.peer.clone();
-                let conn = match server.admit(acc).await {
-                    Ok(Admitted::Yes(c)) => c,
-                    _ => return,
+                let Some(conn) = server.gate.admit(acc).await else {
+                    return;
                 };
                 let activity = Activity::new();
                 let work = server.serve_one(conn, &hub, stdout_tx, &activity);
@@ -328,7 +339,7 @@ impl Server {
                 _ = &mut shutdown => return Ok(()),
                 r = self.listener.accept(local) => r.map_err(|e| Error::io("cannot accept", e))?,
             };
-            if let Admitted::Yes(conn) = self.admit(acc).await? {
+            if let Some(conn) = self.gate.admit(acc).await {
                 break conn;
             }
         };
