@@ -140,6 +140,7 @@ impl TlsClientArgs {
             insecure: self.insecure,
             sni: self.sni.clone(),
             pin_sha256: self.pin_sha256.clone(),
+            alpn: Vec::new(),
         })
     }
 }
@@ -149,7 +150,12 @@ impl TlsClientArgs {
 #[command(next_help_heading = "TLS server")]
 pub struct TlsServerArgs {
     /// PEM certificate chain for TLS.
-    #[arg(long, value_name = "PEM", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]

@@ -109,6 +109,9 @@ pub enum Error {
         /// Why it failed, e.g. the certificate error.
         reason: String,
     },
+    /// An HTTP exchange failed (`sockit http`); its kind carries a curl-style exit code.
+    #[error("{0}")]
+    Http(#[from] crate::http::Error),
 }
 
 impl Error {
@@ -128,6 +131,11 @@ impl Error {
             Error::Timeout { .. } => Class::Timeout,
             Error::Tls { .. } => Class::Tls,
             Error::Io { source, .. } => io_class(source),
+            Error::Http(e) => match e.kind {
+                crate::http::Kind::BadUrl | crate::http::Kind::UnsupportedProtocol => Class::Usage,
+                crate::http::Kind::Timeout => Class::Timeout,
+                _ => Class::Io,
+            },
         }
     }
 }

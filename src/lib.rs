@@ -11,6 +11,7 @@
 //! - [`conn`]: a connected socket of any kind, split into reader and writer halves.
 //! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
+//! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod conn;
 pub mod dial;
 pub mod endpoint;
 pub mod error;
+pub mod http;
 pub mod relay;
 pub mod serve;
 pub mod sock;

@@ -40,6 +40,8 @@ pub struct ClientOptions {
     pub sni: Option<String>,
     /// Accept exactly the certificate with this SHA-256 fingerprint.
     pub pin_sha256: Option<String>,
+    /// ALPN protocols to offer, most preferred first (empty: no ALPN extension).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// A ready TLS client: connector plus the name to verify.
@@ -75,7 +77,7 @@ impl Client {
                 .with_root_certificates(roots(opts.cacert.as_deref())?)
                 .with_no_client_auth()
         };
-        config.alpn_protocols.clear();
+        config.alpn_protocols = opts.alpn.clone();
         Ok(Client {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
@@ -258,7 +260,8 @@ impl Server {
             ServerIdentity::SelfSigned(names) => {
                 let ck = rcgen::generate_simple_self_signed(names.clone())
                     .map_err(|e| tls_err("cannot generate a self-signed certificate", e))?;
-                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+                let key =
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
                 (vec![ck.cert.der().clone()], key)
             }
         };
@@ -313,7 +316,10 @@ mod tests {
             Sha256::digest(b"certificate bytes").as_slice()
         );
         let plain = fp.replace(':', "").to_lowercase();
-        assert_eq!(parse_fingerprint(&plain).unwrap(), parse_fingerprint(&fp).unwrap());
+        assert_eq!(
+            parse_fingerprint(&plain).unwrap(),
+            parse_fingerprint(&fp).unwrap()
+        );
         assert!(parse_fingerprint("abcd").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
     }

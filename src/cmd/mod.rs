@@ -1,6 +1,7 @@
 //! Subcommands: one file each, same shape (an `Args` struct and `run`).
 
 pub mod connect;
+pub mod http;
 pub mod listen;
 
 use std::io::Write;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Listen on an endpoint and serve clients (the tutorial's server; nc -l).
     #[command(after_help = listen::HELP)]
     Listen(listen::Args),
+    /// HTTP/1.1 client on sockit's own sockets (like curl): GET, POST, redirects, TLS.
+    #[command(after_help = http::HELP)]
+    Http(http::Args),
 }
 
 impl Command {
@@ -50,6 +54,7 @@ impl Command {
         match self {
             Command::Connect(args) => connect::run(args).await.map(|()| 0),
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
+            Command::Http(args) => http::run(args).await,
         }
     }
 
@@ -57,6 +62,7 @@ impl Command {
     /// error's class; one with a conventional numbering of its own maps it here.
     pub fn error_exit_code(&self) -> fn(&Error) -> u8 {
         match self {
+            Command::Http(_) => http::exit_code,
             Command::Connect(_) | Command::Listen(_) => |e| e.class().exit_code(),
         }
     }

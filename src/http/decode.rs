@@ -1,0 +1,269 @@
+//! Content and transfer decoding (gzip, deflate) while the body streams.
+//!
+//! Bytes are pushed through one decoder per coding, last applied first, in small
+//! pieces so that a highly compressed body never expands into more than a few
+//! MiB of memory at once. Decoding errors and output errors stay apart so the
+//! caller can tell "corrupt gzip" from "disk full". Does no I/O of its own.
+
+use std::io::{self, Write};
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+/// Input is fed to a decoder this many bytes at a time (deflate expands at most
+/// about 1032:1, so each step produces at most a few MiB).
+const PIECE: usize = 4096;
+
+/// A coding this client can remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// `gzip`, `x-gzip`.
+    Gzip,
+    /// `deflate` (zlib-wrapped, or raw deflate from servers that get it wrong).
+    Deflate,
+    /// `identity`: nothing to do.
+    Identity,
+}
+
+/// The coding for a `Content-Encoding` or `Transfer-Encoding` token.
+pub fn coding(name: &str) -> Option<Coding> {
+    match name.to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" => Some(Coding::Gzip),
+        "deflate" => Some(Coding::Deflate),
+        "identity" => Some(Coding::Identity),
+        _ => None,
+    }
+}
+
+/// Why decoding stopped.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The encoded data is corrupt or incomplete.
+    Corrupt(String),
+    /// The output callback failed.
+    Output(io::Error),
+}
+
+enum Layer {
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
+    Inflate(Box<Inflate>),
+}
+
+/// Decodes a stack of codings.
+pub struct Decoder {
+    /// Outermost (last applied) first.
+    layers: Vec<Layer>,
+}
+
+impl Decoder {
+    /// A decoder for `codings` in the order the server applied them. `Ok(None)` when
+    /// there is nothing to decode; `Err(name)` for a coding it cannot remove.
+    pub fn new<S: AsRef<str>>(codings: &[S]) -> Result<Option<Decoder>, String> {
+        let mut layers = Vec::new();
+        for c in codings.iter().rev() {
+            match coding(c.as_ref()) {
+                Some(Coding::Gzip) => layers.push(Layer::Gzip(Box::new(
+                    flate2::write::GzDecoder::new(Vec::new()),
+                ))),
+                Some(Coding::Deflate) => layers.push(Layer::Inflate(Box::default())),
+                Some(Coding::Identity) => {}
+                None => return Err(c.as_ref().to_string()),
+            }
+        }
+        Ok((!layers.is_empty()).then_some(Decoder { layers }))
+    }
+
+    /// Decodes `data`, handing decoded bytes to `out`.
+    pub fn write(
+        &mut self,
+        data: &[u8],
+        out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), DecodeError> {
+        push(&mut self.layers, data, out)
+    }
+
+    /// Ends the stream: fails if any layer's data was incomplete.
+    pub fn finish(
+        &mut self,
+        out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), DecodeError> {
+        let n = self.layers.len();
+        for i in 0..n {
+            let (head, rest) = self.layers[i..].split_at_mut(1);
+            let produced = match &mut head[0] {
+                Layer::Gzip(g) => {
+                    g.try_finish().map_err(|e| corrupt("gzip", &e))?;
+                    std::mem::take(g.get_mut())
+                }
+                Layer::Inflate(f) => {
+                    if !f.ended {
+                        return Err(DecodeError::Corrupt("deflate data ends early".into()));
+                    }
+                    Vec::new()
+                }
+            };
+            push(rest, &produced, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str, e: &io::Error) -> DecodeError {
+    DecodeError::Corrupt(format!("bad {what} data: {e}"))
+}
+
+fn push(
+    layers: &mut [Layer],
+    data: &[u8],
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(), DecodeError> {
+    let Some((first, rest)) = layers.split_first_mut() else {
+        return if data.is_empty() {
+            Ok(())
+        } else {
+            out(data).map_err(DecodeError::Output)
+        };
+    };
+    for piece in data.chunks(PIECE) {
+        let mut produced = match first {
+            Layer::Gzip(g) => {
+                let mut left = piece;
+                while !left.is_empty() {
+                    let n = g.write(left).map_err(|e| corrupt("gzip", &e))?;
+                    if n == 0 {
+                        return Err(DecodeError::Corrupt(
+                            "data after the end of the gzip stream".into(),
+                        ));
+                    }
+                    left = &left[n..];
+                }
+                std::mem::take(g.get_mut())
+            }
+            Layer::Inflate(f) => f.feed(piece)?,
+        };
+        push(rest, &produced, out)?;
+        produced.clear();
+        match first {
+            Layer::Gzip(g) => *g.get_mut() = produced,
+            Layer::Inflate(f) => f.out = produced,
+        }
+    }
+    Ok(())
+}
+
+/// `deflate`: zlib format per RFC 9110, or raw deflate, told apart by the first two bytes.
+#[derive(Default)]
+struct Inflate {
+    d: Option<Decompress>,
+    sniff: Vec<u8>,
+    out: Vec<u8>,
+    ended: bool,
+}
+
+impl Inflate {
+    fn feed(&mut self, piece: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        let mut out = std::mem::take(&mut self.out);
+        let owned;
+        let mut input = piece;
+        if self.d.is_none() {
+            self.sniff.extend_from_slice(piece);
+            if self.sniff.len() < 2 {
+                return Ok(out);
+            }
+            let (a, b) = (self.sniff[0], self.sniff[1]);
+            let zlib = a & 0x0f == 8 && (u16::from(a) << 8 | u16::from(b)) % 31 == 0;
+            self.d = Some(Decompress::new(zlib));
+            owned = std::mem::take(&mut self.sniff);
+            input = &owned;
+        }
+        let Some(d) = self.d.as_mut() else {
+            return Ok(out);
+        };
+        while !input.is_empty() {
+            if self.ended {
+                return Err(DecodeError::Corrupt(
+                    "data after the end of the deflate stream".into(),
+                ));
+            }
+            if out.capacity() - out.len() < PIECE * 4 {
+                out.reserve(PIECE * 16);
+            }
+            let before = d.total_in();
+            let status = d
+                .decompress_vec(input, &mut out, FlushDecompress::None)
+                .map_err(|e| DecodeError::Corrupt(format!("bad deflate data: {e}")))?;
+            let used = (d.total_in() - before) as usize;
+            input = &input[used..];
+            match status {
+                Status::StreamEnd => self.ended = true,
+                Status::Ok | Status::BufError => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::Compression;
+
+    fn run(codings: &[&str], data: &[u8], split: usize) -> Result<Vec<u8>, DecodeError> {
+        let mut d = Decoder::new(codings).unwrap().unwrap();
+        let mut got = Vec::new();
+        let mut out = |b: &[u8]| {
+            got.extend_from_slice(b);
+            Ok(())
+        };
+        for piece in data.chunks(split.max(1)) {
+            d.write(piece, &mut out)?;
+        }
+        d.finish(&mut out)?;
+        Ok(got)
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips() {
+        let text: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for split in [1, 7, 4096, 1 << 20] {
+            assert_eq!(run(&["gzip"], &gz(&text), split).unwrap(), text);
+            let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+            z.write_all(&text).unwrap();
+            assert_eq!(
+                run(&["deflate"], &z.finish().unwrap(), split).unwrap(),
+                text
+            );
+            let mut r = DeflateEncoder::new(Vec::new(), Compression::default());
+            r.write_all(&text).unwrap();
+            assert_eq!(
+                run(&["deflate"], &r.finish().unwrap(), split).unwrap(),
+                text
+            );
+            assert_eq!(
+                run(&["gzip", "gzip"], &gz(&gz(&text)), split).unwrap(),
+                text
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_and_corrupt() {
+        let data = gz(b"hello hello hello hello");
+        assert!(run(&["gzip"], &data[..data.len() - 3], 5).is_err());
+        assert!(run(&["gzip"], b"not gzip at all", 5).is_err());
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
+        z.write_all(b"hello hello hello").unwrap();
+        let z = z.finish().unwrap();
+        assert!(run(&["deflate"], &z[..z.len() - 4], 3).is_err());
+        assert!(Decoder::new(&["br"]).is_err());
+        assert!(Decoder::new(&["identity"]).unwrap().is_none());
+    }
+}

@@ -1,0 +1,275 @@
+//! One request and its response over a [`Connection`]: write the request, feed
+//! what arrives to the [`ResponseParser`], hand body bytes to the caller, and say
+//! whether the connection may be reused.
+//!
+//! Owns the read buffer discipline (bounded: the parser fails before a head can
+//! outgrow `max_header_bytes`), TLS close_notify handling at EOF, and spotting a
+//! reused connection the server had already closed. It never decides what to do
+//! with a response; `cmd::http` does.
+
+use std::io;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::parse::{Event, Head, Header, Limits, Response, ResponseParser};
+use super::pool::Connection;
+use super::{Error as HttpError, Kind};
+use crate::error::{Error, Result};
+
+/// Initial read buffer size; large reads keep system calls few on big bodies.
+pub const READ_BUFFER: usize = 256 * 1024;
+
+/// Bytes read from a connection and not yet consumed by the parser.
+pub struct Buffer {
+    data: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer {
+            data: vec![0; READ_BUFFER],
+            pos: 0,
+            end: 0,
+        }
+    }
+}
+
+impl Buffer {
+    fn clear(&mut self) {
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.data[self.pos..self.end]
+    }
+
+    /// Makes room at the end: reuse the start, else grow. The parser bounds how
+    /// much unconsumed data can pile up, so growth is bounded too.
+    fn make_room(&mut self) {
+        if self.pos == self.end {
+            self.clear();
+        } else if self.end == self.data.len() {
+            if self.pos > 0 {
+                self.data.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            } else {
+                let n = self.data.len() * 2;
+                self.data.resize(n, 0);
+            }
+        }
+    }
+}
+
+/// What reading from the connection produced.
+enum Read {
+    Data,
+    /// EOF; `clean` is false for TLS without close_notify.
+    Eof {
+        clean: bool,
+    },
+}
+
+/// The outcome of the response head.
+pub enum Started {
+    /// The final response's head.
+    Response(Box<Response>),
+    /// A reused connection turned out to be closed by the server before anything
+    /// came back: the request may be sent again on a new connection.
+    Stale,
+}
+
+/// One request/response exchange in progress.
+pub struct Exchange<'a> {
+    conn: &'a mut Connection,
+    buf: &'a mut Buffer,
+    parser: ResponseParser,
+    /// When the first byte of the response arrived.
+    pub first_byte: Option<Instant>,
+    /// Trailer fields, once the body is complete.
+    pub trailers: Vec<Header>,
+}
+
+fn recv_error(peer: &str, e: &io::Error) -> Error {
+    HttpError::new(
+        Kind::Recv,
+        format!("failed receiving the response from {peer}"),
+        crate::error::describe_io(e),
+    )
+    .into()
+}
+
+fn is_stale(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+impl<'a> Exchange<'a> {
+    /// Writes the request (`head` then `body`). A write failure on a reused
+    /// connection is reported as `Ok(None)` (stale), so the caller can retry.
+    pub async fn send(
+        conn: &'a mut Connection,
+        buf: &'a mut Buffer,
+        head: &[u8],
+        body: Option<&[u8]>,
+        head_request: bool,
+        limits: Limits,
+    ) -> Result<Option<Exchange<'a>>> {
+        buf.clear();
+        let reused = conn.uses > 0;
+        conn.uses += 1;
+        let r = async {
+            match body {
+                Some(b) if b.len() <= 64 * 1024 => {
+                    // One write, so a small request is one segment.
+                    let mut all = Vec::with_capacity(head.len() + b.len());
+                    all.extend_from_slice(head);
+                    all.extend_from_slice(b);
+                    conn.stream.write_all(&all).await?;
+                }
+                Some(b) => {
+                    conn.stream.write_all(head).await?;
+                    conn.stream.write_all(b).await?;
+                }
+                None => conn.stream.write_all(head).await?,
+            }
+            conn.stream.flush().await
+        }
+        .await;
+        match r {
+            Ok(()) => {}
+            Err(e) if reused && is_stale(&e) => return Ok(None),
+            Err(e) => {
+                return Err(HttpError::new(
+                    Kind::Send,
+                    format!("failed sending the request to {}", conn.peer),
+                    crate::error::describe_io(&e),
+                )
+                .into())
+            }
+        }
+        Ok(Some(Exchange {
+            conn,
+            buf,
+            parser: ResponseParser::new(head_request, limits),
+            first_byte: None,
+            trailers: Vec::new(),
+        }))
+    }
+
+    async fn fill(&mut self) -> Result<Read> {
+        self.buf.make_room();
+        let end = self.buf.end;
+        match self.conn.stream.read(&mut self.buf.data[end..]).await {
+            Ok(0) => Ok(Read::Eof { clean: true }),
+            Ok(n) => {
+                self.buf.end += n;
+                if self.first_byte.is_none() {
+                    self.first_byte = Some(Instant::now());
+                }
+                Ok(Read::Data)
+            }
+            Err(e) if self.conn.tls && e.kind() == io::ErrorKind::UnexpectedEof => {
+                Ok(Read::Eof { clean: false })
+            }
+            Err(e) => Err(e).map_err(|e| recv_error(&self.conn.peer, &e)),
+        }
+    }
+
+    fn parse_error(&self, e: &super::parse::ParseError) -> Error {
+        HttpError::from_parse(e, &self.conn.peer).into()
+    }
+
+    /// Reads up to the final response's head; interim (1xx) heads go to `on_interim`.
+    pub async fn start(&mut self, on_interim: &mut dyn FnMut(&Head)) -> Result<Started> {
+        let reused = self.conn.uses > 1;
+        loop {
+            let parsed = self
+                .parser
+                .parse(&self.buf.data[self.buf.pos..self.buf.end]);
+            let (n, ev) = match parsed {
+                Ok(x) => x,
+                Err(e) => return Err(self.parse_error(&e)),
+            };
+            self.buf.pos += n;
+            match ev {
+                Some(Event::Interim(head)) => on_interim(&head),
+                Some(Event::Final(resp)) => return Ok(Started::Response(resp)),
+                Some(_) => {
+                    return Err(
+                        HttpError::new(Kind::Malformed, "unexpected parser event", "").into(),
+                    )
+                }
+                None => {
+                    let nothing_yet = self.parser.offset() == 0 && self.buf.pos == self.buf.end;
+                    match self.fill().await {
+                        Ok(Read::Data) => {}
+                        Ok(Read::Eof { .. }) if reused && nothing_yet => return Ok(Started::Stale),
+                        Err(_) if reused && nothing_yet => return Ok(Started::Stale),
+                        Err(e) => return Err(e),
+                        Ok(Read::Eof { clean }) => {
+                            let pending = self.buf.pending().to_vec();
+                            return match self.parser.finish(clean, &pending) {
+                                Err(e) => Err(self.parse_error(&e)),
+                                Ok(_) => Err(HttpError::new(
+                                    Kind::Malformed,
+                                    "response ended inside the head",
+                                    "",
+                                )
+                                .into()),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the body to its end, handing each piece to `on_data`. Returns whether
+    /// the connection may carry another request.
+    pub async fn body(&mut self, on_data: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        loop {
+            let parsed = self
+                .parser
+                .parse(&self.buf.data[self.buf.pos..self.buf.end]);
+            let (n, ev) = match parsed {
+                Ok(x) => x,
+                Err(e) => return Err(self.parse_error(&e)),
+            };
+            self.buf.pos += n;
+            match ev {
+                Some(Event::Data(d)) => on_data(d)?,
+                Some(Event::Trailers(t)) => self.trailers = t,
+                Some(Event::End { reusable }) => {
+                    // Bytes after the end of a response mean the server and this client
+                    // disagree on framing: never reuse such a connection.
+                    return Ok(reusable && self.buf.pos == self.buf.end);
+                }
+                Some(Event::Interim(_) | Event::Final(_)) => {
+                    return Err(
+                        HttpError::new(Kind::Malformed, "unexpected parser event", "").into(),
+                    )
+                }
+                None => match self.fill().await? {
+                    Read::Data => {}
+                    Read::Eof { clean } => {
+                        let pending = self.buf.pending().to_vec();
+                        return match self.parser.finish(clean, &pending) {
+                            Ok(_) => Ok(false),
+                            Err(e) => Err(self.parse_error(&e)),
+                        };
+                    }
+                },
+            }
+        }
+    }
+}
