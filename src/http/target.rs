@@ -189,7 +189,7 @@ mod tests {
             Kind::UnsupportedProtocol
         );
         assert_eq!(parse("http://[::1/").unwrap_err().kind, Kind::BadUrl);
-        assert_eq!(parse("http:///x").unwrap_err().kind, Kind::BadUrl);
+        assert_eq!(parse("http://").unwrap_err().kind, Kind::BadUrl);
     }
 
     #[test]
