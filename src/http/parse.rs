@@ -46,6 +46,8 @@ pub struct Header {
     pub name: String,
     /// Field value without leading and trailing whitespace.
     pub value: Vec<u8>,
+    /// Offset of the field line from the first byte of the response.
+    pub at: u64,
 }
 
 /// A response's status line and header fields.
@@ -304,7 +306,7 @@ impl ResponseParser {
                         self.state = State::Head { scanned: 0 };
                         return Ok((used, Some(Event::Interim(head))));
                     }
-                    let (framing, codings, reusable) = framing(&head, self.head_request, base)?;
+                    let (framing, codings, reusable) = framing(&head, self.head_request)?;
                     self.framing = framing;
                     self.reusable = reusable;
                     self.state = match framing {
@@ -685,6 +687,7 @@ fn parse_fields(
             // tchar is ASCII, so this cannot fail.
             name: String::from_utf8_lossy(name).into_owned(),
             value: value.to_vec(),
+            at: base_from + start as u64,
         });
     }
     Ok(headers)
@@ -703,12 +706,14 @@ fn lower(v: &[u8]) -> String {
 }
 
 /// RFC 9112 section 6.3: the body length of a final response.
-fn framing(
-    head: &Head,
-    head_request: bool,
-    base: u64,
-) -> Result<(Framing, Vec<String>, bool), ParseError> {
-    let bad = |what: String| ParseError::Malformed { what, at: base };
+fn framing(head: &Head, head_request: bool) -> Result<(Framing, Vec<String>, bool), ParseError> {
+    let te_at = head
+        .headers
+        .iter()
+        .rev()
+        .find(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        .map_or(0, |h| h.at);
+    let bad = |what: String| ParseError::Malformed { what, at: te_at };
     let conn: Vec<String> = head.list("connection").iter().map(|v| lower(v)).collect();
     let mut reusable = if conn.iter().any(|t| t == "close") {
         false
@@ -773,8 +778,13 @@ fn framing(
     }
     if has_cl {
         let mut length: Option<u64> = None;
-        for value in head.get_all("content-length") {
-            for item in value.split(|&b| b == b',') {
+        let fields = head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+        for field in fields {
+            let bad = |what: String| ParseError::Malformed { what, at: field.at };
+            for item in field.value.split(|&b| b == b',') {
                 let item = trim(item);
                 let text = String::from_utf8_lossy(item);
                 if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {

@@ -4,6 +4,8 @@ mod util;
 
 mod endpoints;
 mod errors;
+mod http;
+mod http_framing;
 mod interop;
 mod limits;
 mod services;
