@@ -648,31 +648,45 @@ pub async fn run(args: Args) -> Result<u8> {
             ..tls::ClientOptions::default()
         },
     };
-    let mut client = Client {
-        plan: &plan,
-        pool: Pool::new(opts),
-        buf: Buffer::default(),
-        trace: Trace { on: verbose() },
-        stdout_closed: false,
-    };
-    let result = match args.max_time {
-        Some(limit) => match tokio::time::timeout(limit, client.run_all()).await {
-            Ok(r) => r,
-            Err(_) => Err(HttpError::new(
-                Kind::Timeout,
-                "operation timed out",
-                format!("-m {}", crate::error::fmt_duration(limit)),
-            )
-            .into()),
-        },
-        None => client.run_all().await,
-    };
-    client.pool.close_all().await;
-    match result {
-        // A reader that went away (e.g. `| head`) is not a failure.
-        Err(_) if client.stdout_closed => Ok(0),
-        Err(e) => Err(e),
-        Ok(()) => Ok(0),
+    let max_time = args.max_time;
+    let trace = Trace { on: verbose() };
+    // Run on a runtime worker, which also polls the sockets: a wake-up then needs
+    // no hand-over to the thread blocked in `block_on`, which matters at 10^4
+    // requests or 10^5 reads per second.
+    let task = tokio::spawn(async move {
+        let mut client = Client {
+            plan: &plan,
+            pool: Pool::new(opts),
+            buf: Buffer::default(),
+            trace,
+            stdout_closed: false,
+        };
+        let result = match max_time {
+            Some(limit) => match tokio::time::timeout(limit, client.run_all()).await {
+                Ok(r) => r,
+                Err(_) => Err(HttpError::new(
+                    Kind::Timeout,
+                    "operation timed out",
+                    format!("-m {}", crate::error::fmt_duration(limit)),
+                )
+                .into()),
+            },
+            None => client.run_all().await,
+        };
+        client.pool.close_all().await;
+        match result {
+            // A reader that went away (e.g. `| head`) is not a failure.
+            Err(_) if client.stdout_closed => Ok(0),
+            Err(e) => Err(e),
+            Ok(()) => Ok(0),
+        }
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::io(
+            "the transfer task failed",
+            std::io::Error::other(e.to_string()),
+        )),
     }
 }
 

@@ -127,22 +127,23 @@ impl<'a> Exchange<'a> {
         buf.clear();
         let reused = conn.uses > 0;
         conn.uses += 1;
-        let r = async {
+        let stream = &mut conn.stream;
+        let r = async move {
             match body {
                 Some(b) if b.len() <= 64 * 1024 => {
                     // One write, so a small request is one segment.
                     let mut all = Vec::with_capacity(head.len() + b.len());
                     all.extend_from_slice(head);
                     all.extend_from_slice(b);
-                    conn.stream.write_all(&all).await?;
+                    stream.write_all(&all).await?;
                 }
                 Some(b) => {
-                    conn.stream.write_all(head).await?;
-                    conn.stream.write_all(b).await?;
+                    stream.write_all(head).await?;
+                    stream.write_all(b).await?;
                 }
-                None => conn.stream.write_all(head).await?,
+                None => stream.write_all(head).await?,
             }
-            conn.stream.flush().await
+            stream.flush().await
         }
         .await;
         match r {
@@ -190,7 +191,7 @@ impl<'a> Exchange<'a> {
     }
 
     /// Reads up to the final response's head; interim (1xx) heads go to `on_interim`.
-    pub async fn start(&mut self, on_interim: &mut dyn FnMut(&Head)) -> Result<Started> {
+    pub async fn start(&mut self, on_interim: &mut (dyn FnMut(&Head) + Send)) -> Result<Started> {
         let reused = self.conn.uses > 1;
         loop {
             let parsed = self
@@ -236,7 +237,10 @@ impl<'a> Exchange<'a> {
 
     /// Reads the body to its end, handing each piece to `on_data`. Returns whether
     /// the connection may carry another request.
-    pub async fn body(&mut self, on_data: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+    pub async fn body(
+        &mut self,
+        on_data: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
+    ) -> Result<bool> {
         loop {
             let parsed = self
                 .parser

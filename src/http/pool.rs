@@ -133,7 +133,7 @@ impl Pool {
     pub async fn get(
         &mut self,
         origin: &Origin,
-        log: &dyn Fn(&str),
+        log: &(dyn Fn(&str) + Sync),
     ) -> Result<(Connection, Timing)> {
         if let Some(conn) = self.idle.remove(origin) {
             log(&format!(
@@ -176,7 +176,7 @@ impl Pool {
     async fn connect(
         &mut self,
         origin: &Origin,
-        log: &dyn Fn(&str),
+        log: &(dyn Fn(&str) + Sync),
     ) -> Result<(Connection, Timing)> {
         let id = self.next_id;
         self.next_id += 1;
@@ -196,7 +196,7 @@ impl Pool {
             ));
             (Box::new(stream), path.display().to_string())
         } else {
-            let addrs = self.addresses(origin).await?;
+            let addrs = addresses(&self.opts, origin).await?;
             let opts = SockOpts {
                 nodelay: true,
                 ..SockOpts::default()
@@ -288,23 +288,6 @@ impl Pool {
         ))
     }
 
-    async fn addresses(&self, origin: &Origin) -> Result<Vec<SocketAddr>> {
-        let host = origin.host.to_ascii_lowercase();
-        if let Some(e) = self
-            .opts
-            .resolve
-            .iter()
-            .find(|e| e.host == host && e.port == origin.port)
-        {
-            return Ok(e
-                .addrs
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, origin.port))
-                .collect());
-        }
-        resolve(&origin.endpoint_host(), origin.port, self.opts.family).await
-    }
-
     fn tls_client(&mut self, host: &str) -> Result<tls::Client> {
         if let Some(c) = self.tls_clients.get(host) {
             return Ok(c.clone());
@@ -313,6 +296,23 @@ impl Pool {
         self.tls_clients.insert(host.to_string(), client.clone());
         Ok(client)
     }
+}
+
+/// The addresses for `origin`: a `--resolve` entry, else the resolver's answer.
+async fn addresses(opts: &ConnectOpts, origin: &Origin) -> Result<Vec<SocketAddr>> {
+    let host = origin.host.to_ascii_lowercase();
+    if let Some(e) = opts
+        .resolve
+        .iter()
+        .find(|e| e.host == host && e.port == origin.port)
+    {
+        return Ok(e
+            .addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, origin.port))
+            .collect());
+    }
+    resolve(&origin.endpoint_host(), origin.port, opts.family).await
 }
 
 fn tls_info(c: &rustls::ClientConnection) -> String {

@@ -43,7 +43,9 @@ fn run_split(input: &[u8], cuts: &[usize], head_request: bool, limits: Limits) -
                     let ev = ev.map(|e| match e {
                         Event::Data(d) => Err(d.to_vec()),
                         Event::Interim(h) => Ok(Item::Interim(h.status)),
-                        Event::Final(r) => Ok(Item::Final(r.head.status, r.framing, r.transfer_codings)),
+                        Event::Final(r) => {
+                            Ok(Item::Final(r.head.status, r.framing, r.transfer_codings))
+                        }
                         Event::Trailers(t) => Ok(Item::Trailers(
                             t.into_iter().map(|h| (h.name, h.value)).collect(),
                         )),
@@ -215,11 +217,20 @@ fn chunked_errors() {
     }
     // Missing last chunk: truncated, not success.
     let items = run(format!("{pre}5\r\nhello\r\n").as_bytes());
-    assert!(matches!(error_of(&items), Some(ParseError::Truncated { .. })), "{items:?}");
+    assert!(
+        matches!(error_of(&items), Some(ParseError::Truncated { .. })),
+        "{items:?}"
+    );
     let items = run(format!("{pre}5\r\nhel").as_bytes());
-    assert!(matches!(error_of(&items), Some(ParseError::Truncated { .. })));
+    assert!(matches!(
+        error_of(&items),
+        Some(ParseError::Truncated { .. })
+    ));
     let items = run(format!("{pre}0\r\nX-A: 1\r\n").as_bytes());
-    assert!(matches!(error_of(&items), Some(ParseError::Truncated { .. })));
+    assert!(matches!(
+        error_of(&items),
+        Some(ParseError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -231,10 +242,17 @@ fn transfer_encoding_rules() {
     assert_eq!(items.last(), Some(&Item::End(false)));
     // Codings before chunked are reported for decoding; split over two fields.
     let items = run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: , Chunked\r\n\r\n0\r\n\r\n");
-    assert_eq!(items[0], Item::Final(200, Framing::Chunked, vec!["gzip".into()]));
+    assert_eq!(
+        items[0],
+        Item::Final(200, Framing::Chunked, vec!["gzip".into()])
+    );
     // chunked not last: read until close.
-    let items = run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabcdef");
-    assert_eq!(items[0], Item::Final(200, Framing::UntilClose, vec!["gzip".into()]));
+    let items =
+        run(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabcdef");
+    assert_eq!(
+        items[0],
+        Item::Final(200, Framing::UntilClose, vec!["gzip".into()])
+    );
     assert_eq!(body_of(&items), b"abcdef");
     assert_eq!(items.last(), Some(&Item::End(false)));
     for bad in [
@@ -298,7 +316,10 @@ fn close_delimited() {
     let (n, _) = p.parse(input).unwrap();
     let (m, _) = p.parse(&input[n..]).unwrap();
     assert_eq!(n + m, input.len());
-    assert!(matches!(p.finish(false, &[]), Err(ParseError::Truncated { .. })));
+    assert!(matches!(
+        p.finish(false, &[]),
+        Err(ParseError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -341,7 +362,11 @@ fn rejected_heads() {
         b"SSH-2.0-OpenSSH\r\n\r\n",
     ] {
         let items = run(bad);
-        assert!(malformed(&items), "{:?}: {items:?}", String::from_utf8_lossy(bad));
+        assert!(
+            malformed(&items),
+            "{:?}: {items:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -356,7 +381,10 @@ fn error_positions() {
         })
     );
     let items = run(b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n");
-    assert!(error_of(&items).unwrap().to_string().contains("conflicting Content-Length values 1 and 2"));
+    assert!(error_of(&items)
+        .unwrap()
+        .to_string()
+        .contains("conflicting Content-Length values 1 and 2"));
 }
 
 #[test]
@@ -368,13 +396,19 @@ fn limits() {
     };
     let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(200));
     let items = run_split(big.as_bytes(), &[10, 50, 120], false, limits);
-    assert_eq!(error_of(&items), Some(&ParseError::HeadTooLarge { limit: 100 }));
+    assert_eq!(
+        error_of(&items),
+        Some(&ParseError::HeadTooLarge { limit: 100 })
+    );
     // A head of exactly the limit is accepted.
     let head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";
     let fill = 100 - head.len() - "X: \r\n\r\n".len();
     let exact = format!("{head}X: {}\r\n\r\n", "a".repeat(fill));
     assert_eq!(exact.len(), 100);
-    assert_eq!(run_split(exact.as_bytes(), &[], false, limits).last(), Some(&Item::End(true)));
+    assert_eq!(
+        run_split(exact.as_bytes(), &[], false, limits).last(),
+        Some(&Item::End(true))
+    );
     let many = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
     assert_eq!(
         error_of(&run_split(many.as_bytes(), &[], false, limits)),
