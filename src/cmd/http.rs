@@ -730,6 +730,8 @@ impl Client<'_> {
     /// Fetches one command-line URL, following redirects with -L.
     async fn transfer(&mut self, index: usize, url: &Url) -> Result<Stats> {
         let mut stats = Stats::new(url);
+        // Opened at the first write, so -f or a failed connect leave no empty file.
+        let mut sink: Option<Sink> = None;
         let mut req = Request {
             method: self.plan.method.clone(),
             url: url.clone(),
@@ -748,7 +750,7 @@ impl Client<'_> {
                 self.trace
                     .lines(">", head.strip_suffix(b"\r\n").unwrap_or(&head));
                 let outcome = self
-                    .exchange(index, &mut conn, &req, &head, &mut stats)
+                    .exchange(index, url, &mut conn, &req, &head, &mut stats, &mut sink)
                     .await?;
                 match outcome {
                     Outcome::Stale if !retried => {
@@ -809,13 +811,16 @@ impl Client<'_> {
     }
 
     /// One request and response on `conn`.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &mut self,
         index: usize,
+        cli_url: &Url,
         conn: &mut Connection,
         req: &Request,
         head: &[u8],
         stats: &mut Stats,
+        sink_slot: &mut Option<Sink>,
     ) -> Result<Outcome> {
         let Client {
             plan,
@@ -869,9 +874,9 @@ impl Client<'_> {
                         HttpError::new(Kind::Malformed, "redirect without a target", "")
                     })?;
                 if plan.include {
-                    let mut out = Sink::stdout();
+                    let out = open_sink(sink_slot, plan, index, cli_url)?;
                     out.write_all(&resp.head.raw)
-                        .map_err(|e| write_error(stdout_closed, &out, &e))?;
+                        .map_err(|e| write_error(stdout_closed, out, &e))?;
                 }
                 // Read (and drop) the redirect's body so the connection can be reused.
                 let reusable = ex.body(&mut |_| Ok(())).await?;
@@ -892,22 +897,10 @@ impl Client<'_> {
             .into());
         }
 
-        let mut sink = match plan.output_path(index, &req.url)? {
-            Some(path) => {
-                let f = File::create(&path).map_err(|e| {
-                    Error::from(HttpError::new(
-                        Kind::Write,
-                        format!("cannot create {}", path.display()),
-                        crate::error::describe_io(&e),
-                    ))
-                })?;
-                Sink::File(f, path)
-            }
-            None => Sink::stdout(),
-        };
+        let sink = open_sink(sink_slot, plan, index, cli_url)?;
         if plan.include {
             if let Err(e) = sink.write_all(&resp.head.raw) {
-                return Err(write_error(stdout_closed, &sink, &e));
+                return Err(write_error(stdout_closed, sink, &e));
             }
         }
 
@@ -930,7 +923,7 @@ impl Client<'_> {
         })?;
 
         let progress =
-            (plan.progress && matches!(sink, Sink::File(..))).then(|| progress_bar(resp.framing));
+            (plan.progress && matches!(*sink, Sink::File(..))).then(|| progress_bar(resp.framing));
 
         let mut size = 0u64;
         let mut out_err: Option<std::io::Error> = None;
@@ -957,7 +950,7 @@ impl Client<'_> {
             Ok(r) => r,
             Err(e) => {
                 if let Some(io) = out_err {
-                    return Err(write_error(stdout_closed, &sink, &io));
+                    return Err(write_error(stdout_closed, sink, &io));
                 }
                 return Err(e);
             }
@@ -968,7 +961,7 @@ impl Client<'_> {
             let mut out_err = None;
             if let Err(e) = decode_result(r, &peer, &mut out_err) {
                 if let Some(io) = out_err {
-                    return Err(write_error(stdout_closed, &sink, &io));
+                    return Err(write_error(stdout_closed, sink, &io));
                 }
                 return Err(e);
             }
@@ -978,7 +971,7 @@ impl Client<'_> {
                 trace.lines("<", format!("{}: {}", t.name, visible(&t.value)).as_bytes());
             }
         }
-        if let Sink::File(f, _) = &mut sink {
+        if let Sink::File(f, _) = sink {
             f.flush().map_err(|e| {
                 Error::from(HttpError::new(
                     Kind::Write,
@@ -988,6 +981,34 @@ impl Client<'_> {
             })?;
         }
         Ok(Outcome::Done(reusable))
+    }
+}
+
+/// The output for URL number `index`, opened (or created) on first use.
+fn open_sink<'s>(
+    slot: &'s mut Option<Sink>,
+    plan: &Plan,
+    index: usize,
+    url: &Url,
+) -> Result<&'s mut Sink> {
+    if slot.is_none() {
+        *slot = Some(match plan.output_path(index, url)? {
+            Some(path) => {
+                let f = File::create(&path).map_err(|e| {
+                    Error::from(HttpError::new(
+                        Kind::Write,
+                        format!("cannot create {}", path.display()),
+                        crate::error::describe_io(&e),
+                    ))
+                })?;
+                Sink::File(f, path)
+            }
+            None => Sink::stdout(),
+        });
+    }
+    match slot {
+        Some(s) => Ok(s),
+        None => Err(Error::Usage("no output".into())),
     }
 }
 

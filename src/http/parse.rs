@@ -438,10 +438,7 @@ impl ResponseParser {
         save: impl Fn(usize) -> State,
     ) -> Result<Option<usize>, ParseError> {
         let limit = self.limits.max_header_bytes;
-        loop {
-            let Some(nl) = memchr(b'\n', &rest[scanned.min(rest.len())..]) else {
-                break;
-            };
+        while let Some(nl) = memchr(b'\n', &rest[scanned.min(rest.len())..]) {
             let line_end = scanned + nl;
             let line = &rest[scanned..line_end];
             let end = line_end + 1;
