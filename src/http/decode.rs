@@ -255,6 +255,25 @@ mod tests {
     }
 
     #[test]
+    fn a_compression_bomb_comes_out_in_bounded_pieces() {
+        let bomb = gz(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 1 << 20);
+        let mut d = Decoder::new(&["gzip"]).unwrap().unwrap();
+        let (mut total, mut largest) = (0usize, 0usize);
+        let mut out = |b: &[u8]| {
+            total += b.len();
+            largest = largest.max(b.len());
+            Ok(())
+        };
+        for piece in bomb.chunks(256 * 1024) {
+            d.write(piece, &mut out).unwrap();
+        }
+        d.finish(&mut out).unwrap();
+        assert_eq!(total, 64 << 20);
+        assert!(largest <= 8 << 20, "one step produced {largest} bytes");
+    }
+
+    #[test]
     fn truncated_and_corrupt() {
         let data = gz(b"hello hello hello hello");
         assert!(run(&["gzip"], &data[..data.len() - 3], 5).is_err());

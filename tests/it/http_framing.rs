@@ -602,6 +602,9 @@ fn connect_errors_have_their_codes() {
         err.starts_with("sockit: error: cannot connect to 127.0.0.1:"),
         "{err}"
     );
+    let (code, _, err) = http(&["-m", "10", "http://nonexistent.invalid/"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("cannot resolve nonexistent.invalid"), "{err}");
     assert_eq!(http(&["ftp://127.0.0.1/"]).0, 1);
     assert_eq!(http(&["http://[::1/"]).0, 3);
     assert_eq!(http(&["-X", "BAD METHOD", "http://127.0.0.1/"]).0, 2);
@@ -715,4 +718,63 @@ fn tls_close_delimited_body_needs_close_notify() {
     assert_eq!(code, 18, "{err}");
     assert_eq!(out, b"secret body");
     assert!(err.contains("close_notify"), "{err}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn chunked(data: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in data.chunks(size) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn content_and_transfer_codings() {
+    let text = b"compressible text, compressible text, compressible text\n".repeat(100);
+    let gz = gzip(&text);
+    // Content-Encoding is decoded with --compressed only.
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        gz.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(&gz);
+    let (code, out, err) = fetch(Reply::Close(resp.clone()), &["--compressed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out == text);
+    let (code, out, _) = fetch(Reply::Close(resp), &[]);
+    assert_eq!(code, 0);
+    assert!(out == gz);
+    // A transfer coding is always removed.
+    let mut resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec();
+    resp.extend_from_slice(&chunked(&gz, 100));
+    let (code, out, err) = fetch(Reply::Close(resp), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out == text);
+    // Corrupt or cut-short gzip, unknown codings: exit 61.
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        gz.len() - 10
+    )
+    .into_bytes();
+    resp.extend_from_slice(&gz[..gz.len() - 10]);
+    let (code, _, err) = fetch(Reply::Close(resp), &["--compressed"]);
+    assert_eq!(code, 61, "{err}");
+    let resp =
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!".to_vec();
+    let (code, _, err) = fetch(Reply::Close(resp), &["--compressed"]);
+    assert_eq!(code, 61, "{err}");
+    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: zstd, chunked\r\n\r\n0\r\n\r\n".to_vec();
+    let (code, _, err) = fetch(Reply::Close(resp), &[]);
+    assert_eq!(code, 61, "{err}");
+    assert!(err.contains("unsupported coding 'zstd'"), "{err}");
 }
