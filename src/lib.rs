@@ -13,6 +13,7 @@
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
 //! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
+//! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram sockets.
 
 pub mod cli;
 pub mod cmd;
@@ -21,6 +22,7 @@ pub mod dial;
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod icmp;
 pub mod relay;
 pub mod serve;
 pub mod sock;

@@ -3,6 +3,7 @@
 pub mod connect;
 pub mod http;
 pub mod listen;
+pub mod ping;
 
 use std::io::Write;
 use std::path::Path;
@@ -45,6 +46,9 @@ pub enum Command {
     /// HTTP/1.1 client on sockit's own sockets (like curl): GET, POST, redirects, TLS.
     #[command(after_help = http::HELP)]
     Http(http::Args),
+    /// Send ICMP echo requests and report the replies (the tutorial's SOCK_RAW; ping HOST).
+    #[command(after_help = ping::HELP)]
+    Ping(ping::Args),
 }
 
 impl Command {
@@ -55,6 +59,7 @@ impl Command {
             Command::Connect(args) => connect::run(args).await.map(|()| 0),
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
             Command::Http(args) => http::run(args).await,
+            Command::Ping(args) => ping::run(args).await,
         }
     }
 
@@ -63,6 +68,8 @@ impl Command {
     pub fn error_exit_code(&self) -> fn(&Error) -> u8 {
         match self {
             Command::Http(_) => http::exit_code,
+            // iputils' numbering: 1 means "no reply", so every error is 2.
+            Command::Ping(_) => |_| 2,
             Command::Connect(_) | Command::Listen(_) => |e| e.class().exit_code(),
         }
     }

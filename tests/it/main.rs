@@ -8,6 +8,7 @@ mod http;
 mod http_framing;
 mod interop;
 mod limits;
+mod ping;
 mod services;
 mod tls;
 

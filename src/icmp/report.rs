@@ -1,0 +1,436 @@
+//! What `sockit ping` prints: the iputils-shaped text (header, one line per reply,
+//! the statistics) and the `--json` objects. Pure formatting of values; nothing here
+//! writes to a terminal or reads a clock.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::packet::Version;
+use super::stats::Summary;
+
+/// One reply, as the reply line and JSON object show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Length of the ICMP message (header + data), as iputils counts "bytes".
+    pub bytes: usize,
+    /// Who sent it.
+    pub from: IpAddr,
+    /// Its sequence number.
+    pub seq: u16,
+    /// TTL / hop limit it arrived with, if known.
+    pub ttl: Option<u8>,
+    /// Round-trip time.
+    pub rtt: Duration,
+    /// A second (or later) reply to the same request.
+    pub dup: bool,
+    /// It arrived after its `-W` timeout.
+    pub late: bool,
+    /// The ICMP checksum did not verify.
+    pub bad_checksum: bool,
+    /// It came from another address than the one pinged.
+    pub different_address: bool,
+    /// Shorter than the request: the data was cut.
+    pub truncated: bool,
+    /// First payload byte that differs from what was sent: (index, sent, received).
+    pub wrong_data: Option<(usize, u8, u8)>,
+}
+
+/// An ICMP error about one of our requests ("Destination Host Unreachable").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReport {
+    /// The router or host that sent the error.
+    pub from: IpAddr,
+    /// Sequence number of the request it is about.
+    pub seq: u16,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+    /// The words for it.
+    pub message: String,
+}
+
+/// `PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.` / `PING ::1(::1) 56 data bytes`.
+pub fn header(host: &str, addr: IpAddr, size: usize) -> String {
+    match Version::of(addr) {
+        Version::V4 => format!(
+            "PING {host} ({addr}) {size}({}) bytes of data.",
+            size + Version::V4.overhead()
+        ),
+        Version::V6 => format!("PING {host}({addr}) {size} data bytes"),
+    }
+}
+
+fn micros(d: Duration) -> u128 {
+    (d.as_nanos() + 500) / 1000
+}
+
+/// A reply's time the way iputils prints it: three decimals below 1 ms, two below
+/// 10 ms, one below 100 ms, none above ("0.045", "1.23", "12.3", "123").
+pub fn fmt_rtt(rtt: Duration) -> String {
+    let us = micros(rtt);
+    if us >= 100_000 - 50 {
+        format!("{}", (us + 500) / 1000)
+    } else if us >= 10_000 - 5 {
+        format!("{}.{}", (us + 50) / 1000, ((us + 50) % 1000) / 100)
+    } else if us >= 1000 {
+        format!("{}.{:02}", (us + 5) / 1000, ((us + 5) % 1000) / 10)
+    } else {
+        format!("{}.{:03}", us / 1000, us % 1000)
+    }
+}
+
+/// Milliseconds with microsecond precision: "0.045", "1004.120".
+pub fn fmt_ms3(d: Duration) -> String {
+    let us = micros(d);
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+fn strip_fraction_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// C's `%g` (six significant digits, trailing zeros dropped), as iputils prints the
+/// loss: "0", "25", "33.3333", "1e-05".
+pub fn fmt_g(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    const P: i32 = 6;
+    // The exponent after rounding to P significant digits decides the style.
+    let sci = format!("{:.*e}", (P - 1) as usize, v);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let x: i32 = exp.parse().unwrap_or(0);
+    if !(-4..P).contains(&x) {
+        let sign = if x < 0 { '-' } else { '+' };
+        format!(
+            "{}e{sign}{:02}",
+            strip_fraction_zeros(mantissa),
+            x.unsigned_abs()
+        )
+    } else {
+        let decimals = (P - 1 - x).max(0) as usize;
+        strip_fraction_zeros(&format!("{v:.decimals$}")).to_string()
+    }
+}
+
+/// `64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.045 ms`, with iputils' markers.
+pub fn reply_text(r: &Reply) -> String {
+    let mut s = format!("{} bytes from {}: icmp_seq={}", r.bytes, r.from, r.seq);
+    if let Some(ttl) = r.ttl {
+        let _ = write!(s, " ttl={ttl}");
+    }
+    if r.truncated {
+        s.push_str(" (truncated)");
+        return s;
+    }
+    let _ = write!(s, " time={} ms", fmt_rtt(r.rtt));
+    if r.dup {
+        s.push_str(" (DUP!)");
+    }
+    if r.bad_checksum {
+        s.push_str(" (BAD CHECKSUM!)");
+    }
+    if r.different_address {
+        s.push_str(" (DIFFERENT ADDRESS!)");
+    }
+    if let Some((i, want, got)) = r.wrong_data {
+        let _ = write!(
+            s,
+            "\nwrong data byte #{i} should be 0x{want:x} but was 0x{got:x}"
+        );
+    }
+    s
+}
+
+/// `From 10.0.0.1 icmp_seq=3 Destination Host Unreachable`.
+pub fn error_text(e: &ErrorReport) -> String {
+    format!("From {} icmp_seq={} {}", e.from, e.seq, e.message)
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One reply as a JSON object on one line.
+pub fn reply_json(r: &Reply) -> String {
+    let ttl = r.ttl.map_or("null".to_string(), |t| t.to_string());
+    let wrong = r
+        .wrong_data
+        .map_or("null".to_string(), |(i, _, _)| i.to_string());
+    format!(
+        "{{\"type\":\"reply\",\"from\":{},\"bytes\":{},\"icmp_seq\":{},\"ttl\":{},\"time_ms\":{},\
+         \"dup\":{},\"late\":{},\"bad_checksum\":{},\"different_address\":{},\"truncated\":{},\
+         \"wrong_data_byte\":{}}}",
+        json_str(&r.from.to_string()),
+        r.bytes,
+        r.seq,
+        ttl,
+        fmt_ms3(r.rtt),
+        r.dup,
+        r.late,
+        r.bad_checksum,
+        r.different_address,
+        r.truncated,
+        wrong
+    )
+}
+
+/// An ICMP error as a JSON object on one line.
+pub fn error_json(e: &ErrorReport) -> String {
+    format!(
+        "{{\"type\":\"error\",\"from\":{},\"icmp_seq\":{},\"icmp_type\":{},\"icmp_code\":{},\"message\":{}}}",
+        json_str(&e.from.to_string()),
+        e.seq,
+        e.icmp_type,
+        e.code,
+        json_str(&e.message)
+    )
+}
+
+fn elapsed_ms(s: &Summary) -> u128 {
+    (s.elapsed.as_nanos() + 500_000) / 1_000_000
+}
+
+/// The closing statistics, iputils style (starts with an empty line).
+pub fn summary_text(host: &str, s: &Summary) -> String {
+    let mut out = format!("\n--- {host} ping statistics ---\n");
+    let _ = write!(
+        out,
+        "{} packets transmitted, {} received",
+        s.transmitted, s.received
+    );
+    if s.duplicates > 0 {
+        let _ = write!(out, ", +{} duplicates", s.duplicates);
+    }
+    if s.corrupted > 0 {
+        let _ = write!(out, ", +{} corrupted", s.corrupted);
+    }
+    if s.errors > 0 {
+        let _ = write!(out, ", +{} errors", s.errors);
+    }
+    if s.transmitted > 0 {
+        let _ = write!(
+            out,
+            ", {}% packet loss, time {}ms",
+            fmt_g(f64::from(s.loss_percent)),
+            elapsed_ms(s)
+        );
+    }
+    out.push('\n');
+    if let (true, Some(r)) = (s.received > 0, s.rtt) {
+        let _ = writeln!(
+            out,
+            "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
+            fmt_ms3(r.min),
+            fmt_ms3(r.avg),
+            fmt_ms3(r.max),
+            fmt_ms3(r.mdev)
+        );
+    }
+    out
+}
+
+/// The closing statistics as one JSON object (RTT fields null without replies).
+pub fn summary_json(host: &str, addr: IpAddr, s: &Summary) -> String {
+    let rtt = |f: fn(&super::stats::RttSummary) -> Duration| {
+        s.rtt
+            .filter(|_| s.received > 0)
+            .map_or("null".to_string(), |r| fmt_ms3(f(&r)))
+    };
+    format!(
+        "{{\"type\":\"summary\",\"host\":{},\"address\":{},\"transmitted\":{},\"received\":{},\
+         \"duplicates\":{},\"corrupted\":{},\"errors\":{},\"late\":{},\"loss_percent\":{},\
+         \"time_ms\":{},\"rtt_min_ms\":{},\"rtt_avg_ms\":{},\"rtt_max_ms\":{},\"rtt_mdev_ms\":{}}}",
+        json_str(host),
+        json_str(&addr.to_string()),
+        s.transmitted,
+        s.received,
+        s.duplicates,
+        s.corrupted,
+        s.errors,
+        s.late,
+        fmt_g(f64::from(s.loss_percent)),
+        elapsed_ms(s),
+        rtt(|r| r.min),
+        rtt(|r| r.avg),
+        rtt(|r| r.max),
+        rtt(|r| r.mdev)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icmp::stats::RttSummary;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn rtt_precision_follows_iputils() {
+        assert_eq!(fmt_rtt(us(45)), "0.045");
+        assert_eq!(fmt_rtt(Duration::from_nanos(45_499)), "0.045");
+        assert_eq!(fmt_rtt(us(999)), "0.999");
+        assert_eq!(fmt_rtt(us(1000)), "1.00");
+        assert_eq!(fmt_rtt(us(1234)), "1.23");
+        assert_eq!(fmt_rtt(us(9994)), "9.99");
+        assert_eq!(fmt_rtt(us(9995)), "10.0");
+        assert_eq!(fmt_rtt(us(12_345)), "12.3");
+        assert_eq!(fmt_rtt(us(99_950)), "100");
+        assert_eq!(fmt_rtt(us(123_456)), "123");
+        assert_eq!(fmt_ms3(us(1_004_120)), "1004.120");
+    }
+
+    #[test]
+    fn percent_g_like_c() {
+        assert_eq!(fmt_g(0.0), "0");
+        assert_eq!(fmt_g(100.0), "100");
+        assert_eq!(fmt_g(25.0), "25");
+        assert_eq!(fmt_g(f64::from(100.0f32 / 3.0)), "33.3333");
+        assert_eq!(fmt_g(f64::from(200.0f32 / 3.0)), "66.6667");
+        assert_eq!(fmt_g(1.5), "1.5");
+        assert_eq!(fmt_g(0.0123), "0.0123");
+        assert_eq!(fmt_g(0.00001), "1e-05");
+        assert_eq!(fmt_g(99.999999), "100");
+        assert_eq!(fmt_g(1234567.0), "1.23457e+06");
+    }
+
+    fn reply() -> Reply {
+        Reply {
+            bytes: 64,
+            from: "127.0.0.1".parse().unwrap(),
+            seq: 1,
+            ttl: Some(64),
+            rtt: us(45),
+            dup: false,
+            late: false,
+            bad_checksum: false,
+            different_address: false,
+            truncated: false,
+            wrong_data: None,
+        }
+    }
+
+    #[test]
+    fn reply_lines() {
+        let mut r = reply();
+        assert_eq!(
+            reply_text(&r),
+            "64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.045 ms"
+        );
+        r.dup = true;
+        r.ttl = None;
+        assert_eq!(
+            reply_text(&r),
+            "64 bytes from 127.0.0.1: icmp_seq=1 time=0.045 ms (DUP!)"
+        );
+        r.truncated = true;
+        assert_eq!(
+            reply_text(&r),
+            "64 bytes from 127.0.0.1: icmp_seq=1 (truncated)"
+        );
+        let mut w = reply();
+        w.wrong_data = Some((9, 9, 0xff));
+        assert!(reply_text(&w).ends_with("\nwrong data byte #9 should be 0x9 but was 0xff"));
+        assert_eq!(
+            reply_json(&reply()),
+            "{\"type\":\"reply\",\"from\":\"127.0.0.1\",\"bytes\":64,\"icmp_seq\":1,\"ttl\":64,\
+             \"time_ms\":0.045,\"dup\":false,\"late\":false,\"bad_checksum\":false,\
+             \"different_address\":false,\"truncated\":false,\"wrong_data_byte\":null}"
+        );
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            header("127.0.0.1", "127.0.0.1".parse().unwrap(), 56),
+            "PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data."
+        );
+        assert_eq!(
+            header("::1", "::1".parse().unwrap(), 56),
+            "PING ::1(::1) 56 data bytes"
+        );
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            transmitted: 3,
+            received: 2,
+            duplicates: 1,
+            corrupted: 0,
+            errors: 2,
+            late: 0,
+            loss_percent: 100.0f32 / 3.0,
+            elapsed: Duration::from_micros(2_002_400),
+            rtt: Some(RttSummary {
+                min: us(25),
+                avg: us(194),
+                max: us(533),
+                mdev: us(239),
+            }),
+        }
+    }
+
+    #[test]
+    fn summary_lines() {
+        assert_eq!(
+            summary_text("localhost", &summary()),
+            "\n--- localhost ping statistics ---\n\
+             3 packets transmitted, 2 received, +1 duplicates, +2 errors, 33.3333% packet loss, time 2002ms\n\
+             rtt min/avg/max/mdev = 0.025/0.194/0.533/0.239 ms\n"
+        );
+        let none = Summary {
+            received: 0,
+            duplicates: 0,
+            errors: 0,
+            loss_percent: 100.0,
+            rtt: None,
+            ..summary()
+        };
+        assert_eq!(
+            summary_text("h", &none),
+            "\n--- h ping statistics ---\n3 packets transmitted, 0 received, 100% packet loss, time 2002ms\n"
+        );
+        assert_eq!(
+            summary_json("h\"x", "::1".parse().unwrap(), &none),
+            "{\"type\":\"summary\",\"host\":\"h\\\"x\",\"address\":\"::1\",\"transmitted\":3,\
+             \"received\":0,\"duplicates\":0,\"corrupted\":0,\"errors\":0,\"late\":0,\
+             \"loss_percent\":100,\"time_ms\":2002,\"rtt_min_ms\":null,\"rtt_avg_ms\":null,\
+             \"rtt_max_ms\":null,\"rtt_mdev_ms\":null}"
+        );
+        assert!(summary_json("h", "::1".parse().unwrap(), &summary())
+            .contains("\"loss_percent\":33.3333,\"time_ms\":2002,\"rtt_min_ms\":0.025"));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+}
