@@ -81,11 +81,10 @@ pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
 }
 
 async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
-    let set_blocking = |fd: &OwnedFd| -> io::Result<()> {
-        let sock = socket2::SockRef::from(fd);
-        sock.set_nonblocking(false)
-    };
-    set_blocking(&fd).map_err(|e| Error::io("cannot configure the socket", e))?;
+    // The socket stays non-blocking and the splice loops wait in poll(2). A
+    // splice from a blocking socket into a pipe sleeps with the pipe locked, so
+    // whoever reads our stdout could not take the bytes already delivered
+    // until more arrived.
     let plan = splice::Plan {
         send: opts.send,
         recv: opts.recv,
