@@ -213,7 +213,7 @@ impl Messages {
 }
 
 async fn upload(
-    mut wr: ConnWriter,
+    wr: &mut ConnWriter,
     opts: &RelayOpts,
     activity: &Activity,
     sent: &AtomicU64,
@@ -260,15 +260,19 @@ async fn upload(
         }
     }
     if opts.shutdown_on_eof {
-        if let Err(e) = wr.shutdown().await {
-            if !splice::is_peer_gone(&e) {
-                return Err(Error::io("cannot shut down the connection", e));
-            }
-        }
+        half_close(wr).await?;
     }
-    // Without shutdown, dropping the half leaves the write side open: split
-    // halves only close the socket when both are gone.
     Ok(())
+}
+
+/// Half-closes after stdin EOF: `shutdown(SHUT_WR)`, or TLS close_notify first.
+async fn half_close(wr: &mut ConnWriter) -> Result<()> {
+    match wr.shutdown().await {
+        Err(e) if !splice::is_peer_gone(&e) => {
+            Err(Error::io("cannot shut down the connection", e))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn download(
@@ -284,6 +288,13 @@ async fn download(
             Ok(Chunk::Data(n)) => n,
             Ok(Chunk::Eof) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // rustls: the peer closed the TCP connection without close_notify.
+                return Err(Error::Tls {
+                    what: "the peer closed the connection without TLS close_notify".into(),
+                    reason: "the data may be truncated".into(),
+                });
+            }
             Err(e) => return Err(Error::io("connection failed", e)),
         };
         activity.touch();
@@ -315,43 +326,65 @@ async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
         }
     );
     let packet = conn.is_packet();
-    let (rd, wr) = conn.split();
+    let (rd, mut wr) = conn.split();
     let activity = Activity::new();
     let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
-    let up = upload(wr, opts, &activity, &sent, packet);
-    let down = download(rd, opts, &activity, &received);
-    tokio::pin!(up, down);
+    // Like `nc`: the relay ends when the peer is done sending and our stdin is
+    // done too; a peer's half-close does not cut our upload short. A terminal
+    // stdin has nothing pending, so there the peer's close ends the relay.
+    let wait_for_stdin = !splice::stdin_is_terminal();
     let mut up_done = !opts.send;
-    let mut lingering = up_done && endless;
-    loop {
-        let quiet = match (opts.idle, lingering) {
-            (Some(idle), _) => Some(idle),
-            (None, true) => Some(opts.linger),
-            (None, false) => None,
-        };
-        let timer = async {
-            match quiet {
-                Some(d) => activity.idle_for(d).await,
-                None => std::future::pending().await,
+    let mut down_done = false;
+    {
+        let up = upload(&mut wr, opts, &activity, &sent, packet);
+        let down = download(rd, opts, &activity, &received);
+        tokio::pin!(up, down);
+        let mut lingering = up_done && endless;
+        loop {
+            if down_done && (up_done || !wait_for_stdin) {
+                break;
             }
-        };
-        tokio::select! {
-            r = &mut down => { r?; break; }
-            r = &mut up, if !up_done => {
-                r?;
-                up_done = true;
-                lingering = endless;
-            }
-            _ = timer => {
-                if lingering && opts.idle.is_none() {
-                    break;
+            let quiet = match (opts.idle, lingering) {
+                (Some(idle), _) => Some(idle),
+                (None, true) => Some(opts.linger),
+                (None, false) => None,
+            };
+            let timer = async {
+                match quiet {
+                    Some(d) => activity.idle_for(d).await,
+                    None => std::future::pending().await,
                 }
-                return Err(Error::Timeout {
-                    what: "idle timeout: no traffic".into(),
-                    after: quiet.unwrap_or_default(),
-                });
+            };
+            tokio::select! {
+                r = &mut down, if !down_done => {
+                    r?;
+                    down_done = true;
+                }
+                r = &mut up, if !up_done => {
+                    match r {
+                        Ok(()) => {}
+                        // The peer stopped reading: nothing more can be sent.
+                        Err(Error::Io { source, .. }) if splice::is_peer_gone(&source) => {}
+                        Err(e) => return Err(e),
+                    }
+                    up_done = true;
+                    lingering = endless;
+                }
+                _ = timer => {
+                    if lingering && opts.idle.is_none() {
+                        break;
+                    }
+                    return Err(Error::Timeout {
+                        what: "idle timeout: no traffic".into(),
+                        after: quiet.unwrap_or_default(),
+                    });
+                }
             }
         }
+    }
+    if !up_done && !endless {
+        // Ending before stdin did (a terminal): still close TLS properly, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     }
     Ok(Stats {
         sent: sent.load(Ordering::Relaxed),

@@ -68,11 +68,7 @@ fn wait_ready(fd: RawFd, events: libc::c_short) -> io::Result<()> {
 }
 
 /// Retries a syscall on EINTR and waits out EAGAIN on non-blocking fds.
-fn retry<T>(
-    mut f: impl FnMut() -> nix::Result<T>,
-    fd_in: RawFd,
-    fd_out: RawFd,
-) -> nix::Result<T> {
+fn retry<T>(mut f: impl FnMut() -> nix::Result<T>, fd_in: RawFd, fd_out: RawFd) -> nix::Result<T> {
     loop {
         match f() {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -261,8 +257,13 @@ pub struct Plan {
     pub shutdown_on_eof: bool,
 }
 
-/// Runs both directions over the blocking socket `sock`; returns when the peer
-/// closes. The stdin thread is left behind if stdin is still open at that point.
+/// Runs both directions over the blocking socket `sock`.
+///
+/// Returns once the peer has closed its side and stdin is finished, like
+/// `nc`: a peer's half-close (`shutdown(SHUT_WR)`) does not stop our upload,
+/// which runs until stdin ends or the peer stops reading. An interactive
+/// stdin (a terminal) is the exception: nothing is pending there, so the relay
+/// ends with the peer and leaves the stdin thread behind.
 pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<()> {
     let sock = Arc::new(sock);
     let upload = plan.send.then(|| {
@@ -286,7 +287,7 @@ pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<(
         discard(sock.as_raw_fd(), &counters.received)
     };
     if let Some(handle) = upload {
-        if handle.is_finished() {
+        if handle.is_finished() || !stdin_is_terminal() {
             match handle.join() {
                 Ok(Err(e)) if !is_peer_gone(&e) => return Err(e),
                 _ => {}
@@ -294,6 +295,12 @@ pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<(
         }
     }
     down
+}
+
+/// True when stdin is a terminal (an interactive user, nothing queued).
+pub fn stdin_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
 }
 
 /// Errors that only mean the peer went away first.
