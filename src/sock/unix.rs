@@ -93,7 +93,7 @@ pub struct UnixBound {
 pub fn bind_unix(kind: UnixKind, name: &UnixName, backlog: u32) -> Result<UnixBound> {
     let what = || format!("cannot bind {name}");
     if let UnixName::Path(path) = name {
-        clear_stale(kind, path)?;
+        clear_stale(path)?;
     }
     let addr = unix_sockaddr(name)?;
     let sock = new_socket(kind).map_err(|e| Error::io(what(), e))?;
@@ -112,7 +112,7 @@ pub fn bind_unix(kind: UnixKind, name: &UnixName, backlog: u32) -> Result<UnixBo
     })
 }
 
-fn clear_stale(kind: UnixKind, path: &Path) -> Result<()> {
+fn clear_stale(path: &Path) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -125,19 +125,29 @@ fn clear_stale(kind: UnixKind, path: &Path) -> Result<()> {
             io::Error::from_raw_os_error(libc::EEXIST),
         ));
     }
-    let probe = new_socket(kind).map_err(|e| Error::io("cannot create socket", e))?;
+    // The probe is a datagram socket, whatever kind is being bound: its
+    // connect(2) only looks the path up, while a stream or seqpacket probe
+    // would be a real connection, taken by a live listener as a client (a
+    // one-client listener would serve it and exit).
+    let probe = new_socket(UnixKind::Datagram).map_err(|e| Error::io("cannot create socket", e))?;
     let addr = SockAddr::unix(path).map_err(|e| Error::io("invalid unix path", e))?;
-    match probe.connect(&addr) {
-        Ok(()) => Err(Error::io(
+    let in_use = || {
+        Err(Error::io(
             format!("cannot bind {}", path.display()),
             io::Error::from_raw_os_error(libc::EADDRINUSE),
-        )),
+        ))
+    };
+    match probe.connect(&addr) {
+        // A live datagram socket.
+        Ok(()) => in_use(),
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
             tracing::info!("removing stale socket {}", path.display());
             std::fs::remove_file(path)
                 .map_err(|e| Error::io(format!("cannot remove stale {}", path.display()), e))
         }
-        // EPROTOTYPE and friends: a live socket of another type holds the path.
+        // A live stream or seqpacket socket (EPROTOTYPE), or a datagram socket
+        // connected to another peer (EPERM).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPROTOTYPE | libc::EPERM)) => in_use(),
         Err(e) => Err(Error::io(format!("cannot bind {}", path.display()), e)),
     }
 }
