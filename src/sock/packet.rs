@@ -49,8 +49,12 @@ impl PacketSock {
     /// Receives one message from the connected peer; `Ok(0)` on a stream-like EOF
     /// (seqpacket) or an empty datagram.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // ERROR too: an ICMP error on a connected UDP socket (port unreachable)
+        // raises only EPOLLERR, and recv(2) is what reports it.
         self.fd
-            .async_io(Interest::READABLE, |s| s.recv(as_uninit(buf)))
+            .async_io(Interest::READABLE | Interest::ERROR, |s| {
+                s.recv(as_uninit(buf))
+            })
             .await
     }
 
