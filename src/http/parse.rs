@@ -210,7 +210,10 @@ enum State {
         remaining: u64,
     },
     UntilClose,
-    ChunkSize,
+    /// Waiting for a chunk-size line; `scanned` bytes of it have no LF.
+    ChunkSize {
+        scanned: usize,
+    },
     ChunkData {
         remaining: u64,
     },
@@ -312,7 +315,7 @@ impl ResponseParser {
                     self.state = match framing {
                         Framing::Empty | Framing::Length(0) => State::Finished,
                         Framing::Length(n) => State::Length { remaining: n },
-                        Framing::Chunked => State::ChunkSize,
+                        Framing::Chunked => State::ChunkSize { scanned: 0 },
                         Framing::UntilClose => State::UntilClose,
                     };
                     let response = Response {
@@ -345,12 +348,17 @@ impl ResponseParser {
                     self.body += rest.len() as u64;
                     return Ok((input.len(), Some(Event::Data(rest))));
                 }
-                State::ChunkSize => {
+                State::ChunkSize { scanned } => {
                     let limit = self.limits.max_header_bytes;
-                    let Some(nl) = memchr(b'\n', &rest[..rest.len().min(limit)]) else {
+                    let end = rest.len().min(limit);
+                    let from = scanned.min(end);
+                    let Some(nl) = memchr(b'\n', &rest[from..end]).map(|i| from + i) else {
                         if rest.len() >= limit {
                             return Err(ParseError::HeadTooLarge { limit });
                         }
+                        self.state = State::ChunkSize {
+                            scanned: rest.len(),
+                        };
                         return Ok((used, None));
                     };
                     let base = self.offset + used as u64;
@@ -382,11 +390,11 @@ impl ResponseParser {
                     [] | [b'\r'] => return Ok((used, None)),
                     [b'\n', ..] => {
                         used += 1;
-                        self.state = State::ChunkSize;
+                        self.state = State::ChunkSize { scanned: 0 };
                     }
                     [b'\r', b'\n', ..] => {
                         used += 2;
-                        self.state = State::ChunkSize;
+                        self.state = State::ChunkSize { scanned: 0 };
                     }
                     _ => {
                         return Err(ParseError::Malformed {
@@ -498,12 +506,14 @@ impl ResponseParser {
                     self.body + remaining
                 ),
             },
-            State::ChunkSize | State::ChunkData { .. } | State::ChunkEnd => ParseError::Truncated {
-                what: format!(
-                    "in a chunked body after {} body bytes, before the last chunk",
-                    self.body
-                ),
-            },
+            State::ChunkSize { .. } | State::ChunkData { .. } | State::ChunkEnd => {
+                ParseError::Truncated {
+                    what: format!(
+                        "in a chunked body after {} body bytes, before the last chunk",
+                        self.body
+                    ),
+                }
+            }
             State::Trailers { .. } => ParseError::Truncated {
                 what: "in the trailers of a chunked body".into(),
             },
