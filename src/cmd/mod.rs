@@ -25,6 +25,7 @@ Examples:
   sockit connect -u 127.0.0.1:5353          UDP, one datagram per line
   sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
   sockit connect --tls example.com:443      TLS client
+  sockit http -L https://example.com/       HTTP/1.1 client like curl (own exit codes: sockit http --help)
 
 Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
            unix:/PATH, unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT
