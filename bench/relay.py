@@ -12,6 +12,9 @@ over TCP, a Unix stream socket and TLS (self-signed, pinned), and once more over
 TCP with the listener's stdin at EOF (`< /dev/null`, as in a script or under
 `&`). The SHA-256 of every output is compared with the input's.
 
+Servers' stdin: an open pipe that the harness closes as soon as the client has
+started, so every tool sees the same thing: stdin that ends early on its side.
+
 Only 127.0.0.1 and Unix sockets under a private temp dir are used. Every wait is
 bounded, and every process this script starts is killed when it exits.
 
@@ -288,6 +291,13 @@ def transfer(*, server_argv, ready, client_argv, infile, outfile, workdir, tag, 
     with open(infile, "rb") as inp, open(errc, "wb") as err:
         t0 = time.perf_counter()
         client = spawn(client_argv(info), stdin=inp, stdout=subprocess.DEVNULL, stderr=err)
+    # The server has nothing to send: end its stdin (sockit, like nc, keeps a
+    # connection's sending side open until its stdin ends).
+    if server.stdin is not None:
+        try:
+            server.stdin.close()
+        except OSError:
+            pass
     deadline = time.monotonic() + timeout
 
     grace = {}
@@ -499,7 +509,7 @@ def fmt_rate(x):
 
 def relay_section(args, sockit, infile, workdir, nbytes):
     print("== relay throughput: %d MiB file -> client -> 127.0.0.1 TCP -> server > /dev/null" % args.size_mib)
-    print("   timed from client start to server exit; servers' stdin is an open, empty pipe")
+    print("   timed from client start to server exit; servers' stdin: a pipe closed once the client starts")
     tools = []
     for t in relay_tools(sockit):
         if args.tools and t.name not in args.tools:
@@ -572,13 +582,13 @@ def integrity_section(args, sockit, infile, workdir, nbytes):
     sockdir = tempfile.mkdtemp(prefix="sockit-bench-", dir="/tmp")
     sockpath = os.path.join(sockdir, "s.sock")
     cases = [
-        ("tcp", "TCP 127.0.0.1; listener stdin: open, empty pipe",
+        ("tcp", "TCP 127.0.0.1; listener stdin: pipe closed once the client starts",
          lambda port: [sockit, "-v", "listen", "127.0.0.1:0"], sockit_ready(),
          lambda i: [sockit, "connect", "127.0.0.1:%d" % i["port"]], False),
-        ("unix", "Unix stream socket in a private /tmp dir; listener stdin: open, empty pipe",
+        ("unix", "Unix stream socket in a private /tmp dir; listener stdin: pipe closed once the client starts",
          lambda port: [sockit, "-v", "listen", "unix:" + sockpath], sockit_ready(unix=True),
          lambda i: [sockit, "connect", "unix:" + i["path"]], False),
-        ("tls", "TLS over TCP 127.0.0.1, --tls-self-signed, client pins the SHA-256; listener stdin: open, empty pipe",
+        ("tls", "TLS over TCP 127.0.0.1, --tls-self-signed, client pins the SHA-256; listener stdin: pipe closed once the client starts",
          lambda port: [sockit, "-v", "listen", "--tls-self-signed", "127.0.0.1:0"], sockit_ready(tls=True),
          lambda i: [sockit, "connect", "--tls", "--pin-sha256", i["fp"], "127.0.0.1:%d" % i["port"]], False),
         ("tcp-stdin-eof", "TCP 127.0.0.1; listener stdin </dev/null (at EOF from the start, as under `&` in a script)",
