@@ -708,6 +708,16 @@ fn trim_start_len(mut s: &[u8]) -> usize {
     s.len()
 }
 
+/// Peer bytes for an error message: at most 40, escaped so a terminal shows them
+/// rather than acting on them.
+fn shown(b: &[u8]) -> String {
+    let mut s = b[..b.len().min(40)].escape_ascii().to_string();
+    if b.len() > 40 {
+        s.push_str("...");
+    }
+    s
+}
+
 fn lower(v: &[u8]) -> String {
     String::from_utf8_lossy(v).to_ascii_lowercase()
 }
@@ -762,7 +772,10 @@ fn framing(head: &Head, head_request: bool) -> Result<(Framing, Vec<String>, boo
             .iter()
             .find(|c| c.is_empty() || !c.bytes().all(is_tchar))
         {
-            return Err(bad(format!("invalid transfer coding '{c}'")));
+            return Err(bad(format!(
+                "invalid transfer coding '{}'",
+                shown(c.as_bytes())
+            )));
         }
         let chunked = codings.iter().filter(|c| *c == "chunked").count();
         let last_chunked = codings.last().is_some_and(|c| c == "chunked");
@@ -793,7 +806,7 @@ fn framing(head: &Head, head_request: bool) -> Result<(Framing, Vec<String>, boo
             let bad = |what: String| ParseError::Malformed { what, at: field.at };
             for item in field.value.split(|&b| b == b',') {
                 let item = trim(item);
-                let text = String::from_utf8_lossy(item);
+                let text = shown(item);
                 if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
                     return Err(bad(format!("invalid Content-Length '{text}'")));
                 }

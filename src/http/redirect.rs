@@ -39,14 +39,16 @@ pub fn follow(
         return Ok(None);
     }
     let text = String::from_utf8_lossy(location);
+    // For messages: escaped, so a terminal shows the bytes rather than acting on them.
+    let shown = location.escape_ascii().to_string();
     let mut url = current.join(text.trim()).map_err(|e| {
         Error::new(
             Kind::BadUrl,
-            format!("invalid redirect Location '{text}'"),
+            format!("invalid redirect Location '{shown}'"),
             e.to_string(),
         )
     })?;
-    target::check(&url, &text)?;
+    target::check(&url, &shown)?;
     if url.fragment().is_none() {
         // RFC 9110 section 10.2.2: the original fragment carries over.
         url.set_fragment(current.fragment());

@@ -778,3 +778,59 @@ fn content_and_transfer_codings() {
     assert_eq!(code, 61, "{err}");
     assert!(err.contains("unsupported coding 'zstd'"), "{err}");
 }
+
+/// Runs `sockit http ARGS` with a pseudo-terminal as stdin/stdout/stderr (via
+/// util-linux `script`); returns what the terminal showed.
+fn on_a_terminal(args: &[&str]) -> String {
+    let mut cmd = String::from(env!("CARGO_BIN_EXE_sockit"));
+    cmd.push_str(" http");
+    for a in args {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal_and_not_with_silent() {
+    require("script");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    let body = random_bytes(100_000, 3);
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    resp.extend_from_slice(&body);
+    let srv = Server::start(vec![Reply::Close(resp.clone()), Reply::Close(resp)]);
+    let shown = on_a_terminal(&["-o", file.to_str().unwrap(), &srv.url("/")]);
+    assert!(shown.contains("97.66 KiB/97.66 KiB"), "{shown:?}");
+    assert!(std::fs::read(&file).unwrap() == body);
+    let shown = on_a_terminal(&["-s", "-o", file.to_str().unwrap(), &srv.url("/")]);
+    assert_eq!(shown, "");
+}
+
+#[test]
+fn verbose_shows_both_heads() {
+    let (code, _, err) = fetch(
+        close("HTTP/1.1 200 OK\r\nX-Evil: a\u{202e}b\r\nContent-Length: 0\r\n\r\n".as_bytes()),
+        &["-v", "-H", "X-Mine: 1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("* Connected to 127.0.0.1"), "{err}");
+    assert!(err.contains("> GET / HTTP/1.1\n"), "{err}");
+    assert!(err.contains("> X-Mine: 1\n"), "{err}");
+    assert!(err.contains("< HTTP/1.1 200 OK\n"), "{err}");
+    // Bidi overrides from the server are shown, not applied; raw escape
+    // sequences do not even parse.
+    assert!(err.contains("< X-Evil: a\\u{202e}b\n"), "{err}");
+    assert!(!err.contains('\u{202e}'), "{err}");
+    let (code, _, err) = fetch(
+        close(b"HTTP/1.1 200 OK\r\nX-Evil: \x1b[2J\r\nContent-Length: 0\r\n\r\n"),
+        &["-v"],
+    );
+    assert_eq!(code, 8, "{err}");
+    assert!(!err.contains('\x1b'), "{err}");
+}
