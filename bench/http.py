@@ -51,7 +51,7 @@ def find(prog):
 
 NGINX_CONF = """\
 {user}
-worker_processes 1;
+master_process off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 256; }}
