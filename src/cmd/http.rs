@@ -37,9 +37,9 @@ Examples:
   sockit http -v -o page.html https://example.com/  request/response headers on stderr
   sockit http -O https://host/file.iso              save as file.iso (progress bar on a terminal)
   sockit http -d 'a=1&b=2' http://host/form         POST a form; -d @file, --data-binary @file
-  sockit http --json '{\"k\":1}' http://host/api     POST JSON
+  sockit http --json '{\"k\":1}' http://host/api      POST JSON
   sockit http -X PUT -H 'X-Token: t' -u me:pw http://host/x
-  sockit http -L --max-redirs 5 http://host/old      follow redirects
+  sockit http -L --max-redirs 5 http://host/old     follow redirects
   sockit http --compressed -s http://host/ | wc -c  gzip/deflate decoded
   sockit http -w '%{http_code} %{time_total}\\n' -o /dev/null -s http://host/
   sockit http http://h/a http://h/b http://h/c      one keep-alive connection for all three
