@@ -605,6 +605,10 @@ fn connect_errors_have_their_codes() {
     let (code, _, err) = http(&["-m", "10", "http://nonexistent.invalid/"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("cannot resolve nonexistent.invalid"), "{err}");
+    // -4/-6 filter literal addresses too.
+    let (code, _, err) = http(&["-6", &format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("no IPv6 address"), "{err}");
     assert_eq!(http(&["ftp://127.0.0.1/"]).0, 1);
     assert_eq!(http(&["http://[::1/"]).0, 3);
     assert_eq!(http(&["-X", "BAD METHOD", "http://127.0.0.1/"]).0, 2);
