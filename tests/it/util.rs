@@ -127,14 +127,17 @@ impl Proc {
 
     /// Waits until stdout contains `needle`.
     pub fn wait_stdout(&self, needle: &[u8]) -> Vec<u8> {
-        self.stdout.wait(WAIT, &format!("stdout {:?}", String::from_utf8_lossy(needle)), |d| {
-            contains(d, needle)
-        })
+        self.stdout.wait(
+            WAIT,
+            &format!("stdout {:?}", String::from_utf8_lossy(needle)),
+            |d| contains(d, needle),
+        )
     }
 
     /// Waits until stdout has at least `n` bytes.
     pub fn wait_stdout_len(&self, n: usize) -> Vec<u8> {
-        self.stdout.wait(WAIT, &format!("{n} bytes on stdout"), |d| d.len() >= n)
+        self.stdout
+            .wait(WAIT, &format!("{n} bytes on stdout"), |d| d.len() >= n)
     }
 
     /// Waits until stderr contains `needle`; returns all of stderr.
@@ -282,4 +285,265 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
+}
+
+/// Reads exactly `n` bytes (each read bounded by the stream's timeout).
+pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// Reads until EOF (each read bounded by the stream's timeout).
+pub fn read_all(s: &mut impl Read) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("reading to EOF: {e} (after {} bytes)", out.len()));
+    out
+}
+
+/// Number of non-overlapping occurrences of `needle` in `hay`.
+pub fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on: bound by the kernel's choice,
+/// read, and released.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Waits (bounded) until a TCP socket listens on `port` (state 0A in /proc/net/tcp{,6}).
+pub fn wait_tcp_listening(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    let want = format!(":{port:04X}");
+    loop {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            let listening = text.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+            });
+            if listening {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Accepts one connection within [`WAIT`]; the stream gets read and write timeouts of [`WAIT`].
+pub fn accept_one(l: &std::net::TcpListener) -> (std::net::TcpStream, std::net::SocketAddr) {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let (s, peer) = loop {
+        match l.accept() {
+            Ok(pair) => break pair,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                assert!(Instant::now() < deadline, "no connection arrived");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    (s, peer)
+}
+
+/// Checks the shape of a failed run: exit `code`, nothing on stdout, and stderr exactly
+/// one `sockit: error: ...` line with no panic or backtrace text. Returns that line.
+pub fn error_line(out: &Output, code: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic on stderr: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "stderr is not one line: {err:?}");
+    assert!(err.ends_with('\n'), "stderr line not terminated: {err:?}");
+    assert!(err.starts_with("sockit: error: "), "stderr: {err:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err.trim_end().to_string()
+}
+
+impl Proc {
+    /// Spawns `cmd` with the given stdin (a file, `Stdio::null()`) and captured output.
+    pub fn spawn_with_stdin(mut cmd: Command, stdin: Stdio) -> Proc {
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = Arc::new(Captured::default());
+        let stderr = Arc::new(Captured::default());
+        stdout.spawn_reader(child.stdout.take().unwrap());
+        stderr.spawn_reader(child.stderr.take().unwrap());
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A process whose stdout is a pipe the test reads a little of and then closes
+/// (like `| head -c N`); stderr is captured; killed on drop.
+pub struct PipedStdout {
+    child: Child,
+    stdout: Option<std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>>,
+    reader: Option<std::process::ChildStdout>,
+    stderr: Arc<Captured>,
+}
+
+impl PipedStdout {
+    /// Spawns `cmd` with stdin from /dev/null.
+    pub fn spawn(mut cmd: Command) -> PipedStdout {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = Arc::new(Captured::default());
+        stderr.spawn_reader(child.stderr.take().unwrap());
+        let reader = child.stdout.take();
+        PipedStdout {
+            child,
+            stdout: None,
+            reader,
+            stderr,
+        }
+    }
+
+    /// Waits until stderr contains `needle`; returns all of stderr.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let d = self.stderr.wait(WAIT, &format!("stderr {needle:?}"), |d| {
+            contains(d, needle.as_bytes())
+        });
+        String::from_utf8_lossy(&d).into_owned()
+    }
+
+    /// Reads exactly `n` bytes of stdout (bounded), then closes the read end.
+    pub fn read_then_close(&mut self, n: usize) -> Vec<u8> {
+        let mut out = self.reader.take().expect("stdout already closed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; n];
+            let r = out.read_exact(&mut buf).map(|_| buf);
+            // `out` is dropped here: the pipe's only read end closes.
+            let _ = tx.send(r);
+        });
+        self.stdout = Some(rx);
+        match self.stdout.as_ref().unwrap().recv_timeout(WAIT) {
+            Ok(Ok(buf)) => buf,
+            Ok(Err(e)) => panic!("reading stdout: {e}"),
+            Err(_) => panic!("timed out reading {n} bytes of stdout"),
+        }
+    }
+
+    /// Waits for exit (bounded); returns status and stderr.
+    pub fn wait_exit(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit; stderr: {}",
+                String::from_utf8_lossy(&self.stderr.snapshot())
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        let err = String::from_utf8_lossy(&self.stderr.wait_closed(WAIT)).into_owned();
+        (status, err)
+    }
+}
+
+impl Drop for PipedStdout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Waits until stdout has at least `n` bytes; on timeout reports only the count
+    /// (for large binary payloads).
+    pub fn wait_stdout_bytes(&self, n: usize) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        let mut g = self.stdout.data.lock().unwrap();
+        loop {
+            if g.0.len() >= n {
+                return g.0.clone();
+            }
+            let now = Instant::now();
+            let (have, closed) = (g.0.len(), g.1);
+            if now >= deadline || closed {
+                drop(g);
+                panic!(
+                    "waiting for {n} bytes on stdout: got {have} (stream closed: {closed}); stderr: {}",
+                    self.stderr_now()
+                );
+            }
+            g = self
+                .stdout
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+/// Retries `f` while it fails with EINTR: a signal handler installed elsewhere in
+/// the test process interrupts blocking socket calls that have a timeout.
+pub fn no_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Accepts one Unix stream connection within [`WAIT`]; the stream gets read and
+/// write timeouts of [`WAIT`].
+pub fn accept_unix(l: &std::os::unix::net::UnixListener) -> std::os::unix::net::UnixStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                assert!(Instant::now() < deadline, "no connection arrived");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
 }
