@@ -40,7 +40,7 @@ Examples:
   sockit http --json '{\"k\":1}' http://host/api      POST JSON
   sockit http -X PUT -H 'X-Token: t' -u me:pw http://host/x
   sockit http -L --max-redirs 5 http://host/old     follow redirects
-  sockit http --compressed -s http://host/ | wc -c  gzip/deflate decoded
+  sockit http --compressed -s http://host/ | wc -c  gzip/deflate/br decoded
   sockit http -w '%{http_code} %{time_total}\\n' -o /dev/null -s http://host/
   sockit http http://h/a http://h/b http://h/c      one keep-alive connection for all three
   sockit http --resolve example.com:443:127.0.0.1 https://example.com/
@@ -128,7 +128,7 @@ pub struct Args {
         help_heading = "Request"
     )]
     pub user: Option<String>,
-    /// Ask for a compressed response (gzip, deflate) and decode it as it arrives.
+    /// Ask for a compressed response (gzip, deflate, br) and decode it as it arrives.
     #[arg(long, help_heading = "Request")]
     pub compressed: bool,
 
@@ -561,7 +561,7 @@ impl Plan {
         let template = Template {
             user_agent,
             accept: if json { "application/json" } else { "*/*" }.into(),
-            accept_encoding: args.compressed.then(|| "gzip, deflate".to_string()),
+            accept_encoding: args.compressed.then(|| "gzip, deflate, br".to_string()),
             basic,
             content_type: Some(
                 if json {

@@ -6,7 +6,7 @@
 //! - [`request`]: the request to send, and its bytes on the wire.
 //! - [`target`]: URL handling (default scheme, IDNA, `Host`, request target, `-O` names).
 //! - [`redirect`]: what a 3xx turns the next request into.
-//! - [`decode`]: content and transfer decoding (gzip, deflate) as the body streams.
+//! - [`decode`]: content and transfer decoding (gzip, deflate, brotli) as the body streams.
 //! - [`pool`]: connecting (TCP, Unix, TLS with ALPN) and keeping one idle connection per origin.
 //! - [`exchange`]: one request/response over a pooled connection, events to a sink.
 //!

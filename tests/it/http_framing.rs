@@ -777,6 +777,28 @@ fn content_and_transfer_codings() {
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!".to_vec();
     let (code, _, err) = fetch(Reply::Close(resp), &["--compressed"]);
     assert_eq!(code, 61, "{err}");
+    // brotli (`brotli -q 11` of "sockit speaks brotli. " 50 times).
+    let br: &[u8] = &[
+        0xb1, 0x58, 0x22, 0xc0, 0x2f, 0x6e, 0x63, 0xeb, 0x3a, 0x56, 0x77, 0xd4, 0x92, 0x02, 0x21,
+        0xad, 0x59, 0x0a, 0xac, 0x12, 0x74, 0xd1, 0x9a, 0x65, 0xf0, 0x03, 0xdf, 0xe8, 0x57, 0x8e,
+        0x05,
+    ];
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: {}\r\n\r\n",
+        br.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(br);
+    let (code, out, err) = fetch(Reply::Close(resp), &["--compressed"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, b"sockit speaks brotli. ".repeat(50));
+    let srv = Server::start(vec![close(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+    assert_eq!(http(&["--compressed", &srv.url("/")]).0, 0);
+    let req = String::from_utf8(srv.request()).unwrap();
+    assert!(
+        req.contains("\r\nAccept-Encoding: gzip, deflate, br\r\n"),
+        "{req}"
+    );
     let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: zstd, chunked\r\n\r\n0\r\n\r\n".to_vec();
     let (code, _, err) = fetch(Reply::Close(resp), &[]);
     assert_eq!(code, 61, "{err}");
