@@ -5,11 +5,12 @@
 //! `listen -k` (stdin to every client) and `listen --broker`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The set of connected members.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct Hub {
 struct Member {
     tx: mpsc::UnboundedSender<Bytes>,
     queued: Arc<AtomicUsize>,
-    dropped: Arc<AtomicBool>,
+    dropped: CancellationToken,
     peer: String,
 }
 
@@ -34,7 +35,7 @@ pub struct Membership {
     pub id: u64,
     rx: mpsc::UnboundedReceiver<Bytes>,
     queued: Arc<AtomicUsize>,
-    dropped: Arc<AtomicBool>,
+    dropped: CancellationToken,
     hub: Arc<Hub>,
 }
 
@@ -57,7 +58,7 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let dropped = Arc::new(AtomicBool::new(false));
+        let dropped = CancellationToken::new();
         self.lock().insert(
             id,
             Member {
@@ -104,7 +105,7 @@ impl Hub {
         }
         for id in slow {
             if let Some(m) = members.remove(&id) {
-                m.dropped.store(true, Ordering::Relaxed);
+                m.dropped.cancel();
                 tracing::warn!(
                     "dropping {}: more than {} bytes waiting (too slow)",
                     m.peer,
@@ -121,7 +122,7 @@ impl Membership {
     /// dropped for being too slow, or the hub is gone.
     pub async fn next_batch(&mut self, max: usize) -> Option<Vec<u8>> {
         let first = self.rx.recv().await?;
-        if self.dropped.load(Ordering::Relaxed) {
+        if self.dropped.is_cancelled() {
             return None;
         }
         let mut out = Vec::with_capacity(first.len().max(4096));
@@ -142,7 +143,13 @@ impl Membership {
 
     /// Whether the hub dropped this member.
     pub fn was_dropped(&self) -> bool {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped.is_cancelled()
+    }
+
+    /// Resolves once the hub drops this member, so a write stuck on a peer that
+    /// does not read can be abandoned.
+    pub fn dropped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.dropped.clone().cancelled_owned()
     }
 }
 

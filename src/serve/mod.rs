@@ -424,21 +424,37 @@ where
             }
         }
     };
+    let dropped = membership.dropped();
     let write = async {
-        while let Some(batch) = membership.next_batch(BUF_SIZE).await {
-            wr.write(&batch).await?;
-            membership.written(batch.len());
-            activity.touch();
+        let drain = async {
+            while let Some(batch) = membership.next_batch(BUF_SIZE).await {
+                wr.write(&batch).await?;
+                membership.written(batch.len());
+                activity.touch();
+            }
+            Ok::<_, io::Error>(())
+        };
+        // A write to a peer that never reads blocks for good; being dropped
+        // from the hub ends it too.
+        tokio::select! {
+            r = drain => r?,
+            _ = dropped => {}
         }
         if membership.was_dropped() {
             return Err(io::Error::other("too slow: output queue full"));
         }
         Ok(())
     };
-    tokio::select! {
+    let res = tokio::select! {
         r = read => r,
         r = write => r,
+    };
+    if res.is_ok() {
+        // The peer finished: close our side properly (TLS close_notify, then
+        // FIN), bounded in case it no longer reads.
+        let _ = tokio::time::timeout(Duration::from_secs(2), wr.shutdown()).await;
     }
+    res
 }
 
 async fn stdout_writer(mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) {
