@@ -37,7 +37,10 @@ pub async fn dial(ep: &Endpoint, opts: &DialOpts) -> Result<Conn> {
                 match sock::connect_tcp(*addr, &opts.sock, opts.wait).await {
                     Ok(s) => {
                         if addrs.len() > 1 {
-                            tracing::info!("{host} resolved to {} addresses; {addr} answered", addrs.len());
+                            tracing::info!(
+                                "{host} resolved to {} addresses; {addr} answered",
+                                addrs.len()
+                            );
                         }
                         stream = Some(s);
                         break;
@@ -127,8 +130,14 @@ pub async fn dial(ep: &Endpoint, opts: &DialOpts) -> Result<Conn> {
 }
 
 fn packet_conn(sock: PacketSock, eof_on_empty: bool, proto: &str) -> Conn {
-    let local = sock.local_addr().map(|a| fmt_sockaddr(&a)).unwrap_or_default();
-    let peer = sock.peer_addr().map(|a| fmt_sockaddr(&a)).unwrap_or_default();
+    let local = sock
+        .local_addr()
+        .map(|a| fmt_sockaddr(&a))
+        .unwrap_or_default();
+    let peer = sock
+        .peer_addr()
+        .map(|a| fmt_sockaddr(&a))
+        .unwrap_or_default();
     Conn {
         link: Link::Packet { sock, eof_on_empty },
         local,

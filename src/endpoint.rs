@@ -148,7 +148,9 @@ impl Endpoint {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
             let (addr, after) = inner.split_once(']').ok_or_else(|| bad("missing ']'"))?;
-            let port = after.strip_prefix(':').ok_or_else(|| bad("missing :PORT"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("missing :PORT"))?;
             let ip: Ipv6Addr = addr.parse().map_err(|_| bad("bad IPv6 address"))?;
             (Host::Ip(IpAddr::V6(ip)), port)
         } else {

@@ -15,6 +15,7 @@
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
 //! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram sockets.
 
+pub mod chat;
 pub mod cli;
 pub mod cmd;
 pub mod conn;

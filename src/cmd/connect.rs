@@ -65,11 +65,12 @@ fn parse_source(text: &str) -> Result<SocketAddr> {
 }
 
 /// Builds the relay options shared by `connect` and single-client `listen`.
-pub fn relay_opts(args: &RelayArgs, linger: Duration) -> Result<RelayOpts> {
+pub fn relay_opts(args: &RelayArgs, linger: Duration, wait_for_stdin: bool) -> Result<RelayOpts> {
     Ok(RelayOpts {
         send: !args.recv_only,
         recv: !args.send_only,
         shutdown_on_eof: !args.no_shutdown,
+        wait_for_stdin,
         idle: args.idle_timeout,
         linger,
         crlf: args.crlf,
@@ -80,6 +81,7 @@ pub fn relay_opts(args: &RelayArgs, linger: Duration) -> Result<RelayOpts> {
 
 /// Runs `sockit connect`.
 pub async fn run(args: Args) -> Result<()> {
+    let shutdown = crate::cmd::shutdown_signal();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     if args.tls.tls && !ep.is_stream() {
         return Err(Error::Usage(format!(
@@ -105,10 +107,12 @@ pub async fn run(args: Args) -> Result<()> {
     if args.zero {
         return Ok(());
     }
-    let ropts = relay_opts(&args.relay, args.wait)?;
+    // Like nc: a server's half-close does not truncate what we send.
+    let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
+    let ropts = relay_opts(&args.relay, args.wait, wait_for_stdin)?;
     let stats = tokio::select! {
         r = relay::run(conn, &ropts) => r?,
-        _ = crate::cmd::shutdown_signal() => {
+        _ = shutdown => {
             tracing::info!("interrupted");
             return Ok(());
         }

@@ -6,11 +6,11 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs};
-use crate::endpoint::{resolve_bind, Endpoint, Transport, UnixKind};
+use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
 use crate::serve::dgram::{self, DgramOpts, DgramService};
-use crate::serve::{Acl, ExecSpec, Gate, Limits, Listener, Server, Service};
-use crate::sock::{self, bind_unix, fmt_sockaddr, PacketListener, PacketSock};
+use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
+use crate::sock::{fmt_sockaddr, PacketSock};
 use crate::tls;
 
 /// Examples shown under `sockit listen --help`.
@@ -71,10 +71,22 @@ pub struct Args {
     #[arg(long, help_heading = "Services", group = "service")]
     broker: bool,
     /// Serve each client with this program (split like a shell, run without one).
-    #[arg(short = 'e', long, value_name = "CMD", help_heading = "Services", group = "service")]
+    #[arg(
+        short = 'e',
+        long,
+        value_name = "CMD",
+        help_heading = "Services",
+        group = "service"
+    )]
     exec: Option<String>,
     /// Serve each client with /bin/sh -c CMD.
-    #[arg(short = 'c', long, value_name = "CMD", help_heading = "Services", group = "service")]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "CMD",
+        help_heading = "Services",
+        group = "service"
+    )]
     sh_exec: Option<String>,
 
     /// Greeting: a partial line idle this long counts as a message.
@@ -121,6 +133,7 @@ impl Args {
 
 /// Runs `sockit listen`.
 pub async fn run(args: Args) -> Result<()> {
+    let shutdown = crate::cmd::shutdown_signal();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     let service = args.service()?;
     let keep_open = args.keep_open || !matches!(service, Service::Stdio);
@@ -131,7 +144,14 @@ pub async fn run(args: Args) -> Result<()> {
         args.deny_file.as_deref(),
     )?;
     let identity = args.tls.identity();
-    let stream = ep.is_stream() || matches!(ep, Endpoint::Unix { kind: UnixKind::SeqPacket, .. });
+    let stream = ep.is_stream()
+        || matches!(
+            ep,
+            Endpoint::Unix {
+                kind: UnixKind::SeqPacket,
+                ..
+            }
+        );
     if identity.is_some() && !ep.is_stream() {
         return Err(Error::Usage(format!(
             "TLS needs a stream endpoint (TCP or unix:), not {}",
@@ -149,7 +169,9 @@ pub async fn run(args: Args) -> Result<()> {
             ep.proto()
         )));
     }
-    let relay = crate::cmd::connect::relay_opts(&args.relay, Duration::MAX)?;
+    // As in `connect`: a client's half-close does not cut short what we send.
+    let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
+    let relay = crate::cmd::connect::relay_opts(&args.relay, Duration::MAX, wait_for_stdin)?;
     let family = args.net.family();
     let sock_opts = args.sock.opts();
     let limits = Limits {
@@ -162,44 +184,11 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Bind first: the listening socket exists before any slow setup, and a
     // Unix path guard lives until this function returns.
-    let mut _guard = None;
-    let listener = match &ep {
-        Endpoint::Ip {
-            transport: Transport::Tcp,
-            host,
-            port,
-        } => {
-            let addr = resolve_bind(host, *port, family).await?[0];
-            Listener::Tcp(sock::listen_tcp(addr, args.backlog, &sock_opts)?)
-        }
-        Endpoint::Ip {
-            transport: Transport::Udp,
-            host,
-            port,
-        } => {
-            let addr = resolve_bind(host, *port, family).await?[0];
-            let s = sock::bind_udp(addr, &sock_opts)?;
-            return serve_dgram(s, &args, service, keep_open, relay).await;
-        }
-        Endpoint::Unix { kind, name } => {
-            let bound = bind_unix(*kind, name, args.backlog)?;
-            _guard = bound.guard;
-            match kind {
-                UnixKind::Stream => {
-                    let std: std::os::unix::net::UnixListener = bound.socket.into();
-                    std.set_nonblocking(true)
-                        .map_err(|e| Error::io("cannot configure the socket", e))?;
-                    Listener::Unix(
-                        tokio::net::UnixListener::from_std(std)
-                            .map_err(|e| Error::io("cannot register the socket", e))?,
-                    )
-                }
-                UnixKind::SeqPacket => Listener::SeqPacket(PacketListener::new(bound.socket)?),
-                UnixKind::Datagram => {
-                    let s = PacketSock::new(bound.socket)?;
-                    return serve_dgram(s, &args, service, keep_open, relay).await;
-                }
-            }
+    let (bound, _guard) = bind(&ep, family, args.backlog, &sock_opts).await?;
+    let listener = match bound {
+        Bound::Stream(l) => l,
+        Bound::Datagram(s) => {
+            return serve_dgram(s, &args, service, keep_open, relay, shutdown).await
         }
     };
     let tls = match identity {
@@ -223,7 +212,7 @@ pub async fn run(args: Args) -> Result<()> {
         keep_open,
         relay,
     };
-    server.run(crate::cmd::shutdown_signal()).await
+    server.run(shutdown).await
 }
 
 async fn serve_dgram(
@@ -232,6 +221,7 @@ async fn serve_dgram(
     service: Service,
     keep_open: bool,
     relay: crate::relay::RelayOpts,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let service = match service {
         Service::Stdio => DgramService::Stdio,
@@ -252,5 +242,5 @@ async fn serve_dgram(
         max_peers: args.max_conns as usize,
         relay,
     };
-    dgram::serve(sock, opts, crate::cmd::shutdown_signal()).await
+    dgram::serve(sock, opts, shutdown).await
 }

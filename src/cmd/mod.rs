@@ -1,5 +1,6 @@
 //! Subcommands: one file each, same shape (an `Args` struct and `run`).
 
+pub mod chat;
 pub mod connect;
 pub mod http;
 pub mod listen;
@@ -47,6 +48,9 @@ pub enum Command {
     /// HTTP/1.1 client on sockit's own sockets (like curl): GET, POST, redirects, TLS.
     #[command(after_help = http::HELP)]
     Http(http::Args),
+    /// Multi-user chat: a server any line client (nc, telnet) can use.
+    #[command(after_help = chat::HELP)]
+    Chat(chat::Args),
     /// Send ICMP echo requests and report the replies (the tutorial's SOCK_RAW; ping HOST).
     #[command(after_help = ping::HELP)]
     Ping(ping::Args),
@@ -59,8 +63,9 @@ impl Command {
         match self {
             Command::Connect(args) => connect::run(args).await.map(|()| 0),
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
-            Command::Http(args) => http::run(args).await,
             Command::Ping(args) => ping::run(args).await,
+            Command::Http(args) => http::run(args).await,
+            Command::Chat(args) => chat::run(args).await.map(|()| 0),
         }
     }
 
@@ -71,24 +76,31 @@ impl Command {
             Command::Http(_) => http::exit_code,
             // iputils' numbering: 1 means "no reply", so every error is 2.
             Command::Ping(_) => |_| 2,
-            Command::Connect(_) | Command::Listen(_) => |e| e.class().exit_code(),
+            Command::Connect(_) | Command::Listen(_) | Command::Chat(_) => {
+                |e| e.class().exit_code()
+            }
         }
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when first polled, so call it before announcing readiness: a
+/// signal that arrives in between is then not fatal.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
-    match term {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -36,6 +36,11 @@ pub struct RelayOpts {
     pub recv: bool,
     /// Half-close after stdin EOF (off with `--no-shutdown`).
     pub shutdown_on_eof: bool,
+    /// When the peer is done sending, keep sending stdin until it ends (or the
+    /// peer stops reading) instead of ending the relay: a peer's half-close
+    /// must not truncate our upload. Set unless stdin is a terminal, where
+    /// nothing is pending and the peer's close should end the session.
+    pub wait_for_stdin: bool,
     /// Close after this long with no traffic either way.
     pub idle: Option<Duration>,
     /// Message sockets without EOF (UDP, unix-dgram): how long to keep printing
@@ -89,6 +94,7 @@ async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
         send: opts.send,
         recv: opts.recv,
         shutdown_on_eof: opts.shutdown_on_eof,
+        wait_for_stdin: opts.wait_for_stdin,
     };
     let counters = Arc::new(splice::Counters::default());
     let c = counters.clone();
@@ -268,9 +274,7 @@ async fn upload(
 /// Half-closes after stdin EOF: `shutdown(SHUT_WR)`, or TLS close_notify first.
 async fn half_close(wr: &mut ConnWriter) -> Result<()> {
     match wr.shutdown().await {
-        Err(e) if !splice::is_peer_gone(&e) => {
-            Err(Error::io("cannot shut down the connection", e))
-        }
+        Err(e) if !splice::is_peer_gone(&e) => Err(Error::io("cannot shut down the connection", e)),
         _ => Ok(()),
     }
 }
@@ -329,10 +333,7 @@ async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
     let (rd, mut wr) = conn.split();
     let activity = Activity::new();
     let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
-    // Like `nc`: the relay ends when the peer is done sending and our stdin is
-    // done too; a peer's half-close does not cut our upload short. A terminal
-    // stdin has nothing pending, so there the peer's close ends the relay.
-    let wait_for_stdin = !splice::stdin_is_terminal();
+    let wait_for_stdin = opts.wait_for_stdin;
     let mut up_done = !opts.send;
     let mut down_done = false;
     {
@@ -383,7 +384,7 @@ async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
         }
     }
     if !up_done && !endless {
-        // Ending before stdin did (a terminal): still close TLS properly, briefly.
+        // Ending before stdin did: still close TLS properly, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     }
     Ok(Stats {

@@ -255,15 +255,15 @@ pub struct Plan {
     pub recv: bool,
     /// `shutdown(SHUT_WR)` after stdin EOF.
     pub shutdown_on_eof: bool,
+    /// After the peer's EOF, keep sending until stdin ends (see [`RelayOpts`]).
+    ///
+    /// [`RelayOpts`]: crate::relay::RelayOpts
+    pub wait_for_stdin: bool,
 }
 
-/// Runs both directions over the blocking socket `sock`.
-///
-/// Returns once the peer has closed its side and stdin is finished, like
-/// `nc`: a peer's half-close (`shutdown(SHUT_WR)`) does not stop our upload,
-/// which runs until stdin ends or the peer stops reading. An interactive
-/// stdin (a terminal) is the exception: nothing is pending there, so the relay
-/// ends with the peer and leaves the stdin thread behind.
+/// Runs both directions over the blocking socket `sock`; returns when the peer
+/// has closed its side and, with `plan.wait_for_stdin`, stdin is finished too.
+/// Otherwise a stdin thread still blocked in `read` is left behind.
 pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<()> {
     let sock = Arc::new(sock);
     let upload = plan.send.then(|| {
@@ -287,7 +287,7 @@ pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<(
         discard(sock.as_raw_fd(), &counters.received)
     };
     if let Some(handle) = upload {
-        if handle.is_finished() || !stdin_is_terminal() {
+        if handle.is_finished() || plan.wait_for_stdin {
             match handle.join() {
                 Ok(Err(e)) if !is_peer_gone(&e) => return Err(e),
                 _ => {}

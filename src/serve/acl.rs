@@ -84,13 +84,7 @@ mod tests {
 
     #[test]
     fn deny_wins_and_allow_restricts() {
-        let acl = Acl::new(
-            &["127.0.0.0/8".into()],
-            &["127.0.0.2".into()],
-            None,
-            None,
-        )
-        .unwrap();
+        let acl = Acl::new(&["127.0.0.0/8".into()], &["127.0.0.2".into()], None, None).unwrap();
         assert!(acl.permits("127.0.0.1".parse().unwrap()));
         assert!(acl.permits("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!acl.permits("127.0.0.2".parse().unwrap()));

@@ -133,10 +133,7 @@ pub async fn serve(
                     }
                 }
                 DgramService::Stdio => {
-                    peers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .heard(&from);
+                    peers.lock().unwrap_or_else(|e| e.into_inner()).heard(&from);
                     if relay.recv {
                         let wrote = async {
                             stdout.write_all(data).await?;

@@ -26,10 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::{Chunk, Conn, Link};
+use crate::endpoint::{resolve_bind, Endpoint, Family, Transport, UnixKind};
 use crate::error::{Error, Result};
 use crate::relay::hexdump::Direction;
 use crate::relay::{self, Activity, Crlf, RelayOpts, BUF_SIZE};
-use crate::sock::{fmt_ip, fmt_sockaddr, PacketListener};
+use crate::sock::{
+    self, fmt_ip, fmt_sockaddr, PacketListener, PacketSock, SockOpts, UnixPathGuard,
+};
 use crate::tls;
 
 pub use acl::Acl;
@@ -86,6 +89,59 @@ pub enum Listener {
     Unix(UnixListener),
     /// Unix seqpacket.
     SeqPacket(PacketListener),
+}
+
+/// A bound socket, ready to serve.
+pub enum Bound {
+    /// Connection-oriented: TCP, Unix stream, Unix seqpacket.
+    Stream(Listener),
+    /// Datagrams: UDP, Unix datagram.
+    Datagram(PacketSock),
+}
+
+/// Binds `ep` for serving (and listens, for connection-oriented kinds). The
+/// guard removes a Unix socket file when dropped.
+pub async fn bind(
+    ep: &Endpoint,
+    family: Family,
+    backlog: u32,
+    opts: &SockOpts,
+) -> Result<(Bound, Option<UnixPathGuard>)> {
+    Ok(match ep {
+        Endpoint::Ip {
+            transport,
+            host,
+            port,
+        } => {
+            let addr = resolve_bind(host, *port, family).await?[0];
+            let bound = match transport {
+                Transport::Tcp => {
+                    Bound::Stream(Listener::Tcp(sock::listen_tcp(addr, backlog, opts)?))
+                }
+                Transport::Udp => Bound::Datagram(sock::bind_udp(addr, opts)?),
+            };
+            (bound, None)
+        }
+        Endpoint::Unix { kind, name } => {
+            let b = sock::bind_unix(*kind, name, backlog)?;
+            let bound = match kind {
+                UnixKind::Stream => {
+                    let std: std::os::unix::net::UnixListener = b.socket.into();
+                    std.set_nonblocking(true)
+                        .map_err(|e| Error::io("cannot configure the socket", e))?;
+                    Bound::Stream(Listener::Unix(
+                        UnixListener::from_std(std)
+                            .map_err(|e| Error::io("cannot register the socket", e))?,
+                    ))
+                }
+                UnixKind::SeqPacket => {
+                    Bound::Stream(Listener::SeqPacket(PacketListener::new(b.socket)?))
+                }
+                UnixKind::Datagram => Bound::Datagram(PacketSock::new(b.socket)?),
+            };
+            (bound, b.guard)
+        }
+    })
 }
 
 /// A fresh connection before the access check and TLS.

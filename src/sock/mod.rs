@@ -113,7 +113,8 @@ pub fn connect_udp(addr: SocketAddr, opts: &SockOpts) -> Result<PacketSock> {
         sock.bind(&src.into())
             .map_err(|e| Error::io(format!("cannot bind source address {src}"), e))?;
     }
-    sock.connect(&addr.into()).map_err(|e| Error::io(what(), e))?;
+    sock.connect(&addr.into())
+        .map_err(|e| Error::io(what(), e))?;
     PacketSock::new(sock)
 }
 
@@ -166,4 +167,35 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 /// Formats an IP socket address, unmapping IPv4-mapped IPv6.
 pub fn fmt_ip(addr: SocketAddr) -> String {
     canonical(addr).to_string()
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, so a server can hold
+/// `want` descriptors; warns when even the hard limit is lower.
+pub fn raise_nofile_limit(want: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        if lim.rlim_cur < want {
+            tracing::warn!(
+                "open-file limit is {} but {} clients need about {want}; raise it with ulimit -n",
+                lim.rlim_cur,
+                want.saturating_sub(64)
+            );
+        }
+    }
 }

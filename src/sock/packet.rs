@@ -110,10 +110,7 @@ impl PacketListener {
 
     /// Accepts one connection.
     pub async fn accept(&self) -> io::Result<(PacketSock, SockAddr)> {
-        let (sock, addr) = self
-            .fd
-            .async_io(Interest::READABLE, |s| s.accept())
-            .await?;
+        let (sock, addr) = self.fd.async_io(Interest::READABLE, |s| s.accept()).await?;
         let sock = PacketSock::new(sock).map_err(|e| io::Error::other(e.to_string()))?;
         Ok((sock, addr))
     }

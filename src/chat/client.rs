@@ -1,0 +1,673 @@
+//! `sockit chat join`: the chat client's I/O. Connects (TCP, Unix, TLS over
+//! either), sends the nick, then moves lines both ways until the server closes:
+//! input lines to the server as they are, server lines through
+//! [`Event`](super::event::Event) (sanitized, classified) to the terminal or as
+//! JSON. Optionally reconnects with backoff and restores the nick.
+//!
+//! Input comes either from an interactive line editor (rustyline, on its own
+//! thread, with its external printer showing incoming lines above the prompt)
+//! or from plain stdin for scripts. Every queue between the two sides is
+//! bounded, and no server byte reaches stdout without being sanitized.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::IsTerminal;
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::event::{rfc3339, Event};
+use super::protocol::{parse, Frame, Input, LineFramer};
+use crate::conn::{Chunk, Conn, ConnReader, ConnWriter};
+use crate::dial::{dial, DialOpts};
+use crate::endpoint::Endpoint;
+use crate::error::{Class, Error, Result};
+
+/// Shortest wait before a reconnect.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest wait before a reconnect.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the backoff to its minimum.
+const STABLE: Duration = Duration::from_secs(10);
+/// Input lines waiting to be sent (typed while reconnecting, or a fast pipe).
+const INPUT_QUEUE: usize = 64;
+/// Lines waiting for the terminal's external printer.
+const PRINT_QUEUE: usize = 256;
+
+/// Everything `chat join` needs, flags already checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server.
+    pub endpoint: Endpoint,
+    /// How to reach it (family, connect timeout, TLS).
+    pub dial: DialOpts,
+    /// Nick to take after each connect.
+    pub nick: Option<String>,
+    /// One JSON object per server line instead of text.
+    pub json: bool,
+    /// Colour nicks in text output.
+    pub color: bool,
+    /// Reconnect with backoff when the connection drops.
+    pub reconnect: bool,
+    /// Use the line editor (stdin and stdout are terminals and output is text).
+    pub interactive: bool,
+    /// Longest line in bytes, either way.
+    pub max_line: usize,
+}
+
+/// Exponential backoff with jitter: the ceiling doubles from `min` per attempt
+/// up to `max`, and each wait is the ceiling times a factor in [0.75, 1.25),
+/// kept within [`min`, `max`].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff at its first attempt.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    /// The next wait; `jitter` is uniform in [0, 1).
+    pub fn next_delay(&mut self, jitter: f64) -> Duration {
+        let ceiling = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let factor = 0.75 + 0.5 * jitter.clamp(0.0, 1.0);
+        ceiling.mul_f64(factor).clamp(self.min, self.max)
+    }
+
+    /// Back to the first attempt (after a connection that held).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// A number in [0, 1) from the standard library's per-instance random keys.
+fn jitter() -> f64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// "0.5s", "12.3s".
+fn fmt_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// One unit of user input.
+#[derive(Debug)]
+enum Line {
+    /// A line to send (no terminator).
+    Text(Vec<u8>),
+    /// Input ended: half-close and wait for the server to finish.
+    Eof,
+}
+
+/// Where server lines and client notices go.
+enum Output {
+    /// stdout (text or JSON); notices on stderr.
+    Plain(tokio::io::Stdout),
+    /// The line editor's external printer, fed by a thread (its `print` blocks).
+    Printer {
+        tx: Option<mpsc::Sender<String>>,
+        thread: Option<thread::JoinHandle<()>>,
+    },
+}
+
+/// Stdout went away (e.g. `| head`): a quiet end, not an error.
+struct StdoutClosed;
+
+impl Output {
+    async fn line(&mut self, text: String) -> std::result::Result<(), StdoutClosed> {
+        match self {
+            Output::Plain(out) => {
+                let mut text = text;
+                text.push('\n');
+                let r = match out.write_all(text.as_bytes()).await {
+                    Ok(()) => out.flush().await,
+                    Err(e) => Err(e),
+                };
+                r.map_err(|e| {
+                    tracing::debug!("stdout: {e}");
+                    StdoutClosed
+                })
+            }
+            // With a newline: the printer writes as is while no prompt is shown.
+            Output::Printer { tx, .. } => match tx {
+                Some(tx) => tx.send(text + "\n").await.map_err(|_| StdoutClosed),
+                None => Err(StdoutClosed),
+            },
+        }
+    }
+
+    /// A notice from the client itself (`* reconnecting in 1.0s`): stderr, or
+    /// above the prompt when interactive.
+    async fn notice(&mut self, text: &str) {
+        match self {
+            Output::Plain(_) => stderr_line(text),
+            Output::Printer { .. } => {
+                let _ = self.line(text.to_string()).await;
+            }
+        }
+    }
+
+    /// Hands every queued line to the printer.
+    fn finish(&mut self) {
+        if let Output::Printer { tx, thread } = self {
+            tx.take();
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Writes one whole line to stderr in a single write, so that it cannot be
+/// interleaved with other output or read half-written.
+fn stderr_line(text: &str) {
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
+
+/// Restores the terminal when the client ends while the editor is waiting for
+/// a key (its thread never returns from `readline`, so it cannot do it).
+struct TermGuard {
+    saved: Option<libc::termios>,
+}
+
+impl TermGuard {
+    fn save() -> Self {
+        // SAFETY: tcgetattr fills the struct for fd 0; it is used only on success.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            (libc::tcgetattr(0, &mut t) == 0).then_some(t)
+        };
+        TermGuard { saved }
+    }
+}
+
+impl Drop for TermGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // Give the editor a moment to draw what it was handed last.
+            thread::sleep(Duration::from_millis(30));
+            // SAFETY: restores attributes read from the same descriptor.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, t);
+            }
+            // Bracketed paste off, then erase the abandoned prompt line.
+            let mut out = std::io::stdout();
+            let _ = std::io::Write::write_all(&mut out, b"\x1b[?2004l\r\x1b[K");
+            let _ = std::io::Write::flush(&mut out);
+        }
+    }
+}
+
+/// Starts the line editor on its own thread. `None` if the terminal cannot
+/// support it (e.g. TERM=dumb), so the caller falls back to plain stdin.
+fn start_editor(
+    tx: mpsc::Sender<Line>,
+    quit: CancellationToken,
+    max_line: usize,
+) -> Option<(Output, TermGuard)> {
+    use rustyline::error::ReadlineError;
+    use rustyline::{Config as RlConfig, DefaultEditor, ExternalPrinter};
+
+    let config = RlConfig::builder().max_history_size(1000).ok()?.build();
+    let mut editor = DefaultEditor::with_config(config).ok()?;
+    let mut printer = editor.create_external_printer().ok()?;
+    let guard = TermGuard::save();
+    thread::Builder::new()
+        .name("chat-editor".into())
+        .spawn(move || loop {
+            match editor.readline("> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    if line.len() > max_line {
+                        // Between two prompts the terminal is in its normal mode.
+                        stderr_line(&format!(
+                            "* not sent: an input line longer than {max_line} bytes (--max-line)"
+                        ));
+                        continue;
+                    }
+                    if tx.blocking_send(Line::Text(line.into_bytes())).is_err() {
+                        return;
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {
+                    quit.cancel();
+                    return;
+                }
+                Err(ReadlineError::Eof) => {
+                    let _ = tx.blocking_send(Line::Eof);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("line editor: {e}");
+                    let _ = tx.blocking_send(Line::Eof);
+                    return;
+                }
+            }
+        })
+        .ok()?;
+    let (ptx, mut prx) = mpsc::channel::<String>(PRINT_QUEUE);
+    let printer_thread = thread::Builder::new()
+        .name("chat-printer".into())
+        .spawn(move || {
+            while let Some(msg) = prx.blocking_recv() {
+                if printer.print(msg).is_err() {
+                    return;
+                }
+            }
+        })
+        .ok()?;
+    Some((
+        Output::Printer {
+            tx: Some(ptx),
+            thread: Some(printer_thread),
+        },
+        guard,
+    ))
+}
+
+/// Reads stdin into lines of at most `max` bytes; a longer one is reported and skipped.
+async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
+    let mut stdin = tokio::io::stdin();
+    let mut framer = LineFramer::new(max);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut frames = Vec::new();
+    loop {
+        let eof = match stdin.read(&mut buf).await {
+            Ok(0) => true,
+            Ok(n) => {
+                framer.push(&buf[..n], &mut frames);
+                false
+            }
+            Err(e) => {
+                tracing::warn!("reading stdin: {}", crate::error::describe_io(&e));
+                true
+            }
+        };
+        if eof {
+            frames.extend(framer.flush_partial());
+        }
+        for frame in frames.drain(..) {
+            match frame {
+                Frame::Line(line) => {
+                    if tx.send(Line::Text(line)).await.is_err() {
+                        return;
+                    }
+                }
+                Frame::TooLong => stderr_line(&format!(
+                    "* not sent: an input line longer than {max} bytes (--max-line)"
+                )),
+            }
+        }
+        if eof {
+            let _ = tx.send(Line::Eof).await;
+            return;
+        }
+    }
+}
+
+/// What the client knows across connections.
+#[derive(Debug, Default)]
+struct NickState {
+    /// The nick to ask for after connecting (`--nick`, then any accepted change).
+    wanted: Option<String>,
+    /// The nick the server says we have.
+    current: Option<String>,
+    /// The server kicked us: do not come back on our own.
+    kicked: bool,
+}
+
+impl NickState {
+    fn observe(&mut self, ev: &Event) {
+        if let Some(n) = ev.welcome_nick() {
+            self.current = Some(n.to_string());
+        }
+        match ev {
+            Event::Nick { old, new }
+                if self
+                    .current
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(old)) =>
+            {
+                self.current = Some(new.clone());
+                self.wanted = Some(new.clone());
+            }
+            Event::Error { text } if text.starts_with("you were kicked") => self.kicked = true,
+            _ => {}
+        }
+    }
+}
+
+/// What the user's side has done, across connections.
+#[derive(Debug, Default)]
+struct SendState {
+    /// Input ended and the connection was half-closed.
+    input_done: bool,
+    /// The user sent `/quit`.
+    quit_sent: bool,
+}
+
+/// Why a connection ended.
+enum End {
+    /// The server closed its side cleanly.
+    Closed,
+    /// Reading or writing failed.
+    Lost(Error),
+    /// Ctrl-C, SIGTERM, or Ctrl-C in the editor.
+    Interrupted,
+    /// Our stdout is gone.
+    StdoutClosed,
+}
+
+/// Runs the client until the server closes (or, with reconnect, until the user
+/// leaves).
+pub async fn run(cfg: Config) -> Result<()> {
+    let quit = CancellationToken::new();
+    {
+        let quit = quit.clone();
+        tokio::spawn(async move {
+            crate::cmd::shutdown_signal().await;
+            quit.cancel();
+        });
+    }
+    let first = tokio::select! {
+        r = dial(&cfg.endpoint, &cfg.dial) => r,
+        _ = quit.cancelled() => return Ok(()),
+    };
+    let mut conn = first?;
+    tracing::info!(
+        "connected to {} from {} ({})",
+        conn.peer,
+        conn.local,
+        conn.proto
+    );
+    // Input starts once connected, so a failed connect leaves the terminal alone.
+    let (tx, mut rx) = mpsc::channel::<Line>(INPUT_QUEUE);
+    let editor = if cfg.interactive {
+        start_editor(tx.clone(), quit.clone(), cfg.max_line)
+    } else {
+        None
+    };
+    let (mut out, _term) = match editor {
+        Some((out, guard)) => (out, Some(guard)),
+        None => {
+            tokio::spawn(read_stdin(tx.clone(), cfg.max_line));
+            (Output::Plain(tokio::io::stdout()), None)
+        }
+    };
+    drop(tx);
+    let mut nick = NickState {
+        wanted: cfg.nick.clone(),
+        ..NickState::default()
+    };
+    let mut sent = SendState::default();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let result = loop {
+        let peer = conn.peer.clone();
+        let started = Instant::now();
+        let end = session(conn, &cfg, &mut nick, &mut sent, &mut rx, &mut out, &quit).await;
+        let why = match end {
+            End::Interrupted | End::StdoutClosed => break Ok(()),
+            End::Closed => {
+                tracing::info!("{peer} closed the connection");
+                "the server closed the connection".to_string()
+            }
+            End::Lost(e) => {
+                if !cfg.reconnect || sent.input_done || sent.quit_sent {
+                    break Err(e);
+                }
+                format!("connection lost: {e}")
+            }
+        };
+        if !cfg.reconnect || sent.input_done || sent.quit_sent || nick.kicked {
+            break Ok(());
+        }
+        if started.elapsed() >= STABLE {
+            backoff.reset();
+        }
+        out.notice(&format!("* {why}")).await;
+        conn = match reconnect(&cfg, &mut backoff, &mut out, &quit).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+    };
+    out.finish();
+    result
+}
+
+/// Waits and dials until a connection is made (`Some`), the user quits
+/// (`None`), or the error cannot improve by retrying (a usage error).
+async fn reconnect(
+    cfg: &Config,
+    backoff: &mut Backoff,
+    out: &mut Output,
+    quit: &CancellationToken,
+) -> Result<Option<Conn>> {
+    loop {
+        let wait = backoff.next_delay(jitter());
+        out.notice(&format!("* reconnecting in {}", fmt_secs(wait)))
+            .await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = quit.cancelled() => return Ok(None),
+        }
+        let r = tokio::select! {
+            r = dial(&cfg.endpoint, &cfg.dial) => r,
+            _ = quit.cancelled() => return Ok(None),
+        };
+        match r {
+            Ok(conn) => {
+                out.notice(&format!("* reconnected to {}", conn.peer)).await;
+                return Ok(Some(conn));
+            }
+            Err(e) if e.class() == Class::Usage => return Err(e),
+            Err(e) => out.notice(&format!("* cannot reconnect: {e}")).await,
+        }
+    }
+}
+
+/// One connection: sends the nick, then runs the reading and writing sides
+/// side by side until the server closes, something fails, or the user quits.
+async fn session(
+    conn: Conn,
+    cfg: &Config,
+    nick: &mut NickState,
+    sent: &mut SendState,
+    rx: &mut mpsc::Receiver<Line>,
+    out: &mut Output,
+    quit: &CancellationToken,
+) -> End {
+    let peer = conn.peer.clone();
+    let lost = |e: std::io::Error| End::Lost(Error::io(format!("connection to {peer} lost"), e));
+    let (mut reader, mut writer) = conn.split();
+    if let Some(name) = &nick.wanted {
+        if let Err(e) = writer.write(format!("/nick {name}\n").as_bytes()).await {
+            return lost(e);
+        }
+    }
+    let reading = read_side(&mut reader, cfg, nick, out);
+    let writing = write_side(&mut writer, sent, rx);
+    tokio::select! {
+        r = reading => match r {
+            Ok(end) => end,
+            Err(e) => lost(e),
+        },
+        e = writing => lost(e),
+        _ = quit.cancelled() => End::Interrupted,
+    }
+}
+
+/// Server lines to the output until EOF (`Ok(End::Closed)`), stdout closing,
+/// or a read error.
+async fn read_side(
+    reader: &mut ConnReader,
+    cfg: &Config,
+    nick: &mut NickState,
+    out: &mut Output,
+) -> std::io::Result<End> {
+    let mut framer = LineFramer::new(cfg.max_line);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut frames = Vec::new();
+    loop {
+        let eof = match reader.read(&mut buf).await? {
+            Chunk::Eof => true,
+            Chunk::Data(n) => {
+                framer.push(&buf[..n], &mut frames);
+                false
+            }
+        };
+        if eof {
+            frames.extend(framer.flush_partial());
+        }
+        for frame in frames.drain(..) {
+            let text = match frame {
+                Frame::Line(line) => {
+                    let ev = Event::parse(&line);
+                    nick.observe(&ev);
+                    if cfg.json {
+                        ev.to_json(&rfc3339(SystemTime::now()))
+                    } else {
+                        ev.render(cfg.color)
+                    }
+                }
+                Frame::TooLong => {
+                    out.notice(&format!(
+                        "* dropped a line from the server longer than {} bytes (--max-line)",
+                        cfg.max_line
+                    ))
+                    .await;
+                    continue;
+                }
+            };
+            if out.line(text).await.is_err() {
+                return Ok(End::StdoutClosed);
+            }
+        }
+        if eof {
+            return Ok(End::Closed);
+        }
+        framer.shrink();
+    }
+}
+
+/// Input lines to the server. On input EOF it half-closes and then waits
+/// forever (the reading side decides when the connection is over); returns
+/// only a write error.
+async fn write_side(
+    writer: &mut ConnWriter,
+    sent: &mut SendState,
+    rx: &mut mpsc::Receiver<Line>,
+) -> std::io::Error {
+    loop {
+        if sent.input_done {
+            return std::future::pending().await;
+        }
+        match rx.recv().await {
+            Some(Line::Text(mut line)) => {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Input::Quit(_) = parse(&String::from_utf8_lossy(&line)) {
+                    sent.quit_sent = true;
+                }
+                line.push(b'\n');
+                if let Err(e) = writer.write(&line).await {
+                    return e;
+                }
+            }
+            Some(Line::Eof) | None => {
+                sent.input_done = true;
+                tracing::debug!("input ended: half-closing");
+                if let Err(e) = writer.shutdown().await {
+                    // The server may already be gone; the reading side will say.
+                    tracing::debug!("shutdown: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// True when both stdin and stdout are terminals.
+pub fn stdio_is_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_to_thirty_with_jitter() {
+        let mut b = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        let lows: Vec<f64> = (0..10).map(|_| b.next_delay(0.0).as_secs_f64()).collect();
+        assert_eq!(
+            lows,
+            vec![0.5, 0.75, 1.5, 3.0, 6.0, 12.0, 22.5, 22.5, 22.5, 22.5]
+        );
+        b.reset();
+        let highs: Vec<f64> = (0..10)
+            .map(|_| b.next_delay(0.999_999).as_secs_f64())
+            .collect();
+        assert!((highs[0] - 0.625).abs() < 1e-3, "{highs:?}");
+        assert!(highs.iter().all(|d| (0.5..=30.0).contains(d)), "{highs:?}");
+        assert_eq!(highs[9], 30.0);
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+        // Never overflows, however long the server stays away.
+        let mut b = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        for _ in 0..1000 {
+            assert!(b.next_delay(0.5) <= BACKOFF_MAX);
+        }
+    }
+
+    #[test]
+    fn the_nick_follows_the_server() {
+        let mut n = NickState {
+            wanted: Some("alice".into()),
+            ..NickState::default()
+        };
+        n.observe(&Event::parse(
+            b"* welcome, you are guest4, in lobby with 0 others",
+        ));
+        assert_eq!(n.current.as_deref(), Some("guest4"));
+        n.observe(&Event::parse(b"* guest9 is now bob"));
+        assert_eq!(n.current.as_deref(), Some("guest4"));
+        n.observe(&Event::parse(b"* guest4 is now alice"));
+        n.observe(&Event::parse(b"* alice is now Carol"));
+        assert_eq!(
+            (n.current.as_deref(), n.wanted.as_deref()),
+            (Some("Carol"), Some("Carol"))
+        );
+        assert!(!n.kicked);
+        n.observe(&Event::parse(b"! you were kicked by op: spam"));
+        assert!(n.kicked);
+    }
+}

@@ -1,0 +1,64 @@
+//! The operator console: the server's own stdin is a chat participant.
+//!
+//! Its lines go to its room (the lobby at first) and it may `/kick`; everything
+//! the operator's member receives (its room's traffic, every join and leave)
+//! is printed on stdout. With stdin closed or not a terminal the console keeps
+//! printing and simply never speaks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::hub::{Flow, Hub, Membership};
+use super::sanitize::sanitize;
+
+/// Runs the console until stdout fails; stdin EOF only ends the input side.
+pub async fn run(hub: Arc<Hub>, mut m: Membership, read_stdin: bool) {
+    let id = m.id;
+    let input = async {
+        if !read_stdin {
+            return std::future::pending::<()>().await;
+        }
+        let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
+        while let Ok(Some(mut line)) = lines.next_segment().await {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if let Flow::Quit(_) = hub.input(id, &sanitize(&line)) {
+                hub.tell(
+                    id,
+                    "* the operator console stays; stop the server with Ctrl-C",
+                );
+            }
+        }
+        tracing::debug!("operator stdin closed; the console only prints from now on");
+        std::future::pending::<()>().await
+    };
+    let output = async {
+        let mut stdout = tokio::io::stdout();
+        let mut batch: Vec<Bytes> = Vec::new();
+        while m.rx.recv_many(&mut batch, 256).await > 0 {
+            let bytes: usize = batch.iter().map(Bytes::len).sum();
+            let mut joined = Vec::with_capacity(bytes);
+            for b in batch.drain(..) {
+                joined.extend_from_slice(&b);
+            }
+            m.queued
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+            if stdout.write_all(&joined).await.is_err() || stdout.flush().await.is_err() {
+                tracing::info!("operator stdout closed");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = input => {}
+        _ = output => {}
+        _ = m.kill.cancelled() => {}
+    }
+    hub.leave(id, "console closed");
+}

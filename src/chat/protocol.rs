@@ -1,0 +1,363 @@
+//! The chat's line protocol, sans-IO: framing bytes into lines, parsing commands,
+//! and the exact text of every line the server sends.
+//!
+//! Grammar of server lines (one per `\n`), so that plain `nc` users can read them
+//! and programs (`chat join --json`) can parse them without ambiguity:
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `<nick> text` | a message in your room |
+//! | `+ nick text` | an action (`/me`) |
+//! | `*nick* text` | a private message to you |
+//! | `-> *nick* text` | your private message, as sent |
+//! | `* nick joined room` / `* nick left room (reason)` / `* old is now new` | announcements |
+//! | `* text` | other notices (welcome, `/who`, `/rooms`, `/help`) |
+//! | `! text` | an error, for you only |
+//!
+//! Nicks and room names are restricted to `[A-Za-z0-9._-]`, so a nick can never
+//! contain `<`, `>`, `*` or a space, and peer text (sanitized) only ever follows
+//! a prefix the server wrote.
+
+/// Longest nick or room name.
+pub const MAX_NAME: usize = 32;
+
+/// One framed input line, or the news that a line was too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line (terminator removed), or a partial one flushed after a pause.
+    Line(Vec<u8>),
+    /// A line passed the limit; its bytes up to the next newline are discarded.
+    TooLong,
+}
+
+/// Splits bytes into lines ending in `\n` or `\r\n`, holding partial lines.
+/// Memory is bounded by `max` bytes per connection.
+#[derive(Debug)]
+pub struct LineFramer {
+    buf: Vec<u8>,
+    max: usize,
+    discarding: bool,
+}
+
+impl LineFramer {
+    /// A framer for lines of at most `max` bytes (terminator excluded).
+    pub fn new(max: usize) -> Self {
+        LineFramer {
+            buf: Vec::new(),
+            max: max.max(1),
+            discarding: false,
+        }
+    }
+
+    /// Feeds bytes, appending every completed frame to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Frame>) {
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let (head, rest) = (&data[..i], &data[i + 1..]);
+                    data = rest;
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    if self.buf.len() + head.len() > self.max + 1 {
+                        self.buf.clear();
+                        out.push(Frame::TooLong);
+                        continue;
+                    }
+                    self.buf.extend_from_slice(head);
+                    if self.buf.last() == Some(&b'\r') {
+                        self.buf.pop();
+                    }
+                    if self.buf.len() > self.max {
+                        self.buf.clear();
+                        out.push(Frame::TooLong);
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.buf);
+                    if !line.is_empty() {
+                        out.push(Frame::Line(line));
+                    }
+                }
+                None => {
+                    if !self.discarding {
+                        // One extra byte of room for a '\r' before the '\n'.
+                        if self.buf.len() + data.len() > self.max + 1 {
+                            self.buf = Vec::new();
+                            self.discarding = true;
+                            out.push(Frame::TooLong);
+                        } else {
+                            self.buf.extend_from_slice(data);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// True when a partial line is held.
+    pub fn has_partial(&self) -> bool {
+        !self.discarding && !self.buf.is_empty()
+    }
+
+    /// The client paused mid-line: hand over what it sent as a line.
+    pub fn flush_partial(&mut self) -> Option<Frame> {
+        if !self.has_partial() {
+            return None;
+        }
+        let mut line = std::mem::take(&mut self.buf);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.len() > self.max {
+            return Some(Frame::TooLong);
+        }
+        (!line.is_empty()).then_some(Frame::Line(line))
+    }
+
+    /// Drops the buffer's spare capacity (after a burst, idle clients stay small).
+    pub fn shrink(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+/// What a (sanitized) input line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Plain text for the room (`//text` sends `/text`).
+    Say(&'a str),
+    /// `/nick NAME`.
+    Nick(&'a str),
+    /// `/who`.
+    Who,
+    /// `/msg NICK text`.
+    Msg {
+        /// Recipient.
+        to: &'a str,
+        /// Text.
+        text: &'a str,
+    },
+    /// `/me action`.
+    Me(&'a str),
+    /// `/join ROOM`.
+    Join(&'a str),
+    /// `/rooms`.
+    Rooms,
+    /// `/quit [reason]`.
+    Quit(Option<&'a str>),
+    /// `/help`.
+    Help,
+    /// `/kick NICK [reason]` (operator only).
+    Kick {
+        /// Who.
+        nick: &'a str,
+        /// Why.
+        reason: Option<&'a str>,
+    },
+    /// A known command with bad arguments: the usage text.
+    Usage(&'static str),
+    /// An unknown command (its name).
+    Unknown(&'a str),
+}
+
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(' ') {
+        Some(i) => (&s[..i], s[i + 1..].trim_start()),
+        None => (s, ""),
+    }
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Parses one line.
+pub fn parse(line: &str) -> Input<'_> {
+    let Some(rest) = line.strip_prefix('/') else {
+        return Input::Say(line);
+    };
+    if rest.starts_with('/') {
+        return Input::Say(rest);
+    }
+    let (cmd, args) = split_word(rest);
+    match cmd.to_ascii_lowercase().as_str() {
+        "nick" => match nonempty(args) {
+            Some(n) => Input::Nick(n),
+            None => Input::Usage("usage: /nick NAME"),
+        },
+        "who" | "names" => Input::Who,
+        "msg" | "m" | "query" => {
+            let (to, text) = split_word(args);
+            match (nonempty(to), nonempty(text)) {
+                (Some(to), Some(_)) => Input::Msg { to, text },
+                _ => Input::Usage("usage: /msg NICK text"),
+            }
+        }
+        "me" => match nonempty(args) {
+            Some(_) => Input::Me(args),
+            None => Input::Usage("usage: /me action"),
+        },
+        "join" => match nonempty(args) {
+            Some(r) => Input::Join(r.trim_start_matches('#')),
+            None => Input::Usage("usage: /join ROOM"),
+        },
+        "rooms" | "list" => Input::Rooms,
+        "quit" | "exit" => Input::Quit(nonempty(args)),
+        "help" | "?" => Input::Help,
+        "kick" => {
+            let (nick, reason) = split_word(args);
+            match nonempty(nick) {
+                Some(nick) => Input::Kick {
+                    nick,
+                    reason: nonempty(reason),
+                },
+                None => Input::Usage("usage: /kick NICK [reason]"),
+            }
+        }
+        _ => Input::Unknown(cmd),
+    }
+}
+
+/// Why a nick or room name is not acceptable, if it is not.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("names are 1 to {MAX_NAME} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "'{}' is not allowed: use letters, digits, '-', '_' or '.'",
+            bad.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The `/help` text, one notice line per entry.
+pub const HELP_LINES: &[&str] = &[
+    "commands:",
+    "  /nick NAME        change your nick (letters, digits, - _ .; up to 32)",
+    "  /who              who is in your room",
+    "  /msg NICK text    private message",
+    "  /me action        + nick action",
+    "  /join ROOM        move to another room (everyone starts in lobby)",
+    "  /rooms            list rooms",
+    "  /quit [reason]    leave",
+    "  //text            send text starting with /",
+];
+
+/// Operator-only help lines.
+pub const OPERATOR_HELP: &[&str] = &["  /kick NICK [reason]  disconnect someone"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(f: &mut LineFramer, data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        f.push(data, &mut out);
+        out
+    }
+
+    fn line(s: &str) -> Frame {
+        Frame::Line(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn lines_split_and_joined_across_reads() {
+        let mut f = LineFramer::new(100);
+        assert!(frames(&mut f, b"hel").is_empty());
+        assert!(frames(&mut f, b"lo\r").is_empty());
+        assert_eq!(
+            frames(&mut f, b"\nx\ny\r\n\n"),
+            vec![line("hello"), line("x"), line("y")]
+        );
+        assert!(!f.has_partial());
+    }
+
+    #[test]
+    fn partial_line_is_flushed_on_demand() {
+        let mut f = LineFramer::new(100);
+        assert!(frames(&mut f, b"baihuixin").is_empty());
+        assert!(f.has_partial());
+        assert_eq!(f.flush_partial(), Some(line("baihuixin")));
+        assert_eq!(f.flush_partial(), None);
+    }
+
+    #[test]
+    fn too_long_lines_are_dropped_and_the_next_one_read() {
+        let mut f = LineFramer::new(4);
+        assert_eq!(frames(&mut f, b"abcd\r\n"), vec![line("abcd")]);
+        assert_eq!(
+            frames(&mut f, b"abcde\nok\n"),
+            vec![Frame::TooLong, line("ok")]
+        );
+        // A long line arriving in pieces is reported once, then skipped to '\n'.
+        assert_eq!(frames(&mut f, b"abc"), vec![]);
+        assert_eq!(frames(&mut f, b"def"), vec![Frame::TooLong]);
+        assert!(!f.has_partial());
+        assert_eq!(frames(&mut f, b"ghi"), vec![]);
+        assert_eq!(frames(&mut f, b"j\nnext\n"), vec![line("next")]);
+    }
+
+    #[test]
+    fn any_split_gives_the_same_frames() {
+        let input = b"one\r\ntwo\n\nthree-is-long\nfour\n".to_vec();
+        let mut whole = LineFramer::new(8);
+        let expect = frames(&mut whole, &input);
+        for cut in 0..input.len() {
+            for cut2 in cut..input.len() {
+                let mut f = LineFramer::new(8);
+                let mut got = frames(&mut f, &input[..cut]);
+                got.extend(frames(&mut f, &input[cut..cut2]));
+                got.extend(frames(&mut f, &input[cut2..]));
+                assert_eq!(got, expect, "cuts {cut} {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse("hi there"), Input::Say("hi there"));
+        assert_eq!(parse("//not a command"), Input::Say("/not a command"));
+        assert_eq!(parse("/nick  bob"), Input::Nick("bob"));
+        assert_eq!(parse("/NICK"), Input::Usage("usage: /nick NAME"));
+        assert_eq!(
+            parse("/msg bob hello you"),
+            Input::Msg {
+                to: "bob",
+                text: "hello you"
+            }
+        );
+        assert_eq!(parse("/msg bob"), Input::Usage("usage: /msg NICK text"));
+        assert_eq!(parse("/me waves"), Input::Me("waves"));
+        assert_eq!(parse("/join #games"), Input::Join("games"));
+        assert_eq!(parse("/quit"), Input::Quit(None));
+        assert_eq!(parse("/quit bye all"), Input::Quit(Some("bye all")));
+        assert_eq!(
+            parse("/kick bob spam"),
+            Input::Kick {
+                nick: "bob",
+                reason: Some("spam")
+            }
+        );
+        assert_eq!(parse("/frobnicate x"), Input::Unknown("frobnicate"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("alice_1.x-y").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name(&"a".repeat(33)).is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name("<bob>").is_err());
+        assert!(check_name("名字").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The chat server: accept loop, client cap, graceful shutdown.
+//!
+//! Takes an already-bound listener and a shutdown future, so tests bind
+//! `127.0.0.1:0` and the CLI binds what the user asked for.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::console;
+use super::hub::Hub;
+use super::session::{self, SessionLimits};
+use crate::conn::Link;
+use crate::error::Result;
+use crate::serve::{Gate, Listener};
+
+/// Everything the chat server needs.
+pub struct ChatServer {
+    /// Bound, listening socket.
+    pub listener: Listener,
+    /// Access list and TLS.
+    pub gate: Gate,
+    /// Per-client limits.
+    pub session: SessionLimits,
+    /// Most clients at once; more are told so and closed.
+    pub max_clients: usize,
+    /// Bytes queued per client before it is dropped as too slow.
+    pub max_queue: usize,
+    /// The console's nick, or `None` for no console.
+    pub operator: Option<String>,
+    /// Whether the console reads stdin (false when stdin is closed).
+    pub console_input: bool,
+    /// Longest the shutdown may spend flushing queues.
+    pub drain_timeout: Duration,
+}
+
+impl ChatServer {
+    /// Serves until `shutdown` resolves, then says goodbye to everyone.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let hub = Hub::new(self.max_queue);
+        let stop_reading = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(self.max_clients));
+        if let Some(nick) = &self.operator {
+            let m = hub
+                .join_operator(nick, stop_reading.child_token(), hard_stop.child_token())
+                .map_err(crate::error::Error::Usage)?;
+            tokio::spawn(console::run(hub.clone(), m, self.console_input));
+        }
+        let local = self.listener.local_addr();
+        let session_limits = Arc::new(self.session.clone());
+        let gate = Arc::new(self.gate.clone());
+        tokio::pin!(shutdown);
+        loop {
+            let acc = tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.listener.accept(&local) => r,
+            };
+            let acc = match acc {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let permit = permits.clone().try_acquire_owned();
+            let hub = hub.clone();
+            let limits = session_limits.clone();
+            let gate = gate.clone();
+            let (stop_reading, hard_stop) = (stop_reading.clone(), hard_stop.clone());
+            let max = self.max_clients;
+            tracker.spawn(async move {
+                let Some(mut conn) = gate.admit(acc).await else {
+                    return;
+                };
+                let Ok(_permit) = permit else {
+                    tracing::info!(
+                        "refused {}: {max} clients already (--max-clients)",
+                        conn.peer
+                    );
+                    let msg = format!("! server full ({max} clients), try again later\n");
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        refuse(&mut conn.link, msg.as_bytes()),
+                    )
+                    .await;
+                    return;
+                };
+                session::run(conn, hub, &limits, stop_reading, hard_stop).await;
+            });
+        }
+        tracing::info!("shutting down: telling {} clients", hub.len());
+        hub.shutdown("* server shutting down");
+        stop_reading.cancel();
+        tracker.close();
+        if tokio::time::timeout(self.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("drain timeout: closing the remaining connections");
+        }
+        hard_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_millis(200), tracker.wait()).await;
+        Ok(())
+    }
+}
+
+async fn refuse(link: &mut Link, msg: &[u8]) {
+    let _ = match link {
+        Link::Tcp(s) => s.write_all(msg).await,
+        Link::Unix(s) => s.write_all(msg).await,
+        Link::Stream(s) => s.write_all(msg).await,
+        Link::Packet { sock, .. } => sock.send(msg).await.map(drop),
+    };
+}

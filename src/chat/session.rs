@@ -1,0 +1,429 @@
+//! One chat client: reads its lines into the hub and drains its queue to its socket.
+//!
+//! Reading and writing run side by side in one task. The reader frames lines
+//! (flushing a partial line after a pause), sanitizes them, applies the flood
+//! limit and hands them to the hub. The writer drains the member's queue with
+//! vectored writes, many lines per syscall. Plain TCP and Unix clients are read
+//! by readiness into a per-thread buffer, so an idle client holds no read buffer.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Flow, Hub, Membership};
+use super::protocol::{Frame, LineFramer};
+use super::sanitize::sanitize;
+use crate::conn::{BoxStream, Conn, Link};
+
+/// Per-client limits of the chat server.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Longest input line in bytes.
+    pub max_line: usize,
+    /// A partial line idle this long is delivered as a message.
+    pub flush_partial: Duration,
+    /// Lines per second allowed on average (0: no limit).
+    pub rate: f64,
+    /// Lines allowed in a burst.
+    pub burst: u32,
+    /// Disconnect after this long without input.
+    pub idle: Option<Duration>,
+    /// After a member leaves, how long its queued lines may take to flush.
+    pub drain: Duration,
+}
+
+/// Most lines taken from the queue for one vectored write.
+const BATCH: usize = 256;
+
+/// Bytes taken from a client per read: also the most one read can fan out at
+/// once, which keeps a burst from one sender well under any member's queue cap.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+enum Reader {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Unix(tokio::net::unix::OwnedReadHalf),
+    Other(ReadHalf<BoxStream>, Vec<u8>),
+}
+
+enum Writer {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Other(WriteHalf<BoxStream>),
+}
+
+fn split(conn: Conn) -> io::Result<(Reader, Writer)> {
+    Ok(match conn.link {
+        Link::Tcp(s) => {
+            let (r, w) = s.into_split();
+            (Reader::Tcp(r), Writer::Tcp(w))
+        }
+        Link::Unix(s) => {
+            let (r, w) = s.into_split();
+            (Reader::Unix(r), Writer::Unix(w))
+        }
+        Link::Stream(s) => {
+            let (r, w) = tokio::io::split(s);
+            (Reader::Other(r, vec![0u8; 4096]), Writer::Other(w))
+        }
+        Link::Packet { .. } => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "chat needs a stream socket",
+            ))
+        }
+    })
+}
+
+impl Reader {
+    /// Waits for input and feeds it to `f`; `Ok(0)` at EOF.
+    async fn read_with(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        macro_rules! by_readiness {
+            ($half:expr) => {
+                loop {
+                    $half.readable().await?;
+                    let r = READ_BUF.with_borrow_mut(|buf| match $half.try_read(buf) {
+                        Ok(n) => {
+                            f(&buf[..n]);
+                            Ok(n)
+                        }
+                        Err(e) => Err(e),
+                    });
+                    match r {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => return other,
+                    }
+                }
+            };
+        }
+        match self {
+            Reader::Tcp(h) => by_readiness!(h),
+            Reader::Unix(h) => by_readiness!(h),
+            Reader::Other(h, buf) => {
+                let n = h.read(buf).await?;
+                f(&buf[..n]);
+                Ok(n)
+            }
+        }
+    }
+}
+
+impl Writer {
+    async fn write_all_vectored(&mut self, bufs: &[Bytes]) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => write_vectored(w, bufs).await,
+            Writer::Unix(w) => write_vectored(w, bufs).await,
+            Writer::Other(w) => {
+                write_vectored(w, bufs).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Unix(w) => w.shutdown().await,
+            Writer::Other(w) => w.shutdown().await,
+        }
+    }
+}
+
+/// Writes every buffer, in order, with as few syscalls as the socket allows.
+async fn write_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &[Bytes]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut offset = 0;
+    while idx < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&bufs[idx][offset..]))
+            .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < bufs.len() {
+            let left = bufs[idx].len() - offset;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A token bucket: `rate` lines per second, bursts of `burst`.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        TokenBucket {
+            rate,
+            burst: burst.max(1) as f64,
+            tokens: burst.max(1) as f64,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one. A rate of 0 means no limit.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Tracks dropped lines to tell the client (once a second) and to spot sustained abuse.
+#[derive(Debug)]
+struct Flood {
+    bucket: TokenBucket,
+    dropped: u32,
+    window_start: Instant,
+    warned: Option<Instant>,
+    limit: u32,
+}
+
+enum Verdict {
+    Pass,
+    Drop { warn: bool },
+    Disconnect,
+}
+
+impl Flood {
+    fn new(limits: &SessionLimits) -> Self {
+        Flood {
+            bucket: TokenBucket::new(limits.rate, limits.burst),
+            dropped: 0,
+            window_start: Instant::now(),
+            warned: None,
+            // Ten seconds' worth of the allowed rate, dropped within ten seconds.
+            limit: ((limits.rate * 10.0) as u32).max(limits.burst).max(10),
+        }
+    }
+
+    fn judge(&mut self) -> Verdict {
+        let now = Instant::now();
+        if self.bucket.take(now) {
+            return Verdict::Pass;
+        }
+        if now.duration_since(self.window_start) > Duration::from_secs(10) {
+            self.window_start = now;
+            self.dropped = 0;
+        }
+        self.dropped += 1;
+        if self.dropped > self.limit {
+            return Verdict::Disconnect;
+        }
+        let warn = self
+            .warned
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if warn {
+            self.warned = Some(now);
+        }
+        Verdict::Drop { warn }
+    }
+}
+
+/// Serves one client until it leaves, is dropped, or the server stops.
+pub async fn run(
+    conn: Conn,
+    hub: Arc<Hub>,
+    limits: &SessionLimits,
+    stop_reading: CancellationToken,
+    hard_stop: CancellationToken,
+) {
+    let peer = conn.peer.clone();
+    let (mut reader, mut writer) = match split(conn) {
+        Ok(halves) => halves,
+        Err(e) => {
+            tracing::info!("{peer}: {e}");
+            return;
+        }
+    };
+    let Ok(mut m) = hub.join(stop_reading.child_token(), hard_stop.child_token()) else {
+        let _ = writer
+            .write_all_vectored(&[Bytes::from_static(b"* server shutting down\n")])
+            .await;
+        return;
+    };
+    let id = m.id;
+    if let Some(nick) = hub.nick(id) {
+        tracing::info!("{peer} joined as {nick}");
+    }
+    let removed = m.removed.clone();
+    let kill = m.kill.clone();
+
+    let read = read_loop(&mut reader, &hub, id, limits, &removed);
+    let write = write_loop(&mut writer, &mut m);
+    tokio::pin!(read, write);
+    tokio::select! {
+        reason = &mut read => {
+            if let Some(reason) = reason {
+                hub.leave(id, &reason);
+            }
+            // Flush what is queued (a kick notice, the last messages), briefly.
+            tokio::select! {
+                _ = tokio::time::timeout(limits.drain, &mut write) => {}
+                _ = kill.cancelled() => {}
+            }
+        }
+        res = &mut write => {
+            let reason = match res {
+                Ok(()) => "connection closed".to_string(),
+                Err(e) => crate::error::describe_io(&e),
+            };
+            hub.leave(id, &reason);
+        }
+        _ = kill.cancelled() => {
+            // The hub dropped this member as too slow and already said so.
+        }
+    }
+}
+
+/// Returns the reason to announce, or `None` when the hub removed the member.
+async fn read_loop(
+    reader: &mut Reader,
+    hub: &Hub,
+    id: u64,
+    limits: &SessionLimits,
+    removed: &CancellationToken,
+) -> Option<String> {
+    let mut framer = LineFramer::new(limits.max_line);
+    let mut flood = Flood::new(limits);
+    let mut frames = Vec::new();
+    let mut last_input = Instant::now();
+    loop {
+        let flush_at = framer
+            .has_partial()
+            .then(|| last_input + limits.flush_partial);
+        let idle_at = limits.idle.map(|d| last_input + d);
+        let read = reader.read_with(|data| framer.push(data, &mut frames));
+        let eof = tokio::select! {
+            r = read => match r {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => return Some(crate::error::describe_io(&e)),
+            },
+            _ = sleep_until(flush_at) => {
+                frames.extend(framer.flush_partial());
+                false
+            }
+            _ = sleep_until(idle_at) => return Some("idle timeout".into()),
+            _ = removed.cancelled() => return None,
+        };
+        last_input = Instant::now();
+        if eof {
+            frames.extend(framer.flush_partial());
+        }
+        for frame in frames.drain(..) {
+            let text = match frame {
+                Frame::Line(bytes) => sanitize(&bytes),
+                Frame::TooLong => {
+                    hub.tell(
+                        id,
+                        &format!("! line dropped: longer than {} bytes", limits.max_line),
+                    );
+                    continue;
+                }
+            };
+            match flood.judge() {
+                Verdict::Pass => {}
+                Verdict::Drop { warn } => {
+                    if warn {
+                        hub.tell(
+                            id,
+                            &format!(
+                                "! slow down: more than {} lines/s; lines are being dropped",
+                                limits.rate
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                Verdict::Disconnect => return Some("flooding".into()),
+            }
+            if let Flow::Quit(reason) = hub.input(id, &text) {
+                return Some(reason);
+            }
+        }
+        if eof {
+            return Some("connection closed".into());
+        }
+        framer.shrink();
+        // Let the writers just woken by this fan-out run before reading more:
+        // a fast sender must not fill everyone's queue in one scheduler turn.
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_loop(writer: &mut Writer, m: &mut Membership) -> io::Result<()> {
+    let mut batch = Vec::new();
+    loop {
+        if m.rx.recv_many(&mut batch, BATCH).await == 0 {
+            // Removed from the hub and everything queued is written.
+            return writer.shutdown().await;
+        }
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        writer.write_all_vectored(&batch).await?;
+        m.queued.fetch_sub(bytes, Ordering::Relaxed);
+        batch.clear();
+        if batch.capacity() > 32 {
+            // Back to nothing after a burst: idle members stay small.
+            batch = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_allows_bursts_then_the_rate() {
+        let mut b = TokenBucket::new(2.0, 3);
+        let t0 = Instant::now();
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(500)));
+        assert!(!b.take(t0 + Duration::from_millis(600)));
+        let mut unlimited = TokenBucket::new(0.0, 1);
+        assert!((0..1000).all(|_| unlimited.take(t0)));
+    }
+}

@@ -1,0 +1,315 @@
+//! `sockit chat`: a multi-user chat server (`serve`) and its client (`join`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, Subcommand};
+
+use crate::chat::client;
+use crate::chat::protocol::check_name;
+use crate::chat::server::ChatServer;
+use crate::chat::session::SessionLimits;
+use crate::cli::{parse_millis, parse_secs, NetArgs, TlsClientArgs, TlsServerArgs};
+use crate::dial::DialOpts;
+use crate::endpoint::{Endpoint, Family};
+use crate::error::{Error, Result};
+use crate::serve::{bind, Acl, Bound, Gate};
+use crate::sock::SockOpts;
+use crate::tls;
+
+/// Examples shown under `sockit chat --help`.
+pub const HELP: &str = "\
+Examples:
+  sockit chat serve                          chat on 0.0.0.0:8000; your terminal is the operator
+  sockit chat serve [::]:6667 --operator-nick admin
+  sockit chat serve --tls-self-signed :8443  TLS; prints the certificate's SHA-256 to pin
+  sockit chat serve unix:/tmp/chat.sock      any stream endpoint
+  nc localhost 8000                          any line client works: nc, ncat, telnet, socat
+
+Once connected: /nick NAME, /who, /msg NICK text, /me action, /join ROOM, /rooms,
+/quit [reason], /help. The operator can also /kick NICK [reason].";
+
+/// `sockit chat` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Run a chat server.
+    #[command(after_help = HELP)]
+    Serve(ServeArgs),
+    /// Join a chat server: line editing on a terminal, plain lines or JSON in scripts.
+    #[command(after_help = JOIN_HELP)]
+    Join(JoinArgs),
+}
+
+/// Flags for `sockit chat`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ChatCommand,
+}
+
+/// Flags for `sockit chat serve`.
+#[derive(Debug, ClapArgs)]
+pub struct ServeArgs {
+    /// Where to listen: :PORT, HOST:PORT, [::]:PORT, unix:/PATH, unix:@NAME.
+    #[arg(default_value = "0.0.0.0:8000")]
+    pub endpoint: String,
+    #[command(flatten)]
+    net: NetArgs,
+    /// The console's nick (the server's stdin and stdout take part in the chat).
+    #[arg(long, value_name = "NICK", default_value = "server")]
+    operator_nick: String,
+    /// No operator console: stdin is ignored and stdout stays quiet.
+    #[arg(long)]
+    no_console: bool,
+
+    /// A partial line idle this long is delivered as a message.
+    #[arg(long, value_name = "MS", default_value = "250", value_parser = parse_millis, help_heading = "Limits")]
+    flush_partial: Duration,
+    /// Longest line in bytes; longer ones are dropped with an error to the sender.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1048576), help_heading = "Limits")]
+    max_line: u32,
+    /// Bytes queued for one client before it is disconnected as too slow.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    max_queue: u32,
+    /// Lines per second per client (token bucket); 0 turns flood control off.
+    #[arg(
+        long,
+        value_name = "MSGS/S",
+        default_value = "20",
+        help_heading = "Limits"
+    )]
+    rate: f64,
+    /// Lines a client may send in a burst.
+    #[arg(long, value_name = "N", default_value_t = 40, help_heading = "Limits")]
+    burst: u32,
+    /// Most clients at once; more are told the server is full and closed.
+    #[arg(long, value_name = "N", default_value_t = 10000, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
+    max_clients: u32,
+    /// Disconnect a client that sends nothing for SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, help_heading = "Limits")]
+    idle_timeout: Option<Duration>,
+    /// On shutdown, how long to flush queued lines before closing.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs, help_heading = "Limits")]
+    drain_timeout: Duration,
+    /// Pending-connection queue length (listen backlog).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        help_heading = "Limits"
+    )]
+    backlog: u32,
+    /// TLS handshake time limit.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, help_heading = "Limits")]
+    handshake_timeout: Duration,
+
+    /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
+    #[arg(long, value_name = "CIDR", help_heading = "Access")]
+    allow: Vec<String>,
+    /// Refuse peers in this network (repeatable).
+    #[arg(long, value_name = "CIDR", help_heading = "Access")]
+    deny: Vec<String>,
+    /// Read --allow networks from a file (one per line, # comments).
+    #[arg(long, value_name = "FILE", help_heading = "Access")]
+    allow_file: Option<PathBuf>,
+    /// Read --deny networks from a file.
+    #[arg(long, value_name = "FILE", help_heading = "Access")]
+    deny_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    tls: TlsServerArgs,
+}
+
+/// Runs `sockit chat ...`.
+pub async fn run(args: Args) -> Result<()> {
+    match args.command {
+        ChatCommand::Serve(a) => serve(a).await,
+        ChatCommand::Join(a) => join(a).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let shutdown = crate::cmd::shutdown_signal();
+    let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
+    if !ep.is_stream() {
+        return Err(Error::Usage(format!(
+            "chat needs a stream endpoint (TCP or unix:), not {}",
+            ep.proto()
+        )));
+    }
+    if (args.max_queue as usize) < 2 * (args.max_line as usize + 64) {
+        return Err(Error::Usage(format!(
+            "--max-queue {} is too small for --max-line {}: it must hold two full lines ({} bytes)",
+            args.max_queue,
+            args.max_line,
+            2 * (args.max_line as usize + 64)
+        )));
+    }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err(Error::Usage(format!("invalid --rate {}", args.rate)));
+    }
+    let acl = Acl::new(
+        &args.allow,
+        &args.deny,
+        args.allow_file.as_deref(),
+        args.deny_file.as_deref(),
+    )?;
+    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
+        return Err(Error::Usage(
+            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
+        ));
+    }
+    crate::sock::raise_nofile_limit(args.max_clients as u64 + 64);
+    let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &SockOpts::default()).await?;
+    let Bound::Stream(listener) = bound else {
+        return Err(Error::Usage("chat needs a stream endpoint".into()));
+    };
+    let tls = match args.tls.identity() {
+        Some(id) => {
+            let server = tls::Server::new(&id)?;
+            eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
+            Some(server)
+        }
+        None => None,
+    };
+    tracing::info!(
+        "chat listening on {} ({})",
+        listener.local_addr(),
+        ep.proto()
+    );
+    let server = ChatServer {
+        listener,
+        gate: Gate {
+            tls,
+            acl,
+            handshake_timeout: args.handshake_timeout,
+        },
+        session: SessionLimits {
+            max_line: args.max_line as usize,
+            flush_partial: args.flush_partial,
+            rate: args.rate,
+            burst: args.burst,
+            idle: args.idle_timeout,
+            drain: args.drain_timeout,
+        },
+        max_clients: args.max_clients as usize,
+        max_queue: args.max_queue as usize,
+        operator: (!args.no_console).then(|| args.operator_nick.clone()),
+        console_input: !args.no_console && stdin_is_open(),
+        drain_timeout: args.drain_timeout,
+    };
+    server.run(shutdown).await
+}
+
+/// False when stdin is closed (`<&-`), so the console does not spin on it.
+fn stdin_is_open() -> bool {
+    use std::os::fd::AsRawFd;
+    let stdin = std::io::stdin();
+    // SAFETY: fcntl(F_GETFD) only queries the descriptor.
+    unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETFD) != -1 }
+}
+
+/// Examples shown under `sockit chat join --help`.
+pub const JOIN_HELP: &str = "\
+Examples:
+  sockit chat join localhost:8000 --nick alice      chat in your terminal (history: Up/Down)
+  sockit chat join --tls --pin-sha256 AB:CD:.. chat.example:8443
+  sockit chat join --reconnect --nick bot :8000     come back (and take the nick again) after drops
+  printf 'hi\\n/quit\\n' | sockit chat join :8000     scripts: each stdin line is sent
+  sockit chat join --json :8000 | jq .              one JSON object per server line
+
+On a terminal, incoming lines appear above the prompt and what you are typing is kept.
+Ctrl-C leaves at once; Ctrl-D (or stdin ending) half-closes and waits for the server.
+--json events (each with \"ts\", RFC 3339 UTC): message {nick,text}, action {nick,text},
+private {from,text}, private_sent {to,text}, join {nick,room}, leave {nick,reason},
+nick {old,new}, system {text}, error {text}, and other {text} for lines outside the
+protocol. Server text is always sanitized: control characters are shown, never run.
+
+Exit status: 0 when the server closes the connection; otherwise see 'sockit --help'.";
+
+/// When to colour nicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always (even into a pipe).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Flags for `sockit chat join`.
+#[derive(Debug, ClapArgs)]
+pub struct JoinArgs {
+    /// The server: HOST:PORT, :PORT, [IPV6]:PORT, unix:/PATH, unix:@NAME.
+    pub endpoint: String,
+    /// Take this nick right after connecting (sent as /nick NAME, and again after a reconnect).
+    #[arg(long, value_name = "NAME")]
+    nick: Option<String>,
+    /// Print one JSON object per server line instead of text (event types under --help).
+    #[arg(long)]
+    json: bool,
+    /// Colour nicks (a stable colour per nick) and errors.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    /// When the connection drops, reconnect with backoff (0.5 s doubling to 30 s,
+    /// jittered) and take the nick again; notices go to stderr.
+    #[arg(long)]
+    reconnect: bool,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Connect timeout per address, in seconds.
+    #[arg(short = 'w', long = "wait", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    wait: Duration,
+    /// Longest line in bytes, either way: longer server lines are dropped with a
+    /// notice, longer input lines are not sent.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16 << 20), help_heading = "Limits")]
+    max_line: u32,
+    #[command(flatten)]
+    tls: TlsClientArgs,
+}
+
+async fn join(args: JoinArgs) -> Result<()> {
+    use std::io::IsTerminal;
+
+    let endpoint = Endpoint::parse(&args.endpoint, false)?;
+    if !endpoint.is_stream() {
+        return Err(Error::Usage(format!(
+            "chat needs a stream endpoint (TCP or unix:), not {}",
+            endpoint.proto()
+        )));
+    }
+    if let Some(nick) = &args.nick {
+        check_name(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
+    }
+    let stdout_tty = std::io::stdout().is_terminal();
+    let color = !args.json
+        && match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+    let config = client::Config {
+        endpoint,
+        dial: DialOpts {
+            family: Family::from_flags(args.ipv4, args.ipv6),
+            wait: args.wait,
+            sock: SockOpts::default(),
+            tls: args.tls.options(),
+        },
+        nick: args.nick,
+        json: args.json,
+        color,
+        reconnect: args.reconnect,
+        interactive: !args.json && client::stdio_is_terminal(),
+        max_line: args.max_line as usize,
+    };
+    client::run(config).await
+}

@@ -1,0 +1,431 @@
+//! `sockit chat serve` through the real binary, with real line clients.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Starts `sockit chat serve -v ARGS... 127.0.0.1:0`; returns it and its address.
+fn serve(args: &[&str]) -> (Proc, String) {
+    let mut cmd = sockit();
+    cmd.args(["chat", "serve", "-v"]).args(args);
+    if !args.iter().any(|a| a.contains(':')) {
+        cmd.arg("127.0.0.1:0");
+    }
+    let p = Proc::spawn(cmd);
+    let err = p.wait_stderr("chat listening on ");
+    let addr = err
+        .split("chat listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (p, addr)
+}
+
+/// A line client with bounded reads.
+struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    nick: String,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut c = Client {
+            stream,
+            reader,
+            nick: String::new(),
+        };
+        let welcome = c.line();
+        assert!(welcome.starts_with("* welcome, you are guest"), "{welcome}");
+        c.nick = welcome["* welcome, you are ".len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        c
+    }
+
+    /// Connects and takes `nick`.
+    fn named(addr: &str, nick: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.send(&format!("/nick {nick}\n"));
+        c.expect(&format!("is now {nick}"));
+        c.nick = nick.to_string();
+        c
+    }
+
+    fn send(&mut self, text: &str) {
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn send_bytes(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    /// The next line, without its newline; panics on timeout or EOF.
+    fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("line before timeout");
+        assert!(n > 0, "connection closed");
+        assert_eq!(
+            buf.pop(),
+            Some(b'\n'),
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        String::from_utf8(buf).expect("server sends UTF-8")
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no line with {needle:?}");
+            let l = self.line();
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `d`.
+    fn quiet(&mut self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+        let mut buf = Vec::new();
+        let r = self.reader.read_until(b'\n', &mut buf);
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        match r {
+            Ok(0) => panic!("connection closed"),
+            Ok(_) => panic!("unexpected line {:?}", String::from_utf8_lossy(&buf)),
+            Err(_) => assert!(buf.is_empty()),
+        }
+    }
+
+    /// Reads until EOF (bounded); returns everything.
+    fn until_eof(&mut self) -> String {
+        let mut s = String::new();
+        let _ = self.reader.read_to_string(&mut s);
+        s
+    }
+}
+
+/// alice and bob in the lobby, with alice's view of bob's arrival consumed.
+fn pair(addr: &str) -> (Client, Client) {
+    let mut a = Client::named(addr, "alice");
+    let b = Client::named(addr, "bob");
+    a.expect("is now bob");
+    (a, b)
+}
+
+#[test]
+fn messages_reach_others_attributed_and_not_the_sender() {
+    let (_srv, addr) = serve(&["--no-console"]);
+    let (mut a, mut b) = pair(&addr);
+    a.send("hello 你好\n");
+    assert_eq!(b.expect("hello"), "<alice> hello 你好");
+    b.send("two\nlines\n");
+    assert_eq!(a.line(), "<bob> two");
+    assert_eq!(a.line(), "<bob> lines");
+    b.quiet(Duration::from_millis(300));
+}
+
+#[test]
+fn split_lines_arrive_whole_and_pauses_flush_partials() {
+    let (_srv, addr) = serve(&["--no-console", "--rate", "0", "--flush-partial", "1000"]);
+    let (mut a, mut b) = pair(&addr);
+    // One byte per write: still one message.
+    for byte in b"byte by byte\n" {
+        a.send_bytes(&[*byte]);
+    }
+    assert_eq!(b.expect("<alice>"), "<alice> byte by byte");
+    drop(b);
+    let (_srv2, addr2) = serve(&["--no-console", "--flush-partial", "100"]);
+    let mut c = Client::named(&addr2, "carol");
+    // The tutorial's client: text with no newline, then it waits.
+    let mut tutorial = TcpStream::connect(&addr2).unwrap();
+    tutorial.write_all(b"baihuixin").unwrap();
+    let heard = c.expect("baihuixin");
+    assert!(
+        heard.starts_with("<guest") && heard.ends_with("> baihuixin"),
+        "{heard}"
+    );
+}
+
+#[test]
+fn nc_openbsd_is_a_client() {
+    require("nc.openbsd");
+    let (_srv, addr) = serve(&["--no-console"]);
+    let mut a = Client::named(&addr, "alice");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut nc = Command::new("nc.openbsd");
+    nc.args(["-N", host, port]);
+    let mut p = Proc::spawn(nc);
+    p.wait_stdout(b"* welcome, you are guest");
+    p.write(b"/nick netcat\nhi from nc\n");
+    assert_eq!(a.expect("from nc"), "<netcat> hi from nc");
+    a.send("hi nc\n");
+    p.wait_stdout(b"<alice> hi nc\n");
+}
+
+#[test]
+fn nick_rules_and_commands() {
+    let (_srv, addr) = serve(&["--no-console"]);
+    let mut a = Client::named(&addr, "alice");
+    let mut b = Client::connect(&addr);
+    b.send("/nick ALICE\n");
+    assert_eq!(b.line(), "! the nick ALICE is taken");
+    b.send("/nick <alice>\n");
+    assert!(b.line().starts_with("! cannot use that nick"));
+    b.send(&format!("/nick {}\n", "x".repeat(33)));
+    assert!(b.line().contains("1 to 32"));
+    b.send("/nick bob\n");
+    assert_eq!(b.line(), format!("* {} is now bob", b.nick));
+    assert_eq!(a.expect("is now bob"), format!("* {} is now bob", b.nick));
+    b.send("/who\n");
+    assert_eq!(b.line(), "* lobby (2): alice, bob");
+    b.send("/me waves\n");
+    assert_eq!(a.line(), "+ bob waves");
+    b.send("/msg alice secret\n");
+    assert_eq!(a.line(), "*bob* secret");
+    assert_eq!(b.line(), "-> *alice* secret");
+    b.send("/msg nobody x\n");
+    assert_eq!(b.line(), "! no such nick: nobody");
+    b.send("/bogus\n");
+    assert_eq!(b.line(), "! unknown command /bogus (try /help)");
+    b.send("/help\n");
+    assert_eq!(b.line(), "* commands:");
+    b.expect("//text");
+    b.send("//slash\n");
+    assert_eq!(a.expect("slash"), "<bob> /slash");
+    b.send("/quit bye now\n");
+    assert_eq!(a.expect("left"), "* bob left (quit: bye now)");
+    assert_eq!(b.until_eof(), "");
+}
+
+#[test]
+fn rooms_are_isolated() {
+    let (_srv, addr) = serve(&["--no-console"]);
+    let (mut a, mut b) = pair(&addr);
+    let mut c = Client::named(&addr, "carol");
+    a.expect("is now carol");
+    b.expect("is now carol");
+    c.send("/join games\n");
+    assert_eq!(c.line(), "* you are now in games with 0 others");
+    a.expect("carol left (moved to games)");
+    b.expect("carol left (moved to games)");
+    a.send("lobby talk\n");
+    assert_eq!(b.line(), "<alice> lobby talk");
+    b.send("/join games\n");
+    c.expect("* bob joined games");
+    c.send("/rooms\n");
+    assert_eq!(c.line(), "* rooms (2): games (2), lobby (1)");
+    c.send("games talk\n");
+    assert_eq!(b.expect("games talk"), "<carol> games talk");
+    a.expect("bob left (moved to games)");
+    a.quiet(Duration::from_millis(300));
+}
+
+#[test]
+fn operator_console_talks_sees_and_kicks() {
+    let (mut srv, addr) = serve(&["--operator-nick", "op"]);
+    let (mut a, mut b) = pair(&addr);
+    srv.wait_stdout(b"* guest2 is now bob\n");
+    a.send("hello op\n");
+    srv.wait_stdout(b"<alice> hello op\n");
+    srv.write(b"hello all\n");
+    assert_eq!(b.expect("hello all"), "<op> hello all");
+    assert_eq!(a.expect("hello all"), "<op> hello all");
+    // The operator sees joins and leaves in every room.
+    b.send("/join side\n");
+    srv.wait_stdout(b"* bob joined side\n");
+    srv.write(b"/kick bob spamming\n");
+    assert_eq!(b.expect("kicked"), "! you were kicked by op: spamming");
+    assert_eq!(b.until_eof(), "");
+    srv.wait_stdout(b"* bob left (kicked by op: spamming)\n");
+    a.send("/kick op\n");
+    assert_eq!(a.expect("/kick"), "! /kick is for the server operator");
+}
+
+#[test]
+fn hostile_text_is_neutralised() {
+    let (_srv, addr) = serve(&["--no-console"]);
+    let (mut a, mut b) = pair(&addr);
+    b.send_bytes(b"\x1b[2J\x1b]0;owned\x07 nul\0 bad\xff utf8 ok\n");
+    assert_eq!(
+        a.line(),
+        "<bob> ^[[2J^[]0;owned^G nul^@ bad\u{fffd} utf8 ok"
+    );
+    b.send_bytes(b"innocent\r<alice> I owe bob $100\n");
+    assert_eq!(a.line(), "<bob> innocent^M<alice> I owe bob $100");
+    b.send("bidi \u{202e}txet\n");
+    assert_eq!(a.line(), "<bob> bidi <U+202E>txet");
+}
+
+#[test]
+fn long_lines_are_dropped_and_the_connection_survives() {
+    let (srv, addr) = serve(&["--no-console", "--max-line", "100"]);
+    let (mut a, mut b) = pair(&addr);
+    b.send(&format!("{}\n", "y".repeat(100)));
+    assert_eq!(a.line(), format!("<bob> {}", "y".repeat(100)));
+    b.send(&format!("{}\nafter\n", "x".repeat(101)));
+    assert_eq!(b.line(), "! line dropped: longer than 100 bytes");
+    assert_eq!(a.line(), "<bob> after");
+    // 10 MiB with no newline: one error, memory stays bounded, next line read.
+    let chunk = vec![b'z'; 1 << 20];
+    for _ in 0..10 {
+        b.send_bytes(&chunk);
+    }
+    b.send("\nstill here\n");
+    assert_eq!(b.line(), "! line dropped: longer than 100 bytes");
+    assert_eq!(a.line(), "<bob> still here");
+    let rss = rss_kib(srv.child.id());
+    assert!(rss < 64 * 1024, "server RSS {rss} KiB");
+}
+
+#[test]
+fn stalled_readers_are_dropped_and_others_keep_up() {
+    let (srv, addr) = serve(&["--no-console", "--rate", "0"]);
+    let (mut a, b) = pair(&addr);
+    let mut b = b;
+    // Clients that never read, with small receive buffers so that the kernel
+    // does not absorb megabytes for them before the server's queue cap bites.
+    let stalled: Vec<socket2::Socket> = (0..100)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_recv_buffer_size(4096).unwrap();
+            let to: std::net::SocketAddr = addr.parse().unwrap();
+            s.connect(&to.into()).unwrap();
+            s
+        })
+        .collect();
+    // bob reads on his own thread, as a real client would, while alice floods.
+    const N: usize = 8000;
+    let reader = std::thread::spawn(move || {
+        let (mut got, mut slow) = (0usize, 0usize);
+        loop {
+            let l = b.line();
+            if l == "<alice> done" {
+                return (got, slow);
+            } else if l.starts_with("<alice>") {
+                got += 1;
+            } else if l.starts_with("* guest") && l.ends_with(" left (too slow)") {
+                slow += 1;
+            }
+        }
+    });
+    // 8 MB: more than a stalled client's kernel buffers plus its 1 MiB queue.
+    let line = format!("{}\n", "m".repeat(1000));
+    for _ in 0..N {
+        a.send(&line);
+    }
+    a.send("done\n");
+    let (got, slow) = reader.join().unwrap();
+    assert_eq!(
+        (got, slow),
+        (N, 100),
+        "every message reaches bob, every stalled reader is dropped"
+    );
+    let rss = rss_kib(srv.child.id());
+    assert!(
+        rss < 64 * 1024,
+        "server RSS {rss} KiB with 100 stalled readers"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn flood_control_drops_excess_and_tells_the_sender() {
+    // Refill is 1 line per 100 s, so the test does not depend on timing.
+    let (_srv, addr) = serve(&["--no-console", "--rate", "0.01", "--burst", "5"]);
+    let (mut a, mut b) = pair(&addr);
+    let burst: String = (0..12).map(|i| format!("msg {i}\n")).collect();
+    b.send(&burst);
+    assert!(b
+        .expect("slow down")
+        .starts_with("! slow down: more than 0.01 lines/s"));
+    for i in 0..4 {
+        // The first few fit the burst (one token went to /nick).
+        assert_eq!(a.line(), format!("<bob> msg {i}"));
+    }
+    a.quiet(Duration::from_millis(300));
+    // Sustained abuse ends the connection.
+    let more: String = (0..50).map(|i| format!("more {i}\n")).collect();
+    b.send(&more);
+    assert_eq!(a.expect("left"), "* bob left (flooding)");
+}
+
+#[test]
+fn connect_flood_and_resets_do_not_hurt_others() {
+    let (_srv, addr) = serve(&["--no-console", "--max-clients", "3000"]);
+    let (mut a, mut b) = pair(&addr);
+    let mut flood = Vec::new();
+    for _ in 0..2000 {
+        match TcpStream::connect(&addr) {
+            Ok(s) => flood.push(s),
+            Err(e) => panic!("connect {}: {e}", flood.len()),
+        }
+    }
+    // Abrupt resets mid-line.
+    for s in flood.iter_mut().take(500) {
+        let _ = s.write_all(b"half a li");
+        let sock = socket2::SockRef::from(&*s);
+        sock.set_linger(Some(Duration::ZERO)).unwrap();
+    }
+    flood.truncate(0);
+    a.send("still fine\n");
+    assert_eq!(b.expect("still fine"), "<alice> still fine");
+}
+
+#[test]
+fn max_clients_refuses_with_a_line() {
+    let (_srv, addr) = serve(&["--no-console", "--max-clients", "2"]);
+    let _a = Client::connect(&addr);
+    let _b = Client::connect(&addr);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "! server full (2 clients), try again later\n");
+}
+
+#[test]
+fn shutdown_tells_everyone_and_exits_zero() {
+    let (srv, addr) = serve(&["--no-console"]);
+    let mut a = Client::connect(&addr);
+    let mut b = Client::connect(&addr);
+    a.expect("joined lobby");
+    srv.signal(libc::SIGTERM);
+    assert_eq!(a.until_eof(), "* server shutting down\n");
+    assert!(b.until_eof().ends_with("* server shutting down\n"));
+    let (st, _, _) = srv.wait_exit();
+    assert!(st.success(), "{st:?}");
+    let _ = a.stream.shutdown(Shutdown::Both);
+}
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
