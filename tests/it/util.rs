@@ -287,6 +287,28 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Connects a TCP client to `addr` with read and write timeouts of [`WAIT`].
+pub fn tcp(addr: &str) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Like [`tcp`], from source address `src` (e.g. `127.0.0.2`, any port).
+pub fn tcp_from(src: &str, addr: &str) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let src: std::net::SocketAddr = (src.parse::<std::net::IpAddr>().unwrap(), 0).into();
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    s.bind(&src.into()).expect("bind source");
+    s.connect_timeout(&addr.into(), WAIT).expect("connect");
+    let s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
 /// Reads exactly `n` bytes (each read bounded by the stream's timeout).
 pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
@@ -306,6 +328,108 @@ pub fn read_all(s: &mut impl Read) -> Vec<u8> {
 /// Number of non-overlapping occurrences of `needle` in `hay`.
 pub fn count(hay: &str, needle: &str) -> usize {
     hay.matches(needle).count()
+}
+
+impl Proc {
+    /// Waits at most `limit` for stdout to contain `needle`; false if it did not.
+    pub fn stdout_within(&self, needle: &[u8], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut g = self.stdout.data.lock().unwrap();
+        loop {
+            if contains(&g.0, needle) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || g.1 {
+                return false;
+            }
+            g = self
+                .stdout
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits until stderr contains `needle` at least `n` times; returns all of stderr.
+    pub fn wait_stderr_count(&self, needle: &str, n: usize) -> String {
+        let d = self
+            .stderr
+            .wait(WAIT, &format!("{n} x stderr {needle:?}"), |d| {
+                count(&String::from_utf8_lossy(d), needle) >= n
+            });
+        String::from_utf8_lossy(&d).into_owned()
+    }
+}
+
+/// Makes sure every client of a `--broker` (or any fan-out) listener has joined:
+/// each client's sync byte (`a`, `b`, ...) is resent until every other client has
+/// seen it, then each sends one end marker (`A`, `B`, ...) and every client reads
+/// through the others' markers, so nothing from this exchange is left unread.
+/// Bytes sent before a member joins are not delivered to it, hence the retries.
+pub fn hub_sync(clients: &mut [std::net::TcpStream]) {
+    let n = clients.len();
+    assert!(n <= 26);
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 4096];
+    for x in 0..n {
+        let mut seen = vec![false; n];
+        seen[x] = true;
+        while !seen.iter().all(|s| *s) {
+            assert!(
+                Instant::now() < deadline,
+                "clients did not all join in time"
+            );
+            clients[x].write_all(&[b'a' + x as u8]).unwrap();
+            for y in 0..n {
+                if seen[y] {
+                    continue;
+                }
+                clients[y]
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                loop {
+                    match clients[y].read(&mut buf) {
+                        Ok(0) => panic!("client {y} got EOF while joining"),
+                        Ok(k) => {
+                            if buf[..k].contains(&(b'a' + x as u8)) {
+                                seen[y] = true;
+                                break;
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            break
+                        }
+                        Err(e) => panic!("client {y}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    for (x, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c.write_all(&[b'A' + x as u8]).unwrap();
+    }
+    for (y, c) in clients.iter_mut().enumerate() {
+        let mut need: Vec<u8> = (0..n).filter(|x| *x != y).map(|x| b'A' + x as u8).collect();
+        while !need.is_empty() {
+            let k = c.read(&mut buf).expect("reading end markers");
+            assert!(k > 0, "client {y} got EOF while joining");
+            for b in &buf[..k] {
+                assert!(
+                    b.is_ascii_alphabetic(),
+                    "client {y} got unexpected byte {b:#x} while joining"
+                );
+                need.retain(|m| m != b);
+            }
+        }
+    }
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on: bound by the kernel's choice,
