@@ -2,6 +2,7 @@
 
 mod util;
 
+mod chat_join;
 mod endpoints;
 mod errors;
 mod http;
