@@ -13,6 +13,7 @@
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
 //! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
+//! - [`chat`]: the chat server (hub, sessions, protocol, sanitizer, console) and client.
 //! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram sockets.
 
 pub mod chat;

@@ -10,7 +10,7 @@
 //! | `+ nick text` | an action (`/me`) |
 //! | `*nick* text` | a private message to you |
 //! | `-> *nick* text` | your private message, as sent |
-//! | `* nick joined room` / `* nick left room (reason)` / `* old is now new` | announcements |
+//! | `* nick joined room` / `* nick left (reason)` / `* old is now new` | announcements |
 //! | `* text` | other notices (welcome, `/who`, `/rooms`, `/help`) |
 //! | `! text` | an error, for you only |
 //!

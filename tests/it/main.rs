@@ -2,6 +2,7 @@
 
 mod util;
 
+mod chat;
 mod chat_join;
 mod endpoints;
 mod errors;
@@ -18,7 +19,8 @@ mod smoke {
 
     #[test]
     fn tcp_round_trip_and_exit_code() {
-        let (l, addr) = listen(&["127.0.0.1:0"]);
+        let (mut l, addr) = listen(&["127.0.0.1:0"]);
+        l.close_stdin();
         let out = run(&["connect", &addr], b"ping\n");
         assert!(out.status.success());
         l.wait_stdout(b"ping\n");
