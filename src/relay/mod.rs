@@ -86,10 +86,12 @@ pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
 }
 
 async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
-    // The socket stays non-blocking and the splice loops wait in poll(2). A
-    // splice from a blocking socket into a pipe sleeps with the pipe locked, so
-    // whoever reads our stdout could not take the bytes already delivered
-    // until more arrived.
+    // Blocking I/O on dedicated threads: sendfile and splice then sleep in the
+    // kernel instead of bouncing through EAGAIN and poll(2). (The one case
+    // where a sleeping splice would hurt, socket into a pipe, polls first.)
+    socket2::SockRef::from(&fd)
+        .set_nonblocking(false)
+        .map_err(|e| Error::io("cannot configure the socket", e))?;
     let plan = splice::Plan {
         send: opts.send,
         recv: opts.recv,

@@ -67,15 +67,42 @@ fn wait_ready(fd: RawFd, events: libc::c_short) -> io::Result<()> {
     }
 }
 
+/// Waits until `fd_in` is readable or `fd_out` writable (whichever blocked).
+fn wait_both(fd_in: RawFd, fd_out: RawFd) -> io::Result<()> {
+    let mut fds = [
+        libc::pollfd {
+            fd: fd_in,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: fd_out,
+            events: libc::POLLOUT,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two valid pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Retries a syscall on EINTR and waits out EAGAIN on non-blocking fds.
 fn retry<T>(mut f: impl FnMut() -> nix::Result<T>, fd_in: RawFd, fd_out: RawFd) -> nix::Result<T> {
     loop {
         match f() {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(nix::errno::Errno::EAGAIN) => {
-                // Either side may be the non-blocking one; waiting for both is cheap.
-                let _ = wait_ready(fd_in, libc::POLLIN);
-                let _ = wait_ready(fd_out, libc::POLLOUT);
+                // stdin or stdout may have come to us non-blocking: wait for
+                // both sides in one poll, then try again.
+                let _ = wait_both(fd_in, fd_out);
             }
             other => return other,
         }
@@ -127,8 +154,16 @@ fn flags() -> SpliceFFlags {
 }
 
 fn splice_direct(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+    // Splicing from a socket into a pipe holds the pipe's lock while the socket
+    // read sleeps, so whoever reads that pipe (our stdout's reader) could not
+    // take the bytes already delivered until more arrived. Waiting for data
+    // first means the splice never sleeps on the socket.
+    let socket_into_pipe = kind(src) == Kind::Socket;
     let mut first = true;
     loop {
+        if socket_into_pipe {
+            wait_ready(src, libc::POLLIN)?;
+        }
         let r = retry(
             || splice(borrow(src), None, borrow(dst), None, CHUNK, flags()),
             src,
