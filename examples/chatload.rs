@@ -1,0 +1,1220 @@
+//! Load generator for line chat servers: `sockit chat serve` and `ncat --chat`.
+//!
+//! Connects N clients (plus K "stalled" ones that stop reading after their
+//! greeting), waits until the join announcements have died down, then has S of
+//! the clients send M lines each. Every line carries the sender, a sequence
+//! number and a send timestamp (nanoseconds since a process-wide `Instant`), so
+//! every receiver can time it and spot gaps and duplicates whatever prefix the
+//! server puts in front (`<guestN> ` for sockit, `<userN> ` for ncat).
+//!
+//! Without `--rate` the senders are closed-loop: no receiver may fall more than
+//! `--lag-bytes` behind them, so the run measures the delivery rate the server
+//! sustains without any client tripping its slow-client cutoff. With `--rate`
+//! they send at that fixed total rate (open loop), for latency.
+//!
+//! Every wait is bounded. The last line of output is a JSON summary; exit status
+//! 0 means everything was delivered, 3 that the run finished with lost lines or a
+//! timed-out phase, 2 that it could not run (connect failures, bad arguments).
+//!
+//! ```text
+//! cargo run --release --example chatload -- 127.0.0.1:8000 --clients 100 --senders 10
+//! ```
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Starts the payload of every benchmark line: `CHATLOAD sender seq ts_ns xxx...`.
+const MARKER: &[u8] = b"CHATLOAD ";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// `sockit chat serve`: greets with `* welcome, you are guestN ...`.
+    Sockit,
+    /// `ncat --chat`: greets with `<announce> ... is connected as <userN>.`.
+    Ncat,
+}
+
+/// Chat server load generator (see the file's doc comment).
+#[derive(Debug, Parser)]
+#[command(args_override_self = true)]
+struct Args {
+    /// Server address, e.g. 127.0.0.1:8000.
+    addr: SocketAddr,
+    /// Clients that connect and read.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// How many of the clients send.
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Lines per sender.
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Bytes per line, newline included (padded; never shorter than the header).
+    #[arg(long, default_value_t = 64)]
+    bytes: usize,
+    /// Fixed total send rate in lines/s across all senders (0: closed loop).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Closed loop: most bytes of benchmark lines any receiver may be behind
+    /// (default: a quarter of sockit's default per-client queue cap).
+    #[arg(long, default_value_t = 256 * 1024)]
+    lag_bytes: u64,
+    /// Closed loop: most lines a sender puts in one write.
+    #[arg(long, default_value_t = 32)]
+    batch: u64,
+    /// Extra clients that read their greeting and then never read again.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// Server flavour (greeting and framing).
+    #[arg(long, value_enum, default_value = "sockit")]
+    format: Format,
+    /// Time limit for one client to connect and be greeted, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Connections in progress at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// After connecting, wait until no line arrived for this long (ms).
+    #[arg(long, default_value_t = 300)]
+    quiet_ms: u64,
+    /// Longest wait for the join announcements to die down, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    settle_timeout: f64,
+    /// Longest the send phase may take, in seconds.
+    #[arg(long, default_value_t = 120.0)]
+    send_timeout: f64,
+    /// After the last send, longest wait for outstanding deliveries, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Sample this process's VmRSS (the server) from /proc/PID/status.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Keep every client connected this long after the run (seconds), e.g. to
+    /// inspect the server from outside.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+    /// Label copied into the JSON summary.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = check(&args) {
+        eprintln!("chatload: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chatload: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = rt.block_on(run(&args));
+    // Clients are closed with RST (linger 0) when the runtime drops them.
+    drop(rt);
+    // A closed stdout (`| head -1`) is not an error of the run.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", report.human(&args));
+    let _ = writeln!(out, "{}", report.json(&args));
+    drop(out);
+    match (&report.error, report.complete) {
+        (Some(e), _) if report.fatal => {
+            eprintln!("chatload: {e}");
+            ExitCode::from(2)
+        }
+        (Some(e), _) => {
+            eprintln!("chatload: incomplete: {e}");
+            ExitCode::from(3)
+        }
+        (None, false) => ExitCode::from(3),
+        (None, true) => ExitCode::SUCCESS,
+    }
+}
+
+fn check(args: &Args) -> Result<(), String> {
+    if args.senders > args.clients {
+        return Err(format!(
+            "--senders {} > --clients {}",
+            args.senders, args.clients
+        ));
+    }
+    if args.senders > 0 && args.clients < 2 {
+        return Err("senders need at least one other client to deliver to".into());
+    }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err(format!("invalid --rate {}", args.rate));
+    }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    if args.lag_bytes < args.bytes as u64 {
+        return Err("--lag-bytes must be at least one line (--bytes)".into());
+    }
+    let need = (args.clients + args.stalled + 32) as libc::rlim_t;
+    let have = raise_nofile();
+    if have < need {
+        return Err(format!(
+            "open-file limit is {have}, {need} needed; raise the hard limit (ulimit -Hn)"
+        ));
+    }
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit.
+fn raise_nofile() -> libc::rlim_t {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples a process's RSS every 20 ms on a plain thread, keeping the peak.
+struct RssSampler {
+    pid: u32,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid).unwrap_or(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid) {
+                    p.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RssSampler {
+            pid,
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn now(&self) -> Option<u64> {
+        let kib = rss_kib(self.pid)?;
+        self.peak.fetch_max(kib, Ordering::Relaxed);
+        Some(kib)
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Log-linear latency histogram: 32 sub-buckets per power of two (<= 3% error).
+struct Hist {
+    counts: Vec<u32>,
+    max: u64,
+    n: u64,
+}
+
+const SUB: u32 = 5;
+const HALF: u64 = 1 << SUB;
+
+impl Hist {
+    fn new() -> Self {
+        Hist {
+            counts: vec![0; bucket(u64::MAX) + 1],
+            max: 0,
+            n: 0,
+        }
+    }
+
+    fn record(&mut self, v: u64) {
+        self.counts[bucket(v)] += 1;
+        self.max = self.max.max(v);
+        self.n += 1;
+    }
+
+    fn merge(&mut self, other: &Hist) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.max = self.max.max(other.max);
+        self.n += other.n;
+    }
+
+    /// The value at quantile `q` (bucket midpoint, capped at the exact max).
+    fn quantile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c as u64;
+            if seen >= rank {
+                let (lo, hi) = bucket_range(i);
+                return Some((lo + (hi - lo) / 2).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+fn bucket(v: u64) -> usize {
+    if v < 2 * HALF {
+        return v as usize;
+    }
+    let shift = 63 - v.leading_zeros() - SUB;
+    (shift as u64 * HALF + (v >> shift)) as usize
+}
+
+fn bucket_range(i: usize) -> (u64, u64) {
+    let i = i as u64;
+    if i < 2 * HALF {
+        return (i, i);
+    }
+    let shift = i / HALF - 1;
+    let lo = (i - shift * HALF) << shift;
+    (lo, lo + (1 << shift) - 1)
+}
+
+/// Finds `needle` in `hay` eight bytes at a time.
+fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO * needle as u64;
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let word = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes")) ^ pat;
+        let zero = word.wrapping_sub(LO) & !word & HI;
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(|&b| b == needle).map(|p| i + p)
+}
+
+fn find_marker(line: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(p) = find_byte(MARKER[0], &line[from..]) {
+        let at = from + p;
+        if line[at..].starts_with(MARKER) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// `sender seq ts` after the marker; the rest must be padding.
+fn parse_payload(p: &[u8]) -> Option<(u64, u64, u64)> {
+    let mut it = p.split(|&b| b == b' ');
+    let mut num = || -> Option<u64> {
+        let t = it.next()?;
+        if t.is_empty() || t.len() > 20 || !t.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(t).ok()?.parse().ok()
+    };
+    let (s, q, ts) = (num()?, num()?, num()?);
+    match it.next() {
+        None => Some((s, q, ts)),
+        Some(pad) if pad.iter().all(|&b| b == b'x') && it.next().is_none() => Some((s, q, ts)),
+        Some(_) => None,
+    }
+}
+
+/// One benchmark line of exactly `bytes` bytes where the header allows.
+fn compose(out: &mut Vec<u8>, sender: u64, seq: u64, ts: u64, bytes: usize) {
+    let start = out.len();
+    out.extend_from_slice(MARKER);
+    let mut head = String::with_capacity(48);
+    let _ = write!(head, "{sender} {seq} {ts}");
+    out.extend_from_slice(head.as_bytes());
+    let len = out.len() - start;
+    if len + 2 < bytes {
+        out.push(b' ');
+        out.resize(start + bytes - 1, b'x');
+    }
+    out.push(b'\n');
+}
+
+/// A counter on its own cache line (receivers on different threads bump them).
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+/// Marks a receiver that left: it no longer holds the senders back.
+const GONE: u64 = u64::MAX;
+
+/// Closed-loop pacing: lines may be sent only while every receiver is at most
+/// `limit` lines behind. A ticker recomputes the allowance every millisecond
+/// (a scan over all receivers), so receivers only bump their own counter.
+struct Pacer {
+    limit: u64,
+    /// Lines written by each sender (a sender does not receive its own).
+    sent_by: Vec<AtomicU64>,
+    /// Lines written by all senders.
+    sent: AtomicU64,
+    /// Lines reserved by senders, written or about to be.
+    claimed: AtomicU64,
+    /// Reservations up to this total keep every receiver within the limit.
+    allowed: AtomicU64,
+    /// Benchmark lines each normal client has received, or `GONE`.
+    received: Vec<Padded>,
+    notify: Notify,
+}
+
+impl Pacer {
+    fn new(limit: u64, senders: usize, clients: usize) -> Self {
+        Pacer {
+            limit,
+            sent_by: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+            sent: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
+            allowed: AtomicU64::new(limit),
+            received: (0..clients).map(|_| Padded::default()).collect(),
+            notify: Notify::new(),
+        }
+    }
+
+    fn max_lag(&self, sent: u64) -> u64 {
+        let mut lag = 0;
+        for (r, got) in self.received.iter().enumerate() {
+            let got = got.0.load(Ordering::SeqCst);
+            if got == GONE {
+                continue;
+            }
+            let own = self.sent_by.get(r).map_or(0, |s| s.load(Ordering::SeqCst));
+            lag = lag.max(sent.saturating_sub(own).saturating_sub(got));
+        }
+        lag
+    }
+
+    fn refresh(&self) {
+        let sent = self.sent.load(Ordering::SeqCst);
+        let allowed = sent + self.limit.saturating_sub(self.max_lag(sent));
+        if allowed > self.allowed.fetch_max(allowed, Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn wrote(&self, sender: usize, n: u64) {
+        self.sent_by[sender].fetch_add(n, Ordering::SeqCst);
+        self.sent.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn got(&self, receiver: usize, n: u64) {
+        self.received[receiver].0.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn gone(&self, receiver: usize) {
+        self.received[receiver].0.store(GONE, Ordering::SeqCst);
+    }
+
+    /// Waits until `n` more lines keep every receiver within the limit.
+    async fn claim(&self, n: u64) {
+        loop {
+            let woken = self.notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let before = self.claimed.fetch_add(n, Ordering::SeqCst);
+            if before + n <= self.allowed.load(Ordering::SeqCst) {
+                return;
+            }
+            self.claimed.fetch_sub(n, Ordering::SeqCst);
+            let _ = tokio::time::timeout(Duration::from_millis(10), woken).await;
+        }
+    }
+}
+
+/// What all tasks share.
+struct Shared {
+    base: Instant,
+    senders: usize,
+    messages: u64,
+    pacer: Pacer,
+    /// Every line received by any normal client (announcements included).
+    lines: AtomicU64,
+    /// First-time deliveries of benchmark lines.
+    unique: AtomicU64,
+    /// Latest delivery, ns since `base`.
+    last_delivery: AtomicU64,
+    /// Normal clients whose connection ended before the run did.
+    closed: AtomicU64,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+/// One client's receiving side: framing, parsing, bookkeeping.
+struct Receiver {
+    partial: Vec<u8>,
+    hist: Option<Box<Hist>>,
+    seen: Vec<u64>,
+    lines: u64,
+    dups: u64,
+    malformed: u64,
+    kick_notices: u64,
+    new_unique: u64,
+    /// Benchmark lines (well-formed or not) not yet reported to the pacer.
+    progress: u64,
+    /// This client's number (senders are 0..S).
+    index: usize,
+}
+
+impl Receiver {
+    fn new(index: usize) -> Self {
+        Receiver {
+            partial: Vec::new(),
+            hist: None,
+            seen: Vec::new(),
+            lines: 0,
+            dups: 0,
+            malformed: 0,
+            kick_notices: 0,
+            new_unique: 0,
+            progress: 0,
+            index,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], sh: &Shared) {
+        let now = sh.now_ns();
+        let mut rest = data;
+        if !self.partial.is_empty() {
+            match find_byte(b'\n', rest) {
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.partial);
+                    line.extend_from_slice(&rest[..i]);
+                    self.line(&line, now, sh);
+                    line.clear();
+                    if line.capacity() <= 4096 {
+                        self.partial = line;
+                    }
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.partial.extend_from_slice(rest);
+                    return;
+                }
+            }
+        }
+        while let Some(i) = find_byte(b'\n', rest) {
+            self.line(&rest[..i], now, sh);
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        self.flush(now, sh);
+    }
+
+    fn line(&mut self, line: &[u8], now: u64, sh: &Shared) {
+        self.lines += 1;
+        let Some(at) = find_marker(line) else {
+            if line.starts_with(b"* ") && line.ends_with(b"(too slow)") {
+                self.kick_notices += 1;
+            }
+            return;
+        };
+        self.progress += 1;
+        let Some((sender, seq, ts)) = parse_payload(&line[at + MARKER.len()..]) else {
+            self.malformed += 1;
+            return;
+        };
+        if sender as usize >= sh.senders || seq >= sh.messages {
+            self.malformed += 1;
+            return;
+        }
+        if self.seen.is_empty() {
+            let bits = sh.senders as u64 * sh.messages;
+            self.seen = vec![0; bits.div_ceil(64) as usize];
+        }
+        let bit = sender * sh.messages + seq;
+        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+        if self.seen[word] & mask != 0 {
+            self.dups += 1;
+            return;
+        }
+        self.seen[word] |= mask;
+        self.new_unique += 1;
+        self.hist
+            .get_or_insert_with(|| Box::new(Hist::new()))
+            .record(now.saturating_sub(ts));
+    }
+
+    /// Publishes this read's counts (once per read, not per line).
+    fn flush(&mut self, now: u64, sh: &Shared) {
+        sh.lines
+            .fetch_add(std::mem::take(&mut self.lines), Ordering::Relaxed);
+        // A mangled line still counts as progress, or it would stall the senders.
+        let progress = std::mem::take(&mut self.progress);
+        if progress > 0 {
+            sh.pacer.got(self.index, progress);
+        }
+        if self.new_unique == 0 {
+            return;
+        }
+        sh.unique
+            .fetch_add(std::mem::take(&mut self.new_unique), Ordering::Relaxed);
+        sh.last_delivery.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 128 * 1024]);
+}
+
+/// What a client task hands back at the end.
+struct ClientEnd {
+    hist: Option<Box<Hist>>,
+    dups: u64,
+    malformed: u64,
+    kick_notices: u64,
+}
+
+/// Connected and greeted: the time it took, what followed the greeting, the socket.
+struct Greeted {
+    took: Duration,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+}
+
+async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, String> {
+    let t0 = Instant::now();
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    // Close with RST so thousands of clients leave no TIME_WAIT behind.
+    let _ = stream.set_zero_linger();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.readable().await.map_err(|e| format!("read: {e}"))?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => {
+                let said = String::from_utf8_lossy(&got).trim().to_string();
+                return Err(format!("closed before the greeting (said: {said:?})"));
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        if let Some(i) = find_byte(b'\n', &got) {
+            let first = &got[..i];
+            let ok = match format {
+                Format::Sockit => first.starts_with(b"* welcome, you are "),
+                Format::Ncat => first.starts_with(b"<announce> ") && find_marker(first).is_none(),
+            };
+            if !ok {
+                return Err(format!(
+                    "unexpected greeting {:?}",
+                    String::from_utf8_lossy(first)
+                ));
+            }
+            let leftover = got[i + 1..].to_vec();
+            return Ok(Greeted {
+                took: t0.elapsed(),
+                stream,
+                leftover,
+            });
+        }
+        if got.len() > 64 * 1024 {
+            return Err("no greeting line in the first 64 KiB".into());
+        }
+    }
+}
+
+/// Reads until cancelled or the server closes; returns the bookkeeping.
+async fn read_client(
+    index: usize,
+    stream: tokio::net::tcp::OwnedReadHalf,
+    leftover: Vec<u8>,
+    sh: Arc<Shared>,
+    stop: CancellationToken,
+) -> ClientEnd {
+    let mut rx = Receiver::new(index);
+    if !leftover.is_empty() {
+        rx.feed(&leftover, &sh);
+    }
+    let mut closed_early = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = stream.readable() => {
+                if r.is_err() {
+                    closed_early = true;
+                    break;
+                }
+            }
+        }
+        let res = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
+            Ok(0) => Err(true),
+            Ok(n) => {
+                rx.feed(&buf[..n], &sh);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(_) => Err(true),
+        });
+        if res.is_err() {
+            closed_early = !stop.is_cancelled();
+            break;
+        }
+    }
+    rx.flush(sh.now_ns(), &sh);
+    if closed_early {
+        sh.closed.fetch_add(1, Ordering::SeqCst);
+        sh.pacer.gone(index);
+    }
+    ClientEnd {
+        hist: rx.hist,
+        dups: rx.dups,
+        malformed: rx.malformed,
+        kick_notices: rx.kick_notices,
+    }
+}
+
+/// One sender's loop; returns its socket (dropping it would half-close the
+/// client, and the server would take that as leaving).
+async fn send_lines(
+    id: usize,
+    mut w: OwnedWriteHalf,
+    plan: Arc<SendPlan>,
+    sh: Arc<Shared>,
+) -> Result<OwnedWriteHalf, String> {
+    let mut buf = Vec::with_capacity(plan.bytes * plan.batch as usize);
+    let mut seq = 0u64;
+    let mut ticker = if plan.rate > 0.0 {
+        let period = Duration::from_secs_f64(plan.senders as f64 / plan.rate);
+        // Spread the senders over one period so they do not fire together.
+        let offset = period.mul_f64(id as f64 / plan.senders as f64);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        Some(t)
+    } else {
+        None
+    };
+    // A batch of at most a quarter of the allowed lag keeps several writes in flight.
+    let most = plan.batch.min((sh.pacer.limit / 4).max(1));
+    while seq < plan.messages {
+        let batch = match &mut ticker {
+            Some(t) => {
+                t.tick().await;
+                1
+            }
+            None => {
+                let n = most.min(plan.messages - seq);
+                sh.pacer.claim(n).await;
+                n
+            }
+        };
+        let upto = seq + batch;
+        buf.clear();
+        let ts = sh.now_ns();
+        for q in seq..upto {
+            compose(&mut buf, id as u64, q, ts, plan.bytes);
+        }
+        w.write_all(&buf)
+            .await
+            .map_err(|e| format!("sender {id}: write after {seq} lines: {e}"))?;
+        sh.pacer.wrote(id, batch);
+        seq = upto;
+    }
+    Ok(w)
+}
+
+/// The parts of `Args` senders need.
+struct SendPlan {
+    senders: usize,
+    messages: u64,
+    bytes: usize,
+    rate: f64,
+    batch: u64,
+}
+
+#[derive(Default)]
+struct Report {
+    error: Option<String>,
+    fatal: bool,
+    complete: bool,
+    connect_s: f64,
+    greet_p50_ms: Option<f64>,
+    greet_max_ms: Option<f64>,
+    settle_s: f64,
+    settled: bool,
+    sent: u64,
+    expected: u64,
+    received: u64,
+    unique: u64,
+    duplicates: u64,
+    malformed: u64,
+    lost: u64,
+    elapsed_s: f64,
+    deliveries_per_s: f64,
+    lat_p50_us: Option<f64>,
+    lat_p99_us: Option<f64>,
+    lat_max_us: Option<f64>,
+    disconnected: u64,
+    kicked_seen: u64,
+    rss_base_kib: Option<u64>,
+    rss_idle_kib: Option<u64>,
+    rss_peak_kib: Option<u64>,
+    rss_end_kib: Option<u64>,
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+impl Report {
+    fn json(&self, a: &Args) -> String {
+        let err = match &self.error {
+            Some(e) => format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => "null".into(),
+        };
+        format!(
+            concat!(
+                "{{\"label\":\"{}\",\"format\":\"{:?}\",\"clients\":{},\"senders\":{},\"messages\":{},",
+                "\"bytes\":{},\"rate\":{},\"lag_bytes\":{},\"batch\":{},\"stalled\":{},\"ok\":{},\"complete\":{},\"error\":{},",
+                "\"connect_s\":{:.6},\"greet_p50_ms\":{},\"greet_max_ms\":{},\"settle_s\":{:.3},\"settled\":{},",
+                "\"sent\":{},\"expected\":{},\"received\":{},\"unique\":{},\"duplicates\":{},\"malformed\":{},",
+                "\"lost\":{},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},",
+                "\"lat_max_us\":{},\"disconnected\":{},\"kicked_seen\":{},\"rss_base_kib\":{},\"rss_idle_kib\":{},",
+                "\"rss_peak_kib\":{},\"rss_end_kib\":{}}}"
+            ),
+            a.label.replace('"', ""),
+            a.format,
+            a.clients,
+            a.senders,
+            a.messages,
+            a.bytes,
+            a.rate,
+            a.lag_bytes,
+            a.batch,
+            a.stalled,
+            !self.fatal,
+            self.complete,
+            err,
+            self.connect_s,
+            opt(self.greet_p50_ms),
+            opt(self.greet_max_ms),
+            self.settle_s,
+            self.settled,
+            self.sent,
+            self.expected,
+            self.received,
+            self.unique,
+            self.duplicates,
+            self.malformed,
+            self.lost,
+            self.elapsed_s,
+            self.deliveries_per_s,
+            opt(self.lat_p50_us),
+            opt(self.lat_p99_us),
+            opt(self.lat_max_us),
+            self.disconnected,
+            self.kicked_seen,
+            opt(self.rss_base_kib),
+            opt(self.rss_idle_kib),
+            opt(self.rss_peak_kib),
+            opt(self.rss_end_kib),
+        )
+    }
+
+    fn human(&self, a: &Args) -> String {
+        let mut s = format!(
+            "{:?} {}c/{}s/{}m x{}B{}{}: connect+greet {:.3}s (max {} ms), settle {:.2}s{}",
+            a.format,
+            a.clients,
+            a.senders,
+            a.messages,
+            a.bytes,
+            if a.rate > 0.0 {
+                format!(" @{}/s", a.rate)
+            } else {
+                String::new()
+            },
+            if a.stalled > 0 {
+                format!(" +{} stalled", a.stalled)
+            } else {
+                String::new()
+            },
+            self.connect_s,
+            ms(self.greet_max_ms),
+            self.settle_s,
+            if self.settled { "" } else { " (not quiet)" },
+        );
+        if self.expected > 0 {
+            let _ = write!(
+                s,
+                "; {:.0} deliveries/s over {:.3}s, latency p50 {} p99 {} max {} ms, lost {} dup {} malformed {} disconnected {} kicked {}",
+                self.deliveries_per_s,
+                self.elapsed_s,
+                ms(self.lat_p50_us.map(|u| u / 1000.0)),
+                ms(self.lat_p99_us.map(|u| u / 1000.0)),
+                ms(self.lat_max_us.map(|u| u / 1000.0)),
+                self.lost,
+                self.duplicates,
+                self.malformed,
+                self.disconnected,
+                self.kicked_seen,
+            );
+        }
+        if let Some(peak) = self.rss_peak_kib {
+            let _ = write!(
+                s,
+                "; server RSS base {} idle {} peak {} end {} KiB",
+                opt(self.rss_base_kib),
+                opt(self.rss_idle_kib),
+                peak,
+                opt(self.rss_end_kib)
+            );
+        }
+        s
+    }
+}
+
+async fn run(a: &Args) -> Report {
+    let mut rep = Report::default();
+    let sampler = a.server_pid.map(RssSampler::start);
+    if let Some(s) = &sampler {
+        rep.rss_base_kib = s.now();
+        if rep.rss_base_kib.is_none() {
+            rep.error = Some(format!("cannot read /proc/{}/status", s.pid));
+            rep.fatal = true;
+            return rep;
+        }
+    }
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        senders: a.senders,
+        messages: a.messages,
+        pacer: Pacer::new((a.lag_bytes / a.bytes as u64).max(1), a.senders, a.clients),
+        lines: AtomicU64::new(0),
+        unique: AtomicU64::new(0),
+        last_delivery: AtomicU64::new(0),
+        closed: AtomicU64::new(0),
+    });
+    let stop = CancellationToken::new();
+    let mut readers: JoinSet<ClientEnd> = JoinSet::new();
+    let writers: Arc<Mutex<Vec<(usize, OwnedWriteHalf)>>> = Arc::default();
+    let stalled: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+
+    // Connect: normal clients first, then the stalled ones.
+    let total = a.clients + a.stalled;
+    let limit = Duration::from_secs_f64(a.connect_timeout);
+    let permits = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
+    let mut connecting: JoinSet<Result<Duration, String>> = JoinSet::new();
+    let t0 = Instant::now();
+    for i in 0..total {
+        let permit = permits.clone().acquire_owned();
+        let (sh, stop, writers, stalled) =
+            (sh.clone(), stop.clone(), writers.clone(), stalled.clone());
+        let (addr, format, clients) = (a.addr, a.format, a.clients);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        connecting.spawn(async move {
+            let _permit = permit.await.map_err(|e| e.to_string())?;
+            let g = tokio::time::timeout(limit, connect_and_greet(addr, format))
+                .await
+                .map_err(|_| format!("no connection and greeting within {limit:?}"))??;
+            if i >= clients {
+                stalled.lock().expect("lock").push(g.stream);
+            } else {
+                let (r, w) = g.stream.into_split();
+                writers.lock().expect("lock").push((i, w));
+                let _ = tx.send((r, g.leftover, sh, stop));
+            }
+            Ok(g.took)
+        });
+        if i < a.clients {
+            readers.spawn(async move {
+                match rx.await {
+                    Ok((r, leftover, sh, stop)) => read_client(i, r, leftover, sh, stop).await,
+                    Err(_) => ClientEnd {
+                        hist: None,
+                        dups: 0,
+                        malformed: 0,
+                        kick_notices: 0,
+                    },
+                }
+            });
+        }
+    }
+    let mut greets = Vec::with_capacity(total);
+    let mut failures = 0usize;
+    let mut first_failure = None;
+    while let Some(r) = connecting.join_next().await {
+        match r {
+            Ok(Ok(took)) => greets.push(took),
+            Ok(Err(e)) => {
+                failures += 1;
+                first_failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failures += 1;
+                first_failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    rep.connect_s = t0.elapsed().as_secs_f64();
+    greets.sort_unstable();
+    rep.greet_p50_ms = greets.get(greets.len() / 2).map(|d| d.as_secs_f64() * 1e3);
+    rep.greet_max_ms = greets.last().map(|d| d.as_secs_f64() * 1e3);
+    if failures > 0 {
+        rep.error = Some(format!(
+            "{failures} of {total} clients failed to connect and be greeted; first: {}",
+            first_failure.unwrap_or_default()
+        ));
+        rep.fatal = true;
+        stop.cancel();
+        while readers.join_next().await.is_some() {}
+        if let Some(s) = sampler {
+            rep.rss_peak_kib = Some(s.finish());
+        }
+        return rep;
+    }
+
+    // Settle: wait for the join announcements to stop arriving.
+    let t1 = Instant::now();
+    let quiet = Duration::from_millis(a.quiet_ms);
+    let settle_limit = Duration::from_secs_f64(a.settle_timeout);
+    let mut last = sh.lines.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sh.lines.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= quiet {
+            rep.settled = true;
+            break;
+        }
+        if t1.elapsed() >= settle_limit {
+            break;
+        }
+    }
+    rep.settle_s = last_change.saturating_duration_since(t1).as_secs_f64();
+    if let Some(s) = &sampler {
+        rep.rss_idle_kib = s.now();
+    }
+
+    // Send.
+    let plan = Arc::new(SendPlan {
+        senders: a.senders,
+        messages: a.messages,
+        bytes: a.bytes,
+        rate: a.rate,
+        batch: a.batch,
+    });
+    let pacing = CancellationToken::new();
+    if a.rate <= 0.0 {
+        let (sh, pacing) = (sh.clone(), pacing.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !pacing.is_cancelled() {
+                tick.tick().await;
+                sh.pacer.refresh();
+            }
+        });
+    }
+    let mut sending: JoinSet<Result<OwnedWriteHalf, String>> = JoinSet::new();
+    let first_send = sh.now_ns();
+    // Write halves of the clients that only read stay here until the end.
+    let mut keep = Vec::new();
+    for (id, w) in std::mem::take(&mut *writers.lock().expect("lock")) {
+        if id < a.senders {
+            sending.spawn(send_lines(id, w, plan.clone(), sh.clone()));
+        } else {
+            keep.push(w);
+        }
+    }
+    let mut send_error = None;
+    let send_phase = async {
+        while let Some(r) = sending.join_next().await {
+            match r {
+                Ok(Ok(w)) => keep.push(w),
+                Ok(Err(e)) => {
+                    send_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    send_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+    };
+    let send_limit = Duration::from_secs_f64(a.send_timeout);
+    if tokio::time::timeout(send_limit, send_phase).await.is_err() {
+        sending.abort_all();
+        send_error.get_or_insert(format!(
+            "send phase passed {send_limit:?} ({} of {} lines sent)",
+            sh.pacer.sent.load(Ordering::Relaxed),
+            a.senders as u64 * a.messages
+        ));
+    }
+    pacing.cancel();
+    rep.sent = sh.pacer.sent.load(Ordering::Relaxed);
+    rep.expected = rep.sent * (a.clients as u64).saturating_sub(1);
+
+    // Drain: wait for the outstanding deliveries.
+    let drain_limit = Duration::from_secs_f64(a.drain_timeout);
+    let t2 = Instant::now();
+    while sh.unique.load(Ordering::Relaxed) < rep.expected && t2.elapsed() < drain_limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drained = sh.unique.load(Ordering::Relaxed) >= rep.expected;
+    if let Some(s) = &sampler {
+        rep.rss_end_kib = s.now();
+    }
+    // Clients the server dropped during the run (not while holding).
+    let closed_in_run = sh.closed.load(Ordering::SeqCst);
+    if a.hold > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
+    }
+    stop.cancel();
+    let mut hist = Hist::new();
+    while let Some(r) = readers.join_next().await {
+        let Ok(end) = r else { continue };
+        if let Some(h) = &end.hist {
+            hist.merge(h);
+        }
+        rep.duplicates += end.dups;
+        rep.malformed += end.malformed;
+        rep.kicked_seen = rep.kicked_seen.max(end.kick_notices);
+    }
+    rep.disconnected = closed_in_run;
+    drop((stalled, keep));
+    if let Some(s) = sampler {
+        rep.rss_peak_kib = Some(s.finish());
+    }
+    rep.unique = sh.unique.load(Ordering::Relaxed);
+    rep.received = rep.unique + rep.duplicates;
+    rep.lost = rep.expected.saturating_sub(rep.unique);
+    let last = sh.last_delivery.load(Ordering::Relaxed);
+    rep.elapsed_s = last.saturating_sub(first_send) as f64 / 1e9;
+    if rep.elapsed_s > 0.0 {
+        rep.deliveries_per_s = rep.received as f64 / rep.elapsed_s;
+    }
+    rep.lat_p50_us = hist.quantile(0.50).map(|v| v as f64 / 1e3);
+    rep.lat_p99_us = hist.quantile(0.99).map(|v| v as f64 / 1e3);
+    rep.lat_max_us = (hist.n > 0).then(|| hist.max as f64 / 1e3);
+    if !drained && send_error.is_none() {
+        send_error = Some(format!(
+            "{} of {} deliveries missing after the {drain_limit:?} drain",
+            rep.lost, rep.expected
+        ));
+    }
+    rep.error = send_error;
+    rep.complete = rep.error.is_none() && rep.lost == 0 && rep.settled;
+    rep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_tight() {
+        let mut prev_hi = None;
+        for i in 0..bucket(1 << 40) {
+            let (lo, hi) = bucket_range(i);
+            if let Some(p) = prev_hi {
+                assert_eq!(lo, p + 1, "bucket {i}");
+            }
+            assert_eq!(bucket(lo), i);
+            assert_eq!(bucket(hi), i);
+            assert!((hi - lo) as f64 <= lo as f64 / 31.0 + 1.0);
+            prev_hi = Some(hi);
+        }
+    }
+
+    #[test]
+    fn lines_round_trip_through_a_prefix() {
+        let mut buf = b"<guest7> ".to_vec();
+        compose(&mut buf, 3, 42, 123_456_789, 64);
+        assert_eq!(buf.len(), 9 + 64);
+        let line = &buf[..buf.len() - 1];
+        let at = find_marker(line).unwrap();
+        assert_eq!(
+            parse_payload(&line[at + MARKER.len()..]),
+            Some((3, 42, 123_456_789))
+        );
+        // A line spliced by a prefix in the middle is not taken for a delivery.
+        let spliced = b"<user5> CHATLOAD 3 4<user5> 2 99 xxx";
+        let at = find_marker(spliced).unwrap();
+        assert_eq!(parse_payload(&spliced[at + MARKER.len()..]), None);
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay = b"abcdefghijklmnopqrstuvwxyz\n0123\n";
+        for (i, &b) in hay.iter().enumerate() {
+            assert_eq!(
+                find_byte(b, hay),
+                hay.iter().position(|&c| c == b),
+                "byte {i}"
+            );
+        }
+        assert_eq!(find_byte(b'!', hay), None);
+    }
+}
