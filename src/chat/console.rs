@@ -14,7 +14,7 @@ use super::hub::{Flow, Hub, Membership};
 use super::sanitize::sanitize;
 
 /// Runs the console until stdout fails; stdin EOF only ends the input side.
-pub async fn run(hub: Arc<Hub>, mut m: Membership, read_stdin: bool) {
+pub async fn run(hub: Arc<Hub>, m: Membership, read_stdin: bool) {
     let id = m.id;
     let input = async {
         if !read_stdin {

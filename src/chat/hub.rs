@@ -5,12 +5,12 @@
 //! a member whose queue would pass the cap is disconnected as too slow and the
 //! room is told. The hub never touches a socket; sessions drain the queues.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{check_name, parse, Input, HELP_LINES, OPERATOR_HELP};
@@ -24,10 +24,72 @@ pub const LOBBY: &str = "lobby";
 /// Longest `/who` or `/rooms` listing before it is cut short.
 const MAX_LISTED: usize = 200;
 
+/// Lines waiting for one member's writer. Holds no allocation while empty.
+#[derive(Debug, Default)]
+pub struct Queue {
+    state: Mutex<(VecDeque<Bytes>, bool)>,
+    ready: Notify,
+}
+
+impl Queue {
+    fn send(&self, b: Bytes) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !st.1 {
+            st.0.push_back(b);
+        }
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_one();
+    }
+
+    /// Takes up to `max` lines, waiting for one; 0 once closed and drained.
+    pub async fn recv_many(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        loop {
+            {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if !st.0.is_empty() {
+                    let n = st.0.len().min(max);
+                    out.extend(st.0.drain(..n));
+                    if st.0.is_empty() {
+                        st.0 = VecDeque::new();
+                    }
+                    return n;
+                }
+                if st.1 {
+                    return 0;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// True with nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .is_empty()
+    }
+
+    /// One line if there is one, without waiting.
+    pub fn try_recv(&self) -> Option<Bytes> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .pop_front()
+    }
+}
+
 /// A member's outbound queue, shared by the hub and the member's session.
 #[derive(Debug, Clone)]
 struct Outbox {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: Arc<Queue>,
     queued: Arc<AtomicUsize>,
     /// Cancelled when the member must stop at once (too slow).
     kill: CancellationToken,
@@ -70,7 +132,7 @@ pub struct Membership {
     /// The member's id.
     pub id: Id,
     /// Lines to send to the member.
-    pub rx: mpsc::UnboundedReceiver<Bytes>,
+    pub rx: Arc<Queue>,
     /// Bytes in `rx` not yet written; the session subtracts what it writes.
     pub queued: Arc<AtomicUsize>,
     /// Cancelled when the member fell too far behind.
@@ -192,7 +254,8 @@ impl Hub {
         }
         let id = st.next_id;
         st.next_id += 1;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let tx = Arc::new(Queue::default());
+        let rx = tx.clone();
         let queued = Arc::new(AtomicUsize::new(0));
         let out = Outbox {
             tx,
@@ -233,7 +296,7 @@ impl Hub {
             out.kill.cancel();
             return false;
         }
-        let _ = out.tx.send(data.clone());
+        out.tx.send(data.clone());
         true
     }
 
@@ -277,6 +340,7 @@ impl Hub {
         let Some(m) = st.members.remove(&id) else {
             return;
         };
+        m.out.tx.close();
         st.nicks.remove(&m.nick.to_ascii_lowercase());
         if st.operator == Some(id) {
             st.operator = None;
@@ -313,6 +377,26 @@ impl Hub {
     pub fn tell(&self, id: Id, text: &str) {
         let mut st = self.lock();
         self.deliver(&mut st, id, line(text));
+    }
+
+    /// Plain lines from one read of member `id`, fanned out as one buffer.
+    pub fn say_many(&self, id: Id, texts: &[String]) {
+        let mut st = self.lock();
+        let Some(me) = st.members.get(&id) else {
+            return;
+        };
+        let (nick, room) = (me.nick.clone(), me.room.clone());
+        let mut buf = String::new();
+        for t in texts.iter().filter(|t| !t.trim().is_empty()) {
+            buf.push('<');
+            buf.push_str(&nick);
+            buf.push_str("> ");
+            buf.push_str(t);
+            buf.push('\n');
+        }
+        if !buf.is_empty() {
+            self.announce_room_only(&mut st, &room, id, Bytes::from(buf));
+        }
     }
 
     /// Handles one sanitized input line from member `id`.
@@ -511,6 +595,7 @@ impl Hub {
         for id in ids {
             if let Some(m) = st.members.remove(&id) {
                 let _ = self.push(&m.out, &data);
+                m.out.tx.close();
                 m.removed.cancel();
             }
         }
@@ -547,7 +632,7 @@ mod tests {
 
     fn drain(m: &mut Membership) -> String {
         let mut s = String::new();
-        while let Ok(b) = m.rx.try_recv() {
+        while let Some(b) = m.rx.try_recv() {
             m.queued.fetch_sub(b.len(), Ordering::Relaxed);
             s.push_str(std::str::from_utf8(&b).unwrap());
         }

@@ -65,6 +65,7 @@ enum Writer {
 fn split(conn: Conn) -> io::Result<(Reader, Writer)> {
     Ok(match conn.link {
         Link::Tcp(s) => {
+            let _ = s.set_nodelay(true);
             let (r, w) = s.into_split();
             (Reader::Tcp(r), Writer::Tcp(w))
         }
@@ -321,6 +322,7 @@ async fn read_loop(
     let mut framer = LineFramer::new(limits.max_line);
     let mut flood = Flood::new(limits);
     let mut frames = Vec::new();
+    let mut says: Vec<String> = Vec::new();
     let mut last_input = Instant::now();
     loop {
         let flush_at = framer
@@ -372,9 +374,21 @@ async fn read_loop(
                 }
                 Verdict::Disconnect => return Some("flooding".into()),
             }
+            if !text.starts_with('/') {
+                says.push(text);
+                continue;
+            }
+            if !says.is_empty() {
+                hub.say_many(id, &says);
+                says.clear();
+            }
             if let Flow::Quit(reason) = hub.input(id, &text) {
                 return Some(reason);
             }
+        }
+        if !says.is_empty() {
+            hub.say_many(id, &says);
+            says.clear();
         }
         if eof {
             return Some("connection closed".into());
@@ -404,7 +418,7 @@ async fn write_loop(writer: &mut Writer, m: &mut Membership) -> io::Result<()> {
         writer.write_all_vectored(&batch).await?;
         m.queued.fetch_sub(bytes, Ordering::Relaxed);
         batch.clear();
-        if batch.capacity() > 32 {
+        if m.rx.is_empty() {
             // Back to nothing after a burst: idle members stay small.
             batch = Vec::new();
         }
