@@ -7,26 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// Starts `sockit chat serve -v ARGS... 127.0.0.1:0`; returns it and its address.
-fn serve(args: &[&str]) -> (Proc, String) {
-    let mut cmd = sockit();
-    cmd.args(["chat", "serve", "-v"]).args(args);
-    if !args.iter().any(|a| a.contains(':')) {
-        cmd.arg("127.0.0.1:0");
-    }
-    let p = Proc::spawn(cmd);
-    let err = p.wait_stderr("chat listening on ");
-    let addr = err
-        .split("chat listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    (p, addr)
-}
-
 /// A line client with bounded reads.
 struct Client {
     stream: TcpStream,
@@ -135,7 +115,7 @@ fn pair(addr: &str) -> (Client, Client) {
 
 #[test]
 fn messages_reach_others_attributed_and_not_the_sender() {
-    let (_srv, addr) = serve(&["--no-console"]);
+    let (_srv, addr) = chat_serve(&["--no-console"]);
     let (mut a, mut b) = pair(&addr);
     a.send("hello 你好\n");
     assert_eq!(b.expect("hello"), "<alice> hello 你好");
@@ -147,7 +127,7 @@ fn messages_reach_others_attributed_and_not_the_sender() {
 
 #[test]
 fn split_lines_arrive_whole_and_pauses_flush_partials() {
-    let (_srv, addr) = serve(&["--no-console", "--rate", "0", "--flush-partial", "1000"]);
+    let (_srv, addr) = chat_serve(&["--no-console", "--rate", "0", "--flush-partial", "1000"]);
     let (mut a, mut b) = pair(&addr);
     // One byte per write: still one message.
     for byte in b"byte by byte\n" {
@@ -155,7 +135,7 @@ fn split_lines_arrive_whole_and_pauses_flush_partials() {
     }
     assert_eq!(b.expect("<alice>"), "<alice> byte by byte");
     drop(b);
-    let (_srv2, addr2) = serve(&["--no-console", "--flush-partial", "100"]);
+    let (_srv2, addr2) = chat_serve(&["--no-console", "--flush-partial", "100"]);
     let mut c = Client::named(&addr2, "carol");
     // The tutorial's client: text with no newline, then it waits.
     let mut tutorial = TcpStream::connect(&addr2).unwrap();
@@ -170,7 +150,7 @@ fn split_lines_arrive_whole_and_pauses_flush_partials() {
 #[test]
 fn nc_openbsd_is_a_client() {
     require("nc.openbsd");
-    let (_srv, addr) = serve(&["--no-console"]);
+    let (_srv, addr) = chat_serve(&["--no-console"]);
     let mut a = Client::named(&addr, "alice");
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut nc = Command::new("nc.openbsd");
@@ -185,7 +165,7 @@ fn nc_openbsd_is_a_client() {
 
 #[test]
 fn nick_rules_and_commands() {
-    let (_srv, addr) = serve(&["--no-console"]);
+    let (_srv, addr) = chat_serve(&["--no-console"]);
     let mut a = Client::named(&addr, "alice");
     let mut b = Client::connect(&addr);
     b.send("/nick ALICE\n");
@@ -220,7 +200,7 @@ fn nick_rules_and_commands() {
 
 #[test]
 fn rooms_are_isolated() {
-    let (_srv, addr) = serve(&["--no-console"]);
+    let (_srv, addr) = chat_serve(&["--no-console"]);
     let (mut a, mut b) = pair(&addr);
     let mut c = Client::named(&addr, "carol");
     a.expect("is now carol");
@@ -243,7 +223,7 @@ fn rooms_are_isolated() {
 
 #[test]
 fn operator_console_talks_sees_and_kicks() {
-    let (mut srv, addr) = serve(&["--operator-nick", "op"]);
+    let (mut srv, addr) = chat_serve(&["--operator-nick", "op"]);
     let (mut a, mut b) = pair(&addr);
     srv.wait_stdout(b"* guest2 is now bob\n");
     a.send("hello op\n");
@@ -264,7 +244,7 @@ fn operator_console_talks_sees_and_kicks() {
 
 #[test]
 fn hostile_text_is_neutralised() {
-    let (_srv, addr) = serve(&["--no-console"]);
+    let (_srv, addr) = chat_serve(&["--no-console"]);
     let (mut a, mut b) = pair(&addr);
     b.send_bytes(b"\x1b[2J\x1b]0;owned\x07 nul\0 bad\xff utf8 ok\n");
     assert_eq!(
@@ -279,7 +259,7 @@ fn hostile_text_is_neutralised() {
 
 #[test]
 fn long_lines_are_dropped_and_the_connection_survives() {
-    let (srv, addr) = serve(&["--no-console", "--max-line", "100"]);
+    let (srv, addr) = chat_serve(&["--no-console", "--max-line", "100"]);
     let (mut a, mut b) = pair(&addr);
     b.send(&format!("{}\n", "y".repeat(100)));
     assert_eq!(a.line(), format!("<bob> {}", "y".repeat(100)));
@@ -300,7 +280,7 @@ fn long_lines_are_dropped_and_the_connection_survives() {
 
 #[test]
 fn stalled_readers_are_dropped_and_others_keep_up() {
-    let (srv, addr) = serve(&["--no-console", "--rate", "0"]);
+    let (srv, addr) = chat_serve(&["--no-console", "--rate", "0"]);
     let (mut a, b) = pair(&addr);
     let mut b = b;
     // Clients that never read, with small receive buffers so that the kernel
@@ -353,7 +333,7 @@ fn stalled_readers_are_dropped_and_others_keep_up() {
 #[test]
 fn flood_control_drops_excess_and_tells_the_sender() {
     // Refill is 1 line per 100 s, so the test does not depend on timing.
-    let (_srv, addr) = serve(&["--no-console", "--rate", "0.01", "--burst", "5"]);
+    let (_srv, addr) = chat_serve(&["--no-console", "--rate", "0.01", "--burst", "5"]);
     let (mut a, mut b) = pair(&addr);
     let burst: String = (0..12).map(|i| format!("msg {i}\n")).collect();
     b.send(&burst);
@@ -373,7 +353,7 @@ fn flood_control_drops_excess_and_tells_the_sender() {
 
 #[test]
 fn connect_flood_and_resets_do_not_hurt_others() {
-    let (_srv, addr) = serve(&["--no-console", "--max-clients", "3000"]);
+    let (_srv, addr) = chat_serve(&["--no-console", "--max-clients", "3000"]);
     let (mut a, mut b) = pair(&addr);
     let mut flood = Vec::new();
     for _ in 0..2000 {
@@ -395,7 +375,7 @@ fn connect_flood_and_resets_do_not_hurt_others() {
 
 #[test]
 fn max_clients_refuses_with_a_line() {
-    let (_srv, addr) = serve(&["--no-console", "--max-clients", "2"]);
+    let (_srv, addr) = chat_serve(&["--no-console", "--max-clients", "2"]);
     let _a = Client::connect(&addr);
     let _b = Client::connect(&addr);
     let mut c = TcpStream::connect(&addr).unwrap();
@@ -407,7 +387,7 @@ fn max_clients_refuses_with_a_line() {
 
 #[test]
 fn shutdown_tells_everyone_and_exits_zero() {
-    let (srv, addr) = serve(&["--no-console"]);
+    let (srv, addr) = chat_serve(&["--no-console"]);
     let mut a = Client::connect(&addr);
     let mut b = Client::connect(&addr);
     a.expect("joined lobby");

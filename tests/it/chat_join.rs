@@ -11,22 +11,9 @@ use crate::util::*;
 
 /// Starts `sockit chat serve -v --no-console ARGS... [127.0.0.1:0]`; returns it and its address.
 fn serve(args: &[&str]) -> (Proc, String) {
-    let mut cmd = sockit();
-    cmd.args(["chat", "serve", "-v", "--no-console"]).args(args);
-    if !args.iter().any(|a| a.contains(':')) {
-        cmd.arg("127.0.0.1:0");
-    }
-    let p = Proc::spawn(cmd);
-    let err = p.wait_stderr("chat listening on ");
-    let addr = err
-        .split("chat listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    (p, addr)
+    let mut all = vec!["--no-console"];
+    all.extend_from_slice(args);
+    chat_serve(&all)
 }
 
 /// Starts `sockit chat join ARGS...` with piped stdio.

@@ -671,3 +671,24 @@ pub fn accept_unix(l: &std::os::unix::net::UnixListener) -> std::os::unix::net::
     s.set_write_timeout(Some(WAIT)).unwrap();
     s
 }
+
+/// Starts `sockit chat serve -v ARGS...` (on 127.0.0.1:0 unless ARGS name an
+/// endpoint) and waits for its "chat listening on ADDR" line; returns it and ADDR.
+pub fn chat_serve(args: &[&str]) -> (Proc, String) {
+    let mut cmd = sockit();
+    cmd.args(["chat", "serve", "-v"]).args(args);
+    if !args.iter().any(|a| a.contains(':')) {
+        cmd.arg("127.0.0.1:0");
+    }
+    let p = Proc::spawn(cmd);
+    let err = p.wait_stderr("chat listening on ");
+    let addr = err
+        .split("chat listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (p, addr)
+}
