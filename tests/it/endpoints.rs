@@ -13,25 +13,6 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::util::*;
 
-/// `sockit connect ARGS...` with piped stdin.
-fn spawn_connect(args: &[&str]) -> Proc {
-    let mut cmd = sockit();
-    cmd.arg("connect").args(args);
-    Proc::spawn(cmd)
-}
-
-/// Asserts two byte strings are equal without printing megabytes on failure.
-fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, want {}; first difference at {first:?}",
-            got.len(),
-            want.len()
-        );
-    }
-}
-
 /// Every byte value four times over, then `n` pseudo-random bytes.
 fn payload(n: usize, seed: u64) -> Vec<u8> {
     let mut v: Vec<u8> = (0..4).flat_map(|_| 0..=255u8).collect();

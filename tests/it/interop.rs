@@ -16,23 +16,6 @@ fn nc(args: &[&str]) -> Proc {
     Proc::spawn(cmd)
 }
 
-fn spawn_connect(args: &[&str]) -> Proc {
-    let mut cmd = sockit();
-    cmd.arg("connect").args(args);
-    Proc::spawn(cmd)
-}
-
-fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, want {}; first difference at {first:?}",
-            got.len(),
-            want.len()
-        );
-    }
-}
-
 /// Every byte value, then `n` pseudo-random bytes.
 fn payload(n: usize, seed: u64) -> Vec<u8> {
     let mut v: Vec<u8> = (0..=255u8).collect();

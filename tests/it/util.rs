@@ -202,19 +202,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub fn listen(args: &[&str]) -> (Proc, String) {
     let mut cmd = sockit();
     cmd.arg("listen").arg("-v").args(args);
+    spawn_until_listening(cmd, "listening on ")
+}
+
+/// Spawns `cmd` and waits for `MARKER ADDR ...` on its stderr; returns it and ADDR.
+fn spawn_until_listening(cmd: Command, marker: &str) -> (Proc, String) {
     let p = Proc::spawn(cmd);
-    let err = p.wait_stderr("listening on ");
-    let line = err
+    let err = p.wait_stderr(marker);
+    let addr = err
         .lines()
-        .find(|l| l.contains("listening on "))
-        .unwrap()
-        .to_string();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
+        .find_map(|l| l.split(marker).nth(1))
+        .and_then(|rest| rest.split(' ').next())
         .unwrap()
         .to_string();
     (p, addr)
@@ -462,10 +460,19 @@ pub fn wait_tcp_listening(port: u16) {
 /// Accepts one connection within [`WAIT`]; the stream gets read and write timeouts of [`WAIT`].
 pub fn accept_one(l: &std::net::TcpListener) -> (std::net::TcpStream, std::net::SocketAddr) {
     l.set_nonblocking(true).unwrap();
+    let (s, peer) = accept_within(|| l.accept());
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    (s, peer)
+}
+
+/// Polls a non-blocking `accept` until it yields, for at most [`WAIT`].
+fn accept_within<T>(mut accept: impl FnMut() -> std::io::Result<T>) -> T {
     let deadline = Instant::now() + WAIT;
-    let (s, peer) = loop {
-        match l.accept() {
-            Ok(pair) => break pair,
+    loop {
+        match accept() {
+            Ok(v) => return v,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -477,11 +484,7 @@ pub fn accept_one(l: &std::net::TcpListener) -> (std::net::TcpStream, std::net::
             }
             Err(e) => panic!("accept: {e}"),
         }
-    };
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.set_write_timeout(Some(WAIT)).unwrap();
-    (s, peer)
+    }
 }
 
 /// Checks the shape of a failed run: exit `code`, nothing on stdout, and stderr exactly
@@ -650,22 +653,7 @@ pub fn no_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result
 /// write timeouts of [`WAIT`].
 pub fn accept_unix(l: &std::os::unix::net::UnixListener) -> std::os::unix::net::UnixStream {
     l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + WAIT;
-    let s = loop {
-        match l.accept() {
-            Ok((s, _)) => break s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                assert!(Instant::now() < deadline, "no connection arrived");
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    };
+    let (s, _) = accept_within(|| l.accept());
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
@@ -680,15 +668,24 @@ pub fn chat_serve(args: &[&str]) -> (Proc, String) {
     if !args.iter().any(|a| a.contains(':')) {
         cmd.arg("127.0.0.1:0");
     }
-    let p = Proc::spawn(cmd);
-    let err = p.wait_stderr("chat listening on ");
-    let addr = err
-        .split("chat listening on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    (p, addr)
+    spawn_until_listening(cmd, "chat listening on ")
+}
+
+/// `sockit connect ARGS...` with piped stdin.
+pub fn spawn_connect(args: &[&str]) -> Proc {
+    let mut cmd = sockit();
+    cmd.arg("connect").args(args);
+    Proc::spawn(cmd)
+}
+
+/// Asserts two byte strings are equal without printing megabytes on failure.
+pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {first:?}",
+            got.len(),
+            want.len()
+        );
+    }
 }
