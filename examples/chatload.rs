@@ -327,26 +327,13 @@ fn bucket_range(i: usize) -> (u64, u64) {
     (lo, lo + (1 << shift) - 1)
 }
 
-/// Finds `needle` in `hay` eight bytes at a time.
 fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pat = LO * needle as u64;
-    let mut i = 0;
-    while i + 8 <= hay.len() {
-        let word = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes")) ^ pat;
-        let zero = word.wrapping_sub(LO) & !word & HI;
-        if zero != 0 {
-            return Some(i + (zero.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    hay[i..].iter().position(|&b| b == needle).map(|p| i + p)
+    memchr::memchr(needle, hay)
 }
 
 fn find_marker(line: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(p) = find_byte(MARKER[0], &line[from..]) {
+    while let Some(p) = memchr::memchr(MARKER[0], &line[from..]) {
         let at = from + p;
         if line[at..].starts_with(MARKER) {
             return Some(at);
@@ -358,19 +345,26 @@ fn find_marker(line: &[u8]) -> Option<usize> {
 
 /// `sender seq ts` after the marker; the rest must be padding.
 fn parse_payload(p: &[u8]) -> Option<(u64, u64, u64)> {
-    let mut it = p.split(|&b| b == b' ');
-    let mut num = || -> Option<u64> {
-        let t = it.next()?;
-        if t.is_empty() || t.len() > 20 || !t.iter().all(u8::is_ascii_digit) {
+    /// A decimal number (no sign, no overflow) and what follows it.
+    fn num(p: &[u8]) -> Option<(u64, &[u8])> {
+        let digits = p.iter().take_while(|b| b.is_ascii_digit()).count();
+        // 19 digits always fit in a u64.
+        if digits == 0 || digits > 19 {
             return None;
         }
-        std::str::from_utf8(t).ok()?.parse().ok()
-    };
-    let (s, q, ts) = (num()?, num()?, num()?);
-    match it.next() {
-        None => Some((s, q, ts)),
-        Some(pad) if pad.iter().all(|&b| b == b'x') && it.next().is_none() => Some((s, q, ts)),
-        Some(_) => None,
+        let v = p[..digits]
+            .iter()
+            .fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
+        Some((v, &p[digits..]))
+    }
+    let (s, r) = num(p)?;
+    let (q, r) = num(r.strip_prefix(b" ")?)?;
+    let (ts, r) = num(r.strip_prefix(b" ")?)?;
+    match r {
+        [] => Some((s, q, ts)),
+        // Without an early exit, so the check compiles to vector code.
+        [b' ', pad @ ..] if pad.iter().fold(0, |acc, &b| acc | (b ^ b'x')) == 0 => Some((s, q, ts)),
+        _ => None,
     }
 }
 
@@ -504,7 +498,10 @@ impl Shared {
 struct Receiver {
     partial: Vec<u8>,
     hist: Option<Box<Hist>>,
-    seen: Vec<u64>,
+    /// Per sender, the sequence number expected next. Servers keep each
+    /// sender's lines in order, so anything below it is a duplicate (or out
+    /// of order, which a chat must not do either).
+    next: Vec<u64>,
     lines: u64,
     dups: u64,
     malformed: u64,
@@ -521,7 +518,7 @@ impl Receiver {
         Receiver {
             partial: Vec::new(),
             hist: None,
-            seen: Vec::new(),
+            next: Vec::new(),
             lines: 0,
             dups: 0,
             malformed: 0,
@@ -553,10 +550,12 @@ impl Receiver {
                 }
             }
         }
-        while let Some(i) = find_byte(b'\n', rest) {
-            self.line(&rest[..i], now, sh);
-            rest = &rest[i + 1..];
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', rest) {
+            self.line(&rest[start..i], now, sh);
+            start = i + 1;
         }
+        let rest = &rest[start..];
         self.partial.extend_from_slice(rest);
         self.flush(now, sh);
     }
@@ -578,17 +577,15 @@ impl Receiver {
             self.malformed += 1;
             return;
         }
-        if self.seen.is_empty() {
-            let bits = sh.senders as u64 * sh.messages;
-            self.seen = vec![0; bits.div_ceil(64) as usize];
+        if self.next.is_empty() {
+            self.next = vec![0; sh.senders];
         }
-        let bit = sender * sh.messages + seq;
-        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
-        if self.seen[word] & mask != 0 {
+        let next = &mut self.next[sender as usize];
+        if seq < *next {
             self.dups += 1;
             return;
         }
-        self.seen[word] |= mask;
+        *next = seq + 1;
         self.new_unique += 1;
         self.hist
             .get_or_insert_with(|| Box::new(Hist::new()))
@@ -1203,18 +1200,5 @@ mod tests {
         let spliced = b"<user5> CHATLOAD 3 4<user5> 2 99 xxx";
         let at = find_marker(spliced).unwrap();
         assert_eq!(parse_payload(&spliced[at + MARKER.len()..]), None);
-    }
-
-    #[test]
-    fn find_byte_matches_position() {
-        let hay = b"abcdefghijklmnopqrstuvwxyz\n0123\n";
-        for (i, &b) in hay.iter().enumerate() {
-            assert_eq!(
-                find_byte(b, hay),
-                hay.iter().position(|&c| c == b),
-                "byte {i}"
-            );
-        }
-        assert_eq!(find_byte(b'!', hay), None);
     }
 }

@@ -41,18 +41,17 @@ pub async fn run(hub: Arc<Hub>, m: Membership, read_stdin: bool) {
     let output = async {
         let mut stdout = tokio::io::stdout();
         let mut batch: Vec<Bytes> = Vec::new();
-        while m.rx.recv_many(&mut batch, 256).await > 0 {
+        while m.out.take(&mut batch, 256).await > 0 {
             let bytes: usize = batch.iter().map(Bytes::len).sum();
             let mut joined = Vec::with_capacity(bytes);
             for b in batch.drain(..) {
                 joined.extend_from_slice(&b);
             }
-            m.queued
-                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
             if stdout.write_all(&joined).await.is_err() || stdout.flush().await.is_err() {
                 tracing::info!("operator stdout closed");
                 return;
             }
+            m.out.written(bytes);
         }
     };
     tokio::select! {

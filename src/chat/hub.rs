@@ -1,11 +1,17 @@
 //! The chat hub: members, nicks, rooms, and fan-out.
 //!
-//! Fan-out never waits on a peer: each line is formatted once into a shared
-//! buffer and pushed onto every recipient's queue. Each queue is capped in bytes;
-//! a member whose queue would pass the cap is disconnected as too slow and the
-//! room is told. The hub never touches a socket; sessions drain the queues.
+//! Room traffic is batched: a line for a room is appended to the room's
+//! pending buffer (formatted once), and the hub's flusher task fans the whole
+//! buffer out once the runtime has run every other ready task, so each member
+//! gets one write for everything its room said in that turn instead of one
+//! per line or per sender. A member never receives its own lines: the buffer
+//! remembers which runs each member wrote and hands that member the rest.
+//! Fan-out never waits on a peer: [`Outbox::push`] writes without blocking or
+//! queues, and a member whose queue passes the cap is dropped as too slow.
+//! Replies meant for one member (welcome, errors, `/who`, private messages)
+//! are pushed at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_name, parse, Input, HELP_LINES, OPERATOR_HELP};
 
 /// Identifies a member for its lifetime.
@@ -24,86 +31,39 @@ pub const LOBBY: &str = "lobby";
 /// Longest `/who` or `/rooms` listing before it is cut short.
 const MAX_LISTED: usize = 200;
 
-/// Lines waiting for one member's writer. Holds no allocation while empty.
-#[derive(Debug, Default)]
-pub struct Queue {
-    state: Mutex<(VecDeque<Bytes>, bool)>,
-    ready: Notify,
-}
+/// Most bytes waiting for fan-out (all rooms) before readers pause, as a
+/// share of the per-member queue cap: one turn's fan-out can then never push
+/// a member with a full socket far toward its cap.
+const PENDING_SHARE: usize = 4;
 
-impl Queue {
-    fn send(&self, b: Bytes) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.1 {
-            st.0.push_back(b);
-        }
-        drop(st);
-        self.ready.notify_one();
-    }
-
-    fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
-        self.ready.notify_one();
-    }
-
-    /// Takes up to `max` lines, waiting for one; 0 once closed and drained.
-    pub async fn recv_many(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
-        loop {
-            {
-                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if !st.0.is_empty() {
-                    let n = st.0.len().min(max);
-                    out.extend(st.0.drain(..n));
-                    if st.0.is_empty() {
-                        st.0 = VecDeque::new();
-                    }
-                    return n;
-                }
-                if st.1 {
-                    return 0;
-                }
-            }
-            self.ready.notified().await;
-        }
-    }
-
-    /// True with nothing queued.
-    pub fn is_empty(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .is_empty()
-    }
-
-    /// One line if there is one, without waiting.
-    pub fn try_recv(&self) -> Option<Bytes> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .pop_front()
-    }
-}
-
-/// A member's outbound queue, shared by the hub and the member's session.
-#[derive(Debug, Clone)]
-struct Outbox {
-    tx: Arc<Queue>,
-    queued: Arc<AtomicUsize>,
-    /// Cancelled when the member must stop at once (too slow).
-    kill: CancellationToken,
-}
+/// Bounds of that limit.
+const PENDING_MIN: usize = 4 * 1024;
+const PENDING_MAX: usize = 256 * 1024;
 
 #[derive(Debug)]
 struct Member {
     nick: String,
     room: String,
-    out: Outbox,
+    out: Arc<Outbox>,
     operator: bool,
     /// Cancelled when the member is removed (kick, shutdown): stop reading,
     /// flush what is queued, close.
     removed: CancellationToken,
+}
+
+/// The members of a room, shared with a fan-out in progress (copied on
+/// write while one holds it).
+type Roster = Arc<Vec<(Id, Arc<Outbox>)>>;
+
+#[derive(Debug, Default)]
+struct Room {
+    members: Roster,
+    /// Lines waiting for fan-out.
+    pending: Vec<u8>,
+    /// `pending` in runs: who wrote it (kept from that member), and where it ends.
+    runs: Vec<(Option<Id>, usize)>,
+    /// Listed in `State::dirty`.
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
@@ -111,8 +71,9 @@ struct State {
     members: HashMap<Id, Member>,
     /// Lower-cased nick -> member.
     nicks: HashMap<String, Id>,
-    /// Room -> its members' queues (the hot path of fan-out).
-    rooms: HashMap<String, Vec<(Id, Outbox)>>,
+    rooms: HashMap<String, Room>,
+    /// Rooms with pending lines, in the order they got them.
+    dirty: Vec<String>,
     operator: Option<Id>,
     next_id: Id,
     next_guest: u64,
@@ -124,6 +85,25 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     max_queue: usize,
+    /// Bytes in every room's pending buffer.
+    pending: AtomicUsize,
+    pending_max: usize,
+    /// Woken when a room gets pending lines (the flusher waits on it).
+    dirty: Notify,
+    /// Woken after a fan-out took pending lines (readers over the limit wait on it).
+    drained: Notify,
+    /// The fan-out is split among these by member id, so a big room's writes
+    /// run on several threads while each member still gets batches in order.
+    shards: Vec<Shard>,
+}
+
+/// One share of the fan-out: batches not yet written to its members.
+#[derive(Debug, Default)]
+struct Shard {
+    queue: Mutex<std::collections::VecDeque<Arc<Batch>>>,
+    /// Held while writing batches, so one shard's batches never interleave.
+    fanning: Mutex<()>,
+    ready: Notify,
 }
 
 /// A member's end of the hub.
@@ -131,10 +111,8 @@ pub struct Hub {
 pub struct Membership {
     /// The member's id.
     pub id: Id,
-    /// Lines to send to the member.
-    pub rx: Arc<Queue>,
-    /// Bytes in `rx` not yet written; the session subtracts what it writes.
-    pub queued: Arc<AtomicUsize>,
+    /// Lines to send to the member (what the socket did not take at once).
+    pub out: Arc<Outbox>,
     /// Cancelled when the member fell too far behind.
     pub kill: CancellationToken,
     /// Cancelled when the member was removed (kicked, server shutting down).
@@ -163,6 +141,14 @@ fn line(text: impl Into<String>) -> Bytes {
     Bytes::from(s)
 }
 
+/// One room's lines for one fan-out.
+#[derive(Debug)]
+struct Batch {
+    data: Bytes,
+    runs: Vec<(Option<Id>, usize)>,
+    roster: Roster,
+}
+
 impl Hub {
     /// A hub whose members may each have `max_queue` bytes waiting.
     pub fn new(max_queue: usize) -> Arc<Self> {
@@ -173,6 +159,11 @@ impl Hub {
                 ..State::default()
             }),
             max_queue,
+            pending: AtomicUsize::new(0),
+            pending_max: (max_queue / PENDING_SHARE).clamp(PENDING_MIN, PENDING_MAX),
+            dirty: Notify::new(),
+            drained: Notify::new(),
+            shards: (0..fan_out_threads()).map(|_| Shard::default()).collect(),
         })
     }
 
@@ -196,8 +187,10 @@ impl Hub {
     }
 
     /// Adds a client as `guestN` in the lobby, welcomes it and announces it.
+    /// `sink` is the client's socket when the fan-out may write to it directly.
     pub fn join(
         &self,
+        sink: Option<Sink>,
         removed: CancellationToken,
         kill: CancellationToken,
     ) -> Result<Membership, JoinError> {
@@ -209,8 +202,8 @@ impl Hub {
                 break n;
             }
         };
-        let m = self.add(&mut st, nick.clone(), false, removed, kill)?;
-        let others = st.rooms.get(LOBBY).map_or(0, |r| r.len()) - 1;
+        let m = self.add(&mut st, nick.clone(), false, sink, removed, kill)?;
+        let others = st.rooms.get(LOBBY).map_or(0, |r| r.members.len()) - 1;
         let welcome = line(format!(
             "* welcome, you are {nick}, in {LOBBY} with {others} other{}; /nick NAME to change it, /help for commands",
             if others == 1 { "" } else { "s" }
@@ -220,7 +213,7 @@ impl Hub {
             &mut st,
             LOBBY,
             Some(m.id),
-            line(format!("* {nick} joined {LOBBY}")),
+            &format!("* {nick} joined {LOBBY}"),
         );
         Ok(m)
     }
@@ -235,7 +228,7 @@ impl Hub {
         check_name(nick).map_err(|e| format!("invalid operator nick '{nick}': {e}"))?;
         let mut st = self.lock();
         let m = self
-            .add(&mut st, nick.to_string(), true, removed, kill)
+            .add(&mut st, nick.to_string(), true, None, removed, kill)
             .map_err(|_| "server is shutting down".to_string())?;
         st.operator = Some(m.id);
         Ok(m)
@@ -246,6 +239,7 @@ impl Hub {
         st: &mut State,
         nick: String,
         operator: bool,
+        sink: Option<Sink>,
         removed: CancellationToken,
         kill: CancellationToken,
     ) -> Result<Membership, JoinError> {
@@ -254,84 +248,79 @@ impl Hub {
         }
         let id = st.next_id;
         st.next_id += 1;
-        let tx = Arc::new(Queue::default());
-        let rx = tx.clone();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let out = Outbox {
-            tx,
-            queued: queued.clone(),
-            kill: kill.clone(),
-        };
+        let out = Outbox::new(sink, self.max_queue, kill.clone());
         st.nicks.insert(nick.to_ascii_lowercase(), id);
-        st.rooms
-            .entry(LOBBY.to_string())
-            .or_default()
-            .push((id, out.clone()));
+        enter_room(st, LOBBY, id, out.clone());
         st.members.insert(
             id,
             Member {
                 nick,
                 room: LOBBY.to_string(),
-                out,
+                out: out.clone(),
                 operator,
                 removed: removed.clone(),
             },
         );
         Ok(Membership {
             id,
-            rx,
-            queued,
+            out,
             kill,
             removed,
         })
     }
 
-    /// Queues `data` for one member. False if the member is over its cap (it is
-    /// then marked for removal by the caller).
-    fn push(&self, out: &Outbox, data: &Bytes) -> bool {
-        let before = out.queued.fetch_add(data.len(), Ordering::Relaxed);
-        if before + data.len() > self.max_queue {
-            out.queued.fetch_sub(data.len(), Ordering::Relaxed);
-            tracing::debug!("queue full: {before} bytes waiting, {} more", data.len());
-            out.kill.cancel();
-            return false;
-        }
-        out.tx.send(data.clone());
-        true
-    }
-
+    /// Pushes `data` to one member now; drops the member if it is too slow.
     fn deliver(&self, st: &mut State, to: Id, data: Bytes) {
-        let ok = match st.members.get(&to) {
-            Some(m) => self.push(&m.out, &data),
+        let slow = match st.members.get(&to) {
+            Some(m) => m.out.push(std::slice::from_ref(&data)) == Pushed::TooSlow,
             None => return,
         };
-        if !ok {
+        if slow {
             self.remove(st, to, "too slow");
         }
     }
 
-    /// Sends to everyone in `room` but `except`, and to the operator wherever it is.
-    fn announce(&self, st: &mut State, room: &str, except: Option<Id>, data: Bytes) {
-        let mut slow = Vec::new();
-        if let Some(members) = st.rooms.get(room) {
-            for (id, out) in members {
-                if Some(*id) != except && !self.push(out, &data) {
-                    slow.push(*id);
-                }
-            }
+    /// Queues `text` (a line without its newline) for `room`, kept from `author`.
+    fn post(
+        &self,
+        st: &mut State,
+        room: &str,
+        author: Option<Id>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
+        let before = r.pending.len();
+        write(&mut r.pending);
+        let added = r.pending.len() - before;
+        if added == 0 {
+            return;
         }
+        match r.runs.last_mut() {
+            Some((who, end)) if *who == author => *end = r.pending.len(),
+            _ => r.runs.push((author, r.pending.len())),
+        }
+        self.pending.fetch_add(added, Ordering::Relaxed);
+        if !r.dirty {
+            r.dirty = true;
+            st.dirty.push(room.to_string());
+            self.dirty.notify_one();
+        }
+    }
+
+    /// An announcement: to everyone in `room` but `except`, and to the
+    /// operator wherever it is.
+    fn announce(&self, st: &mut State, room: &str, except: Option<Id>, text: &str) {
+        self.post(st, room, except, |buf| {
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'\n');
+        });
         if let Some(op) = st.operator {
-            let in_room = st.members.get(&op).is_some_and(|m| m.room == room);
-            if !in_room && Some(op) != except {
-                if let Some(m) = st.members.get(&op) {
-                    if !self.push(&m.out, &data) {
-                        slow.push(op);
-                    }
-                }
+            let elsewhere = st.members.get(&op).is_some_and(|m| m.room != room);
+            if elsewhere && Some(op) != except {
+                self.deliver(st, op, line(text));
             }
-        }
-        for id in slow {
-            self.remove(st, id, "too slow");
         }
     }
 
@@ -340,7 +329,7 @@ impl Hub {
         let Some(m) = st.members.remove(&id) else {
             return;
         };
-        m.out.tx.close();
+        m.out.close();
         st.nicks.remove(&m.nick.to_ascii_lowercase());
         if st.operator == Some(id) {
             st.operator = None;
@@ -348,21 +337,20 @@ impl Hub {
         self.leave_room(st, id, &m.room);
         m.removed.cancel();
         tracing::info!("{} left ({reason})", m.nick);
-        self.announce(
-            st,
-            &m.room,
-            None,
-            line(format!("* {} left ({reason})", m.nick)),
-        );
+        self.announce(st, &m.room, None, &format!("* {} left ({reason})", m.nick));
     }
 
     fn leave_room(&self, st: &mut State, id: Id, room: &str) {
-        if let Some(list) = st.rooms.get_mut(room) {
-            if let Some(pos) = list.iter().position(|(i, _)| *i == id) {
-                list.swap_remove(pos);
-            }
-            if list.is_empty() && room != LOBBY {
-                st.rooms.remove(room);
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
+        let list = Arc::make_mut(&mut r.members);
+        if let Some(pos) = list.iter().position(|(i, _)| *i == id) {
+            list.swap_remove(pos);
+        }
+        if list.is_empty() && room != LOBBY {
+            if let Some(r) = st.rooms.remove(room) {
+                self.pending.fetch_sub(r.pending.len(), Ordering::Relaxed);
             }
         }
     }
@@ -379,23 +367,130 @@ impl Hub {
         self.deliver(&mut st, id, line(text));
     }
 
-    /// Plain lines from one read of member `id`, fanned out as one buffer.
+    /// Plain lines from member `id`, to its room.
     pub fn say_many(&self, id: Id, texts: &[String]) {
         let mut st = self.lock();
         let Some(me) = st.members.get(&id) else {
             return;
         };
         let (nick, room) = (me.nick.clone(), me.room.clone());
-        let mut buf = String::new();
-        for t in texts.iter().filter(|t| !t.trim().is_empty()) {
-            buf.push('<');
-            buf.push_str(&nick);
-            buf.push_str("> ");
-            buf.push_str(t);
-            buf.push('\n');
+        self.post(&mut st, &room, Some(id), |buf| {
+            for t in texts.iter().filter(|t| !t.trim().is_empty()) {
+                buf.push(b'<');
+                buf.extend_from_slice(nick.as_bytes());
+                buf.extend_from_slice(b"> ");
+                buf.extend_from_slice(t.as_bytes());
+                buf.push(b'\n');
+            }
+        });
+    }
+
+    /// Waits while more than the limit of room lines waits for fan-out, so
+    /// readers go no faster than the fan-out (TCP pushes back on senders).
+    pub async fn backpressure(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.pending.load(Ordering::Relaxed) <= self.pending_max {
+                return;
+            }
+            drained.await;
         }
-        if !buf.is_empty() {
-            self.announce_room_only(&mut st, &room, id, Bytes::from(buf));
+    }
+
+    /// Takes every room's pending lines as batches for the shards; false if
+    /// there were none.
+    fn collect(&self) -> bool {
+        let batches: Vec<Arc<Batch>> = {
+            let mut st = self.lock();
+            let dirty = std::mem::take(&mut st.dirty);
+            let mut batches = Vec::with_capacity(dirty.len());
+            for name in dirty {
+                let Some(r) = st.rooms.get_mut(&name) else {
+                    continue;
+                };
+                r.dirty = false;
+                if r.pending.is_empty() {
+                    continue;
+                }
+                self.pending.fetch_sub(r.pending.len(), Ordering::Relaxed);
+                batches.push(Arc::new(Batch {
+                    data: Bytes::from(std::mem::take(&mut r.pending)),
+                    runs: std::mem::take(&mut r.runs),
+                    roster: r.members.clone(),
+                }));
+            }
+            batches
+        };
+        if batches.is_empty() {
+            return false;
+        }
+        for shard in &self.shards {
+            lock(&shard.queue).extend(batches.iter().cloned());
+            shard.ready.notify_one();
+        }
+        self.drained.notify_waiters();
+        true
+    }
+
+    /// Writes shard `n`'s queued batches, then drops the members found too slow.
+    fn fan_out_shard(&self, n: usize) {
+        let shard = &self.shards[n];
+        let mut slow = Vec::new();
+        {
+            let _fanning = lock(&shard.fanning);
+            loop {
+                let Some(batch) = lock(&shard.queue).pop_front() else {
+                    break;
+                };
+                fan_out(&batch, n, self.shards.len(), &mut slow);
+            }
+        }
+        if !slow.is_empty() {
+            let mut st = self.lock();
+            for id in slow {
+                self.remove(&mut st, id, "too slow");
+            }
+        }
+    }
+
+    /// Fans out every room's pending lines on this thread. True if more
+    /// arrived meanwhile.
+    pub fn flush(&self) -> bool {
+        self.collect();
+        for n in 0..self.shards.len() {
+            self.fan_out_shard(n);
+        }
+        !self.lock().dirty.is_empty()
+    }
+
+    /// The fan-out tasks, until `stop`: this one batches pending lines and
+    /// writes the first shard, one more task per further shard.
+    pub async fn run_flusher(self: Arc<Self>, stop: CancellationToken) {
+        for n in 1..self.shards.len() {
+            let (hub, stop) = (self.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = hub.shards[n].ready.notified() => hub.fan_out_shard(n),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        loop {
+            tokio::select! {
+                _ = self.dirty.notified() => {}
+                _ = stop.cancelled() => return,
+            }
+            // Let every task that is ready now (readers of other members) add
+            // its lines first: one fan-out then carries all of them.
+            tokio::task::yield_now().await;
+            while self.collect() {
+                self.fan_out_shard(0);
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -409,13 +504,17 @@ impl Hub {
         match parse(text) {
             Input::Say(t) => {
                 if !t.trim().is_empty() {
-                    let msg = line(format!("<{nick}> {t}"));
-                    self.announce_room_only(&mut st, &room, id, msg);
+                    let msg = format!("<{nick}> {t}\n");
+                    self.post(&mut st, &room, Some(id), |b| {
+                        b.extend_from_slice(msg.as_bytes())
+                    });
                 }
             }
             Input::Me(t) => {
-                let msg = line(format!("+ {nick} {t}"));
-                self.announce_room_only(&mut st, &room, id, msg);
+                let msg = format!("+ {nick} {t}\n");
+                self.post(&mut st, &room, Some(id), |b| {
+                    b.extend_from_slice(msg.as_bytes())
+                });
             }
             Input::Nick(new) => {
                 if let Err(e) = check_name(new) {
@@ -435,9 +534,9 @@ impl Hub {
                         m.nick = new.to_string();
                     }
                     tracing::info!("{nick} is now {new}");
-                    let note = line(format!("* {nick} is now {new}"));
-                    self.deliver(&mut st, id, note.clone());
-                    self.announce(&mut st, &room, Some(id), note);
+                    let note = format!("* {nick} is now {new}");
+                    self.deliver(&mut st, id, line(note.as_str()));
+                    self.announce(&mut st, &room, Some(id), &note);
                 }
             }
             Input::Who => {
@@ -445,7 +544,8 @@ impl Hub {
                     .rooms
                     .get(&room)
                     .map(|r| {
-                        r.iter()
+                        r.members
+                            .iter()
                             .filter_map(|(i, _)| st.members.get(i).map(|m| m.nick.clone()))
                             .collect()
                     })
@@ -459,7 +559,7 @@ impl Hub {
                 let mut rooms: Vec<String> = st
                     .rooms
                     .iter()
-                    .map(|(name, list)| format!("{name} ({})", list.len()))
+                    .map(|(name, r)| format!("{name} ({})", r.members.len()))
                     .collect();
                 rooms.sort_unstable();
                 let text = listing(&format!("* rooms ({}): ", rooms.len()), rooms);
@@ -492,18 +592,15 @@ impl Hub {
                     let out = st.members.get(&id).map(|m| m.out.clone());
                     if let (Some(out), Some(m)) = (out, st.members.get_mut(&id)) {
                         m.room = new_room.to_string();
-                        st.rooms
-                            .entry(new_room.to_string())
-                            .or_default()
-                            .push((id, out));
+                        enter_room(&mut st, new_room, id, out);
                     }
                     self.announce(
                         &mut st,
                         &room,
                         None,
-                        line(format!("* {nick} left (moved to {new_room})")),
+                        &format!("* {nick} left (moved to {new_room})"),
                     );
-                    let others = st.rooms.get(new_room).map_or(0, |r| r.len()) - 1;
+                    let others = st.rooms.get(new_room).map_or(0, |r| r.members.len()) - 1;
                     self.deliver(
                         &mut st,
                         id,
@@ -516,7 +613,7 @@ impl Hub {
                         &mut st,
                         new_room,
                         Some(id),
-                        line(format!("* {nick} joined {new_room}")),
+                        &format!("* {nick} joined {new_room}"),
                     );
                 }
             }
@@ -571,37 +668,80 @@ impl Hub {
         Flow::Continue
     }
 
-    /// Room traffic goes to the room only (the operator sees its own room).
-    fn announce_room_only(&self, st: &mut State, room: &str, except: Id, data: Bytes) {
-        let mut slow = Vec::new();
-        if let Some(members) = st.rooms.get(room) {
-            for (id, out) in members {
-                if *id != except && !self.push(out, &data) {
-                    slow.push(*id);
-                }
-            }
-        }
-        for id in slow {
-            self.remove(st, id, "too slow");
-        }
-    }
-
     /// Tells everyone `text`, removes every member and refuses new ones.
     pub fn shutdown(&self, text: &str) {
+        while self.flush() {}
         let mut st = self.lock();
         st.closed = true;
         let data = line(text);
-        let ids: Vec<Id> = st.members.keys().copied().collect();
-        for id in ids {
-            if let Some(m) = st.members.remove(&id) {
-                let _ = self.push(&m.out, &data);
-                m.out.tx.close();
-                m.removed.cancel();
-            }
+        for (_, m) in st.members.drain() {
+            let _ = m.out.push(std::slice::from_ref(&data));
+            m.out.close();
+            m.removed.cancel();
         }
         st.rooms.clear();
+        st.dirty.clear();
         st.nicks.clear();
         st.operator = None;
+        self.pending.store(0, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+}
+
+fn enter_room(st: &mut State, room: &str, id: Id, out: Arc<Outbox>) {
+    let r = st.rooms.entry(room.to_string()).or_default();
+    Arc::make_mut(&mut r.members).push((id, out));
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Fan-out shards: one per thread the machine runs at once, at most four.
+fn fan_out_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Pushes one room's batch to the members of shard `n` of `shards`, minus
+/// what each of them wrote.
+fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
+    let mut authors: Vec<Id> = b.runs.iter().filter_map(|r| r.0).collect();
+    authors.sort_unstable();
+    authors.dedup();
+    let whole = std::slice::from_ref(&b.data);
+    let mut parts = Vec::new();
+    for (id, out) in b.roster.iter() {
+        if *id as usize % shards != n {
+            continue;
+        }
+        let pushed = if authors.binary_search(id).is_err() {
+            out.push(whole)
+        } else {
+            parts.clear();
+            // Everything but this member's own runs, neighbouring runs as one slice.
+            let mut start = 0;
+            let mut kept: Option<usize> = None;
+            for &(author, end) in &b.runs {
+                if author == Some(*id) {
+                    if let Some(from) = kept.take() {
+                        parts.push(b.data.slice(from..start));
+                    }
+                } else if kept.is_none() {
+                    kept = Some(start);
+                }
+                start = end;
+            }
+            if let Some(from) = kept {
+                parts.push(b.data.slice(from..start));
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            out.push(&parts)
+        };
+        if pushed == Pushed::TooSlow {
+            slow.push(*id);
+        }
     }
 }
 
@@ -626,14 +766,15 @@ mod tests {
     use super::*;
 
     fn member(hub: &Hub) -> Membership {
-        hub.join(CancellationToken::new(), CancellationToken::new())
+        hub.join(None, CancellationToken::new(), CancellationToken::new())
             .unwrap()
     }
 
-    fn drain(m: &mut Membership) -> String {
+    /// Fans out what is pending, then takes everything queued for `m`.
+    fn drain(hub: &Hub, m: &Membership) -> String {
+        while hub.flush() {}
         let mut s = String::new();
-        while let Some(b) = m.rx.try_recv() {
-            m.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        while let Some(b) = m.out.try_take() {
             s.push_str(std::str::from_utf8(&b).unwrap());
         }
         s
@@ -642,78 +783,114 @@ mod tests {
     #[test]
     fn messages_reach_the_room_but_not_the_sender() {
         let hub = Hub::new(1 << 20);
-        let mut a = member(&hub);
-        let mut b = member(&hub);
-        assert!(drain(&mut a).contains("* guest2 joined lobby"));
-        assert!(drain(&mut b).starts_with("* welcome, you are guest2"));
+        let a = member(&hub);
+        let b = member(&hub);
+        assert!(drain(&hub, &a).contains("* guest2 joined lobby"));
+        assert!(drain(&hub, &b).starts_with("* welcome, you are guest2"));
         assert_eq!(hub.input(a.id, "hello"), Flow::Continue);
-        assert_eq!(drain(&mut b), "<guest1> hello\n");
-        assert_eq!(drain(&mut a), "");
+        assert_eq!(drain(&hub, &b), "<guest1> hello\n");
+        assert_eq!(drain(&hub, &a), "");
     }
 
     #[test]
     fn nicks_are_unique_case_insensitively() {
         let hub = Hub::new(1 << 20);
-        let mut a = member(&hub);
-        let mut b = member(&hub);
-        drain(&mut b);
+        let a = member(&hub);
+        let b = member(&hub);
+        drain(&hub, &b);
         hub.input(a.id, "/nick Alice");
-        drain(&mut a);
-        assert_eq!(drain(&mut b), "* guest1 is now Alice\n");
+        drain(&hub, &a);
+        assert_eq!(drain(&hub, &b), "* guest1 is now Alice\n");
         hub.input(b.id, "/nick alice");
-        assert_eq!(drain(&mut b), "! the nick alice is taken\n");
+        assert_eq!(drain(&hub, &b), "! the nick alice is taken\n");
         hub.input(b.id, "/nick <alice>");
-        assert!(drain(&mut b).starts_with("! cannot use that nick"));
+        assert!(drain(&hub, &b).starts_with("! cannot use that nick"));
     }
 
     #[test]
     fn rooms_isolate_and_private_messages_reach_one() {
         let hub = Hub::new(1 << 20);
-        let mut a = member(&hub);
-        let mut b = member(&hub);
-        let mut c = member(&hub);
+        let a = member(&hub);
+        let b = member(&hub);
+        let c = member(&hub);
         hub.input(c.id, "/join games");
-        drain(&mut a);
-        drain(&mut b);
-        drain(&mut c);
+        drain(&hub, &a);
+        drain(&hub, &b);
+        drain(&hub, &c);
         hub.input(a.id, "lobby only");
-        assert_eq!(drain(&mut c), "");
-        assert_eq!(drain(&mut b), "<guest1> lobby only\n");
+        assert_eq!(drain(&hub, &c), "");
+        assert_eq!(drain(&hub, &b), "<guest1> lobby only\n");
         hub.input(a.id, "/msg GUEST3 psst");
-        assert_eq!(drain(&mut c), "*guest1* psst\n");
-        assert_eq!(drain(&mut a), "-> *guest3* psst\n");
-        assert_eq!(drain(&mut b), "");
+        assert_eq!(drain(&hub, &c), "*guest1* psst\n");
+        assert_eq!(drain(&hub, &a), "-> *guest3* psst\n");
+        assert_eq!(drain(&hub, &b), "");
     }
 
     #[test]
     fn a_member_over_its_queue_cap_is_dropped_and_announced() {
         let hub = Hub::new(300);
         let slow = member(&hub);
-        let mut ok = member(&hub);
-        drain(&mut ok);
+        let ok = member(&hub);
+        drain(&hub, &ok);
         for i in 0..20 {
             hub.input(ok.id, &format!("message {i}"));
+            while hub.flush() {}
         }
         assert!(slow.kill.is_cancelled());
         assert!(slow.removed.is_cancelled());
-        assert_eq!(drain(&mut ok), "* guest1 left (too slow)\n");
+        assert_eq!(drain(&hub, &ok), "* guest1 left (too slow)\n");
         assert_eq!(hub.len(), 1);
+    }
+
+    #[test]
+    fn one_fan_out_carries_every_sender_minus_their_own_lines() {
+        let hub = Hub::new(1 << 20);
+        let a = member(&hub);
+        let b = member(&hub);
+        let c = member(&hub);
+        drain(&hub, &a);
+        drain(&hub, &b);
+        drain(&hub, &c);
+        hub.say_many(a.id, &["a1".into(), "a2".into()]);
+        hub.say_many(b.id, &["b1".into()]);
+        hub.say_many(a.id, &["a3".into()]);
+        hub.input(c.id, "/me waves");
+        assert!(!hub.flush(), "one fan-out takes everything pending");
+        let take_all = |m: &Membership| {
+            let mut parts = Vec::new();
+            while let Some(p) = m.out.try_take() {
+                parts.push(String::from_utf8(p.to_vec()).unwrap());
+            }
+            parts
+        };
+        assert_eq!(take_all(&a), ["<guest2> b1\n", "+ guest3 waves\n"]);
+        assert_eq!(
+            take_all(&b),
+            [
+                "<guest1> a1\n<guest1> a2\n",
+                "<guest1> a3\n+ guest3 waves\n"
+            ]
+        );
+        assert_eq!(
+            take_all(&c),
+            ["<guest1> a1\n<guest1> a2\n<guest2> b1\n<guest1> a3\n"]
+        );
     }
 
     #[test]
     fn kick_is_for_the_operator() {
         let hub = Hub::new(1 << 20);
-        let mut op = hub
+        let op = hub
             .join_operator("server", CancellationToken::new(), CancellationToken::new())
             .unwrap();
-        let mut a = member(&hub);
-        drain(&mut a);
-        drain(&mut op);
+        let a = member(&hub);
+        drain(&hub, &a);
+        drain(&hub, &op);
         hub.input(a.id, "/kick server");
-        assert_eq!(drain(&mut a), "! /kick is for the server operator\n");
+        assert_eq!(drain(&hub, &a), "! /kick is for the server operator\n");
         hub.input(op.id, "/kick guest1 spam");
-        assert_eq!(drain(&mut a), "! you were kicked by server: spam\n");
+        assert_eq!(drain(&hub, &a), "! you were kicked by server: spam\n");
         assert!(a.removed.is_cancelled());
-        assert_eq!(drain(&mut op), "* guest1 left (kicked by server: spam)\n");
+        assert_eq!(drain(&hub, &op), "* guest1 left (kicked by server: spam)\n");
     }
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod console;
 pub mod event;
 pub mod hub;
+pub mod outbox;
 pub mod protocol;
 pub mod sanitize;
 pub mod server;

@@ -47,6 +47,8 @@ impl ChatServer {
         let hard_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.max_clients));
+        let flusher = CancellationToken::new();
+        tokio::spawn(hub.clone().run_flusher(flusher.clone()));
         if let Some(nick) = &self.operator {
             let m = hub
                 .join_operator(nick, stop_reading.child_token(), hard_stop.child_token())
@@ -108,6 +110,7 @@ impl ChatServer {
         }
         hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_millis(200), tracker.wait()).await;
+        flusher.cancel();
         Ok(())
     }
 }

@@ -7,17 +7,19 @@
 //! by readiness into a per-thread buffer, so an idle client holds no read buffer.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, IoSlice};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Flow, Hub, Membership};
+use super::outbox::Sink;
 use super::protocol::{Frame, LineFramer};
 use super::sanitize::sanitize;
 use crate::conn::{BoxStream, Conn, Link};
@@ -51,31 +53,41 @@ thread_local! {
 }
 
 enum Reader {
-    Tcp(tokio::net::tcp::OwnedReadHalf),
-    Unix(tokio::net::unix::OwnedReadHalf),
+    Tcp(Arc<TcpStream>),
+    Unix(Arc<UnixStream>),
     Other(ReadHalf<BoxStream>, Vec<u8>),
 }
 
 enum Writer {
-    Tcp(tokio::net::tcp::OwnedWriteHalf),
-    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tcp(Arc<TcpStream>),
+    Unix(Arc<UnixStream>),
     Other(WriteHalf<BoxStream>),
 }
 
-fn split(conn: Conn) -> io::Result<(Reader, Writer)> {
+/// The two halves of a client, and its socket for the hub's direct writes
+/// (plain TCP and Unix; TLS goes through the writer).
+fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
     Ok(match conn.link {
         Link::Tcp(s) => {
             let _ = s.set_nodelay(true);
-            let (r, w) = s.into_split();
-            (Reader::Tcp(r), Writer::Tcp(w))
+            let s = Arc::new(s);
+            (
+                Reader::Tcp(s.clone()),
+                Writer::Tcp(s.clone()),
+                Some(Sink::Tcp(s)),
+            )
         }
         Link::Unix(s) => {
-            let (r, w) = s.into_split();
-            (Reader::Unix(r), Writer::Unix(w))
+            let s = Arc::new(s);
+            (
+                Reader::Unix(s.clone()),
+                Writer::Unix(s.clone()),
+                Some(Sink::Unix(s)),
+            )
         }
         Link::Stream(s) => {
             let (r, w) = tokio::io::split(s);
-            (Reader::Other(r, vec![0u8; 4096]), Writer::Other(w))
+            (Reader::Other(r, vec![0u8; 4096]), Writer::Other(w), None)
         }
         Link::Packet { .. } => {
             return Err(io::Error::new(
@@ -90,10 +102,10 @@ impl Reader {
     /// Waits for input and feeds it to `f`; `Ok(0)` at EOF.
     async fn read_with(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
         macro_rules! by_readiness {
-            ($half:expr) => {
+            ($sock:expr) => {
                 loop {
-                    $half.readable().await?;
-                    let r = READ_BUF.with_borrow_mut(|buf| match $half.try_read(buf) {
+                    $sock.readable().await?;
+                    let r = READ_BUF.with_borrow_mut(|buf| match $sock.try_read(buf) {
                         Ok(n) => {
                             f(&buf[..n]);
                             Ok(n)
@@ -108,8 +120,8 @@ impl Reader {
             };
         }
         match self {
-            Reader::Tcp(h) => by_readiness!(h),
-            Reader::Unix(h) => by_readiness!(h),
+            Reader::Tcp(s) => by_readiness!(s),
+            Reader::Unix(s) => by_readiness!(s),
             Reader::Other(h, buf) => {
                 let n = h.read(buf).await?;
                 f(&buf[..n]);
@@ -122,10 +134,19 @@ impl Reader {
 impl Writer {
     async fn write_all_vectored(&mut self, bufs: &[Bytes]) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => write_vectored(w, bufs).await,
-            Writer::Unix(w) => write_vectored(w, bufs).await,
+            Writer::Tcp(s) => write_ready(bufs, |b| s.try_write_vectored(b), || s.writable()).await,
+            Writer::Unix(s) => {
+                write_ready(bufs, |b| s.try_write_vectored(b), || s.writable()).await
+            }
             Writer::Other(w) => {
-                write_vectored(w, bufs).await?;
+                let mut at = (0, 0);
+                while at.0 < bufs.len() {
+                    let n = w.write_vectored(&slices(bufs, at)).await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    at = advance(bufs, at, n);
+                }
                 w.flush().await
             }
         }
@@ -133,38 +154,53 @@ impl Writer {
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => w.shutdown().await,
-            Writer::Unix(w) => w.shutdown().await,
+            Writer::Tcp(s) => socket2::SockRef::from(&**s).shutdown(std::net::Shutdown::Write),
+            Writer::Unix(s) => socket2::SockRef::from(&**s).shutdown(std::net::Shutdown::Write),
             Writer::Other(w) => w.shutdown().await,
         }
     }
 }
 
-/// Writes every buffer, in order, with as few syscalls as the socket allows.
-async fn write_vectored<W: AsyncWrite + Unpin>(w: &mut W, bufs: &[Bytes]) -> io::Result<()> {
-    let mut idx = 0;
-    let mut offset = 0;
-    while idx < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&bufs[idx][offset..]))
-            .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - offset;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                offset = 0;
-            } else {
-                offset += n;
-                n = 0;
-            }
+/// Writes every buffer, in order, on a socket shared with the hub's direct
+/// writes: non-blocking writes, waiting for readiness when the socket is full.
+async fn write_ready<F: Future<Output = io::Result<()>>>(
+    bufs: &[Bytes],
+    mut try_write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ready: impl Fn() -> F,
+) -> io::Result<()> {
+    let mut at = (0, 0);
+    while at.0 < bufs.len() {
+        match try_write(&slices(bufs, at)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => at = advance(bufs, at, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready().await?,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The unwritten part of `bufs` from (buffer, offset), at most 1024 slices (IOV_MAX).
+fn slices(bufs: &[Bytes], (idx, offset): (usize, usize)) -> Vec<IoSlice<'_>> {
+    std::iter::once(IoSlice::new(&bufs[idx][offset..]))
+        .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
+        .collect()
+}
+
+/// (buffer, offset) after `n` more bytes were written.
+fn advance(bufs: &[Bytes], (mut idx, mut offset): (usize, usize), mut n: usize) -> (usize, usize) {
+    while n > 0 && idx < bufs.len() {
+        let left = bufs[idx].len() - offset;
+        if n >= left {
+            n -= left;
+            idx += 1;
+            offset = 0;
+        } else {
+            offset += n;
+            n = 0;
+        }
+    }
+    (idx, offset)
 }
 
 /// A token bucket: `rate` lines per second, bursts of `burst`.
@@ -264,14 +300,14 @@ pub async fn run(
     hard_stop: CancellationToken,
 ) {
     let peer = conn.peer.clone();
-    let (mut reader, mut writer) = match split(conn) {
+    let (mut reader, mut writer, sink) = match split(conn) {
         Ok(halves) => halves,
         Err(e) => {
             tracing::info!("{peer}: {e}");
             return;
         }
     };
-    let Ok(mut m) = hub.join(stop_reading.child_token(), hard_stop.child_token()) else {
+    let Ok(m) = hub.join(sink, stop_reading.child_token(), hard_stop.child_token()) else {
         let _ = writer
             .write_all_vectored(&[Bytes::from_static(b"* server shutting down\n")])
             .await;
@@ -285,7 +321,7 @@ pub async fn run(
     let kill = m.kill.clone();
 
     let read = read_loop(&mut reader, &hub, id, limits, &removed);
-    let write = write_loop(&mut writer, &mut m);
+    let write = write_loop(&mut writer, &m);
     tokio::pin!(read, write);
     tokio::select! {
         reason = &mut read => {
@@ -394,8 +430,9 @@ async fn read_loop(
             return Some("connection closed".into());
         }
         framer.shrink();
-        // Let the writers just woken by this fan-out run before reading more:
-        // a fast sender must not fill everyone's queue in one scheduler turn.
+        // Read no faster than the hub fans out, and let other readers add
+        // their lines to this turn's fan-out before reading more.
+        hub.backpressure().await;
         tokio::task::yield_now().await;
     }
 }
@@ -407,19 +444,18 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-async fn write_loop(writer: &mut Writer, m: &mut Membership) -> io::Result<()> {
+async fn write_loop(writer: &mut Writer, m: &Membership) -> io::Result<()> {
     let mut batch = Vec::new();
     loop {
-        if m.rx.recv_many(&mut batch, BATCH).await == 0 {
+        if m.out.take(&mut batch, BATCH).await == 0 {
             // Removed from the hub and everything queued is written.
             return writer.shutdown().await;
         }
         let bytes: usize = batch.iter().map(Bytes::len).sum();
         writer.write_all_vectored(&batch).await?;
-        m.queued.fetch_sub(bytes, Ordering::Relaxed);
+        m.out.written(bytes);
         batch.clear();
-        if m.rx.is_empty() {
-            // Back to nothing after a burst: idle members stay small.
+        if batch.capacity() > BATCH {
             batch = Vec::new();
         }
     }
