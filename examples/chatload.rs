@@ -37,7 +37,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Starts the payload of every benchmark line: `CHATLOAD sender seq ts_ns xxx...`.
+/// Starts the payload of every benchmark line: `CHATLOAD SSSSSSSS QQQQQQQQ
+/// TTTTTTTTTTTTTTTT xxx...`, sender, sequence number and send time (ns) in
+/// fixed-width lower-case hex, so receivers parse them eight bytes at a time.
 const MARKER: &[u8] = b"CHATLOAD ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -166,6 +168,9 @@ fn check(args: &Args) -> Result<(), String> {
     }
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         return Err(format!("invalid --rate {}", args.rate));
+    }
+    if args.senders > u32::MAX as usize || args.messages > u32::MAX as u64 {
+        return Err("--senders and --messages must each fit in 32 bits".into());
     }
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
@@ -333,39 +338,59 @@ fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 
 fn find_marker(line: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(p) = memchr::memchr(MARKER[0], &line[from..]) {
+    loop {
+        // The marker follows a short prefix: a plain loop beats a vector
+        // search on the first bytes.
+        let head = &line[from..line.len().min(from + 32)];
+        let p = match head.iter().position(|&b| b == MARKER[0]) {
+            Some(p) => p,
+            None => head.len() + memchr::memchr(MARKER[0], &line[from + head.len()..])?,
+        };
         let at = from + p;
         if line[at..].starts_with(MARKER) {
             return Some(at);
         }
         from = at + 1;
     }
-    None
 }
 
 /// `sender seq ts` after the marker; the rest must be padding.
 fn parse_payload(p: &[u8]) -> Option<(u64, u64, u64)> {
-    /// A decimal number (no sign, no overflow) and what follows it.
-    fn num(p: &[u8]) -> Option<(u64, &[u8])> {
-        let digits = p.iter().take_while(|b| b.is_ascii_digit()).count();
-        // 19 digits always fit in a u64.
-        if digits == 0 || digits > 19 {
-            return None;
-        }
-        let v = p[..digits]
-            .iter()
-            .fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
-        Some((v, &p[digits..]))
+    if p.len() < 35 || p[8] != b' ' || p[17] != b' ' {
+        return None;
     }
-    let (s, r) = num(p)?;
-    let (q, r) = num(r.strip_prefix(b" ")?)?;
-    let (ts, r) = num(r.strip_prefix(b" ")?)?;
-    match r {
+    let s = hex8(&p[0..8])?;
+    let q = hex8(&p[9..17])?;
+    let ts = (hex8(&p[18..26])? << 32) | hex8(&p[26..34])?;
+    match &p[34..] {
         [] => Some((s, q, ts)),
         // Without an early exit, so the check compiles to vector code.
-        [b' ', pad @ ..] if pad.iter().fold(0, |acc, &b| acc | (b ^ b'x')) == 0 => Some((s, q, ts)),
+        [b' ', pad @ ..] if pad.iter().fold(0, |acc, &b| acc | (b ^ b'x')) == 0 => {
+            Some((s, q, ts))
+        }
         _ => None,
     }
+}
+
+/// Eight lower-case hex digits, most significant first, all at once.
+#[inline(always)]
+fn hex8(d: &[u8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = u64::from_le_bytes(d.try_into().ok()?);
+    // Nibble values: the low four bits, plus 9 for letters (bit 6 set).
+    let nib = (v & (ONES * 0x0F)) + ((v >> 6) & ONES) * 9;
+    // Valid only if every nibble is < 16 and spells back to the same digit
+    // ('0' + n below ten, 'a' + n - 10 from ten): no per-byte branches.
+    let ten_up = ((nib + ONES * 0x76) >> 7) & ONES;
+    let back = nib + ONES * 0x30 + ten_up * 0x27;
+    if (nib + ONES * 0x70) & (ONES * 0x80) != 0 || back != v {
+        return None;
+    }
+    // The first digit is the lowest byte: reverse, then pack pairs of nibbles.
+    let x = nib.swap_bytes();
+    let x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    let x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    Some((x | (x >> 16)) & 0x0000_0000_FFFF_FFFF)
 }
 
 /// One benchmark line of exactly `bytes` bytes where the header allows.
@@ -373,7 +398,7 @@ fn compose(out: &mut Vec<u8>, sender: u64, seq: u64, ts: u64, bytes: usize) {
     let start = out.len();
     out.extend_from_slice(MARKER);
     let mut head = String::with_capacity(48);
-    let _ = write!(head, "{sender} {seq} {ts}");
+    let _ = write!(head, "{sender:08x} {seq:08x} {ts:016x}");
     out.extend_from_slice(head.as_bytes());
     let len = out.len() - start;
     if len + 2 < bytes {
@@ -1195,6 +1220,18 @@ mod tests {
         assert_eq!(
             parse_payload(&line[at + MARKER.len()..]),
             Some((3, 42, 123_456_789))
+        );
+        assert_eq!(hex8(b"00000000"), Some(0));
+        assert_eq!(hex8(b"deadbeef"), Some(0xdead_beef));
+        assert_eq!(hex8(b"0123abcf"), Some(0x0123_abcf));
+        assert_eq!(hex8(b"0123abcg"), None);
+        assert_eq!(hex8(b"0123ABCF"), None);
+        let mut buf = Vec::new();
+        compose(&mut buf, 7, u32::MAX as u64, u64::MAX - 1, 80);
+        let at = find_marker(&buf).unwrap();
+        assert_eq!(
+            parse_payload(&buf[at + MARKER.len()..buf.len() - 1]),
+            Some((7, u32::MAX as u64, u64::MAX - 1))
         );
         // A line spliced by a prefix in the middle is not taken for a delivery.
         let spliced = b"<user5> CHATLOAD 3 4<user5> 2 99 xxx";
