@@ -365,9 +365,7 @@ fn parse_payload(p: &[u8]) -> Option<(u64, u64, u64)> {
     match &p[34..] {
         [] => Some((s, q, ts)),
         // Without an early exit, so the check compiles to vector code.
-        [b' ', pad @ ..] if pad.iter().fold(0, |acc, &b| acc | (b ^ b'x')) == 0 => {
-            Some((s, q, ts))
-        }
+        [b' ', pad @ ..] if pad.iter().fold(0, |acc, &b| acc | (b ^ b'x')) == 0 => Some((s, q, ts)),
         _ => None,
     }
 }
