@@ -409,3 +409,46 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+#[test]
+fn unix_socket_clients_get_every_line_in_order() {
+    use std::os::unix::net::UnixStream;
+    let (_dir, path) = sock_path("chat.sock");
+    let (_srv, _) = chat_serve(&["--no-console", "--rate", "0", &format!("unix:{path}")]);
+    let open = || {
+        let s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut welcome = String::new();
+        r.read_line(&mut welcome).unwrap();
+        assert!(welcome.starts_with("* welcome, you are guest"), "{welcome}");
+        (s, r)
+    };
+    let (mut a, mut a_lines) = open();
+    let (_b, mut b_lines) = open();
+    let mut joined = String::new();
+    a_lines.read_line(&mut joined).unwrap();
+    assert_eq!(joined, "* guest2 joined lobby\n");
+    // About 700 KB for b, sent while b does not read: the first part fills b's
+    // socket buffer through direct writes, the rest waits in b's queue (under
+    // the 1 MiB cap). All of it arrives, in order, once.
+    let lines = 25_000;
+    let payload: String = (0..lines).map(|i| format!("line {i:05}\n")).collect();
+    a.write_all(payload.as_bytes()).unwrap();
+    a.write_all(b"/who\n").unwrap();
+    let mut who = String::new();
+    a_lines.read_line(&mut who).unwrap();
+    assert!(who.starts_with("* lobby (2): "), "{who}");
+    for i in 0..lines {
+        let mut l = String::new();
+        b_lines.read_line(&mut l).unwrap();
+        assert_eq!(l, format!("<guest1> line {i:05}\n"));
+    }
+    // The sender never hears its own lines.
+    a_lines
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut extra = String::new();
+    assert!(a_lines.read_line(&mut extra).is_err(), "{extra:?}");
+}
