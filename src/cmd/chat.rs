@@ -69,7 +69,8 @@ pub struct ServeArgs {
     /// Longest line in bytes; longer ones are dropped with an error to the sender.
     #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1048576), help_heading = "Limits")]
     max_line: u32,
-    /// Bytes queued for one client before it is disconnected as too slow.
+    /// Bytes queued for one client before it is disconnected as too slow. Readers
+    /// also pause while a quarter of this (4 KiB..256 KiB) waits for fan-out.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_queue: u32,
     /// Lines per second per client (token bucket); 0 turns flood control off.
