@@ -146,6 +146,8 @@ fn line(text: impl Into<String>) -> Bytes {
 struct Batch {
     data: Bytes,
     runs: Vec<(Option<Id>, usize)>,
+    /// The members who wrote runs, sorted.
+    authors: Vec<Id>,
     roster: Roster,
 }
 
@@ -168,7 +170,7 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Number of members (the operator included).
@@ -415,9 +417,14 @@ impl Hub {
                     continue;
                 }
                 self.pending.fetch_sub(r.pending.len(), Ordering::Relaxed);
+                let runs = std::mem::take(&mut r.runs);
+                let mut authors: Vec<Id> = runs.iter().filter_map(|r| r.0).collect();
+                authors.sort_unstable();
+                authors.dedup();
                 batches.push(Arc::new(Batch {
                     data: Bytes::from(std::mem::take(&mut r.pending)),
-                    runs: std::mem::take(&mut r.runs),
+                    runs,
+                    authors,
                     roster: r.members.clone(),
                 }));
             }
@@ -705,16 +712,13 @@ fn fan_out_threads() -> usize {
 /// Pushes one room's batch to the members of shard `n` of `shards`, minus
 /// what each of them wrote.
 fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
-    let mut authors: Vec<Id> = b.runs.iter().filter_map(|r| r.0).collect();
-    authors.sort_unstable();
-    authors.dedup();
     let whole = std::slice::from_ref(&b.data);
     let mut parts = Vec::new();
     for (id, out) in b.roster.iter() {
         if *id as usize % shards != n {
             continue;
         }
-        let pushed = if authors.binary_search(id).is_err() {
+        let pushed = if b.authors.binary_search(id).is_err() {
             out.push(whole)
         } else {
             parts.clear();

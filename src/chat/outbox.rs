@@ -17,7 +17,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A socket the fan-out may write to directly.
+/// A plain client socket shared by the member's session (reads, its writer)
+/// and the fan-out (direct writes).
 #[derive(Debug, Clone)]
 pub enum Sink {
     /// Plain TCP.
@@ -27,12 +28,73 @@ pub enum Sink {
 }
 
 impl Sink {
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// Waits until the socket may have input.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Sink::Tcp(s) => s.readable().await,
+            Sink::Unix(s) => s.readable().await,
+        }
+    }
+
+    /// Reads without blocking.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sink::Tcp(s) => s.try_read(buf),
+            Sink::Unix(s) => s.try_read(buf),
+        }
+    }
+
+    /// Waits until the socket may take output.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Sink::Tcp(s) => s.writable().await,
+            Sink::Unix(s) => s.writable().await,
+        }
+    }
+
+    /// Writes without blocking.
+    pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Sink::Tcp(s) => s.try_write_vectored(bufs),
             Sink::Unix(s) => s.try_write_vectored(bufs),
         }
     }
+
+    /// Ends the sending direction (the socket stays open for reading).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        let sock = match self {
+            Sink::Tcp(s) => socket2::SockRef::from(&**s),
+            Sink::Unix(s) => socket2::SockRef::from(&**s),
+        };
+        sock.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// The unwritten part of `bufs` from (buffer, offset), at most 1024 slices (IOV_MAX).
+pub fn slices(bufs: &[Bytes], (idx, offset): (usize, usize)) -> Vec<IoSlice<'_>> {
+    std::iter::once(IoSlice::new(&bufs[idx][offset..]))
+        .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
+        .collect()
+}
+
+/// (buffer, offset) after `n` more bytes of `bufs` were written.
+pub fn advance(
+    bufs: &[Bytes],
+    (mut idx, mut offset): (usize, usize),
+    mut n: usize,
+) -> (usize, usize) {
+    while n > 0 && idx < bufs.len() {
+        let left = bufs[idx].len() - offset;
+        if n >= left {
+            n -= left;
+            idx += 1;
+            offset = 0;
+        } else {
+            offset += n;
+            n = 0;
+        }
+    }
+    (idx, offset)
 }
 
 #[derive(Debug, Default)]
@@ -90,18 +152,17 @@ impl Outbox {
         if st.closed || self.kill.is_cancelled() {
             return Pushed::Ok;
         }
-        let mut skip = 0;
-        let mut offset = 0;
+        let (mut skip, mut offset) = (0, 0);
         if let (Some(sink), true) = (&self.sink, st.queue.is_empty() && !st.busy) {
-            let slices: Vec<IoSlice<'_>> = parts.iter().map(|b| IoSlice::new(b)).collect();
+            // One part (the usual case) needs no slice list on the heap.
+            let written = match parts {
+                [one] => sink.try_write_vectored(&[IoSlice::new(one)]),
+                _ => sink.try_write_vectored(&slices(parts, (0, 0))),
+            };
             // Errors other than a full buffer are left for the writer to meet
             // and report: the bytes are queued as if the socket were full.
-            if let Ok(mut n) = sink.try_write_vectored(&slices) {
-                while skip < parts.len() && n >= parts[skip].len() {
-                    n -= parts[skip].len();
-                    skip += 1;
-                }
-                offset = n;
+            if let Ok(n) = written {
+                (skip, offset) = advance(parts, (0, 0), n);
             }
         }
         if skip == parts.len() {

@@ -7,19 +7,17 @@
 //! by readiness into a per-thread buffer, so an idle client holds no read buffer.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Flow, Hub, Membership};
-use super::outbox::Sink;
+use super::outbox::{advance, slices, Sink};
 use super::protocol::{Frame, LineFramer};
 use super::sanitize::sanitize;
 use crate::conn::{BoxStream, Conn, Link};
@@ -53,41 +51,27 @@ thread_local! {
 }
 
 enum Reader {
-    Tcp(Arc<TcpStream>),
-    Unix(Arc<UnixStream>),
+    Socket(Sink),
     Other(ReadHalf<BoxStream>, Vec<u8>),
 }
 
 enum Writer {
-    Tcp(Arc<TcpStream>),
-    Unix(Arc<UnixStream>),
+    Socket(Sink),
     Other(WriteHalf<BoxStream>),
 }
 
 /// The two halves of a client, and its socket for the hub's direct writes
 /// (plain TCP and Unix; TLS goes through the writer).
 fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
-    Ok(match conn.link {
+    let sink = match conn.link {
         Link::Tcp(s) => {
             let _ = s.set_nodelay(true);
-            let s = Arc::new(s);
-            (
-                Reader::Tcp(s.clone()),
-                Writer::Tcp(s.clone()),
-                Some(Sink::Tcp(s)),
-            )
+            Sink::Tcp(Arc::new(s))
         }
-        Link::Unix(s) => {
-            let s = Arc::new(s);
-            (
-                Reader::Unix(s.clone()),
-                Writer::Unix(s.clone()),
-                Some(Sink::Unix(s)),
-            )
-        }
+        Link::Unix(s) => Sink::Unix(Arc::new(s)),
         Link::Stream(s) => {
             let (r, w) = tokio::io::split(s);
-            (Reader::Other(r, vec![0u8; 4096]), Writer::Other(w), None)
+            return Ok((Reader::Other(r, vec![0u8; 4096]), Writer::Other(w), None));
         }
         Link::Packet { .. } => {
             return Err(io::Error::new(
@@ -95,33 +79,30 @@ fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
                 "chat needs a stream socket",
             ))
         }
-    })
+    };
+    Ok((
+        Reader::Socket(sink.clone()),
+        Writer::Socket(sink.clone()),
+        Some(sink),
+    ))
 }
 
 impl Reader {
     /// Waits for input and feeds it to `f`; `Ok(0)` at EOF.
     async fn read_with(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
-        macro_rules! by_readiness {
-            ($sock:expr) => {
-                loop {
-                    $sock.readable().await?;
-                    let r = READ_BUF.with_borrow_mut(|buf| match $sock.try_read(buf) {
-                        Ok(n) => {
-                            f(&buf[..n]);
-                            Ok(n)
-                        }
-                        Err(e) => Err(e),
-                    });
-                    match r {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        other => return other,
-                    }
-                }
-            };
-        }
         match self {
-            Reader::Tcp(s) => by_readiness!(s),
-            Reader::Unix(s) => by_readiness!(s),
+            Reader::Socket(s) => loop {
+                s.readable().await?;
+                let r: io::Result<usize> = READ_BUF.with_borrow_mut(|buf| {
+                    let n = s.try_read(buf)?;
+                    f(&buf[..n]);
+                    Ok(n)
+                });
+                match r {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            },
             Reader::Other(h, buf) => {
                 let n = h.read(buf).await?;
                 f(&buf[..n]);
@@ -132,75 +113,39 @@ impl Reader {
 }
 
 impl Writer {
+    /// Writes every buffer, in order, with as few syscalls as the socket allows.
     async fn write_all_vectored(&mut self, bufs: &[Bytes]) -> io::Result<()> {
-        match self {
-            Writer::Tcp(s) => write_ready(bufs, |b| s.try_write_vectored(b), || s.writable()).await,
-            Writer::Unix(s) => {
-                write_ready(bufs, |b| s.try_write_vectored(b), || s.writable()).await
-            }
-            Writer::Other(w) => {
-                let mut at = (0, 0);
-                while at.0 < bufs.len() {
-                    let n = w.write_vectored(&slices(bufs, at)).await?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
+        let mut at = (0, 0);
+        while at.0 < bufs.len() {
+            let n = match self {
+                // Shared with the hub's direct writes: non-blocking writes,
+                // waiting for readiness when the socket is full.
+                Writer::Socket(s) => match s.try_write_vectored(&slices(bufs, at)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        s.writable().await?;
+                        continue;
                     }
-                    at = advance(bufs, at, n);
-                }
-                w.flush().await
+                    r => r?,
+                },
+                Writer::Other(w) => w.write_vectored(&slices(bufs, at)).await?,
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            at = advance(bufs, at, n);
+        }
+        match self {
+            Writer::Socket(_) => Ok(()),
+            Writer::Other(w) => w.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(s) => socket2::SockRef::from(&**s).shutdown(std::net::Shutdown::Write),
-            Writer::Unix(s) => socket2::SockRef::from(&**s).shutdown(std::net::Shutdown::Write),
+            Writer::Socket(s) => s.shutdown_write(),
             Writer::Other(w) => w.shutdown().await,
         }
     }
-}
-
-/// Writes every buffer, in order, on a socket shared with the hub's direct
-/// writes: non-blocking writes, waiting for readiness when the socket is full.
-async fn write_ready<F: Future<Output = io::Result<()>>>(
-    bufs: &[Bytes],
-    mut try_write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
-    ready: impl Fn() -> F,
-) -> io::Result<()> {
-    let mut at = (0, 0);
-    while at.0 < bufs.len() {
-        match try_write(&slices(bufs, at)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => at = advance(bufs, at, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The unwritten part of `bufs` from (buffer, offset), at most 1024 slices (IOV_MAX).
-fn slices(bufs: &[Bytes], (idx, offset): (usize, usize)) -> Vec<IoSlice<'_>> {
-    std::iter::once(IoSlice::new(&bufs[idx][offset..]))
-        .chain(bufs[idx + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
-        .collect()
-}
-
-/// (buffer, offset) after `n` more bytes were written.
-fn advance(bufs: &[Bytes], (mut idx, mut offset): (usize, usize), mut n: usize) -> (usize, usize) {
-    while n > 0 && idx < bufs.len() {
-        let left = bufs[idx].len() - offset;
-        if n >= left {
-            n -= left;
-            idx += 1;
-            offset = 0;
-        } else {
-            offset += n;
-            n = 0;
-        }
-    }
-    (idx, offset)
 }
 
 /// A token bucket: `rate` lines per second, bursts of `burst`.
