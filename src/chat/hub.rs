@@ -62,6 +62,9 @@ struct Room {
     pending: Vec<u8>,
     /// `pending` in runs: who wrote it (kept from that member), and where it ends.
     runs: Vec<(Option<Id>, usize)>,
+    /// Members who came in while lines were pending, and how much of
+    /// `pending` predates them (not theirs to receive).
+    entered: Vec<(Id, usize)>,
     /// Listed in `State::dirty`.
     dirty: bool,
 }
@@ -148,6 +151,8 @@ struct Batch {
     runs: Vec<(Option<Id>, usize)>,
     /// The members who wrote runs, sorted.
     authors: Vec<Id>,
+    /// Members who came in after the first bytes, sorted, and where theirs start.
+    entered: Vec<(Id, usize)>,
     roster: Roster,
 }
 
@@ -421,10 +426,20 @@ impl Hub {
                 let mut authors: Vec<Id> = runs.iter().filter_map(|r| r.0).collect();
                 authors.sort_unstable();
                 authors.dedup();
+                let mut entered = std::mem::take(&mut r.entered);
+                entered.sort_unstable();
+                // Left and came back within the turn: the last arrival counts.
+                entered.dedup_by(|later, earlier| {
+                    later.0 == earlier.0 && {
+                        earlier.1 = later.1;
+                        true
+                    }
+                });
                 batches.push(Arc::new(Batch {
                     data: Bytes::from(std::mem::take(&mut r.pending)),
                     runs,
                     authors,
+                    entered,
                     roster: r.members.clone(),
                 }));
             }
@@ -698,6 +713,9 @@ impl Hub {
 fn enter_room(st: &mut State, room: &str, id: Id, out: Arc<Outbox>) {
     let r = st.rooms.entry(room.to_string()).or_default();
     Arc::make_mut(&mut r.members).push((id, out));
+    if !r.pending.is_empty() {
+        r.entered.push((id, r.pending.len()));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -718,20 +736,26 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
         if *id as usize % shards != n {
             continue;
         }
-        let pushed = if b.authors.binary_search(id).is_err() {
+        let since = b
+            .entered
+            .binary_search_by_key(id, |e| e.0)
+            .map_or(0, |i| b.entered[i].1);
+        let pushed = if since == 0 && b.authors.binary_search(id).is_err() {
             out.push(whole)
         } else {
             parts.clear();
-            // Everything but this member's own runs, neighbouring runs as one slice.
+            // Everything from its arrival on but its own runs, neighbouring
+            // runs as one slice.
             let mut start = 0;
             let mut kept: Option<usize> = None;
             for &(author, end) in &b.runs {
-                if author == Some(*id) {
+                let lo = start.max(since);
+                if author == Some(*id) || lo >= end {
                     if let Some(from) = kept.take() {
                         parts.push(b.data.slice(from..start));
                     }
                 } else if kept.is_none() {
-                    kept = Some(start);
+                    kept = Some(lo);
                 }
                 start = end;
             }
@@ -878,6 +902,22 @@ mod tests {
         assert_eq!(
             take_all(&c),
             ["<guest1> a1\n<guest1> a2\n<guest2> b1\n<guest1> a3\n"]
+        );
+    }
+
+    #[test]
+    fn a_newcomer_gets_only_what_was_said_after_it_came() {
+        let hub = Hub::new(1 << 20);
+        let a = member(&hub);
+        hub.say_many(a.id, &["before".into()]);
+        let b = member(&hub);
+        hub.say_many(a.id, &["after".into()]);
+        let text = drain(&hub, &b);
+        assert!(text.starts_with("* welcome, you are guest2"), "{text}");
+        assert!(text.ends_with("\n<guest1> after\n"), "{text}");
+        assert!(
+            !text.contains("before") && !text.contains("guest1 joined"),
+            "{text}"
         );
     }
 
