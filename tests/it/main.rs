@@ -10,6 +10,7 @@ mod http;
 mod http_framing;
 mod interop;
 mod limits;
+mod peers;
 mod ping;
 mod services;
 mod tls;
