@@ -109,6 +109,19 @@ pub enum Error {
         /// Why it failed, e.g. the certificate error.
         reason: String,
     },
+    /// The connection broke while data was moving: the peer reset it, or
+    /// stopped reading before everything was sent. The transfer is truncated.
+    #[error("connection with {peer} broke after {sent} bytes sent and {received} received ({})", describe_io(.source))]
+    Transfer {
+        /// The peer, as `-v` shows it.
+        peer: String,
+        /// Bytes handed to the socket before it broke.
+        sent: u64,
+        /// Bytes received before it broke.
+        received: u64,
+        /// The operating system's error (ECONNRESET, EPIPE...).
+        source: io::Error,
+    },
     /// An HTTP exchange failed (`sockit http`); its kind carries a curl-style exit code.
     #[error("{0}")]
     Http(#[from] crate::http::Error),
@@ -131,6 +144,7 @@ impl Error {
             Error::Timeout { .. } => Class::Timeout,
             Error::Tls { .. } => Class::Tls,
             Error::Io { source, .. } => io_class(source),
+            Error::Transfer { .. } => Class::Io,
             Error::Http(e) => match e.kind {
                 crate::http::Kind::BadUrl | crate::http::Kind::UnsupportedProtocol => Class::Usage,
                 crate::http::Kind::Timeout => Class::Timeout,

@@ -247,7 +247,7 @@ pub fn exit_code(e: &Error) -> u8 {
                 35
             }
         }
-        Error::Io { .. } => match e.class() {
+        Error::Io { .. } | Error::Transfer { .. } => match e.class() {
             Class::Timeout => 28,
             Class::Usage => 2,
             _ => 7,

@@ -1,0 +1,290 @@
+//! The client path under a misbehaving peer: transfers the peer cuts short are
+//! errors (never exit 0), a stalled TLS handshake is bounded by `-w` and
+//! interruptible, an unclean TLS close has its own exit code.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::util::*;
+
+/// Bigger than every socket and pipe buffer on the way, so a peer that stops
+/// reading always leaves data unsent.
+const BIG: usize = 16 << 20;
+
+/// A temporary file of `n` bytes, opened for reading (connect's stdin).
+fn big_input(n: usize) -> (tempfile::NamedTempFile, std::fs::File) {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    let chunk = random_bytes(1 << 20, 7);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        f.write_all(&chunk[..k]).unwrap();
+        left -= k;
+    }
+    f.flush().unwrap();
+    let r = std::fs::File::open(f.path()).unwrap();
+    (f, r)
+}
+
+/// `sockit connect ARGS...` with `stdin` as its standard input.
+fn connect_with(args: &[&str], stdin: Stdio) -> Proc {
+    let mut cmd = sockit();
+    cmd.arg("connect").args(args);
+    Proc::spawn_with_stdin(cmd, stdin)
+}
+
+/// The exit of a connect whose transfer was cut short: exit 1 and one error
+/// line that says how many bytes went each way.
+fn assert_truncated(p: Proc, what: &str) {
+    let (st, _, err) = p.wait_exit();
+    assert_eq!(st.code(), Some(1), "{what}: exit status; stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: stderr: {err:?}");
+    assert!(
+        err.starts_with("sockit: error: connection with ")
+            && err.contains(" bytes sent and ")
+            && err.contains(" received ("),
+        "{what}: stderr: {err:?}"
+    );
+}
+
+/// The three stream-like kinds a receiver can be, each accepting one client.
+enum Server {
+    Tcp(std::net::TcpListener),
+    Unix(UnixListener, #[allow(dead_code)] tempfile::TempDir),
+    SeqPacket(Socket, #[allow(dead_code)] tempfile::TempDir),
+}
+
+/// One accepted connection of any kind, as plain blocking I/O.
+enum Peer {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+    SeqPacket(Socket),
+}
+
+impl Server {
+    fn new(kind: &str) -> (Server, String) {
+        match kind {
+            "tcp" => {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = l.local_addr().unwrap().to_string();
+                (Server::Tcp(l), addr)
+            }
+            "unix" => {
+                let (dir, path) = sock_path("s.sock");
+                let l = UnixListener::bind(&path).unwrap();
+                (Server::Unix(l, dir), format!("unix:{path}"))
+            }
+            _ => {
+                let (dir, path) = sock_path("sp.sock");
+                let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+                s.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+                s.listen(4).unwrap();
+                (Server::SeqPacket(s, dir), format!("unix-seqpacket:{path}"))
+            }
+        }
+    }
+
+    fn accept(&self) -> Peer {
+        match self {
+            Server::Tcp(l) => Peer::Tcp(accept_one(l).0),
+            Server::Unix(l, _) => Peer::Unix(accept_unix(l)),
+            Server::SeqPacket(s, _) => {
+                s.set_nonblocking(true).unwrap();
+                let deadline = Instant::now() + WAIT;
+                let c = loop {
+                    match s.accept() {
+                        Ok((c, _)) => break c,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            assert!(Instant::now() < deadline, "no connection arrived");
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(WAIT)).unwrap();
+                c.set_write_timeout(Some(WAIT)).unwrap();
+                Peer::SeqPacket(c)
+            }
+        }
+    }
+}
+
+impl Peer {
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        no_eintr(|| match self {
+            Peer::Tcp(s) => s.read(buf),
+            Peer::Unix(s) => s.read(buf),
+            Peer::SeqPacket(s) => s.read(buf),
+        })
+        .unwrap()
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Peer::Tcp(s) => s.write_all(data),
+            Peer::Unix(s) => s.write_all(data),
+            Peer::SeqPacket(s) => s.send(data).map(drop),
+        }
+    }
+
+    /// Reads until EOF; returns the byte count.
+    fn read_to_end(&mut self) -> usize {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            match self.read(&mut buf) {
+                0 => return total,
+                n => total += n,
+            }
+        }
+    }
+
+    /// Closes so the kernel resets: TCP with a zero linger; Unix kinds reset
+    /// when closed with unread data.
+    fn reset(self) {
+        if let Peer::Tcp(s) = &self {
+            socket2::SockRef::from(s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    }
+}
+
+const KINDS: [&str; 3] = ["tcp", "unix", "seqpacket"];
+
+/// With and without `-i` (which takes the async relay instead of splice).
+const PATHS: [&[&str]; 2] = [&[], &["-i", "60"]];
+
+#[test]
+fn receiver_that_closes_early_is_an_error() {
+    for kind in KINDS {
+        for extra in PATHS {
+            let (srv, addr) = Server::new(kind);
+            let (_f, input) = big_input(BIG);
+            let mut args = extra.to_vec();
+            args.push(&addr);
+            let p = connect_with(&args, input.into());
+            let mut peer = srv.accept();
+            let mut buf = vec![0u8; 1000];
+            assert!(peer.read(&mut buf) > 0);
+            // Unread data in the receive queue: closing resets the connection.
+            drop(peer);
+            assert_truncated(p, &format!("{kind} {extra:?}"));
+        }
+    }
+}
+
+#[test]
+fn killed_receiver_is_an_error() {
+    for kind in KINDS {
+        let (_dir, path) = sock_path("k.sock");
+        let ep = match kind {
+            "tcp" => "127.0.0.1:0".to_string(),
+            "unix" => format!("unix:{path}"),
+            _ => format!("unix-seqpacket:{path}"),
+        };
+        // A receiver whose stdout nobody reads: it soon stops reading the socket.
+        let mut cmd = sockit();
+        cmd.args(["listen", "-v", &ep]);
+        let l = PipedStdout::spawn(cmd);
+        let err = l.wait_stderr("listening on ");
+        let addr = err
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .to_string();
+        let addr = match kind {
+            "tcp" => addr,
+            "unix" => format!("unix:{addr}"),
+            _ => format!("unix-seqpacket:{addr}"),
+        };
+        let (_f, input) = big_input(BIG);
+        let p = connect_with(&[&addr], input.into());
+        l.wait_stderr("connection from");
+        drop(l); // SIGKILL
+        assert_truncated(p, kind);
+    }
+}
+
+#[test]
+fn server_that_resets_while_sending_is_an_error() {
+    for kind in KINDS {
+        for extra in PATHS {
+            let (srv, addr) = Server::new(kind);
+            let mut args = extra.to_vec();
+            args.push(&addr);
+            let mut p = connect_with(&args, Stdio::piped());
+            p.write(b"request\n");
+            let mut peer = srv.accept();
+            peer.write(b"part of the answer\n").unwrap();
+            p.wait_stdout(b"part of the answer\n");
+            // "request" is still unread: closing now resets (TCP: linger 0).
+            peer.reset();
+            assert_truncated(p, &format!("{kind} {extra:?}"));
+        }
+    }
+}
+
+#[test]
+fn orderly_ends_stay_exit_zero() {
+    for kind in KINDS {
+        for extra in PATHS {
+            // The peer reads everything, answers, and closes.
+            let (srv, addr) = Server::new(kind);
+            let (_f, input) = big_input(1 << 20);
+            let mut args = extra.to_vec();
+            args.push(&addr);
+            let p = connect_with(&args, input.into());
+            let mut peer = srv.accept();
+            let n = peer.read_to_end();
+            assert_eq!(n, 1 << 20, "{kind} {extra:?}");
+            peer.write(b"done\n").unwrap();
+            drop(peer);
+            let (st, out, err) = p.wait_exit();
+            assert!(st.success(), "{kind} {extra:?}: {err}");
+            assert_eq!(out, b"done\n");
+
+            // The peer closes first, cleanly, and stdin has nothing more.
+            let (srv, addr) = Server::new(kind);
+            let mut args = extra.to_vec();
+            args.push(&addr);
+            let mut p = connect_with(&args, Stdio::piped());
+            p.write(b"hello\n");
+            let mut peer = srv.accept();
+            let mut buf = [0u8; 64];
+            assert_eq!(peer.read(&mut buf), 6);
+            peer.write(b"bye\n").unwrap();
+            drop(peer);
+            p.wait_stdout(b"bye\n");
+            p.close_stdin();
+            let (st, _, err) = p.wait_exit();
+            assert!(st.success(), "{kind} {extra:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn stdout_closing_early_stays_quiet_success() {
+    let (srv, addr) = Server::new("tcp");
+    let mut cmd = sockit();
+    cmd.args(["connect", &addr]);
+    let mut p = PipedStdout::spawn(cmd);
+    let mut peer = srv.accept();
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'y'; 1 << 16];
+        // Ends when the client goes away.
+        while peer.write(&chunk).is_ok() {}
+    });
+    p.read_then_close(1000);
+    let (st, err) = p.wait_exit();
+    assert!(st.success(), "{err}");
+    assert!(err.is_empty(), "{err}");
+    writer.join().unwrap();
+}
