@@ -10,6 +10,7 @@
 //! - [`dial`]: endpoint to connected [`conn::Conn`], TLS included.
 //! - [`conn`]: a connected socket of any kind, split into reader and writer halves.
 //! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
+//! - [`shutdown`]: the shutdown token each command makes and passes down (signals, races).
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
 //! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
@@ -27,5 +28,6 @@ pub mod http;
 pub mod icmp;
 pub mod relay;
 pub mod serve;
+pub mod shutdown;
 pub mod sock;
 pub mod tls;

@@ -61,7 +61,7 @@ impl Command {
     /// subcommand has a "finished, but no" outcome of its own).
     pub async fn run(self) -> Result<u8> {
         match self {
-            Command::Connect(args) => connect::run(args).await.map(|()| 0),
+            Command::Connect(args) => connect::run(args).await,
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
             Command::Ping(args) => ping::run(args).await,
             Command::Http(args) => http::run(args).await,
@@ -83,26 +83,12 @@ impl Command {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
-/// called, not when first polled, so call it before announcing readiness: a
-/// signal that arrives in between is then not fatal.
+/// Resolves on Ctrl-C or SIGTERM: the older form of
+/// [`Shutdown::on_signals`](crate::shutdown::Shutdown::on_signals), kept for
+/// the callers that do not take a `Shutdown` yet. New code passes a
+/// `Shutdown` down instead.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
+    crate::shutdown::Shutdown::on_signals().wait_owned()
 }
 
 /// Opens the `-x` target: a file, or stderr for `-`.

@@ -288,3 +288,122 @@ fn stdout_closing_early_stays_quiet_success() {
     assert!(err.is_empty(), "{err}");
     writer.join().unwrap();
 }
+
+/// A TCP listener that accepts and never says a word.
+fn silent_listener() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    (l, addr)
+}
+
+/// Waits until the client's first TLS record (the ClientHello) arrives.
+fn wait_client_hello(s: &mut std::net::TcpStream) {
+    let mut b = [0u8; 1];
+    no_eintr(|| s.read_exact(&mut b)).unwrap();
+    assert_eq!(b[0], 0x16, "not a TLS handshake record");
+}
+
+#[test]
+fn tls_handshake_is_bounded_by_w() {
+    for sub in [
+        &["connect", "--tls", "--insecure"][..],
+        &["chat", "join", "--tls", "--insecure"],
+    ] {
+        let (l, addr) = silent_listener();
+        let mut cmd = sockit();
+        cmd.args(sub).args(["-w", "1", &addr]);
+        let start = Instant::now();
+        let p = Proc::spawn_with_stdin(cmd, Stdio::null());
+        let (mut s, _) = accept_one(&l);
+        wait_client_hello(&mut s);
+        let (st, _, err) = p.wait_exit();
+        let took = start.elapsed();
+        assert_eq!(st.code(), Some(5), "{sub:?}: stderr: {err}");
+        assert!(
+            err.contains(&format!("TLS handshake with {addr} (timed out after 1s)")),
+            "{sub:?}: stderr: {err}"
+        );
+        assert!(took < Duration::from_secs(4), "{sub:?}: took {took:?}");
+    }
+}
+
+#[test]
+fn signals_end_a_stalled_tls_handshake() {
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let (l, addr) = silent_listener();
+        let mut cmd = sockit();
+        cmd.args(["connect", "--tls", "--insecure", "-w", "600", &addr]);
+        let p = Proc::spawn_with_stdin(cmd, Stdio::null());
+        let (mut s, _) = accept_one(&l);
+        wait_client_hello(&mut s);
+        let start = Instant::now();
+        p.signal(sig);
+        let (st, _, err) = p.wait_exit();
+        assert_eq!(st.code(), Some(code), "signal {sig}: stderr: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "signal {sig}: took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn signals_end_dial_and_transfer() {
+    // During the transfer (stdin open, the peer silent).
+    let (l, addr) = silent_listener();
+    let mut p = connect_with(&[&addr], Stdio::piped());
+    let (_s, _) = accept_one(&l);
+    p.write(b"x");
+    let start = Instant::now();
+    p.signal(libc::SIGTERM);
+    let (st, _, err) = p.wait_exit();
+    assert_eq!(st.code(), Some(143), "stderr: {err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    // While connecting: a listener whose backlog is full drops the SYN, so
+    // connect(2) waits (SYN_SENT) for as long as -w allows.
+    let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    full.bind(&any.into()).unwrap();
+    full.listen(0).unwrap();
+    let target = full.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let _ = c.connect(&target.into());
+        fillers.push(c);
+    }
+    let p = connect_with(&["-w", "600", &target.to_string()], Stdio::null());
+    let deadline = Instant::now() + WAIT;
+    while !in_syn_sent(p.child.id()) {
+        assert!(Instant::now() < deadline, "connect never reached SYN_SENT");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    p.signal(libc::SIGINT);
+    let (st, _, err) = p.wait_exit();
+    assert_eq!(st.code(), Some(130), "stderr: {err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// True when process `pid` holds a TCP socket in SYN_SENT.
+fn in_syn_sent(pid: u32) -> bool {
+    let mut inodes = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let Ok(link) = std::fs::read_link(e.path()) {
+                let link = link.to_string_lossy().into_owned();
+                if let Some(ino) = link.strip_prefix("socket:[") {
+                    inodes.push(ino.trim_end_matches(']').to_string());
+                }
+            }
+        }
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 9 && f[3] == "02" && inodes.iter().any(|i| i == f[9])
+    })
+}
