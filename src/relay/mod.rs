@@ -312,9 +312,9 @@ async fn download(
             Ok(Chunk::Eof) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 // rustls: the peer closed the TCP connection without close_notify.
-                return Err(Error::Tls {
-                    what: "the peer closed the connection without TLS close_notify".into(),
-                    reason: "the data may be truncated".into(),
+                return Err(Error::Truncated {
+                    peer: String::new(),
+                    received: received.load(Ordering::Relaxed),
                 });
             }
             Err(e) => return Err(Error::io("connection failed", e)),
@@ -386,6 +386,9 @@ async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
                         // The peer reset the connection.
                         Err(Error::Io { source, .. }) if splice::is_peer_gone(&source) => {
                             return Err(broken(&peer, stats(), source));
+                        }
+                        Err(Error::Truncated { received, .. }) => {
+                            return Err(Error::Truncated { peer: peer.clone(), received });
                         }
                         Err(e) => return Err(e),
                     }
