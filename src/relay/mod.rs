@@ -275,7 +275,7 @@ async fn upload(
         };
         for chunk in chunks {
             if let Some(h) = &opts.hexdump {
-                h.record(Direction::Sent, &chunk);
+                h.dump(Direction::Sent, &chunk).await;
             }
             wr.write(&chunk).await.map_err(send_err)?;
             sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -322,7 +322,7 @@ async fn download(
         activity.touch();
         received.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(h) = &opts.hexdump {
-            h.record(Direction::Received, &buf[..n]);
+            h.dump(Direction::Received, &buf[..n]).await;
         }
         if !opts.recv {
             continue;

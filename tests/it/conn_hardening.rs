@@ -451,3 +451,45 @@ fn tls_close_without_close_notify_is_its_own_class() {
         )
     );
 }
+
+#[test]
+fn a_stalled_hex_dump_does_not_stall_the_runtime() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    // The dump goes to stderr, a pipe nobody reads: it fills at once.
+    let mut child = sockit()
+        .args(["connect", "-x", "-", &addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stderr = child.stderr.take();
+    let (mut s, _) = accept_one(&l);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut sent = 0usize;
+        while s.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+            if sent == 1 << 20 {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).expect("the client took 1 MiB");
+    let start = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("connect ignored SIGTERM while its hex dump was stalled");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(143));
+}
