@@ -2,8 +2,10 @@
 //! library and one binary.
 //!
 //! # Layout
-//! - [`cli`]: clap types shared by subcommands (argument groups, value parsers).
-//! - [`cmd`]: one module per subcommand (`connect`, `listen`), each `Args` + `run`.
+//! - [`cli`]: clap argument groups shared by subcommands, and value parsers.
+//! - [`cmd`]: the top-level parser, and one module per subcommand (`connect`, `listen`,
+//!   `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library does not import
+//!   from `cmd` (the last caller, `chat::client`, still uses `cmd::shutdown_signal`).
 //! - [`error`]: the error type and the exit code of each error class.
 //! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
 //! - [`sock`]: socket creation and options on socket2 (bind, listen, connect, setsockopt).

@@ -70,18 +70,9 @@ fn parse_source(text: &str) -> Result<SocketAddr> {
 }
 
 /// Builds the relay options shared by `connect` and single-client `listen`.
+/// Kept for `listen`, which is to call [`RelayArgs::options`] directly.
 pub fn relay_opts(args: &RelayArgs, linger: Duration, wait_for_stdin: bool) -> Result<RelayOpts> {
-    Ok(RelayOpts {
-        send: !args.recv_only,
-        recv: !args.send_only,
-        shutdown_on_eof: !args.no_shutdown,
-        wait_for_stdin,
-        idle: args.idle_timeout,
-        linger,
-        crlf: args.crlf,
-        hexdump: crate::cmd::open_hexdump(args.hex_dump.as_deref())?,
-        datagram_size: args.datagram_size.map(|n| n as usize),
-    })
+    args.options(linger, wait_for_stdin)
 }
 
 /// Runs `sockit connect`; `Ok` carries the exit status (128 + the signal's
@@ -118,7 +109,7 @@ pub async fn run(args: Args) -> Result<u8> {
     }
     // Like nc: a server's half-close does not truncate what we send.
     let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
-    let ropts = relay_opts(&args.relay, args.wait, wait_for_stdin)?;
+    let ropts = args.relay.options(args.wait, wait_for_stdin)?;
     let stats = match shutdown.race(relay::run(conn, &ropts)).await {
         Ok(stats) => stats?,
         Err(stop) => return Ok(interrupted(stop)),

@@ -1,4 +1,5 @@
-//! Subcommands: one file each, same shape (an `Args` struct and `run`).
+//! Subcommands: one file each, same shape (an `Args` struct and `run`), and
+//! the top-level parser that lists them. Shared flag groups are in `cli`.
 
 pub mod chat;
 pub mod connect;
@@ -6,14 +7,9 @@ pub mod http;
 pub mod listen;
 pub mod ping;
 
-use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
-
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
-use crate::relay::hexdump::HexDump;
 
 /// Shown under `sockit --help`: examples, endpoint forms, exit codes.
 pub fn top_help() -> String {
@@ -34,6 +30,24 @@ Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
 {}",
         crate::error::exit_code_help()
     )
+}
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sockit",
+    version,
+    about = "A socket toolkit: netcat-style connect and listen over TCP, UDP, Unix and TLS",
+    after_help = top_help(),
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: addresses, byte counts; -vv: debug). RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
 }
 
 /// The subcommands.
@@ -89,18 +103,4 @@ impl Command {
 /// `Shutdown` down instead.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     crate::shutdown::Shutdown::on_signals().wait_owned()
-}
-
-/// Opens the `-x` target: a file, or stderr for `-`.
-pub fn open_hexdump(path: Option<&Path>) -> Result<Option<Arc<HexDump>>> {
-    let Some(path) = path else { return Ok(None) };
-    let out: Box<dyn Write + Send> = if path == Path::new("-") {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?,
-        )
-    };
-    Ok(Some(Arc::new(HexDump::new(out))))
 }
