@@ -113,7 +113,14 @@ async fn connect(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Co
             Ok(packet_conn(sock, false, "udp"))
         }
         Endpoint::Unix { kind, name } => {
-            let s = sock::connect_unix(*kind, name)?;
+            // connect(2) on a Unix socket blocks while the listener's backlog
+            // is full (non-blocking it fails with EAGAIN and nothing says when
+            // to retry): let it block on a thread of its own, so the deadline
+            // and a shutdown can still end the wait.
+            let (k, n) = (*kind, name.clone());
+            let s = tokio::task::spawn_blocking(move || sock::connect_unix(k, &n))
+                .await
+                .map_err(|e| Error::io("connect thread failed", std::io::Error::other(e)))??;
             Ok(match kind {
                 UnixKind::Stream => unix_stream_conn(s, name)?,
                 UnixKind::Datagram => packet_conn(PacketSock::new(s)?, false, "unix-dgram"),

@@ -493,3 +493,39 @@ fn a_stalled_hex_dump_does_not_stall_the_runtime() {
     };
     assert_eq!(status.code(), Some(143));
 }
+
+#[test]
+fn w_bounds_a_unix_connect_to_a_full_backlog() {
+    for kind in ["unix", "unix-seqpacket"] {
+        let (_dir, path) = sock_path("full.sock");
+        let ty = if kind == "unix" {
+            Type::STREAM
+        } else {
+            Type::SEQPACKET
+        };
+        let l = Socket::new(Domain::UNIX, ty, None).unwrap();
+        l.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+        l.listen(0).unwrap();
+        // Fill the backlog: non-blocking clients until the kernel says EAGAIN.
+        let mut fillers = Vec::new();
+        loop {
+            let c = Socket::new(Domain::UNIX, ty, None).unwrap();
+            c.set_nonblocking(true).unwrap();
+            match c.connect(&SockAddr::unix(&path).unwrap()) {
+                Ok(()) => fillers.push(c),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filler connect: {e}"),
+            }
+            assert!(fillers.len() < 64, "the backlog never filled");
+        }
+        let start = Instant::now();
+        let p = connect_with(&["-w", "1", &format!("{kind}:{path}")], Stdio::null());
+        let (st, _, err) = p.wait_exit();
+        assert_eq!(st.code(), Some(5), "{kind}: stderr: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{kind}: took {:?}",
+            start.elapsed()
+        );
+    }
+}
