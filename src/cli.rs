@@ -1,32 +1,21 @@
-//! Command-line types shared by subcommands: the top-level parser, argument groups
-//! that several subcommands flatten in, and value parsers.
+//! Command-line types shared by subcommands: argument groups that several
+//! subcommands flatten in, and value parsers. The top-level parser and the
+//! subcommand list live in `cmd`, which depends on this module (never the
+//! other way round).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Args;
 
 use crate::endpoint::Family;
+use crate::error::{Error, Result};
+use crate::relay::hexdump::HexDump;
+use crate::relay::RelayOpts;
 use crate::sock::SockOpts;
 use crate::tls;
-
-/// Top-level command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "sockit",
-    version,
-    about = "A socket toolkit: netcat-style connect and listen over TCP, UDP, Unix and TLS",
-    after_help = crate::cmd::top_help(),
-    propagate_version = true
-)]
-pub struct Cli {
-    /// More diagnostics on stderr (-v: addresses, byte counts; -vv: debug). RUST_LOG works too.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: crate::cmd::Command,
-}
 
 /// Address family and transport selection.
 #[derive(Debug, Clone, Args)]
@@ -109,6 +98,39 @@ pub struct RelayArgs {
     /// Datagram sockets: cut stdin into messages of BYTES instead of lines.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=65507))]
     pub datagram_size: Option<u32>,
+}
+
+impl RelayArgs {
+    /// The relay options these flags ask for. `linger`: how long datagram
+    /// sockets keep printing replies after stdin ends; `wait_for_stdin`: see
+    /// [`RelayOpts::wait_for_stdin`].
+    pub fn options(&self, linger: Duration, wait_for_stdin: bool) -> Result<RelayOpts> {
+        Ok(RelayOpts {
+            send: !self.recv_only,
+            recv: !self.send_only,
+            shutdown_on_eof: !self.no_shutdown,
+            wait_for_stdin,
+            idle: self.idle_timeout,
+            linger,
+            crlf: self.crlf,
+            hexdump: open_hexdump(self.hex_dump.as_deref())?,
+            datagram_size: self.datagram_size.map(|n| n as usize),
+        })
+    }
+}
+
+/// Opens the `-x` target: a file, or stderr for `-`.
+fn open_hexdump(path: Option<&Path>) -> Result<Option<Arc<HexDump>>> {
+    let Some(path) = path else { return Ok(None) };
+    let out: Box<dyn Write + Send> = if path == Path::new("-") {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?,
+        )
+    };
+    Ok(Some(Arc::new(HexDump::new(out))))
 }
 
 /// TLS client flags.

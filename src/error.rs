@@ -8,44 +8,40 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// What kind of failure happened; decides the process exit code.
+/// What kind of failure happened; decides the process exit code. This enum
+/// is the numbering (each variant's value is its exit code): the `--help`
+/// table and the README's are generated from or checked against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Class {
     /// I/O failure while moving data, or anything not covered below.
-    Io,
+    Io = 1,
     /// Bad flags or a malformed endpoint.
-    Usage,
+    Usage = 2,
     /// A host name did not resolve.
-    Resolve,
+    Resolve = 3,
     /// The peer refused, or the network could not reach it.
-    Refused,
+    Refused = 4,
     /// A connect, idle or reply timeout expired.
-    Timeout,
+    Timeout = 5,
     /// The local address is already in use.
-    AddrInUse,
+    AddrInUse = 6,
     /// The operating system denied the operation (low port, file mode, raw socket).
-    Permission,
+    Permission = 7,
     /// TLS setup, handshake or certificate verification failed.
-    Tls,
+    Tls = 8,
+    /// A TLS peer closed without close_notify: what arrived may be cut short.
+    Truncated = 9,
 }
 
 impl Class {
     /// The process exit code for this class.
     pub fn exit_code(self) -> u8 {
-        match self {
-            Class::Io => 1,
-            Class::Usage => 2,
-            Class::Resolve => 3,
-            Class::Refused => 4,
-            Class::Timeout => 5,
-            Class::AddrInUse => 6,
-            Class::Permission => 7,
-            Class::Tls => 8,
-        }
+        self as u8
     }
 
     /// Every class, in exit-code order (for help text and docs).
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 9] = [
         Class::Io,
         Class::Usage,
         Class::Resolve,
@@ -54,6 +50,7 @@ impl Class {
         Class::AddrInUse,
         Class::Permission,
         Class::Tls,
+        Class::Truncated,
     ];
 
     /// A few words saying what the class means.
@@ -67,8 +64,29 @@ impl Class {
             Class::AddrInUse => "address already in use",
             Class::Permission => "permission denied",
             Class::Tls => "TLS handshake or certificate verification failed",
+            Class::Truncated => "TLS peer closed without close_notify: data may be truncated",
         }
     }
+}
+
+/// Which part of TLS failed (curl, for one, numbers them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Building the configuration: files, keys, names.
+    Setup,
+    /// The handshake itself (alerts, protocol errors, a closed connection).
+    Handshake,
+    /// The peer's certificate was not accepted (chain, name, pin, CA file).
+    Certificate,
+}
+
+/// An error from a protocol layered on the sockets (HTTP). It knows its own
+/// class; the command that speaks the protocol can downcast it (see
+/// [`Error::protocol`]) for a numbering of its own. This keeps `error`
+/// from naming the protocol's types.
+pub trait ProtocolError: std::error::Error + Send + Sync + 'static {
+    /// The class, for commands that use sockit's numbering.
+    fn class(&self) -> Class;
 }
 
 /// The library's error type: what was being done, and why it failed.
@@ -108,10 +126,34 @@ pub enum Error {
         what: String,
         /// Why it failed, e.g. the certificate error.
         reason: String,
+        /// Which part failed.
+        failure: TlsFailure,
     },
-    /// An HTTP exchange failed (`sockit http`); its kind carries a curl-style exit code.
+    /// A TLS peer closed the connection without close_notify: an attacker or
+    /// a crash may have cut the data short.
+    #[error("connection with {peer} closed without TLS close_notify after {received} bytes received (the data may be truncated)")]
+    Truncated {
+        /// The peer, as `-v` shows it.
+        peer: String,
+        /// Bytes received before the close.
+        received: u64,
+    },
+    /// The connection broke while data was moving: the peer reset it, or
+    /// stopped reading before everything was sent. The transfer is truncated.
+    #[error("connection with {peer} broke after {sent} bytes sent and {received} received ({})", describe_io(.source))]
+    Transfer {
+        /// The peer, as `-v` shows it.
+        peer: String,
+        /// Bytes handed to the socket before it broke.
+        sent: u64,
+        /// Bytes received before it broke.
+        received: u64,
+        /// The operating system's error (ECONNRESET, EPIPE...).
+        source: io::Error,
+    },
+    /// A protocol layered on the sockets failed (`sockit http`).
     #[error("{0}")]
-    Http(#[from] crate::http::Error),
+    Protocol(Box<dyn ProtocolError>),
 }
 
 impl Error {
@@ -130,12 +172,18 @@ impl Error {
             Error::Resolve { .. } => Class::Resolve,
             Error::Timeout { .. } => Class::Timeout,
             Error::Tls { .. } => Class::Tls,
+            Error::Truncated { .. } => Class::Truncated,
             Error::Io { source, .. } => io_class(source),
-            Error::Http(e) => match e.kind {
-                crate::http::Kind::BadUrl | crate::http::Kind::UnsupportedProtocol => Class::Usage,
-                crate::http::Kind::Timeout => Class::Timeout,
-                _ => Class::Io,
-            },
+            Error::Transfer { .. } => Class::Io,
+            Error::Protocol(e) => e.class(),
+        }
+    }
+
+    /// The protocol error inside, when it is a `T`.
+    pub fn protocol<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        match self {
+            Error::Protocol(e) => (&**e as &(dyn std::error::Error + 'static)).downcast_ref(),
+            _ => None,
         }
     }
 }
@@ -235,5 +283,29 @@ pub fn exit_code_help() -> String {
 impl fmt::Display for Class {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_table_is_generated_from_the_classes() {
+        let help = exit_code_help();
+        let rows: Vec<&str> = help.lines().skip(2).collect();
+        assert_eq!(rows.len(), Class::ALL.len());
+        for (row, class) in rows.iter().zip(Class::ALL) {
+            assert_eq!(*row, format!("  {}  {}", class as u8, class.describe()));
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_class() {
+        let readme = include_str!("../README.md");
+        for class in Class::ALL {
+            let row = format!("\n| {} | {}", class.exit_code(), class.describe());
+            assert!(readme.contains(&row), "README lacks {row:?}");
+        }
     }
 }

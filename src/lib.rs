@@ -2,14 +2,17 @@
 //! library and one binary.
 //!
 //! # Layout
-//! - [`cli`]: clap types shared by subcommands (argument groups, value parsers).
-//! - [`cmd`]: one module per subcommand (`connect`, `listen`), each `Args` + `run`.
+//! - [`cli`]: clap argument groups shared by subcommands, and value parsers.
+//! - [`cmd`]: the top-level parser, and one module per subcommand (`connect`, `listen`,
+//!   `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library does not import
+//!   from `cmd` (the last caller, `chat::client`, still uses `cmd::shutdown_signal`).
 //! - [`error`]: the error type and the exit code of each error class.
 //! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
 //! - [`sock`]: socket creation and options on socket2 (bind, listen, connect, setsockopt).
 //! - [`dial`]: endpoint to connected [`conn::Conn`], TLS included.
 //! - [`conn`]: a connected socket of any kind, split into reader and writer halves.
 //! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
+//! - [`shutdown`]: the shutdown token each command makes and passes down (signals, races).
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
 //! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
@@ -27,5 +30,6 @@ pub mod http;
 pub mod icmp;
 pub mod relay;
 pub mod serve;
+pub mod shutdown;
 pub mod sock;
 pub mod tls;

@@ -10,7 +10,7 @@ use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFie
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-use sockit::cli::Cli;
+use sockit::cmd::Cli;
 
 /// `sockit: message` lines on stderr, like the error line.
 struct Plain;

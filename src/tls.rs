@@ -16,17 +16,22 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TlsFailure};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_err(what: impl Into<String>, reason: impl ToString) -> Error {
+fn tls_err(what: impl Into<String>, reason: impl ToString, failure: TlsFailure) -> Error {
     Error::Tls {
         what: what.into(),
         reason: reason.to_string(),
+        failure,
     }
+}
+
+fn setup_err(what: impl Into<String>, reason: impl ToString) -> Error {
+    tls_err(what, reason, TlsFailure::Setup)
 }
 
 /// How a TLS client decides to trust a server.
@@ -49,6 +54,8 @@ pub struct ClientOptions {
 pub struct Client {
     connector: TlsConnector,
     server_name: ServerName<'static>,
+    /// `--pin-sha256` given: the pin check's own error is a certificate failure.
+    pinned: bool,
 }
 
 impl Client {
@@ -56,10 +63,10 @@ impl Client {
     pub fn new(opts: &ClientOptions, default_name: &str) -> Result<Self> {
         let name = opts.sni.as_deref().unwrap_or(default_name).to_string();
         let server_name = ServerName::try_from(name.clone())
-            .map_err(|e| tls_err(format!("invalid TLS server name '{name}'"), e))?;
+            .map_err(|e| setup_err(format!("invalid TLS server name '{name}'"), e))?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err("cannot set up TLS", e))?;
+            .map_err(|e| setup_err("cannot set up TLS", e))?;
         let mut config = if opts.insecure || opts.pin_sha256.is_some() {
             let pin = match &opts.pin_sha256 {
                 Some(text) => Some(parse_fingerprint(text)?),
@@ -81,6 +88,7 @@ impl Client {
         Ok(Client {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
+            pinned: opts.pin_sha256.is_some(),
         })
     }
 
@@ -93,25 +101,43 @@ impl Client {
         self.connector
             .connect(self.server_name.clone(), io)
             .await
-            .map_err(|e| handshake_error(format!("TLS handshake with {name} failed"), e))
+            .map_err(|e| {
+                handshake_error(format!("TLS handshake with {name} failed"), e, self.pinned)
+            })
     }
 }
 
-fn handshake_error(what: String, e: std::io::Error) -> Error {
+/// Wraps a failed handshake, telling a refused certificate from the rest by
+/// the rustls error inside (the pin check reports through `General`).
+fn handshake_error(what: String, e: std::io::Error, pinned: bool) -> Error {
+    let rustls_err = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let failure = match rustls_err {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            TlsFailure::Certificate
+        }
+        Some(rustls::Error::General(_)) if pinned => TlsFailure::Certificate,
+        _ => TlsFailure::Handshake,
+    };
     let reason = match e.get_ref() {
         Some(inner) => inner.to_string(),
         None => crate::error::describe_io(&e),
     };
-    tls_err(what, reason)
+    tls_err(what, reason, failure)
 }
 
 fn roots(cacert: Option<&Path>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     if let Some(path) = cacert {
         for cert in read_certs(path)? {
-            store
-                .add(cert)
-                .map_err(|e| tls_err(format!("bad CA certificate in {}", path.display()), e))?;
+            store.add(cert).map_err(|e| {
+                tls_err(
+                    format!("bad CA certificate in {}", path.display()),
+                    e,
+                    TlsFailure::Certificate,
+                )
+            })?;
         }
         return Ok(store);
     }
@@ -134,6 +160,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         return Err(tls_err(
             format!("cannot use {}", path.display()),
             "no PEM certificate in the file",
+            TlsFailure::Certificate,
         ));
     }
     Ok(certs)
@@ -259,7 +286,7 @@ impl Server {
             ServerIdentity::Files { cert, key } => (read_certs(cert)?, read_key(key)?),
             ServerIdentity::SelfSigned(names) => {
                 let ck = rcgen::generate_simple_self_signed(names.clone())
-                    .map_err(|e| tls_err("cannot generate a self-signed certificate", e))?;
+                    .map_err(|e| setup_err("cannot generate a self-signed certificate", e))?;
                 let key =
                     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
                 (vec![ck.cert.der().clone()], key)
@@ -268,10 +295,10 @@ impl Server {
         let fingerprint = fingerprint(certs[0].as_ref());
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err("cannot set up TLS", e))?
+            .map_err(|e| setup_err("cannot set up TLS", e))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| tls_err("cannot use the TLS certificate and key", e))?;
+            .map_err(|e| setup_err("cannot use the TLS certificate and key", e))?;
         Ok(Server {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             fingerprint,
@@ -286,7 +313,7 @@ impl Server {
         self.acceptor
             .accept(io)
             .await
-            .map_err(|e| handshake_error("TLS handshake with client failed".into(), e))
+            .map_err(|e| handshake_error("TLS handshake with client failed".into(), e, false))
     }
 }
 
@@ -296,7 +323,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     rustls_pemfile::private_key(&mut BufReader::new(file))
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
         .ok_or_else(|| {
-            tls_err(
+            setup_err(
                 format!("cannot use {}", path.display()),
                 "no PEM private key in the file",
             )

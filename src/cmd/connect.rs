@@ -10,6 +10,7 @@ use crate::dial::{dial, DialOpts};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::relay::{self, RelayOpts};
+use crate::shutdown::{Interrupted, Shutdown};
 
 /// Examples shown under `sockit connect --help`.
 pub const HELP: &str = "\
@@ -24,6 +25,10 @@ Examples:
   sockit connect -x - example.com:80            hex dump both directions to stderr
   sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first
 
+-w bounds the whole connect: name resolution, every address tried and the TLS
+handshake. Ctrl-C or SIGTERM ends it at any stage, with the shell's status for
+the signal (130, 143).
+
 Exit status: see 'sockit --help'.";
 
 /// Flags for `sockit connect`.
@@ -34,8 +39,8 @@ pub struct Args {
     pub endpoint: String,
     #[command(flatten)]
     net: NetArgs,
-    /// Connect timeout per address, in seconds (datagram sockets: how long to wait
-    /// for replies after stdin ends).
+    /// Time limit for the whole connect, in seconds: resolve, every address, TLS
+    /// handshake (datagram sockets: also how long to wait for replies after stdin ends).
     #[arg(short = 'w', long = "wait", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     wait: Duration,
     /// Connect, then close without sending: exit status says whether the port is open.
@@ -65,23 +70,15 @@ fn parse_source(text: &str) -> Result<SocketAddr> {
 }
 
 /// Builds the relay options shared by `connect` and single-client `listen`.
+/// Kept for `listen`, which is to call [`RelayArgs::options`] directly.
 pub fn relay_opts(args: &RelayArgs, linger: Duration, wait_for_stdin: bool) -> Result<RelayOpts> {
-    Ok(RelayOpts {
-        send: !args.recv_only,
-        recv: !args.send_only,
-        shutdown_on_eof: !args.no_shutdown,
-        wait_for_stdin,
-        idle: args.idle_timeout,
-        linger,
-        crlf: args.crlf,
-        hexdump: crate::cmd::open_hexdump(args.hex_dump.as_deref())?,
-        datagram_size: args.datagram_size.map(|n| n as usize),
-    })
+    args.options(linger, wait_for_stdin)
 }
 
-/// Runs `sockit connect`.
-pub async fn run(args: Args) -> Result<()> {
-    let shutdown = crate::cmd::shutdown_signal();
+/// Runs `sockit connect`; `Ok` carries the exit status (128 + the signal's
+/// number when Ctrl-C or SIGTERM ended it).
+pub async fn run(args: Args) -> Result<u8> {
+    let shutdown = Shutdown::on_signals();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     if args.tls.tls && !ep.is_stream() {
         return Err(Error::Usage(format!(
@@ -97,7 +94,10 @@ pub async fn run(args: Args) -> Result<()> {
         sock,
         tls: args.tls.options(),
     };
-    let conn = dial(&ep, &opts).await?;
+    let conn = match shutdown.race(dial(&ep, &opts)).await {
+        Ok(conn) => conn?,
+        Err(stop) => return Ok(interrupted(stop)),
+    };
     tracing::info!(
         "connected to {} from {} ({})",
         conn.peer,
@@ -105,22 +105,24 @@ pub async fn run(args: Args) -> Result<()> {
         conn.proto
     );
     if args.zero {
-        return Ok(());
+        return Ok(0);
     }
     // Like nc: a server's half-close does not truncate what we send.
     let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
-    let ropts = relay_opts(&args.relay, args.wait, wait_for_stdin)?;
-    let stats = tokio::select! {
-        r = relay::run(conn, &ropts) => r?,
-        _ = shutdown => {
-            tracing::info!("interrupted");
-            return Ok(());
-        }
+    let ropts = args.relay.options(args.wait, wait_for_stdin)?;
+    let stats = match shutdown.race(relay::run(conn, &ropts)).await {
+        Ok(stats) => stats?,
+        Err(stop) => return Ok(interrupted(stop)),
     };
     tracing::info!(
         "closed: {} bytes sent, {} bytes received",
         stats.sent,
         stats.received
     );
-    Ok(())
+    Ok(0)
+}
+
+fn interrupted(stop: Interrupted) -> u8 {
+    tracing::info!("interrupted");
+    stop.exit_code()
 }

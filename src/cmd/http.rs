@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::cli::parse_secs;
 use crate::endpoint::Family;
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, Result, TlsFailure};
 use crate::http::decode::{DecodeError, Decoder};
 use crate::http::exchange::{Buffer, Exchange, Started};
 use crate::http::parse::{Framing, Head, Limits};
@@ -235,19 +235,20 @@ fn parse_max_headers(s: &str) -> std::result::Result<usize, String> {
 
 /// The exit status for an error from `sockit http`, numbered like curl's.
 pub fn exit_code(e: &Error) -> u8 {
+    if let Some(h) = e.protocol::<crate::http::Error>() {
+        return h.kind.exit_code();
+    }
     match e {
-        Error::Http(h) => h.kind.exit_code(),
         Error::Usage(_) => 2,
         Error::Resolve { .. } => 6,
         Error::Timeout { .. } => 28,
-        Error::Tls { reason, .. } => {
-            if reason.contains("certificate") {
-                60
-            } else {
-                35
-            }
-        }
-        Error::Io { .. } => match e.class() {
+        Error::Tls {
+            failure: TlsFailure::Certificate,
+            ..
+        } => 60,
+        Error::Tls { .. } => 35,
+        Error::Truncated { .. } => 18,
+        Error::Io { .. } | Error::Transfer { .. } | Error::Protocol(_) => match e.class() {
             Class::Timeout => 28,
             Class::Usage => 2,
             _ => 7,

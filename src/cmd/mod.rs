@@ -1,4 +1,5 @@
-//! Subcommands: one file each, same shape (an `Args` struct and `run`).
+//! Subcommands: one file each, same shape (an `Args` struct and `run`), and
+//! the top-level parser that lists them. Shared flag groups are in `cli`.
 
 pub mod chat;
 pub mod connect;
@@ -6,14 +7,9 @@ pub mod http;
 pub mod listen;
 pub mod ping;
 
-use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
-
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
-use crate::relay::hexdump::HexDump;
 
 /// Shown under `sockit --help`: examples, endpoint forms, exit codes.
 pub fn top_help() -> String {
@@ -34,6 +30,24 @@ Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
 {}",
         crate::error::exit_code_help()
     )
+}
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sockit",
+    version,
+    about = "A socket toolkit: netcat-style connect and listen over TCP, UDP, Unix and TLS",
+    after_help = top_help(),
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: addresses, byte counts; -vv: debug). RUST_LOG works too.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
 }
 
 /// The subcommands.
@@ -61,7 +75,7 @@ impl Command {
     /// subcommand has a "finished, but no" outcome of its own).
     pub async fn run(self) -> Result<u8> {
         match self {
-            Command::Connect(args) => connect::run(args).await.map(|()| 0),
+            Command::Connect(args) => connect::run(args).await,
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
             Command::Ping(args) => ping::run(args).await,
             Command::Http(args) => http::run(args).await,
@@ -83,38 +97,10 @@ impl Command {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
-/// called, not when first polled, so call it before announcing readiness: a
-/// signal that arrives in between is then not fatal.
+/// Resolves on Ctrl-C or SIGTERM: the older form of
+/// [`Shutdown::on_signals`](crate::shutdown::Shutdown::on_signals), kept for
+/// the callers that do not take a `Shutdown` yet. New code passes a
+/// `Shutdown` down instead.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-}
-
-/// Opens the `-x` target: a file, or stderr for `-`.
-pub fn open_hexdump(path: Option<&Path>) -> Result<Option<Arc<HexDump>>> {
-    let Some(path) = path else { return Ok(None) };
-    let out: Box<dyn Write + Send> = if path == Path::new("-") {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?,
-        )
-    };
-    Ok(Some(Arc::new(HexDump::new(out))))
+    crate::shutdown::Shutdown::on_signals().wait_owned()
 }

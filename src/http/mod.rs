@@ -131,6 +131,23 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl crate::error::ProtocolError for Error {
+    fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
+        match self.kind {
+            Kind::BadUrl | Kind::UnsupportedProtocol => Class::Usage,
+            Kind::Timeout => Class::Timeout,
+            _ => Class::Io,
+        }
+    }
+}
+
+impl From<Error> for crate::error::Error {
+    fn from(e: Error) -> Self {
+        crate::error::Error::Protocol(Box::new(e))
+    }
+}
+
 /// Every HTTP exit code with its meaning, for `--help` and the README.
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (

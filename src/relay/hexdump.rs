@@ -1,7 +1,20 @@
 //! `-x/--hex-dump`: both directions of a connection, with per-direction offsets.
+//!
+//! Formatting and writing happen on a dedicated thread fed by a bounded
+//! channel, so a slow file or terminal never blocks the runtime's threads:
+//! [`HexDump::dump`] waits (asynchronously) only when the queue is full. The
+//! thread flushes whenever the queue runs empty, and dropping the last handle
+//! writes out everything queued before returning.
 
-use std::io::Write;
-use std::sync::Mutex;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+/// Chunks queued for the writer thread at most (each up to one relay buffer).
+const QUEUE: usize = 16;
 
 /// Which way bytes went.
 #[derive(Debug, Clone, Copy)]
@@ -14,43 +27,111 @@ pub enum Direction {
 
 /// A hex dump sink shared by both directions.
 pub struct HexDump {
-    inner: Mutex<State>,
-}
-
-struct State {
-    out: Box<dyn Write + Send>,
-    sent: u64,
-    received: u64,
+    tx: Option<mpsc::Sender<(Direction, Vec<u8>)>>,
+    /// Says when the writer thread has written everything and ended.
+    done: Mutex<std_mpsc::Receiver<()>>,
+    /// Chunks written so far: progress, while waiting for the writer at the end.
+    written: Arc<AtomicU64>,
 }
 
 impl HexDump {
-    /// Dumps into `out` (a file, or stderr for `-`).
+    /// Dumps into `out` (a file, or stderr for `-`), from a thread of its own.
+    /// Write failures are ignored: the dump is a side channel and must never
+    /// break the connection.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (done_tx, done) = std_mpsc::channel();
+        let written = Arc::new(AtomicU64::new(0));
+        let w = written.clone();
+        let _ = std::thread::Builder::new()
+            .name("sockit-hexdump".into())
+            .spawn(move || {
+                write_loop(out, rx, &w);
+                let _ = done_tx.send(());
+            });
         HexDump {
-            inner: Mutex::new(State {
-                out,
-                sent: 0,
-                received: 0,
-            }),
+            tx: Some(tx),
+            done: Mutex::new(done),
+            written,
         }
     }
 
-    /// Records `data` moving in `dir`. Write failures are ignored: the dump is a
-    /// side channel and must never break the connection.
-    pub fn record(&self, dir: Direction, data: &[u8]) {
-        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (mark, base) = match dir {
-            Direction::Sent => ('>', st.sent),
-            Direction::Received => ('<', st.received),
-        };
-        let text = format_lines(mark, base, data);
-        let _ = st.out.write_all(text.as_bytes());
-        let _ = st.out.flush();
-        match dir {
-            Direction::Sent => st.sent += data.len() as u64,
-            Direction::Received => st.received += data.len() as u64,
+    /// Records `data` moving in `dir`, waiting only while the queue is full.
+    pub async fn dump(&self, dir: Direction, data: &[u8]) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((dir, data.to_vec())).await;
         }
     }
+
+    /// Records `data` moving in `dir` from code that cannot await: the
+    /// synchronous form of [`dump`](Self::dump). When the queue is full it
+    /// blocks this thread (on a multi-thread runtime, handing its other tasks
+    /// to the other workers first).
+    pub fn record(&self, dir: Direction, data: &[u8]) {
+        let Some(tx) = &self.tx else { return };
+        let item = match tx.try_send((dir, data.to_vec())) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                let _ = tokio::task::block_in_place(|| tx.blocking_send(item));
+            }
+            // Outside any runtime context, another thread may wait.
+            _ => {
+                std::thread::scope(|s| {
+                    let _ = s.spawn(|| tx.blocking_send(item)).join();
+                });
+            }
+        }
+    }
+}
+
+impl Drop for HexDump {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once the queue is written out.
+        // Wait for that while it makes progress; a writer stuck on a sink
+        // nobody reads (a full pipe) must not hold the process.
+        self.tx.take();
+        let mut seen = self.written.load(Ordering::Relaxed);
+        let done = self.done.get_mut().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match done.recv_timeout(Duration::from_millis(250)) {
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    let now = self.written.load(Ordering::Relaxed);
+                    if now == seen {
+                        return;
+                    }
+                    seen = now;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+fn write_loop(
+    out: Box<dyn Write + Send>,
+    mut rx: mpsc::Receiver<(Direction, Vec<u8>)>,
+    written: &AtomicU64,
+) {
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let (mut sent, mut received) = (0u64, 0u64);
+    while let Some((dir, data)) = rx.blocking_recv() {
+        let (mark, offset) = match dir {
+            Direction::Sent => ('>', &mut sent),
+            Direction::Received => ('<', &mut received),
+        };
+        let _ = out.write_all(format_lines(mark, *offset, &data).as_bytes());
+        *offset += data.len() as u64;
+        if rx.is_empty() {
+            let _ = out.flush();
+        }
+        written.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = out.flush();
 }
 
 /// `> 00000010  68 65 6c 6c 6f 0a                                |hello.|`

@@ -64,28 +64,40 @@ pub struct Stats {
 }
 
 /// Relays stdin/stdout with `conn` until the peer closes (or the idle timer fires).
+///
+/// A peer that resets the connection, or stops reading before all of stdin
+/// was sent, is an error ([`Error::Transfer`], with the byte counts): the
+/// transfer was cut short. Ending normally is both sides finishing, or the
+/// peer closing cleanly after everything was sent; stdout closing early
+/// (`| head`) is a quiet success too.
 pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
     let zero_copy = opts.hexdump.is_none() && !opts.crlf && opts.idle.is_none();
-    match conn.link {
-        Link::Tcp(s) if zero_copy => {
-            let fd: OwnedFd = s
-                .into_std()
-                .map_err(|e| Error::io("cannot take over the socket", e))?
-                .into();
-            blocking(fd, opts).await
-        }
-        Link::Unix(s) if zero_copy => {
-            let fd: OwnedFd = s
-                .into_std()
-                .map_err(|e| Error::io("cannot take over the socket", e))?
-                .into();
-            blocking(fd, opts).await
-        }
-        _ => relay_async(conn, opts).await,
+    let peer = conn.peer.clone();
+    let fd: OwnedFd = match conn.link {
+        Link::Tcp(s) if zero_copy => s
+            .into_std()
+            .map_err(|e| Error::io("cannot take over the socket", e))?
+            .into(),
+        Link::Unix(s) if zero_copy => s
+            .into_std()
+            .map_err(|e| Error::io("cannot take over the socket", e))?
+            .into(),
+        _ => return relay_async(conn, opts).await,
+    };
+    blocking(fd, &peer, opts).await
+}
+
+/// The error for a transfer the peer cut short.
+fn broken(peer: &str, stats: Stats, source: io::Error) -> Error {
+    Error::Transfer {
+        peer: peer.to_string(),
+        sent: stats.sent,
+        received: stats.received,
+        source,
     }
 }
 
-async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
+async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
     // Blocking I/O on dedicated threads: sendfile and splice then sleep in the
     // kernel instead of bouncing through EAGAIN and poll(2). (The one case
     // where a sleeping splice would hurt, socket into a pipe, polls first.)
@@ -110,9 +122,14 @@ async fn blocking(fd: OwnedFd, opts: &RelayOpts) -> Result<Stats> {
     match res {
         Ok(()) => Ok(stats),
         // stdout went away (e.g. `| head`): a quiet, successful end.
-        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Ok(stats),
-        Err(e) if splice::is_peer_gone(&e) => Ok(stats),
-        Err(e) => Err(Error::io("connection failed", e)),
+        Err(splice::Failed {
+            way: splice::Way::Down,
+            source,
+        }) if source.raw_os_error() == Some(libc::EPIPE) => Ok(stats),
+        Err(splice::Failed { source, .. }) if splice::is_peer_gone(&source) => {
+            Err(broken(peer, stats, source))
+        }
+        Err(splice::Failed { source, .. }) => Err(Error::io("connection failed", source)),
     }
 }
 
@@ -258,7 +275,7 @@ async fn upload(
         };
         for chunk in chunks {
             if let Some(h) = &opts.hexdump {
-                h.record(Direction::Sent, &chunk);
+                h.dump(Direction::Sent, &chunk).await;
             }
             wr.write(&chunk).await.map_err(send_err)?;
             sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -293,12 +310,11 @@ async fn download(
         let n = match rd.read(&mut buf).await {
             Ok(Chunk::Data(n)) => n,
             Ok(Chunk::Eof) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 // rustls: the peer closed the TCP connection without close_notify.
-                return Err(Error::Tls {
-                    what: "the peer closed the connection without TLS close_notify".into(),
-                    reason: "the data may be truncated".into(),
+                return Err(Error::Truncated {
+                    peer: String::new(),
+                    received: received.load(Ordering::Relaxed),
                 });
             }
             Err(e) => return Err(Error::io("connection failed", e)),
@@ -306,7 +322,7 @@ async fn download(
         activity.touch();
         received.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(h) = &opts.hexdump {
-            h.record(Direction::Received, &buf[..n]);
+            h.dump(Direction::Received, &buf[..n]).await;
         }
         if !opts.recv {
             continue;
@@ -324,6 +340,7 @@ async fn download(
 }
 
 async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
+    let peer = conn.peer.clone();
     let endless = matches!(
         conn.link,
         Link::Packet {
@@ -358,16 +375,32 @@ async fn relay_async(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
                     None => std::future::pending().await,
                 }
             };
+            let stats = || Stats {
+                sent: sent.load(Ordering::Relaxed),
+                received: received.load(Ordering::Relaxed),
+            };
             tokio::select! {
                 r = &mut down, if !down_done => {
-                    r?;
+                    match r {
+                        Ok(()) => {}
+                        // The peer reset the connection.
+                        Err(Error::Io { source, .. }) if splice::is_peer_gone(&source) => {
+                            return Err(broken(&peer, stats(), source));
+                        }
+                        Err(Error::Truncated { received, .. }) => {
+                            return Err(Error::Truncated { peer: peer.clone(), received });
+                        }
+                        Err(e) => return Err(e),
+                    }
                     down_done = true;
                 }
                 r = &mut up, if !up_done => {
                     match r {
                         Ok(()) => {}
-                        // The peer stopped reading: nothing more can be sent.
-                        Err(Error::Io { source, .. }) if splice::is_peer_gone(&source) => {}
+                        // The peer stopped reading before stdin ended.
+                        Err(Error::Io { source, .. }) if splice::is_peer_gone(&source) => {
+                            return Err(broken(&peer, stats(), source));
+                        }
                         Err(e) => return Err(e),
                     }
                     up_done = true;

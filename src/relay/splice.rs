@@ -7,11 +7,13 @@
 //! copy falls back to `read`/`write` with a large buffer.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use nix::fcntl::{splice, SpliceFFlags};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, splice, FcntlArg, SpliceFFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::{fstat, SFlag};
 
 /// Bytes per splice/sendfile call; also the private pipe's requested size.
@@ -25,8 +27,8 @@ enum Kind {
     Other,
 }
 
-fn kind(fd: RawFd) -> Kind {
-    match fstat(fd) {
+fn kind(fd: BorrowedFd<'_>) -> Kind {
+    match fstat(fd.as_raw_fd()) {
         Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFREG => Kind::File,
             SFlag::S_IFIFO => Kind::Pipe,
@@ -37,72 +39,43 @@ fn kind(fd: RawFd) -> Kind {
     }
 }
 
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: the fds borrowed here (stdin, stdout, the relay's socket) stay open
-    // for the whole relay, which owns or outlives them.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-fn errno_io(e: nix::errno::Errno) -> io::Error {
+fn errno_io(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
-/// Waits until `fd` is ready, for fds that came to us in non-blocking mode.
-fn wait_ready(fd: RawFd, events: libc::c_short) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+/// Waits until one of `fds` is ready, retrying on EINTR; no timeout.
+fn wait(fds: &mut [PollFd<'_>]) -> io::Result<()> {
     loop {
-        // SAFETY: one valid pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if rc >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match poll(fds, PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(errno_io(e)),
         }
     }
 }
 
-/// Waits until `fd_in` is readable or `fd_out` writable (whichever blocked).
-fn wait_both(fd_in: RawFd, fd_out: RawFd) -> io::Result<()> {
-    let mut fds = [
-        libc::pollfd {
-            fd: fd_in,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: fd_out,
-            events: libc::POLLOUT,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: two valid pollfds.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// Waits until `fd` is readable, for fds that came to us in non-blocking mode.
+fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    wait(&mut [PollFd::new(fd, PollFlags::POLLIN)])
 }
 
 /// Retries a syscall on EINTR and waits out EAGAIN on non-blocking fds.
-fn retry<T>(mut f: impl FnMut() -> nix::Result<T>, fd_in: RawFd, fd_out: RawFd) -> nix::Result<T> {
+fn retry<T>(
+    mut f: impl FnMut() -> nix::Result<T>,
+    fd_in: BorrowedFd<'_>,
+    fd_out: BorrowedFd<'_>,
+) -> nix::Result<T> {
     loop {
         match f() {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => {
-                // stdin or stdout may have come to us non-blocking: wait for
-                // both sides in one poll, then try again.
-                let _ = wait_both(fd_in, fd_out);
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                // stdin or stdout may have come to us non-blocking: wait until
+                // the source is readable or the destination writable (whichever
+                // blocked), in one poll, then try again.
+                let _ = wait(&mut [
+                    PollFd::new(fd_in, PollFlags::POLLIN),
+                    PollFd::new(fd_out, PollFlags::POLLOUT),
+                ]);
             }
             other => return other,
         }
@@ -110,7 +83,7 @@ fn retry<T>(mut f: impl FnMut() -> nix::Result<T>, fd_in: RawFd, fd_out: RawFd) 
 }
 
 /// Copies `src` to `dst` until EOF on `src`, counting bytes into `counter`.
-pub fn copy(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
+pub fn copy(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
     let (ks, kd) = (kind(src), kind(dst));
     let done = if ks == Kind::File && kd == Kind::Socket {
         sendfile_loop(src, dst, counter)?
@@ -127,11 +100,15 @@ pub fn copy(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
 }
 
 /// Ok(false): the kernel refused before any byte moved; use another method.
-fn sendfile_loop(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+fn sendfile_loop(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    counter: &AtomicU64,
+) -> io::Result<bool> {
     let mut first = true;
     loop {
         let r = retry(
-            || nix::sys::sendfile::sendfile(borrow(dst), borrow(src), None, CHUNK * 16),
+            || nix::sys::sendfile::sendfile(dst, src, None, CHUNK * 16),
             src,
             dst,
         );
@@ -141,9 +118,7 @@ fn sendfile_loop(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 first = false;
             }
-            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) if first => {
-                return Ok(false)
-            }
+            Err(Errno::EINVAL | Errno::ENOSYS) if first => return Ok(false),
             Err(e) => return Err(errno_io(e)),
         }
     }
@@ -153,7 +128,11 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE
 }
 
-fn splice_direct(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+fn splice_direct(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    counter: &AtomicU64,
+) -> io::Result<bool> {
     // Splicing from a socket into a pipe holds the pipe's lock while the socket
     // read sleeps, so whoever reads that pipe (our stdout's reader) could not
     // take the bytes already delivered until more arrived. Waiting for data
@@ -162,20 +141,16 @@ fn splice_direct(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool
     let mut first = true;
     loop {
         if socket_into_pipe {
-            wait_ready(src, libc::POLLIN)?;
+            wait_readable(src)?;
         }
-        let r = retry(
-            || splice(borrow(src), None, borrow(dst), None, CHUNK, flags()),
-            src,
-            dst,
-        );
+        let r = retry(|| splice(src, None, dst, None, CHUNK, flags()), src, dst);
         match r {
             Ok(0) => return Ok(true),
             Ok(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 first = false;
             }
-            Err(nix::errno::Errno::EINVAL) if first => return Ok(false),
+            Err(Errno::EINVAL) if first => return Ok(false),
             Err(e) => return Err(errno_io(e)),
         }
     }
@@ -183,42 +158,36 @@ fn splice_direct(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool
 
 fn private_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno_io)?;
-    // A bigger pipe means fewer syscalls; the kernel caps it at pipe-max-size.
-    // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only leaves the default size.
-    unsafe {
-        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
-    }
+    // A bigger pipe means fewer syscalls; the kernel caps it at pipe-max-size,
+    // and a failure only leaves the default size.
+    let _ = fcntl(w.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(CHUNK as libc::c_int));
     Ok((r, w))
 }
 
-fn splice_via_pipe(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bool> {
+fn splice_via_pipe(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    counter: &AtomicU64,
+) -> io::Result<bool> {
     let (pr, pw) = private_pipe()?;
-    let (pr, pw) = (pr.as_raw_fd(), pw.as_raw_fd());
+    let (pr, pw) = (pr.as_fd(), pw.as_fd());
     let mut first = true;
     loop {
-        let n = match retry(
-            || splice(borrow(src), None, borrow(pw), None, CHUNK, flags()),
-            src,
-            pw,
-        ) {
+        let n = match retry(|| splice(src, None, pw, None, CHUNK, flags()), src, pw) {
             Ok(0) => return Ok(true),
             Ok(n) => n,
-            Err(nix::errno::Errno::EINVAL) if first => return Ok(false),
+            Err(Errno::EINVAL) if first => return Ok(false),
             Err(e) => return Err(errno_io(e)),
         };
         let mut left = n;
         while left > 0 {
-            match retry(
-                || splice(borrow(pr), None, borrow(dst), None, left, flags()),
-                pr,
-                dst,
-            ) {
+            match retry(|| splice(pr, None, dst, None, left, flags()), pr, dst) {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
                 Ok(m) => {
                     left -= m;
                     counter.fetch_add(m as u64, Ordering::Relaxed);
                 }
-                Err(nix::errno::Errno::EINVAL) if first => {
+                Err(Errno::EINVAL) if first => {
                     // The destination cannot take splice (e.g. a terminal):
                     // hand over what is already in the pipe, then fall back.
                     drain(pr, dst, left, counter)?;
@@ -231,11 +200,21 @@ fn splice_via_pipe(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<bo
     }
 }
 
-fn drain(pr: RawFd, dst: RawFd, mut left: usize, counter: &AtomicU64) -> io::Result<()> {
+fn drain(
+    pr: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    mut left: usize,
+    counter: &AtomicU64,
+) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     while left > 0 {
         let want = left.min(buf.len());
-        let n = retry(|| nix::unistd::read(pr, &mut buf[..want]), pr, pr).map_err(errno_io)?;
+        let n = retry(
+            || nix::unistd::read(pr.as_raw_fd(), &mut buf[..want]),
+            pr,
+            pr,
+        )
+        .map_err(errno_io)?;
         write_all(dst, &buf[..n])?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
         left -= n;
@@ -243,9 +222,9 @@ fn drain(pr: RawFd, dst: RawFd, mut left: usize, counter: &AtomicU64) -> io::Res
     Ok(())
 }
 
-fn write_all(dst: RawFd, mut data: &[u8]) -> io::Result<()> {
+fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        match retry(|| nix::unistd::write(borrow(dst), data), dst, dst) {
+        match retry(|| nix::unistd::write(dst, data), dst, dst) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => data = &data[n..],
             Err(e) => return Err(errno_io(e)),
@@ -254,10 +233,11 @@ fn write_all(dst: RawFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn read_write(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
+fn read_write(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = retry(|| nix::unistd::read(src, &mut buf), src, src).map_err(errno_io)?;
+        let n =
+            retry(|| nix::unistd::read(src.as_raw_fd(), &mut buf), src, src).map_err(errno_io)?;
         if n == 0 {
             return Ok(());
         }
@@ -267,9 +247,9 @@ fn read_write(src: RawFd, dst: RawFd, counter: &AtomicU64) -> io::Result<()> {
 }
 
 /// Reads and throws away everything until EOF (`--send-only`'s receive side).
-pub fn discard(src: RawFd, counter: &AtomicU64) -> io::Result<()> {
+pub fn discard(src: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-    copy(src, null.as_raw_fd(), counter)
+    copy(src, null.as_fd(), counter)
 }
 
 /// Byte counters shared between the two directions.
@@ -296,40 +276,70 @@ pub struct Plan {
     pub wait_for_stdin: bool,
 }
 
+/// Which way a copy was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// stdin to the socket.
+    Up,
+    /// The socket to stdout.
+    Down,
+}
+
+/// A relay that ended on an error, and the direction it happened in: the
+/// same errno means the peer went away on the way up (a truncated upload)
+/// but stdout closed on the way down (`| head`, a quiet end).
+#[derive(Debug)]
+pub struct Failed {
+    /// The direction that failed.
+    pub way: Way,
+    /// The operating system's error.
+    pub source: io::Error,
+}
+
 /// Runs both directions over the blocking socket `sock`; returns when the peer
 /// has closed its side and, with `plan.wait_for_stdin`, stdin is finished too.
 /// Otherwise a stdin thread still blocked in `read` is left behind.
-pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> io::Result<()> {
+pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> Result<(), Failed> {
     let sock = Arc::new(sock);
+    let up = |source| Failed {
+        way: Way::Up,
+        source,
+    };
     let upload = plan.send.then(|| {
         let sock = sock.clone();
         let counters = counters.clone();
         std::thread::Builder::new()
             .name("sockit-upload".into())
             .spawn(move || -> io::Result<()> {
-                copy(0, sock.as_raw_fd(), &counters.sent)?;
+                let stdin = io::stdin();
+                copy(stdin.as_fd(), sock.as_fd(), &counters.sent)?;
                 if plan.shutdown_on_eof {
-                    // SAFETY: shutdown on a socket fd we hold open.
-                    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) };
+                    // A peer already gone is seen by the receiving side.
+                    let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
                 }
                 Ok(())
             })
     });
-    let upload = upload.transpose()?;
+    let upload = upload.transpose().map_err(up)?;
+    let stdout = io::stdout();
     let down = if plan.recv {
-        copy(sock.as_raw_fd(), 1, &counters.received)
+        copy(sock.as_fd(), stdout.as_fd(), &counters.received)
     } else {
-        discard(sock.as_raw_fd(), &counters.received)
+        discard(sock.as_fd(), &counters.received)
     };
+    down.map_err(|source| Failed {
+        way: Way::Down,
+        source,
+    })?;
     if let Some(handle) = upload {
         if handle.is_finished() || plan.wait_for_stdin {
             match handle.join() {
-                Ok(Err(e)) if !is_peer_gone(&e) => return Err(e),
-                _ => {}
+                Ok(res) => res.map_err(up)?,
+                Err(_) => return Err(up(io::Error::other("the upload thread panicked"))),
             }
         }
     }
-    down
+    Ok(())
 }
 
 /// True when stdin is a terminal (an interactive user, nothing queued).

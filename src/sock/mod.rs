@@ -172,30 +172,17 @@ pub fn fmt_ip(addr: SocketAddr) -> String {
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, so a server can hold
 /// `want` descriptors; warns when even the hard limit is lower.
 pub fn raise_nofile_limit(want: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-        if lim.rlim_cur < want {
-            tracing::warn!(
-                "open-file limit is {} but {} clients need about {want}; raise it with ulimit -n",
-                lim.rlim_cur,
-                want.saturating_sub(64)
-            );
-        }
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        soft = hard;
+    }
+    if soft < want {
+        tracing::warn!(
+            "open-file limit is {soft} but {} clients need about {want}; raise it with ulimit -n",
+            want.saturating_sub(64)
+        );
     }
 }

@@ -47,25 +47,10 @@ pub fn connect_unix(kind: UnixKind, name: &UnixName) -> Result<Socket> {
     Ok(sock)
 }
 
-/// Linux autobind: binding with only the address family picks a unique abstract name.
+/// Linux autobind: binding with only the address family (an empty path)
+/// picks a unique abstract name.
 fn autobind(sock: &Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a zeroed sockaddr_un is valid; the length covers only sun_family,
-    // which is what asks the kernel to autobind.
-    let rc = unsafe {
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        libc::bind(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
-            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sock.bind(&SockAddr::unix("")?)
 }
 
 /// Removes a listener's socket file when dropped.

@@ -371,7 +371,7 @@ fn help_has_the_exit_status_table() {
         .split_once("Exit status:\n")
         .unwrap_or_else(|| panic!("no exit status table in:\n{help}"))
         .1;
-    let lines: Vec<&str> = table.lines().take(9).collect();
+    let lines: Vec<&str> = table.lines().take(10).collect();
     let want = [
         "  0  success",
         "  1  I/O error",
@@ -382,6 +382,7 @@ fn help_has_the_exit_status_table() {
         "  6  address already in use",
         "  7  permission denied",
         "  8  TLS",
+        "  9  TLS peer closed without close_notify",
     ];
     for (line, want) in lines.iter().zip(want) {
         assert!(

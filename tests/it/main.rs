@@ -4,6 +4,7 @@ mod util;
 
 mod chat;
 mod chat_join;
+mod conn_hardening;
 mod endpoints;
 mod errors;
 mod http;

@@ -56,6 +56,19 @@ fn printed_fingerprint(l: &Proc) -> String {
     line["sockit: TLS certificate SHA-256 ".len()..].to_string()
 }
 
+/// `connect --tls` trusting `c` (its file as the CA, `localhost` as the name) to `addr`.
+fn trusted<'a>(c: &'a Cert, addr: &'a str) -> [&'a str; 7] {
+    [
+        "connect",
+        "--tls",
+        "--cacert",
+        &c.cert,
+        "--sni",
+        "localhost",
+        addr,
+    ]
+}
+
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -66,18 +79,7 @@ fn round_trip_with_cacert_and_sni() {
     let (l, addr) = tls_listen(&c, &["--echo"]);
     assert_eq!(printed_fingerprint(&l), c.fingerprint);
     let data = random_bytes(300_000, 11);
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--cacert",
-            &c.cert,
-            "--sni",
-            "localhost",
-            &addr,
-        ],
-        &data,
-    );
+    let out = run(&trusted(&c, &addr), &data);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
     assert!(
         out.stdout == data,
@@ -205,18 +207,7 @@ fn self_signed_is_not_trusted_without_a_pin() {
 fn greet_over_tls() {
     let c = make_cert();
     let (_l, addr) = tls_listen(&c, &["--greet"]);
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--cacert",
-            &c.cert,
-            "--sni",
-            "localhost",
-            &addr,
-        ],
-        b"baihuixin\nsecond\r\n",
-    );
+    let out = run(&trusted(&c, &addr), b"baihuixin\nsecond\r\n");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
     assert_eq!(out.stdout, b"hello baihuixin\nhello second\r\n");
 }
@@ -227,15 +218,7 @@ fn broker_over_tls() {
     let (l, addr) = tls_listen(&c, &["--broker"]);
     let client = || {
         let mut cmd = sockit();
-        cmd.args([
-            "connect",
-            "--tls",
-            "--cacert",
-            &c.cert,
-            "--sni",
-            "localhost",
-            &addr,
-        ]);
+        cmd.args(trusted(&c, &addr));
         Proc::spawn(cmd)
     };
     let mut a = client();
@@ -283,18 +266,7 @@ fn broker_over_tls() {
 fn exec_over_tls() {
     let c = make_cert();
     let (_l, addr) = tls_listen(&c, &["--sh-exec", r#"printf "%s:" "$SOCKIT_PROTO"; cat"#]);
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--cacert",
-            &c.cert,
-            "--sni",
-            "localhost",
-            &addr,
-        ],
-        b"through the child\n",
-    );
+    let out = run(&trusted(&c, &addr), b"through the child\n");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
     assert_eq!(out.stdout, b"tcp+tls:through the child\n");
 }
@@ -327,18 +299,7 @@ fn a_plain_client_does_not_break_a_tls_listener() {
     let err = l.wait_stderr("TLS handshake with client failed");
     assert!(err.contains("127.0.0.1:"), "stderr: {err}");
 
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--cacert",
-            &c.cert,
-            "--sni",
-            "localhost",
-            &addr,
-        ],
-        b"next client\n",
-    );
+    let out = run(&trusted(&c, &addr), b"next client\n");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
     assert_eq!(out.stdout, b"next client\n");
 }
