@@ -14,7 +14,7 @@ a legitimate client answered, ...).
                       its room. The first of a pair (SO_RCVBUF 2 KiB) never reads and
                       sends 4 lines of 4000 bytes every 0.2 s (inside --rate 20/s);
                       its partner sends one short line at the same moment and reads.
-                      First, 5 helpers per pair fill the slow member's socket with
+                      First, 3 helpers per pair fill the slow member's socket with
                       private messages (inside --rate) until the kernel's send queue
                       towards it stops growing (~2 MiB here), then leave.
     chat-pairs-rate0  the same with --rate 0, 20 pairs and 8 lines per 10 ms
@@ -592,8 +592,8 @@ def fill_sockets(loop, port, nicks, peer_ports, per_target, seconds):
     """Fills the kernel's send buffer of the server's socket to each nick (a
     member that never reads) with private messages of 4000 bytes from
     `per_target` helpers each, kept under --rate 20/s burst 40; a target is
-    full once its send queue stops growing while more is sent to it. The
-    helpers then leave. Returns (full, send queue sizes)."""
+    full once its send queue stops growing while more is sent to it, and then
+    gets 96 KB more. The helpers then leave. Returns (full, send queue sizes)."""
     n = len(nicks)
     msgs = [b"/msg %s %s\n" % (nick, b"y" * 4000) for nick in nicks]
     helpers = [Client(loop, max_out=64 * KIB) for _ in range(n * per_target)]
@@ -604,10 +604,12 @@ def fill_sockets(loop, port, nicks, peer_ports, per_target, seconds):
     last = [-1] * n
     need = set(range(n))
     full = set()
+    topup = {}  # target -> messages still to send once its socket is full
     queues = {}
+    plateau = None  # the largest send queue of a target found full
     t_last = now()
     deadline = now() + seconds
-    next_check = now() + 0.5
+    next_check = now() + 0.25
     while need and now() < deadline:
         t = now()
         dt, t_last = t - t_last, t
@@ -619,21 +621,34 @@ def fill_sockets(loop, port, nicks, peer_ports, per_target, seconds):
             while tokens[j] >= 1 and h.send(msgs[i]):
                 tokens[j] -= 1
                 sent[i] += 1
+                if i in topup:
+                    topup[i] -= 1
+                    if topup[i] <= 0:
+                        need.discard(i)
+                        break
         loop.poll(0.02)
         if now() >= next_check:
-            next_check = now() + 0.5
+            next_check = now() + 0.25
             queues = tx_queues(port)
             for i in list(need):
+                if i in topup:
+                    continue
                 cur = queues.get(peer_ports[i], 0)
-                if sent[i] >= 4 and 0 < cur <= last[i]:
-                    need.discard(i)
+                # Full: no growth although more was sent, or as full as the
+                # first ones found full. Then 96 KB more, so that something
+                # waits in the member's own queue (charged against
+                # --max-queue) and everything after it queues too.
+                if (sent[i] >= 4 and 0 < cur <= last[i]) or (plateau and cur >= plateau * 0.98):
+                    topup[i] = 24
                     full.add(i)
+                    plateau = max(plateau or 0, cur)
                 if cur > last[i]:
                     sent[i] = 0
                 last[i] = cur
     for h in helpers:
         h.close("done")
-    loop.clients = [c for c in loop.clients if c not in set(helpers)]
+    gone = set(helpers)
+    loop.clients = [c for c in loop.clients if c not in gone]
     queues = tx_queues(port)
     return full, [queues.get(pp, 0) for pp in peer_ports]
 
@@ -710,14 +725,14 @@ def chat_pairs(ctx, p, row, extra_flags):
         loop.close_all()
 
 
-@attack("chat-pairs", dict(pairs=100, seconds=40, every=0.2, lines=4, helpers=5, fill_seconds=30),
-        dict(pairs=20, seconds=16, every=0.2, lines=4, helpers=5, fill_seconds=15))
+@attack("chat-pairs", dict(pairs=100, seconds=40, every=0.2, lines=4, helpers=3, fill_seconds=30),
+        dict(pairs=20, seconds=16, every=0.2, lines=4, helpers=3, fill_seconds=15))
 def run_chat_pairs(ctx, p, row):
     chat_pairs(ctx, p, row, [])
 
 
-@attack("chat-pairs-rate0", dict(pairs=20, seconds=30, every=0.01, lines=8, helpers=5, fill_seconds=30),
-        dict(pairs=5, seconds=6, every=0.01, lines=8, helpers=5, fill_seconds=15))
+@attack("chat-pairs-rate0", dict(pairs=20, seconds=30, every=0.01, lines=8, helpers=3, fill_seconds=30),
+        dict(pairs=5, seconds=6, every=0.01, lines=8, helpers=3, fill_seconds=15))
 def run_chat_pairs_rate0(ctx, p, row):
     chat_pairs(ctx, p, row, ["--rate", "0"])
 
