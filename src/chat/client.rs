@@ -307,7 +307,7 @@ async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
             }
         };
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
         for frame in frames.drain(..) {
             match frame {
@@ -540,7 +540,7 @@ async fn read_side(
             }
         };
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
         for frame in frames.drain(..) {
             let text = match frame {

@@ -96,17 +96,35 @@ impl LineFramer {
         }
     }
 
-    /// True when a partial line is held.
+    /// True when a partial line is held that [`LineFramer::flush_partial`]
+    /// would hand over (more than the start of one UTF-8 character).
     pub fn has_partial(&self) -> bool {
-        !self.discarding && !self.buf.is_empty()
+        !self.discarding && self.buf.len() > incomplete_utf8_tail(&self.buf)
     }
 
-    /// The client paused mid-line: hand over what it sent as a line.
+    /// The client paused mid-line: hand over what it sent as a line, but
+    /// never cut inside a UTF-8 character: an unfinished one at the end is
+    /// held back for the rest of the line.
     pub fn flush_partial(&mut self) -> Option<Frame> {
         if !self.has_partial() {
             return None;
         }
-        let mut line = std::mem::take(&mut self.buf);
+        let keep = self.buf.len() - incomplete_utf8_tail(&self.buf);
+        let tail = self.buf.split_off(keep);
+        let line = std::mem::replace(&mut self.buf, tail);
+        self.finish_line(line)
+    }
+
+    /// The input ended: hand over whatever is held, complete or not.
+    pub fn finish(&mut self) -> Option<Frame> {
+        if self.discarding || self.buf.is_empty() {
+            return None;
+        }
+        let line = std::mem::take(&mut self.buf);
+        self.finish_line(line)
+    }
+
+    fn finish_line(&self, mut line: Vec<u8>) -> Option<Frame> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -117,11 +135,33 @@ impl LineFramer {
     }
 
     /// Drops the buffer's spare capacity (after a burst, idle clients stay small).
+    /// Held-back bytes of an unfinished character are kept.
     pub fn shrink(&mut self) {
         if self.buf.is_empty() {
             self.buf = Vec::new();
         }
     }
+}
+
+/// How many bytes at the end of `buf` are the start of a UTF-8 character
+/// still missing its continuation bytes (0 to 3).
+fn incomplete_utf8_tail(buf: &[u8]) -> usize {
+    // The last byte that is not a continuation byte (10xxxxxx), within the
+    // last four, is the lead of the final character.
+    for back in 1..=buf.len().min(4) {
+        let b = buf[buf.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 0,
+        };
+        return if back < need { back } else { 0 };
+    }
+    0
 }
 
 /// What a (sanitized) input line asks for.
@@ -289,6 +329,32 @@ mod tests {
         assert!(f.has_partial());
         assert_eq!(f.flush_partial(), Some(line("baihuixin")));
         assert_eq!(f.flush_partial(), None);
+    }
+
+    #[test]
+    fn a_partial_flush_never_cuts_a_character() {
+        let mut f = LineFramer::new(100);
+        let zhong = "中".as_bytes();
+        // Only the first bytes of a character: nothing to hand over yet.
+        assert!(frames(&mut f, &zhong[..2]).is_empty());
+        assert!(!f.has_partial());
+        assert_eq!(f.flush_partial(), None);
+        assert_eq!(frames(&mut f, &zhong[2..]), vec![]);
+        // Text, then an unfinished emoji: the text goes, the emoji waits.
+        let wave = "👋".as_bytes();
+        let mut f = LineFramer::new(100);
+        let mut data = b"hi ".to_vec();
+        data.extend_from_slice(&wave[..3]);
+        assert!(frames(&mut f, &data).is_empty());
+        assert_eq!(f.flush_partial(), Some(line("hi ")));
+        assert_eq!(frames(&mut f, &[wave[3], b'\n']), vec![line("👋")]);
+        // At the end of input, what is held goes as it is.
+        assert!(frames(&mut f, &zhong[..1]).is_empty());
+        assert_eq!(f.finish(), Some(Frame::Line(zhong[..1].to_vec())));
+        // Bytes that cannot start a character are not held.
+        assert_eq!(incomplete_utf8_tail(b"a\xff"), 0);
+        assert_eq!(incomplete_utf8_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_utf8_tail(&"é".as_bytes()[..1]), 1);
     }
 
     #[test]

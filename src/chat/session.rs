@@ -326,7 +326,7 @@ async fn read_loop(
         };
         last_input = Instant::now();
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
         for frame in frames.drain(..) {
             let text = match frame {
