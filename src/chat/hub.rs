@@ -11,7 +11,7 @@
 //! Replies meant for one member (welcome, errors, `/who`, private messages)
 //! are pushed at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -58,6 +58,8 @@ type Roster = Arc<Vec<(Id, Arc<Outbox>)>>;
 #[derive(Debug, Default)]
 struct Room {
     members: Roster,
+    /// Lower-cased nick -> nick, kept sorted so `/who` costs what it lists.
+    names: BTreeMap<String, String>,
     /// Lines waiting for fan-out.
     pending: Vec<u8>,
     /// `pending` in runs: who wrote it (kept from that member), and where it ends.
@@ -78,6 +80,11 @@ struct State {
     /// Rooms with pending lines, in the order they got them.
     dirty: Vec<String>,
     operator: Option<Id>,
+    /// The operator's nick (lower-cased), never free for anyone else, with
+    /// or without a console.
+    reserved: Option<String>,
+    /// Outboxes given lines while the lock was held; written once it is not.
+    touched: Vec<Arc<Outbox>>,
     next_id: Id,
     next_guest: u64,
     closed: bool,
@@ -178,6 +185,23 @@ impl Hub {
         lock(&self.state)
     }
 
+    /// Releases the hub's lock, then writes the lines queued under it: no
+    /// socket call is made while the hub is locked. Each member's lines were
+    /// queued in order under the lock, and are written from its queue's head.
+    fn unlock(&self, mut st: MutexGuard<'_, State>) {
+        let touched = std::mem::take(&mut st.touched);
+        drop(st);
+        for out in touched {
+            out.send_queued();
+        }
+    }
+
+    /// Keeps `nick` (the operator's) from clients, whether or not the
+    /// operator is present.
+    pub fn reserve_nick(&self, nick: &str) {
+        self.lock().reserved = Some(nick.to_ascii_lowercase());
+    }
+
     /// Number of members (the operator included).
     pub fn len(&self) -> usize {
         self.lock().members.len()
@@ -205,7 +229,7 @@ impl Hub {
         let nick = loop {
             let n = format!("guest{}", st.next_guest);
             st.next_guest += 1;
-            if !st.nicks.contains_key(&n) {
+            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
                 break n;
             }
         };
@@ -222,6 +246,7 @@ impl Hub {
             Some(m.id),
             &format!("* {nick} joined {LOBBY}"),
         );
+        self.unlock(st);
         Ok(m)
     }
 
@@ -257,7 +282,7 @@ impl Hub {
         st.next_id += 1;
         let out = Outbox::new(sink, self.max_queue, kill.clone());
         st.nicks.insert(nick.to_ascii_lowercase(), id);
-        enter_room(st, LOBBY, id, out.clone());
+        enter_room(st, LOBBY, id, &nick, out.clone());
         st.members.insert(
             id,
             Member {
@@ -276,10 +301,15 @@ impl Hub {
         })
     }
 
-    /// Pushes `data` to one member now; drops the member if it is too slow.
+    /// Queues `data` for one member, to be written once the lock is
+    /// released; drops the member if it is too slow.
     fn deliver(&self, st: &mut State, to: Id, data: Bytes) {
         let slow = match st.members.get(&to) {
-            Some(m) => m.out.push(std::slice::from_ref(&data)) == Pushed::TooSlow,
+            Some(m) => {
+                let pushed = m.out.enqueue(std::slice::from_ref(&data));
+                st.touched.push(m.out.clone());
+                pushed == Pushed::TooSlow
+            }
             None => return,
         };
         if slow {
@@ -341,16 +371,17 @@ impl Hub {
         if st.operator == Some(id) {
             st.operator = None;
         }
-        self.leave_room(st, id, &m.room);
+        self.leave_room(st, id, &m.nick, &m.room);
         m.removed.cancel();
         tracing::info!("{} left ({reason})", m.nick);
         self.announce(st, &m.room, None, &format!("* {} left ({reason})", m.nick));
     }
 
-    fn leave_room(&self, st: &mut State, id: Id, room: &str) {
+    fn leave_room(&self, st: &mut State, id: Id, nick: &str, room: &str) {
         let Some(r) = st.rooms.get_mut(room) else {
             return;
         };
+        r.names.remove(&nick.to_ascii_lowercase());
         let list = Arc::make_mut(&mut r.members);
         if let Some(pos) = list.iter().position(|(i, _)| *i == id) {
             list.swap_remove(pos);
@@ -366,12 +397,14 @@ impl Hub {
     pub fn leave(&self, id: Id, reason: &str) {
         let mut st = self.lock();
         self.remove(&mut st, id, reason);
+        self.unlock(st);
     }
 
     /// Sends a notice or error line to one member.
     pub fn tell(&self, id: Id, text: &str) {
         let mut st = self.lock();
         self.deliver(&mut st, id, line(text));
+        self.unlock(st);
     }
 
     /// Plain lines from member `id`, to its room.
@@ -474,6 +507,7 @@ impl Hub {
             for id in slow {
                 self.remove(&mut st, id, "too slow");
             }
+            self.unlock(st);
         }
     }
 
@@ -519,6 +553,12 @@ impl Hub {
     /// Handles one sanitized input line from member `id`.
     pub fn input(&self, id: Id, text: &str) -> Flow {
         let mut st = self.lock();
+        let flow = self.command(&mut st, id, text);
+        self.unlock(st);
+        flow
+    }
+
+    fn command(&self, st: &mut State, id: Id, text: &str) -> Flow {
         let Some(me) = st.members.get(&id) else {
             return Flow::Continue;
         };
@@ -527,55 +567,51 @@ impl Hub {
             Input::Say(t) => {
                 if !t.trim().is_empty() {
                     let msg = format!("<{nick}> {t}\n");
-                    self.post(&mut st, &room, Some(id), |b| {
-                        b.extend_from_slice(msg.as_bytes())
-                    });
+                    self.post(st, &room, Some(id), |b| b.extend_from_slice(msg.as_bytes()));
                 }
             }
             Input::Me(t) => {
                 let msg = format!("+ {nick} {t}\n");
-                self.post(&mut st, &room, Some(id), |b| {
-                    b.extend_from_slice(msg.as_bytes())
-                });
+                self.post(st, &room, Some(id), |b| b.extend_from_slice(msg.as_bytes()));
             }
             Input::Nick(new) => {
                 if let Err(e) = check_name(new) {
-                    self.deliver(&mut st, id, line(format!("! cannot use that nick: {e}")));
+                    self.deliver(st, id, line(format!("! cannot use that nick: {e}")));
                 } else if new == nick {
-                    self.deliver(&mut st, id, line(format!("! you are already {nick}")));
+                    self.deliver(st, id, line(format!("! you are already {nick}")));
                 } else if st
                     .nicks
                     .get(&new.to_ascii_lowercase())
                     .is_some_and(|other| *other != id)
+                    || (!operator
+                        && st.reserved.as_deref() == Some(new.to_ascii_lowercase().as_str()))
                 {
-                    self.deliver(&mut st, id, line(format!("! the nick {new} is taken")));
+                    self.deliver(st, id, line(format!("! the nick {new} is taken")));
                 } else {
                     st.nicks.remove(&nick.to_ascii_lowercase());
                     st.nicks.insert(new.to_ascii_lowercase(), id);
+                    if let Some(r) = st.rooms.get_mut(&room) {
+                        r.names.remove(&nick.to_ascii_lowercase());
+                        r.names.insert(new.to_ascii_lowercase(), new.to_string());
+                    }
                     if let Some(m) = st.members.get_mut(&id) {
                         m.nick = new.to_string();
                     }
                     tracing::info!("{nick} is now {new}");
                     let note = format!("* {nick} is now {new}");
-                    self.deliver(&mut st, id, line(note.as_str()));
-                    self.announce(&mut st, &room, Some(id), &note);
+                    self.deliver(st, id, line(note.as_str()));
+                    self.announce(st, &room, Some(id), &note);
                 }
             }
             Input::Who => {
-                let mut names: Vec<String> = st
-                    .rooms
-                    .get(&room)
-                    .map(|r| {
-                        r.members
-                            .iter()
-                            .filter_map(|(i, _)| st.members.get(i).map(|m| m.nick.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
-                let total = names.len();
-                let text = listing(&format!("* {room} ({total}): "), names);
-                self.deliver(&mut st, id, line(text));
+                let (total, names) = st.rooms.get(&room).map_or((0, Vec::new()), |r| {
+                    (
+                        r.names.len(),
+                        r.names.values().take(MAX_LISTED).cloned().collect(),
+                    )
+                });
+                let text = listing(&format!("* {room} ({total}): "), names, total);
+                self.deliver(st, id, line(text));
             }
             Input::Rooms => {
                 let mut rooms: Vec<String> = st
@@ -584,8 +620,9 @@ impl Hub {
                     .map(|(name, r)| format!("{name} ({})", r.members.len()))
                     .collect();
                 rooms.sort_unstable();
-                let text = listing(&format!("* rooms ({}): ", rooms.len()), rooms);
-                self.deliver(&mut st, id, line(text));
+                let total = rooms.len();
+                let text = listing(&format!("* rooms ({total}): "), rooms, total);
+                self.deliver(st, id, line(text));
             }
             Input::Msg { to, text } => match st.nicks.get(&to.to_ascii_lowercase()).copied() {
                 Some(target) if target != id => {
@@ -594,37 +631,33 @@ impl Hub {
                         .get(&target)
                         .map(|m| m.nick.clone())
                         .unwrap_or_default();
-                    self.deliver(&mut st, target, line(format!("*{nick}* {text}")));
-                    self.deliver(&mut st, id, line(format!("-> *{target_nick}* {text}")));
+                    self.deliver(st, target, line(format!("*{nick}* {text}")));
+                    self.deliver(st, id, line(format!("-> *{target_nick}* {text}")));
                 }
-                Some(_) => self.deliver(&mut st, id, line("! that is you")),
-                None => self.deliver(&mut st, id, line(format!("! no such nick: {to}"))),
+                Some(_) => self.deliver(st, id, line("! that is you")),
+                None => self.deliver(st, id, line(format!("! no such nick: {to}"))),
             },
             Input::Join(new_room) => {
                 if let Err(e) = check_name(new_room) {
-                    self.deliver(
-                        &mut st,
-                        id,
-                        line(format!("! cannot use that room name: {e}")),
-                    );
+                    self.deliver(st, id, line(format!("! cannot use that room name: {e}")));
                 } else if new_room == room {
-                    self.deliver(&mut st, id, line(format!("! you are already in {room}")));
+                    self.deliver(st, id, line(format!("! you are already in {room}")));
                 } else {
-                    self.leave_room(&mut st, id, &room);
+                    self.leave_room(st, id, &nick, &room);
                     let out = st.members.get(&id).map(|m| m.out.clone());
                     if let (Some(out), Some(m)) = (out, st.members.get_mut(&id)) {
                         m.room = new_room.to_string();
-                        enter_room(&mut st, new_room, id, out);
+                        enter_room(st, new_room, id, &nick, out);
                     }
                     self.announce(
-                        &mut st,
+                        st,
                         &room,
                         None,
                         &format!("* {nick} left (moved to {new_room})"),
                     );
                     let others = st.rooms.get(new_room).map_or(0, |r| r.members.len()) - 1;
                     self.deliver(
-                        &mut st,
+                        st,
                         id,
                         line(format!(
                             "* you are now in {new_room} with {others} other{}",
@@ -632,7 +665,7 @@ impl Hub {
                         )),
                     );
                     self.announce(
-                        &mut st,
+                        st,
                         new_room,
                         Some(id),
                         &format!("* {nick} joined {new_room}"),
@@ -655,14 +688,14 @@ impl Hub {
                     text.push_str(l);
                     text.push('\n');
                 }
-                self.deliver(&mut st, id, Bytes::from(text));
+                self.deliver(st, id, Bytes::from(text));
             }
             Input::Kick {
                 nick: target,
                 reason,
             } => {
                 if !operator {
-                    self.deliver(&mut st, id, line("! /kick is for the server operator"));
+                    self.deliver(st, id, line("! /kick is for the server operator"));
                 } else {
                     match st.nicks.get(&target.to_ascii_lowercase()).copied() {
                         Some(t) if t != id => {
@@ -670,19 +703,17 @@ impl Hub {
                                 Some(r) => format!("kicked by {nick}: {r}"),
                                 None => format!("kicked by {nick}"),
                             };
-                            self.deliver(&mut st, t, line(format!("! you were {why}")));
-                            self.remove(&mut st, t, &why);
+                            self.deliver(st, t, line(format!("! you were {why}")));
+                            self.remove(st, t, &why);
                         }
-                        Some(_) => self.deliver(&mut st, id, line("! that is you")),
-                        None => {
-                            self.deliver(&mut st, id, line(format!("! no such nick: {target}")))
-                        }
+                        Some(_) => self.deliver(st, id, line("! that is you")),
+                        None => self.deliver(st, id, line(format!("! no such nick: {target}"))),
                     }
                 }
             }
-            Input::Usage(u) => self.deliver(&mut st, id, line(format!("! {u}"))),
+            Input::Usage(u) => self.deliver(st, id, line(format!("! {u}"))),
             Input::Unknown(cmd) => self.deliver(
-                &mut st,
+                st,
                 id,
                 line(format!("! unknown command /{cmd} (try /help)")),
             ),
@@ -696,23 +727,28 @@ impl Hub {
         let mut st = self.lock();
         st.closed = true;
         let data = line(text);
-        for (_, m) in st.members.drain() {
-            let _ = m.out.push(std::slice::from_ref(&data));
+        let members: Vec<Member> = st.members.drain().map(|(_, m)| m).collect();
+        for m in &members {
+            let _ = m.out.enqueue(std::slice::from_ref(&data));
             m.out.close();
             m.removed.cancel();
+            st.touched.push(m.out.clone());
         }
         st.rooms.clear();
         st.dirty.clear();
         st.nicks.clear();
         st.operator = None;
         self.pending.store(0, Ordering::Relaxed);
+        self.unlock(st);
+        drop(members);
         self.drained.notify_waiters();
     }
 }
 
-fn enter_room(st: &mut State, room: &str, id: Id, out: Arc<Outbox>) {
+fn enter_room(st: &mut State, room: &str, id: Id, nick: &str, out: Arc<Outbox>) {
     let r = st.rooms.entry(room.to_string()).or_default();
     Arc::make_mut(&mut r.members).push((id, out));
+    r.names.insert(nick.to_ascii_lowercase(), nick.to_string());
     if !r.pending.is_empty() {
         r.entered.push((id, r.pending.len()));
     }
@@ -773,8 +809,9 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
     }
 }
 
-fn listing(prefix: &str, items: Vec<String>) -> String {
-    let total = items.len();
+/// `prefix` and the first [`MAX_LISTED`] of `items`, noting how many of
+/// `total` were left out.
+fn listing(prefix: &str, items: Vec<String>, total: usize) -> String {
     let mut text = String::from(prefix);
     text.push_str(
         &items
@@ -891,13 +928,10 @@ mod tests {
             }
             parts
         };
-        assert_eq!(take_all(&a), ["<guest2> b1\n", "+ guest3 waves\n"]);
+        assert_eq!(take_all(&a), ["<guest2> b1\n+ guest3 waves\n"]);
         assert_eq!(
             take_all(&b),
-            [
-                "<guest1> a1\n<guest1> a2\n",
-                "<guest1> a3\n+ guest3 waves\n"
-            ]
+            ["<guest1> a1\n<guest1> a2\n<guest1> a3\n+ guest3 waves\n"]
         );
         assert_eq!(
             take_all(&c),
