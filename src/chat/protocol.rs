@@ -1,5 +1,6 @@
 //! The chat's line protocol, sans-IO: framing bytes into lines, parsing commands,
-//! and the exact text of every line the server sends.
+//! and the exact text of every line the server sends ([`ServerLine`]: the hub
+//! formats through it, and `chat::event` classifies its lines back).
 //!
 //! Grammar of server lines (one per `\n`), so that plain `nc` users can read them
 //! and programs (`chat join --json`) can parse them without ambiguity:
@@ -278,6 +279,196 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The notice everyone gets when the server stops.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+
+/// Longest `/who` or `/rooms` listing before it is cut short.
+pub const MAX_LISTED: usize = 200;
+
+/// The start of the error a kicked member gets (`! you were kicked by op: why`).
+pub const KICKED: &str = "you were kicked by ";
+
+/// True when an error line's text (after `! `) tells its reader it was kicked.
+pub fn is_kick_notice(error_text: &str) -> bool {
+    error_text.starts_with(KICKED)
+}
+
+/// One line the server sends, by kind. Its `Display` is the exact text of
+/// the line (without the newline): the hub formats every line through this
+/// type, and `chat join` classifies them back (`chat::event::Event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    /// `<nick> text`: a message in the reader's room.
+    Message {
+        /// Who said it.
+        nick: &'a str,
+        /// What was said.
+        text: &'a str,
+    },
+    /// `+ nick text`: an action (`/me`).
+    Action {
+        /// Who did it.
+        nick: &'a str,
+        /// The action.
+        text: &'a str,
+    },
+    /// `*from* text`: a private message to the reader.
+    Private {
+        /// The sender.
+        from: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// `-> *to* text`: the reader's private message, as delivered.
+    PrivateSent {
+        /// The recipient.
+        to: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// `* nick joined room`.
+    Joined {
+        /// Who.
+        nick: &'a str,
+        /// Where.
+        room: &'a str,
+    },
+    /// `* nick left (reason)`.
+    Left {
+        /// Who.
+        nick: &'a str,
+        /// Why (`quit`, `too slow`, `moved to games`...).
+        reason: &'a str,
+    },
+    /// `* old is now new`.
+    Renamed {
+        /// The previous nick.
+        old: &'a str,
+        /// The new one.
+        new: &'a str,
+    },
+    /// `* welcome, you are NICK, in ROOM with N others; ...`: the first line.
+    Welcome {
+        /// The reader's nick.
+        nick: &'a str,
+        /// Its room.
+        room: &'a str,
+        /// How many others are there.
+        others: usize,
+    },
+    /// `* you are now in ROOM with N others`: after `/join`.
+    Moved {
+        /// The new room.
+        room: &'a str,
+        /// How many others are there.
+        others: usize,
+    },
+    /// `* TITLE (TOTAL): a, b, ... and N more`: `/who` and `/rooms`.
+    Listing {
+        /// What is listed (`lobby`, `rooms`).
+        title: &'a str,
+        /// How many there are in all.
+        total: usize,
+        /// The first [`MAX_LISTED`] of them.
+        items: &'a [String],
+    },
+    /// `* text`: any other notice.
+    Notice(&'a str),
+    /// `! text`: an error for the reader only.
+    Error(&'a str),
+    /// `! you were kicked by OP[: reason]`.
+    Kicked {
+        /// The operator.
+        by: &'a str,
+        /// Why, if said.
+        reason: Option<&'a str>,
+    },
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+impl std::fmt::Display for ServerLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ServerLine::Message { nick, text } => write!(f, "<{nick}> {text}"),
+            ServerLine::Action { nick, text } => write!(f, "+ {nick} {text}"),
+            ServerLine::Private { from, text } => write!(f, "*{from}* {text}"),
+            ServerLine::PrivateSent { to, text } => write!(f, "-> *{to}* {text}"),
+            ServerLine::Joined { nick, room } => write!(f, "* {nick} joined {room}"),
+            ServerLine::Left { nick, reason } => write!(f, "* {nick} left ({reason})"),
+            ServerLine::Renamed { old, new } => write!(f, "* {old} is now {new}"),
+            ServerLine::Welcome { nick, room, others } => write!(
+                f,
+                "* welcome, you are {nick}, in {room} with {others} other{}; \
+                 /nick NAME to change it, /help for commands",
+                plural(others)
+            ),
+            ServerLine::Moved { room, others } => write!(
+                f,
+                "* you are now in {room} with {others} other{}",
+                plural(others)
+            ),
+            ServerLine::Listing {
+                title,
+                total,
+                items,
+            } => {
+                write!(f, "* {title} ({total}): ")?;
+                for (i, item) in items.iter().take(MAX_LISTED).enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(item)?;
+                }
+                let shown = items.len().min(MAX_LISTED);
+                if total > shown {
+                    write!(f, ", ... and {} more", total - shown)?;
+                }
+                Ok(())
+            }
+            ServerLine::Notice(text) => write!(f, "* {text}"),
+            ServerLine::Error(text) => write!(f, "! {text}"),
+            ServerLine::Kicked { by, reason } => match reason {
+                Some(r) => write!(f, "! {KICKED}{by}: {r}"),
+                None => write!(f, "! {KICKED}{by}"),
+            },
+        }
+    }
+}
+
+impl ServerLine<'_> {
+    /// Appends the line and its newline to `buf` (room batches).
+    pub fn append_to(&self, buf: &mut Vec<u8>) {
+        use std::io::Write;
+        match *self {
+            // The common case, written without the formatting machinery.
+            ServerLine::Message { nick, text } => {
+                buf.push(b'<');
+                buf.extend_from_slice(nick.as_bytes());
+                buf.extend_from_slice(b"> ");
+                buf.extend_from_slice(text.as_bytes());
+            }
+            _ => {
+                let _ = write!(buf, "{self}");
+            }
+        }
+        buf.push(b'\n');
+    }
+
+    /// The line with its newline, ready to send.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        let mut buf = Vec::new();
+        self.append_to(&mut buf);
+        bytes::Bytes::from(buf)
+    }
 }
 
 /// The `/help` text, one notice line per entry.

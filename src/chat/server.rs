@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::console;
 use super::hub::Hub;
-use super::protocol::check_name;
+use super::protocol::{check_name, ServerLine, SHUTTING_DOWN};
 use super::session::{self, SessionLimits};
 use crate::conn::Link;
 use crate::error::Result;
@@ -105,7 +105,7 @@ impl ChatServer {
             });
         }
         tracing::info!("shutting down: telling {} clients", hub.len());
-        hub.shutdown("* server shutting down");
+        hub.shutdown(&ServerLine::Notice(SHUTTING_DOWN).to_string());
         stop_reading.cancel();
         tracker.close();
         if tokio::time::timeout(self.drain_timeout, tracker.wait())
@@ -136,10 +136,11 @@ async fn refuse(acc: Accepted, gate: &Gate, max: usize) {
     let Some(conn) = gate.admit(acc).await else {
         return;
     };
-    let msg = format!("! server full ({max} clients), try again later\n");
+    let full = format!("server full ({max} clients), try again later");
+    let msg = ServerLine::Error(&full).to_bytes();
     let _ = match &conn.link {
-        Link::Tcp(s) => s.try_write(msg.as_bytes()),
-        Link::Unix(s) => s.try_write(msg.as_bytes()),
+        Link::Tcp(s) => s.try_write(&msg),
+        Link::Unix(s) => s.try_write(&msg),
         _ => Ok(0),
     };
 }
