@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{rfc3339, Event};
+use super::protocol::is_kick_notice;
 use super::protocol::{parse, Frame, Input, LineFramer};
 use crate::conn::{Chunk, Conn, ConnReader, ConnWriter};
 use crate::dial::{dial, DialOpts};
@@ -307,7 +308,7 @@ async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
             }
         };
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
         for frame in frames.drain(..) {
             match frame {
@@ -354,7 +355,7 @@ impl NickState {
                 self.current = Some(new.clone());
                 self.wanted = Some(new.clone());
             }
-            Event::Error { text } if text.starts_with("you were kicked") => self.kicked = true,
+            Event::Error { text } if is_kick_notice(text) => self.kicked = true,
             _ => {}
         }
     }
@@ -540,7 +541,7 @@ async fn read_side(
             }
         };
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
         for frame in frames.drain(..) {
             let text = match frame {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::hub::{Flow, Hub, Membership};
+use super::protocol::ServerLine;
 use super::sanitize::sanitize;
 
 /// Runs the console until stdout fails; stdin EOF only ends the input side.
@@ -29,10 +30,8 @@ pub async fn run(hub: Arc<Hub>, m: Membership, read_stdin: bool) {
                 continue;
             }
             if let Flow::Quit(_) = hub.input(id, &sanitize(&line)) {
-                hub.tell(
-                    id,
-                    "* the operator console stays; stop the server with Ctrl-C",
-                );
+                let note = "the operator console stays; stop the server with Ctrl-C";
+                hub.tell(id, &ServerLine::Notice(note).to_string());
             }
         }
         tracing::debug!("operator stdin closed; the console only prints from now on");

@@ -356,6 +356,72 @@ mod tests {
         Event::parse(line.as_bytes())
     }
 
+    /// Every kind of line the server writes classifies back to its event.
+    #[test]
+    fn every_server_line_classifies_back() {
+        use crate::chat::protocol::ServerLine as L;
+        let names = ["alice".to_string(), "bob".to_string()];
+        let cases: Vec<(L, Event)> = vec![
+            (
+                L::Message { nick: "alice", text: "hi <bob> *x* ! * a" },
+                Event::Message { nick: s("alice"), text: s("hi <bob> *x* ! * a") },
+            ),
+            (L::Message { nick: "a.b-c_9", text: "" }, Event::Message { nick: s("a.b-c_9"), text: s("") }),
+            (L::Action { nick: "bob", text: "waves" }, Event::Action { nick: s("bob"), text: s("waves") }),
+            (L::Private { from: "bob", text: "psst" }, Event::Private { from: s("bob"), text: s("psst") }),
+            (
+                L::PrivateSent { to: "bob", text: "psst" },
+                Event::PrivateSent { to: s("bob"), text: s("psst") },
+            ),
+            (L::Joined { nick: "bob", room: "games" }, Event::Join { nick: s("bob"), room: s("games") }),
+            (
+                L::Left { nick: "bob", reason: "kicked by op: spam (twice)" },
+                Event::Leave { nick: s("bob"), room: None, reason: s("kicked by op: spam (twice)") },
+            ),
+            (L::Renamed { old: "guest1", new: "alice" }, Event::Nick { old: s("guest1"), new: s("alice") }),
+            (
+                L::Welcome { nick: "guest4", room: "lobby", others: 1 },
+                Event::System {
+                    text: s("welcome, you are guest4, in lobby with 1 other; /nick NAME to change it, /help for commands"),
+                },
+            ),
+            (
+                L::Moved { room: "games", others: 0 },
+                Event::System { text: s("you are now in games with 0 others") },
+            ),
+            (
+                L::Listing { title: "lobby", total: 5, items: &names },
+                Event::System { text: s("lobby (5): alice, bob, ... and 3 more") },
+            ),
+            (L::Notice("server shutting down"), Event::System { text: s("server shutting down") }),
+            (L::Error("no such nick: x"), Event::Error { text: s("no such nick: x") }),
+            (
+                L::Kicked { by: "op", reason: Some("spam") },
+                Event::Error { text: s("you were kicked by op: spam") },
+            ),
+        ];
+        for (line, want) in cases {
+            let text = line.to_string();
+            assert_eq!(Event::classify(&text), want, "{text}");
+            assert_eq!(line.to_bytes(), format!("{text}\n").as_bytes());
+        }
+        let welcome = Event::classify(
+            &L::Welcome {
+                nick: "guest4",
+                room: "lobby",
+                others: 2,
+            }
+            .to_string(),
+        );
+        assert_eq!(welcome.welcome_nick(), Some("guest4"));
+        let kicked = L::Kicked {
+            by: "op",
+            reason: None,
+        }
+        .to_string();
+        assert!(crate::chat::protocol::is_kick_notice(&kicked[2..]));
+    }
+
     fn s(x: &str) -> String {
         x.to_string()
     }

@@ -11,7 +11,7 @@
 //! Replies meant for one member (welcome, errors, `/who`, private messages)
 //! are pushed at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,16 +20,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{Outbox, Pushed, Sink};
-use super::protocol::{check_name, parse, Input, HELP_LINES, OPERATOR_HELP};
+use super::protocol::{
+    check_name, parse, Input, ServerLine, HELP_LINES, MAX_LISTED, OPERATOR_HELP,
+};
 
 /// Identifies a member for its lifetime.
 pub type Id = u64;
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
-
-/// Longest `/who` or `/rooms` listing before it is cut short.
-const MAX_LISTED: usize = 200;
 
 /// Most bytes waiting for fan-out (all rooms) before readers pause, as a
 /// share of the per-member queue cap: one turn's fan-out can then never push
@@ -58,6 +57,8 @@ type Roster = Arc<Vec<(Id, Arc<Outbox>)>>;
 #[derive(Debug, Default)]
 struct Room {
     members: Roster,
+    /// Lower-cased nick -> nick, kept sorted so `/who` costs what it lists.
+    names: BTreeMap<String, String>,
     /// Lines waiting for fan-out.
     pending: Vec<u8>,
     /// `pending` in runs: who wrote it (kept from that member), and where it ends.
@@ -78,6 +79,11 @@ struct State {
     /// Rooms with pending lines, in the order they got them.
     dirty: Vec<String>,
     operator: Option<Id>,
+    /// The operator's nick (lower-cased), never free for anyone else, with
+    /// or without a console.
+    reserved: Option<String>,
+    /// Outboxes given lines while the lock was held; written once it is not.
+    touched: Vec<Arc<Outbox>>,
     next_id: Id,
     next_guest: u64,
     closed: bool,
@@ -120,6 +126,14 @@ pub struct Membership {
     pub kill: CancellationToken,
     /// Cancelled when the member was removed (kicked, server shutting down).
     pub removed: CancellationToken,
+}
+
+/// The member a command came from, as it was when the command arrived.
+struct Caller {
+    id: Id,
+    nick: String,
+    room: String,
+    operator: bool,
 }
 
 /// What a session should do after an input line.
@@ -178,6 +192,23 @@ impl Hub {
         lock(&self.state)
     }
 
+    /// Releases the hub's lock, then writes the lines queued under it: no
+    /// socket call is made while the hub is locked. Each member's lines were
+    /// queued in order under the lock, and are written from its queue's head.
+    fn unlock(&self, mut st: MutexGuard<'_, State>) {
+        let touched = std::mem::take(&mut st.touched);
+        drop(st);
+        for out in touched {
+            out.send_queued();
+        }
+    }
+
+    /// Keeps `nick` (the operator's) from clients, whether or not the
+    /// operator is present.
+    pub fn reserve_nick(&self, nick: &str) {
+        self.lock().reserved = Some(nick.to_ascii_lowercase());
+    }
+
     /// Number of members (the operator included).
     pub fn len(&self) -> usize {
         self.lock().members.len()
@@ -205,23 +236,24 @@ impl Hub {
         let nick = loop {
             let n = format!("guest{}", st.next_guest);
             st.next_guest += 1;
-            if !st.nicks.contains_key(&n) {
+            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
                 break n;
             }
         };
         let m = self.add(&mut st, nick.clone(), false, sink, removed, kill)?;
         let others = st.rooms.get(LOBBY).map_or(0, |r| r.members.len()) - 1;
-        let welcome = line(format!(
-            "* welcome, you are {nick}, in {LOBBY} with {others} other{}; /nick NAME to change it, /help for commands",
-            if others == 1 { "" } else { "s" }
-        ));
-        self.deliver(&mut st, m.id, welcome);
-        self.announce(
-            &mut st,
-            LOBBY,
-            Some(m.id),
-            &format!("* {nick} joined {LOBBY}"),
-        );
+        let welcome = ServerLine::Welcome {
+            nick: &nick,
+            room: LOBBY,
+            others,
+        };
+        self.deliver(&mut st, m.id, welcome.to_bytes());
+        let joined = ServerLine::Joined {
+            nick: &nick,
+            room: LOBBY,
+        };
+        self.announce(&mut st, LOBBY, Some(m.id), &joined.to_string());
+        self.unlock(st);
         Ok(m)
     }
 
@@ -257,7 +289,7 @@ impl Hub {
         st.next_id += 1;
         let out = Outbox::new(sink, self.max_queue, kill.clone());
         st.nicks.insert(nick.to_ascii_lowercase(), id);
-        enter_room(st, LOBBY, id, out.clone());
+        enter_room(st, LOBBY, id, &nick, out.clone());
         st.members.insert(
             id,
             Member {
@@ -276,10 +308,15 @@ impl Hub {
         })
     }
 
-    /// Pushes `data` to one member now; drops the member if it is too slow.
+    /// Queues `data` for one member, to be written once the lock is
+    /// released; drops the member if it is too slow.
     fn deliver(&self, st: &mut State, to: Id, data: Bytes) {
         let slow = match st.members.get(&to) {
-            Some(m) => m.out.push(std::slice::from_ref(&data)) == Pushed::TooSlow,
+            Some(m) => {
+                let pushed = m.out.enqueue(std::slice::from_ref(&data));
+                st.touched.push(m.out.clone());
+                pushed == Pushed::TooSlow
+            }
             None => return,
         };
         if slow {
@@ -341,16 +378,21 @@ impl Hub {
         if st.operator == Some(id) {
             st.operator = None;
         }
-        self.leave_room(st, id, &m.room);
+        self.leave_room(st, id, &m.nick, &m.room);
         m.removed.cancel();
         tracing::info!("{} left ({reason})", m.nick);
-        self.announce(st, &m.room, None, &format!("* {} left ({reason})", m.nick));
+        let left = ServerLine::Left {
+            nick: &m.nick,
+            reason,
+        };
+        self.announce(st, &m.room, None, &left.to_string());
     }
 
-    fn leave_room(&self, st: &mut State, id: Id, room: &str) {
+    fn leave_room(&self, st: &mut State, id: Id, nick: &str, room: &str) {
         let Some(r) = st.rooms.get_mut(room) else {
             return;
         };
+        r.names.remove(&nick.to_ascii_lowercase());
         let list = Arc::make_mut(&mut r.members);
         if let Some(pos) = list.iter().position(|(i, _)| *i == id) {
             list.swap_remove(pos);
@@ -366,12 +408,14 @@ impl Hub {
     pub fn leave(&self, id: Id, reason: &str) {
         let mut st = self.lock();
         self.remove(&mut st, id, reason);
+        self.unlock(st);
     }
 
     /// Sends a notice or error line to one member.
     pub fn tell(&self, id: Id, text: &str) {
         let mut st = self.lock();
         self.deliver(&mut st, id, line(text));
+        self.unlock(st);
     }
 
     /// Plain lines from member `id`, to its room.
@@ -382,12 +426,8 @@ impl Hub {
         };
         let (nick, room) = (me.nick.clone(), me.room.clone());
         self.post(&mut st, &room, Some(id), |buf| {
-            for t in texts.iter().filter(|t| !t.trim().is_empty()) {
-                buf.push(b'<');
-                buf.extend_from_slice(nick.as_bytes());
-                buf.extend_from_slice(b"> ");
-                buf.extend_from_slice(t.as_bytes());
-                buf.push(b'\n');
+            for text in texts.iter().filter(|t| !t.trim().is_empty()) {
+                ServerLine::Message { nick: &nick, text }.append_to(buf);
             }
         });
     }
@@ -474,6 +514,7 @@ impl Hub {
             for id in slow {
                 self.remove(&mut st, id, "too slow");
             }
+            self.unlock(st);
         }
     }
 
@@ -519,175 +560,213 @@ impl Hub {
     /// Handles one sanitized input line from member `id`.
     pub fn input(&self, id: Id, text: &str) -> Flow {
         let mut st = self.lock();
-        let Some(me) = st.members.get(&id) else {
+        let flow = self.command(&mut st, id, text);
+        self.unlock(st);
+        flow
+    }
+
+    fn command(&self, st: &mut State, id: Id, text: &str) -> Flow {
+        let Some(m) = st.members.get(&id) else {
             return Flow::Continue;
         };
-        let (nick, room, operator) = (me.nick.clone(), me.room.clone(), me.operator);
+        let me = Caller {
+            id,
+            nick: m.nick.clone(),
+            room: m.room.clone(),
+            operator: m.operator,
+        };
         match parse(text) {
             Input::Say(t) => {
                 if !t.trim().is_empty() {
-                    let msg = format!("<{nick}> {t}\n");
-                    self.post(&mut st, &room, Some(id), |b| {
-                        b.extend_from_slice(msg.as_bytes())
-                    });
+                    let msg = ServerLine::Message {
+                        nick: &me.nick,
+                        text: t,
+                    };
+                    self.post(st, &me.room, Some(id), |b| msg.append_to(b));
                 }
             }
             Input::Me(t) => {
-                let msg = format!("+ {nick} {t}\n");
-                self.post(&mut st, &room, Some(id), |b| {
-                    b.extend_from_slice(msg.as_bytes())
-                });
+                let msg = ServerLine::Action {
+                    nick: &me.nick,
+                    text: t,
+                };
+                self.post(st, &me.room, Some(id), |b| msg.append_to(b));
             }
-            Input::Nick(new) => {
-                if let Err(e) = check_name(new) {
-                    self.deliver(&mut st, id, line(format!("! cannot use that nick: {e}")));
-                } else if new == nick {
-                    self.deliver(&mut st, id, line(format!("! you are already {nick}")));
-                } else if st
-                    .nicks
-                    .get(&new.to_ascii_lowercase())
-                    .is_some_and(|other| *other != id)
-                {
-                    self.deliver(&mut st, id, line(format!("! the nick {new} is taken")));
-                } else {
-                    st.nicks.remove(&nick.to_ascii_lowercase());
-                    st.nicks.insert(new.to_ascii_lowercase(), id);
-                    if let Some(m) = st.members.get_mut(&id) {
-                        m.nick = new.to_string();
-                    }
-                    tracing::info!("{nick} is now {new}");
-                    let note = format!("* {nick} is now {new}");
-                    self.deliver(&mut st, id, line(note.as_str()));
-                    self.announce(&mut st, &room, Some(id), &note);
-                }
-            }
-            Input::Who => {
-                let mut names: Vec<String> = st
-                    .rooms
-                    .get(&room)
-                    .map(|r| {
-                        r.members
-                            .iter()
-                            .filter_map(|(i, _)| st.members.get(i).map(|m| m.nick.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
-                let total = names.len();
-                let text = listing(&format!("* {room} ({total}): "), names);
-                self.deliver(&mut st, id, line(text));
-            }
-            Input::Rooms => {
-                let mut rooms: Vec<String> = st
-                    .rooms
-                    .iter()
-                    .map(|(name, r)| format!("{name} ({})", r.members.len()))
-                    .collect();
-                rooms.sort_unstable();
-                let text = listing(&format!("* rooms ({}): ", rooms.len()), rooms);
-                self.deliver(&mut st, id, line(text));
-            }
-            Input::Msg { to, text } => match st.nicks.get(&to.to_ascii_lowercase()).copied() {
-                Some(target) if target != id => {
-                    let target_nick = st
-                        .members
-                        .get(&target)
-                        .map(|m| m.nick.clone())
-                        .unwrap_or_default();
-                    self.deliver(&mut st, target, line(format!("*{nick}* {text}")));
-                    self.deliver(&mut st, id, line(format!("-> *{target_nick}* {text}")));
-                }
-                Some(_) => self.deliver(&mut st, id, line("! that is you")),
-                None => self.deliver(&mut st, id, line(format!("! no such nick: {to}"))),
-            },
-            Input::Join(new_room) => {
-                if let Err(e) = check_name(new_room) {
-                    self.deliver(
-                        &mut st,
-                        id,
-                        line(format!("! cannot use that room name: {e}")),
-                    );
-                } else if new_room == room {
-                    self.deliver(&mut st, id, line(format!("! you are already in {room}")));
-                } else {
-                    self.leave_room(&mut st, id, &room);
-                    let out = st.members.get(&id).map(|m| m.out.clone());
-                    if let (Some(out), Some(m)) = (out, st.members.get_mut(&id)) {
-                        m.room = new_room.to_string();
-                        enter_room(&mut st, new_room, id, out);
-                    }
-                    self.announce(
-                        &mut st,
-                        &room,
-                        None,
-                        &format!("* {nick} left (moved to {new_room})"),
-                    );
-                    let others = st.rooms.get(new_room).map_or(0, |r| r.members.len()) - 1;
-                    self.deliver(
-                        &mut st,
-                        id,
-                        line(format!(
-                            "* you are now in {new_room} with {others} other{}",
-                            if others == 1 { "" } else { "s" }
-                        )),
-                    );
-                    self.announce(
-                        &mut st,
-                        new_room,
-                        Some(id),
-                        &format!("* {nick} joined {new_room}"),
-                    );
-                }
-            }
+            Input::Nick(new) => self.rename(st, &me, new),
+            Input::Who => self.who(st, &me),
+            Input::Rooms => self.list_rooms(st, &me),
+            Input::Msg { to, text } => self.private(st, &me, to, text),
+            Input::Join(room) => self.move_to(st, &me, room),
             Input::Quit(reason) => {
                 return Flow::Quit(match reason {
                     Some(r) => format!("quit: {r}"),
                     None => "quit".to_string(),
                 });
             }
-            Input::Help => {
-                let mut text = String::new();
-                for l in HELP_LINES
-                    .iter()
-                    .chain(if operator { OPERATOR_HELP } else { &[] })
-                {
-                    text.push_str("* ");
-                    text.push_str(l);
-                    text.push('\n');
-                }
-                self.deliver(&mut st, id, Bytes::from(text));
+            Input::Help => self.help(st, &me),
+            Input::Kick { nick, reason } => self.kick(st, &me, nick, reason),
+            Input::Usage(u) => self.error(st, id, u),
+            Input::Unknown(cmd) => {
+                self.error(st, id, &format!("unknown command /{cmd} (try /help)"))
             }
-            Input::Kick {
-                nick: target,
-                reason,
-            } => {
-                if !operator {
-                    self.deliver(&mut st, id, line("! /kick is for the server operator"));
-                } else {
-                    match st.nicks.get(&target.to_ascii_lowercase()).copied() {
-                        Some(t) if t != id => {
-                            let why = match reason {
-                                Some(r) => format!("kicked by {nick}: {r}"),
-                                None => format!("kicked by {nick}"),
-                            };
-                            self.deliver(&mut st, t, line(format!("! you were {why}")));
-                            self.remove(&mut st, t, &why);
-                        }
-                        Some(_) => self.deliver(&mut st, id, line("! that is you")),
-                        None => {
-                            self.deliver(&mut st, id, line(format!("! no such nick: {target}")))
-                        }
-                    }
-                }
-            }
-            Input::Usage(u) => self.deliver(&mut st, id, line(format!("! {u}"))),
-            Input::Unknown(cmd) => self.deliver(
-                &mut st,
-                id,
-                line(format!("! unknown command /{cmd} (try /help)")),
-            ),
         }
         Flow::Continue
+    }
+
+    fn error(&self, st: &mut State, id: Id, text: &str) {
+        self.deliver(st, id, ServerLine::Error(text).to_bytes());
+    }
+
+    /// `/nick NEW`.
+    fn rename(&self, st: &mut State, me: &Caller, new: &str) {
+        let (id, nick) = (me.id, me.nick.as_str());
+        let key = new.to_ascii_lowercase();
+        if let Err(e) = check_name(new) {
+            return self.error(st, id, &format!("cannot use that nick: {e}"));
+        }
+        if new == nick {
+            return self.error(st, id, &format!("you are already {nick}"));
+        }
+        let taken = st.nicks.get(&key).is_some_and(|other| *other != id)
+            || (!me.operator && st.reserved.as_deref() == Some(key.as_str()));
+        if taken {
+            return self.error(st, id, &format!("the nick {new} is taken"));
+        }
+        st.nicks.remove(&nick.to_ascii_lowercase());
+        st.nicks.insert(key.clone(), id);
+        if let Some(r) = st.rooms.get_mut(&me.room) {
+            r.names.remove(&nick.to_ascii_lowercase());
+            r.names.insert(key, new.to_string());
+        }
+        if let Some(m) = st.members.get_mut(&id) {
+            m.nick = new.to_string();
+        }
+        tracing::info!("{nick} is now {new}");
+        let note = ServerLine::Renamed { old: nick, new }.to_string();
+        self.deliver(st, id, line(note.as_str()));
+        self.announce(st, &me.room, Some(id), &note);
+    }
+
+    /// `/who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
+    /// index, so the cost is what is listed, not the room's size.
+    fn who(&self, st: &mut State, me: &Caller) {
+        let (total, names): (usize, Vec<String>) =
+            st.rooms.get(&me.room).map_or((0, Vec::new()), |r| {
+                (
+                    r.names.len(),
+                    r.names.values().take(MAX_LISTED).cloned().collect(),
+                )
+            });
+        let text = ServerLine::Listing {
+            title: &me.room,
+            total,
+            items: &names,
+        };
+        self.deliver(st, me.id, text.to_bytes());
+    }
+
+    /// `/rooms`.
+    fn list_rooms(&self, st: &mut State, me: &Caller) {
+        let mut rooms: Vec<String> = st
+            .rooms
+            .iter()
+            .map(|(name, r)| format!("{name} ({})", r.members.len()))
+            .collect();
+        rooms.sort_unstable();
+        let text = ServerLine::Listing {
+            title: "rooms",
+            total: rooms.len(),
+            items: &rooms[..rooms.len().min(MAX_LISTED)],
+        };
+        self.deliver(st, me.id, text.to_bytes());
+    }
+
+    /// `/msg TO text`.
+    fn private(&self, st: &mut State, me: &Caller, to: &str, text: &str) {
+        match st.nicks.get(&to.to_ascii_lowercase()).copied() {
+            Some(target) if target != me.id => {
+                let target_nick = st
+                    .members
+                    .get(&target)
+                    .map(|m| m.nick.clone())
+                    .unwrap_or_default();
+                let from = &me.nick;
+                self.deliver(st, target, ServerLine::Private { from, text }.to_bytes());
+                let sent = ServerLine::PrivateSent {
+                    to: &target_nick,
+                    text,
+                };
+                self.deliver(st, me.id, sent.to_bytes());
+            }
+            Some(_) => self.error(st, me.id, "that is you"),
+            None => self.error(st, me.id, &format!("no such nick: {to}")),
+        }
+    }
+
+    /// `/join ROOM`.
+    fn move_to(&self, st: &mut State, me: &Caller, new_room: &str) {
+        let (id, nick, room) = (me.id, me.nick.as_str(), me.room.as_str());
+        if let Err(e) = check_name(new_room) {
+            return self.error(st, id, &format!("cannot use that room name: {e}"));
+        }
+        if new_room == room {
+            return self.error(st, id, &format!("you are already in {room}"));
+        }
+        self.leave_room(st, id, nick, room);
+        let out = st.members.get(&id).map(|m| m.out.clone());
+        if let (Some(out), Some(m)) = (out, st.members.get_mut(&id)) {
+            m.room = new_room.to_string();
+            enter_room(st, new_room, id, nick, out);
+        }
+        let reason = format!("moved to {new_room}");
+        let left = ServerLine::Left {
+            nick,
+            reason: &reason,
+        };
+        self.announce(st, room, None, &left.to_string());
+        let others = st.rooms.get(new_room).map_or(0, |r| r.members.len()) - 1;
+        let moved = ServerLine::Moved {
+            room: new_room,
+            others,
+        };
+        self.deliver(st, id, moved.to_bytes());
+        let joined = ServerLine::Joined {
+            nick,
+            room: new_room,
+        };
+        self.announce(st, new_room, Some(id), &joined.to_string());
+    }
+
+    /// `/help`, with the operator's commands for the operator.
+    fn help(&self, st: &mut State, me: &Caller) {
+        let mut text = Vec::new();
+        for l in HELP_LINES
+            .iter()
+            .chain(if me.operator { OPERATOR_HELP } else { &[] })
+        {
+            ServerLine::Notice(l).append_to(&mut text);
+        }
+        self.deliver(st, me.id, Bytes::from(text));
+    }
+
+    /// `/kick NICK [reason]`, for the operator.
+    fn kick(&self, st: &mut State, me: &Caller, target: &str, reason: Option<&str>) {
+        if !me.operator {
+            return self.error(st, me.id, "/kick is for the server operator");
+        }
+        match st.nicks.get(&target.to_ascii_lowercase()).copied() {
+            Some(t) if t != me.id => {
+                let by = &me.nick;
+                self.deliver(st, t, ServerLine::Kicked { by, reason }.to_bytes());
+                let why = match reason {
+                    Some(r) => format!("kicked by {by}: {r}"),
+                    None => format!("kicked by {by}"),
+                };
+                self.remove(st, t, &why);
+            }
+            Some(_) => self.error(st, me.id, "that is you"),
+            None => self.error(st, me.id, &format!("no such nick: {target}")),
+        }
     }
 
     /// Tells everyone `text`, removes every member and refuses new ones.
@@ -696,23 +775,28 @@ impl Hub {
         let mut st = self.lock();
         st.closed = true;
         let data = line(text);
-        for (_, m) in st.members.drain() {
-            let _ = m.out.push(std::slice::from_ref(&data));
+        let members: Vec<Member> = st.members.drain().map(|(_, m)| m).collect();
+        for m in &members {
+            let _ = m.out.enqueue(std::slice::from_ref(&data));
             m.out.close();
             m.removed.cancel();
+            st.touched.push(m.out.clone());
         }
         st.rooms.clear();
         st.dirty.clear();
         st.nicks.clear();
         st.operator = None;
         self.pending.store(0, Ordering::Relaxed);
+        self.unlock(st);
+        drop(members);
         self.drained.notify_waiters();
     }
 }
 
-fn enter_room(st: &mut State, room: &str, id: Id, out: Arc<Outbox>) {
+fn enter_room(st: &mut State, room: &str, id: Id, nick: &str, out: Arc<Outbox>) {
     let r = st.rooms.entry(room.to_string()).or_default();
     Arc::make_mut(&mut r.members).push((id, out));
+    r.names.insert(nick.to_ascii_lowercase(), nick.to_string());
     if !r.pending.is_empty() {
         r.entered.push((id, r.pending.len()));
     }
@@ -771,22 +855,6 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
             slow.push(*id);
         }
     }
-}
-
-fn listing(prefix: &str, items: Vec<String>) -> String {
-    let total = items.len();
-    let mut text = String::from(prefix);
-    text.push_str(
-        &items
-            .into_iter()
-            .take(MAX_LISTED)
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    if total > MAX_LISTED {
-        text.push_str(&format!(", ... and {} more", total - MAX_LISTED));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -891,13 +959,10 @@ mod tests {
             }
             parts
         };
-        assert_eq!(take_all(&a), ["<guest2> b1\n", "+ guest3 waves\n"]);
+        assert_eq!(take_all(&a), ["<guest2> b1\n+ guest3 waves\n"]);
         assert_eq!(
             take_all(&b),
-            [
-                "<guest1> a1\n<guest1> a2\n",
-                "<guest1> a3\n+ guest3 waves\n"
-            ]
+            ["<guest1> a1\n<guest1> a2\n<guest1> a3\n+ guest3 waves\n"]
         );
         assert_eq!(
             take_all(&c),

@@ -5,15 +5,17 @@
 //! writer is idle, the bytes go straight to the socket with a non-blocking
 //! write, so a room's fan-out costs one syscall per member and no task
 //! wake-ups. Whatever the socket does not take (a full send buffer, a TLS
-//! stream) is queued in order for the member's writer task, which owns the
-//! socket's readiness from then on. Queued bytes count against the cap; a
-//! member over it is cancelled as too slow.
+//! stream) is copied, in order, into the member's own buffer for its writer
+//! task, which owns the socket's readiness from then on. The copy is the
+//! point: a queued slice of a room's batch would keep the whole batch alive
+//! while counting only its own length, so a member's queue could pin far more
+//! than the cap. Queued bytes count against the cap; a member over it is
+//! cancelled as too slow.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -99,14 +101,19 @@ pub fn advance(
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Bytes>,
-    /// Bytes in `queue`.
+    /// Bytes waiting for the writer, in order, in the member's own buffer:
+    /// never a slice of a room's batch, so what is queued is what is kept alive.
+    queue: BytesMut,
+    /// Bytes queued or taken by the writer and not yet written.
     queued: usize,
-    /// The writer task holds lines it took and has not finished writing.
+    /// The writer task holds bytes it took and has not finished writing.
     busy: bool,
     /// No more lines are accepted; the writer ends once the queue is empty.
     closed: bool,
 }
+
+/// Smallest buffer a member's queue starts with (then doubling, never past the cap).
+const MIN_QUEUE_BUF: usize = 1024;
 
 /// Lines waiting for one member, shared by the hub and the member's session.
 #[derive(Debug)]
@@ -146,13 +153,13 @@ impl Outbox {
 
     /// Sends `parts` in order: straight to the socket when the writer is idle
     /// and nothing is queued, else (and for whatever the socket did not take)
-    /// through the queue.
+    /// copied into the queue.
     pub fn push(&self, parts: &[Bytes]) -> Pushed {
         let mut st = self.lock();
         if st.closed || self.kill.is_cancelled() {
             return Pushed::Ok;
         }
-        let (mut skip, mut offset) = (0, 0);
+        let mut at = (0, 0);
         if let (Some(sink), true) = (&self.sink, st.queue.is_empty() && !st.busy) {
             // One part (the usual case) needs no slice list on the heap.
             let written = match parts {
@@ -162,25 +169,84 @@ impl Outbox {
             // Errors other than a full buffer are left for the writer to meet
             // and report: the bytes are queued as if the socket were full.
             if let Ok(n) = written {
-                (skip, offset) = advance(parts, (0, 0), n);
+                at = advance(parts, (0, 0), n);
             }
         }
-        if skip == parts.len() {
+        if at.0 == parts.len() {
             return Pushed::Ok;
         }
+        let pushed = self.queue_locked(&mut st, parts, at);
+        drop(st);
+        if pushed == Pushed::Ok {
+            self.ready.notify_one();
+        }
+        pushed
+    }
+
+    /// Queues `parts` without touching the socket (no syscall), for callers
+    /// holding a lock of their own; [`Outbox::send_queued`] then writes them.
+    pub fn enqueue(&self, parts: &[Bytes]) -> Pushed {
+        let mut st = self.lock();
+        if st.closed || self.kill.is_cancelled() {
+            return Pushed::Ok;
+        }
+        self.queue_locked(&mut st, parts, (0, 0))
+    }
+
+    /// Copies `parts` from (part, offset) on into the queue, or cancels the
+    /// member if that would pass the cap.
+    fn queue_locked(
+        &self,
+        st: &mut State,
+        parts: &[Bytes],
+        (skip, offset): (usize, usize),
+    ) -> Pushed {
         let rest = parts[skip..].iter().map(Bytes::len).sum::<usize>() - offset;
         if st.queued + rest > self.max {
             tracing::debug!("queue full: {} bytes waiting, {rest} more", st.queued);
-            drop(st);
             self.kill.cancel();
             return Pushed::TooSlow;
         }
         st.queued += rest;
-        st.queue.push_back(parts[skip].slice(offset..));
-        st.queue.extend(parts[skip + 1..].iter().cloned());
+        let q = &mut st.queue;
+        if q.capacity() - q.len() < rest {
+            // Grow by doubling, but never allocate past the cap: the buffer is
+            // what the member keeps alive, and the cap is what it may keep.
+            let need = q.len() + rest;
+            let cap = need
+                .max(2 * q.len())
+                .max(MIN_QUEUE_BUF)
+                .min(self.max.max(need));
+            let mut bigger = BytesMut::with_capacity(cap);
+            bigger.extend_from_slice(q);
+            *q = bigger;
+        }
+        q.extend_from_slice(&parts[skip][offset..]);
+        for p in &parts[skip + 1..] {
+            q.extend_from_slice(p);
+        }
+        Pushed::Ok
+    }
+
+    /// Writes what is queued straight to the socket if the writer is idle,
+    /// and wakes the writer for whatever is left.
+    pub fn send_queued(&self) {
+        let mut st = self.lock();
+        if st.queue.is_empty() {
+            return;
+        }
+        if let (Some(sink), false) = (&self.sink, st.busy) {
+            if let Ok(n) = sink.try_write_vectored(&[IoSlice::new(&st.queue)]) {
+                st.queue.advance(n);
+                st.queued -= n;
+                if st.queue.is_empty() {
+                    st.queue = BytesMut::new();
+                    return;
+                }
+            }
+        }
         drop(st);
         self.ready.notify_one();
-        Pushed::Ok
     }
 
     /// Accepts nothing more; the writer finishes what is queued.
@@ -189,21 +255,17 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// For the writer: takes up to `max` queued lines, waiting for one, and
-    /// marks the writer busy until [`Outbox::written`]. 0 once closed and drained.
+    /// For the writer: takes what is queued (as one buffer; `max` is kept for
+    /// callers that bound a batch), waiting for something, and marks the
+    /// writer busy until [`Outbox::written`]. 0 once closed and drained.
     pub async fn take(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
         loop {
             {
                 let mut st = self.lock();
-                if !st.queue.is_empty() {
-                    let n = st.queue.len().min(max);
-                    out.extend(st.queue.drain(..n));
-                    if st.queue.is_empty() {
-                        // Back to nothing after a burst: idle members stay small.
-                        st.queue = VecDeque::new();
-                    }
+                if !st.queue.is_empty() && max > 0 {
+                    out.push(st.queue.split().freeze());
                     st.busy = true;
-                    return n;
+                    return 1;
                 }
                 if st.closed {
                     return 0;
@@ -218,12 +280,19 @@ impl Outbox {
         let mut st = self.lock();
         st.queued = st.queued.saturating_sub(bytes);
         st.busy = false;
+        if st.queue.is_empty() {
+            // Back to nothing after a burst: idle members stay small.
+            st.queue = BytesMut::new();
+        }
     }
 
-    /// One queued line, without waiting (tests and the console).
+    /// Everything queued, without waiting (tests and the console).
     pub fn try_take(&self) -> Option<Bytes> {
         let mut st = self.lock();
-        let b = st.queue.pop_front()?;
+        if st.queue.is_empty() {
+            return None;
+        }
+        let b = st.queue.split().freeze();
         st.queued -= b.len();
         Some(b)
     }
@@ -246,11 +315,30 @@ mod tests {
         assert_eq!(out.push(&[Bytes::from_static(b"678")]), Pushed::Ok);
         assert_eq!(out.push(&[Bytes::from_static(b"abc")]), Pushed::TooSlow);
         assert!(kill.is_cancelled());
-        assert_eq!(out.try_take().as_deref(), Some(&b"12345"[..]));
         // A cancelled member takes nothing more.
         assert_eq!(out.push(&[Bytes::from_static(b"x")]), Pushed::Ok);
-        assert_eq!(out.try_take().as_deref(), Some(&b"678"[..]));
+        assert_eq!(out.try_take().as_deref(), Some(&b"12345678"[..]));
         assert_eq!(out.try_take(), None);
+    }
+
+    #[test]
+    fn a_queued_slice_does_not_keep_its_batch_alive() {
+        let out = Outbox::new(None, 1 << 20, CancellationToken::new());
+        let batch = Bytes::from(vec![b'x'; 1 << 20]);
+        out.push(&[batch.slice(..10), batch.slice(500..505)]);
+        // The batch's only owner is now this test: the queue holds a copy.
+        assert!(batch.is_unique());
+        assert_eq!(out.try_take().as_deref(), Some(&b"xxxxxxxxxxxxxxx"[..]));
+    }
+
+    #[test]
+    fn the_queue_buffer_never_grows_past_the_cap() {
+        let out = Outbox::new(None, 5000, CancellationToken::new());
+        for _ in 0..49 {
+            assert_eq!(out.enqueue(&[Bytes::from_static(&[b'y'; 100])]), Pushed::Ok);
+        }
+        assert!(out.lock().queue.capacity() <= 5000);
+        assert_eq!(out.try_take().map(|b| b.len()), Some(4900));
     }
 
     #[tokio::test]
@@ -276,6 +364,10 @@ mod tests {
         out.lock().busy = true;
         out.push(&[Bytes::from_static(b"three\n")]);
         assert_eq!(out.try_take().as_deref(), Some(&b"three\n"[..]));
+        // Queued without a syscall, then written by send_queued once idle.
+        out.enqueue(&[Bytes::from_static(b"five\n")]);
+        out.send_queued();
+        assert_eq!(out.try_take().as_deref(), Some(&b"five\n"[..]));
         out.written(0);
         out.push(&[Bytes::from_static(b"four\n")]);
         assert_eq!(out.try_take(), None);

@@ -1,5 +1,6 @@
 //! The chat's line protocol, sans-IO: framing bytes into lines, parsing commands,
-//! and the exact text of every line the server sends.
+//! and the exact text of every line the server sends ([`ServerLine`]: the hub
+//! formats through it, and `chat::event` classifies its lines back).
 //!
 //! Grammar of server lines (one per `\n`), so that plain `nc` users can read them
 //! and programs (`chat join --json`) can parse them without ambiguity:
@@ -96,17 +97,35 @@ impl LineFramer {
         }
     }
 
-    /// True when a partial line is held.
+    /// True when a partial line is held that [`LineFramer::flush_partial`]
+    /// would hand over (more than the start of one UTF-8 character).
     pub fn has_partial(&self) -> bool {
-        !self.discarding && !self.buf.is_empty()
+        !self.discarding && self.buf.len() > incomplete_utf8_tail(&self.buf)
     }
 
-    /// The client paused mid-line: hand over what it sent as a line.
+    /// The client paused mid-line: hand over what it sent as a line, but
+    /// never cut inside a UTF-8 character: an unfinished one at the end is
+    /// held back for the rest of the line.
     pub fn flush_partial(&mut self) -> Option<Frame> {
         if !self.has_partial() {
             return None;
         }
-        let mut line = std::mem::take(&mut self.buf);
+        let keep = self.buf.len() - incomplete_utf8_tail(&self.buf);
+        let tail = self.buf.split_off(keep);
+        let line = std::mem::replace(&mut self.buf, tail);
+        self.finish_line(line)
+    }
+
+    /// The input ended: hand over whatever is held, complete or not.
+    pub fn finish(&mut self) -> Option<Frame> {
+        if self.discarding || self.buf.is_empty() {
+            return None;
+        }
+        let line = std::mem::take(&mut self.buf);
+        self.finish_line(line)
+    }
+
+    fn finish_line(&self, mut line: Vec<u8>) -> Option<Frame> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -117,11 +136,33 @@ impl LineFramer {
     }
 
     /// Drops the buffer's spare capacity (after a burst, idle clients stay small).
+    /// Held-back bytes of an unfinished character are kept.
     pub fn shrink(&mut self) {
         if self.buf.is_empty() {
             self.buf = Vec::new();
         }
     }
+}
+
+/// How many bytes at the end of `buf` are the start of a UTF-8 character
+/// still missing its continuation bytes (0 to 3).
+fn incomplete_utf8_tail(buf: &[u8]) -> usize {
+    // The last byte that is not a continuation byte (10xxxxxx), within the
+    // last four, is the lead of the final character.
+    for back in 1..=buf.len().min(4) {
+        let b = buf[buf.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 0,
+        };
+        return if back < need { back } else { 0 };
+    }
+    0
 }
 
 /// What a (sanitized) input line asks for.
@@ -240,6 +281,196 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The notice everyone gets when the server stops.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+
+/// Longest `/who` or `/rooms` listing before it is cut short.
+pub const MAX_LISTED: usize = 200;
+
+/// The start of the error a kicked member gets (`! you were kicked by op: why`).
+pub const KICKED: &str = "you were kicked by ";
+
+/// True when an error line's text (after `! `) tells its reader it was kicked.
+pub fn is_kick_notice(error_text: &str) -> bool {
+    error_text.starts_with(KICKED)
+}
+
+/// One line the server sends, by kind. Its `Display` is the exact text of
+/// the line (without the newline): the hub formats every line through this
+/// type, and `chat join` classifies them back (`chat::event::Event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    /// `<nick> text`: a message in the reader's room.
+    Message {
+        /// Who said it.
+        nick: &'a str,
+        /// What was said.
+        text: &'a str,
+    },
+    /// `+ nick text`: an action (`/me`).
+    Action {
+        /// Who did it.
+        nick: &'a str,
+        /// The action.
+        text: &'a str,
+    },
+    /// `*from* text`: a private message to the reader.
+    Private {
+        /// The sender.
+        from: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// `-> *to* text`: the reader's private message, as delivered.
+    PrivateSent {
+        /// The recipient.
+        to: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// `* nick joined room`.
+    Joined {
+        /// Who.
+        nick: &'a str,
+        /// Where.
+        room: &'a str,
+    },
+    /// `* nick left (reason)`.
+    Left {
+        /// Who.
+        nick: &'a str,
+        /// Why (`quit`, `too slow`, `moved to games`...).
+        reason: &'a str,
+    },
+    /// `* old is now new`.
+    Renamed {
+        /// The previous nick.
+        old: &'a str,
+        /// The new one.
+        new: &'a str,
+    },
+    /// `* welcome, you are NICK, in ROOM with N others; ...`: the first line.
+    Welcome {
+        /// The reader's nick.
+        nick: &'a str,
+        /// Its room.
+        room: &'a str,
+        /// How many others are there.
+        others: usize,
+    },
+    /// `* you are now in ROOM with N others`: after `/join`.
+    Moved {
+        /// The new room.
+        room: &'a str,
+        /// How many others are there.
+        others: usize,
+    },
+    /// `* TITLE (TOTAL): a, b, ... and N more`: `/who` and `/rooms`.
+    Listing {
+        /// What is listed (`lobby`, `rooms`).
+        title: &'a str,
+        /// How many there are in all.
+        total: usize,
+        /// The first [`MAX_LISTED`] of them.
+        items: &'a [String],
+    },
+    /// `* text`: any other notice.
+    Notice(&'a str),
+    /// `! text`: an error for the reader only.
+    Error(&'a str),
+    /// `! you were kicked by OP[: reason]`.
+    Kicked {
+        /// The operator.
+        by: &'a str,
+        /// Why, if said.
+        reason: Option<&'a str>,
+    },
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+impl std::fmt::Display for ServerLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ServerLine::Message { nick, text } => write!(f, "<{nick}> {text}"),
+            ServerLine::Action { nick, text } => write!(f, "+ {nick} {text}"),
+            ServerLine::Private { from, text } => write!(f, "*{from}* {text}"),
+            ServerLine::PrivateSent { to, text } => write!(f, "-> *{to}* {text}"),
+            ServerLine::Joined { nick, room } => write!(f, "* {nick} joined {room}"),
+            ServerLine::Left { nick, reason } => write!(f, "* {nick} left ({reason})"),
+            ServerLine::Renamed { old, new } => write!(f, "* {old} is now {new}"),
+            ServerLine::Welcome { nick, room, others } => write!(
+                f,
+                "* welcome, you are {nick}, in {room} with {others} other{}; \
+                 /nick NAME to change it, /help for commands",
+                plural(others)
+            ),
+            ServerLine::Moved { room, others } => write!(
+                f,
+                "* you are now in {room} with {others} other{}",
+                plural(others)
+            ),
+            ServerLine::Listing {
+                title,
+                total,
+                items,
+            } => {
+                write!(f, "* {title} ({total}): ")?;
+                for (i, item) in items.iter().take(MAX_LISTED).enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(item)?;
+                }
+                let shown = items.len().min(MAX_LISTED);
+                if total > shown {
+                    write!(f, ", ... and {} more", total - shown)?;
+                }
+                Ok(())
+            }
+            ServerLine::Notice(text) => write!(f, "* {text}"),
+            ServerLine::Error(text) => write!(f, "! {text}"),
+            ServerLine::Kicked { by, reason } => match reason {
+                Some(r) => write!(f, "! {KICKED}{by}: {r}"),
+                None => write!(f, "! {KICKED}{by}"),
+            },
+        }
+    }
+}
+
+impl ServerLine<'_> {
+    /// Appends the line and its newline to `buf` (room batches).
+    pub fn append_to(&self, buf: &mut Vec<u8>) {
+        use std::io::Write;
+        match *self {
+            // The common case, written without the formatting machinery.
+            ServerLine::Message { nick, text } => {
+                buf.push(b'<');
+                buf.extend_from_slice(nick.as_bytes());
+                buf.extend_from_slice(b"> ");
+                buf.extend_from_slice(text.as_bytes());
+            }
+            _ => {
+                let _ = write!(buf, "{self}");
+            }
+        }
+        buf.push(b'\n');
+    }
+
+    /// The line with its newline, ready to send.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        let mut buf = Vec::new();
+        self.append_to(&mut buf);
+        bytes::Bytes::from(buf)
+    }
+}
+
 /// The `/help` text, one notice line per entry.
 pub const HELP_LINES: &[&str] = &[
     "commands:",
@@ -289,6 +520,32 @@ mod tests {
         assert!(f.has_partial());
         assert_eq!(f.flush_partial(), Some(line("baihuixin")));
         assert_eq!(f.flush_partial(), None);
+    }
+
+    #[test]
+    fn a_partial_flush_never_cuts_a_character() {
+        let mut f = LineFramer::new(100);
+        let zhong = "中".as_bytes();
+        // Only the first bytes of a character: nothing to hand over yet.
+        assert!(frames(&mut f, &zhong[..2]).is_empty());
+        assert!(!f.has_partial());
+        assert_eq!(f.flush_partial(), None);
+        assert_eq!(frames(&mut f, &zhong[2..]), vec![]);
+        // Text, then an unfinished emoji: the text goes, the emoji waits.
+        let wave = "👋".as_bytes();
+        let mut f = LineFramer::new(100);
+        let mut data = b"hi ".to_vec();
+        data.extend_from_slice(&wave[..3]);
+        assert!(frames(&mut f, &data).is_empty());
+        assert_eq!(f.flush_partial(), Some(line("hi ")));
+        assert_eq!(frames(&mut f, &[wave[3], b'\n']), vec![line("👋")]);
+        // At the end of input, what is held goes as it is.
+        assert!(frames(&mut f, &zhong[..1]).is_empty());
+        assert_eq!(f.finish(), Some(Frame::Line(zhong[..1].to_vec())));
+        // Bytes that cannot start a character are not held.
+        assert_eq!(incomplete_utf8_tail(b"a\xff"), 0);
+        assert_eq!(incomplete_utf8_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_utf8_tail(&"é".as_bytes()[..1]), 1);
     }
 
     #[test]

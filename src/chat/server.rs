@@ -7,17 +7,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::console;
 use super::hub::Hub;
+use super::protocol::{check_name, ServerLine, SHUTTING_DOWN};
 use super::session::{self, SessionLimits};
 use crate::conn::Link;
 use crate::error::Result;
-use crate::serve::{Gate, Listener};
+use crate::serve::{Accepted, Gate, Listener};
 
 /// Everything the chat server needs.
 pub struct ChatServer {
@@ -31,8 +31,11 @@ pub struct ChatServer {
     pub max_clients: usize,
     /// Bytes queued per client before it is dropped as too slow.
     pub max_queue: usize,
-    /// The console's nick, or `None` for no console.
-    pub operator: Option<String>,
+    /// The operator's nick: the console's, and reserved (no client may take
+    /// it) even without a console.
+    pub operator_nick: String,
+    /// Whether there is an operator console (stdin and stdout in the chat).
+    pub console: bool,
     /// Whether the console reads stdin (false when stdin is closed).
     pub console_input: bool,
     /// Longest the shutdown may spend flushing queues.
@@ -49,9 +52,20 @@ impl ChatServer {
         let permits = Arc::new(Semaphore::new(self.max_clients));
         let flusher = CancellationToken::new();
         tokio::spawn(hub.clone().run_flusher(flusher.clone()));
-        if let Some(nick) = &self.operator {
+        check_name(&self.operator_nick).map_err(|e| {
+            crate::error::Error::Usage(format!(
+                "invalid operator nick '{}': {e}",
+                self.operator_nick
+            ))
+        })?;
+        hub.reserve_nick(&self.operator_nick);
+        if self.console {
             let m = hub
-                .join_operator(nick, stop_reading.child_token(), hard_stop.child_token())
+                .join_operator(
+                    &self.operator_nick,
+                    stop_reading.child_token(),
+                    hard_stop.child_token(),
+                )
                 .map_err(crate::error::Error::Usage)?;
             tokio::spawn(console::run(hub.clone(), m, self.console_input));
         }
@@ -72,34 +86,26 @@ impl ChatServer {
                     continue;
                 }
             };
-            let permit = permits.clone().try_acquire_owned();
+            // The permit comes first: a connection still in its TLS handshake
+            // counts as a client, so stalled handshakes cannot pile up.
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                refuse(acc, &self.gate, self.max_clients).await;
+                continue;
+            };
             let hub = hub.clone();
             let limits = session_limits.clone();
             let gate = gate.clone();
             let (stop_reading, hard_stop) = (stop_reading.clone(), hard_stop.clone());
-            let max = self.max_clients;
             tracker.spawn(async move {
-                let Some(mut conn) = gate.admit(acc).await else {
-                    return;
-                };
-                let Ok(_permit) = permit else {
-                    tracing::info!(
-                        "refused {}: {max} clients already (--max-clients)",
-                        conn.peer
-                    );
-                    let msg = format!("! server full ({max} clients), try again later\n");
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        refuse(&mut conn.link, msg.as_bytes()),
-                    )
-                    .await;
+                let _permit = permit;
+                let Some(conn) = gate.admit(acc).await else {
                     return;
                 };
                 session::run(conn, hub, &limits, stop_reading, hard_stop).await;
             });
         }
         tracing::info!("shutting down: telling {} clients", hub.len());
-        hub.shutdown("* server shutting down");
+        hub.shutdown(&ServerLine::Notice(SHUTTING_DOWN).to_string());
         stop_reading.cancel();
         tracker.close();
         if tokio::time::timeout(self.drain_timeout, tracker.wait())
@@ -115,11 +121,26 @@ impl ChatServer {
     }
 }
 
-async fn refuse(link: &mut Link, msg: &[u8]) {
-    let _ = match link {
-        Link::Tcp(s) => s.write_all(msg).await,
-        Link::Unix(s) => s.write_all(msg).await,
-        Link::Stream(s) => s.write_all(msg).await,
-        Link::Packet { sock, .. } => sock.send(msg).await.map(drop),
+/// Turns away a connection over `--max-clients` at once, without a task:
+/// a plain client is told so in one non-blocking write (a fresh socket's
+/// buffer takes it); a TLS one (no handshake is spent on it) is just closed.
+async fn refuse(acc: Accepted, gate: &Gate, max: usize) {
+    tracing::info!(
+        "refused {}: {max} clients already (--max-clients)",
+        acc.peer()
+    );
+    if gate.tls.is_some() {
+        return;
+    }
+    // Without TLS, admitting is only the access-list check: it never waits.
+    let Some(conn) = gate.admit(acc).await else {
+        return;
+    };
+    let full = format!("server full ({max} clients), try again later");
+    let msg = ServerLine::Error(&full).to_bytes();
+    let _ = match &conn.link {
+        Link::Tcp(s) => s.try_write(&msg),
+        Link::Unix(s) => s.try_write(&msg),
+        _ => Ok(0),
     };
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Flow, Hub, Membership};
 use super::outbox::{advance, slices, Sink};
-use super::protocol::{Frame, LineFramer};
+use super::protocol::{Frame, LineFramer, ServerLine, SHUTTING_DOWN};
 use super::sanitize::sanitize;
 use crate::conn::{BoxStream, Conn, Link};
 
@@ -254,7 +254,7 @@ pub async fn run(
     };
     let Ok(m) = hub.join(sink, stop_reading.child_token(), hard_stop.child_token()) else {
         let _ = writer
-            .write_all_vectored(&[Bytes::from_static(b"* server shutting down\n")])
+            .write_all_vectored(&[ServerLine::Notice(SHUTTING_DOWN).to_bytes()])
             .await;
         return;
     };
@@ -326,50 +326,10 @@ async fn read_loop(
         };
         last_input = Instant::now();
         if eof {
-            frames.extend(framer.flush_partial());
+            frames.extend(framer.finish());
         }
-        for frame in frames.drain(..) {
-            let text = match frame {
-                Frame::Line(bytes) => sanitize(&bytes),
-                Frame::TooLong => {
-                    hub.tell(
-                        id,
-                        &format!("! line dropped: longer than {} bytes", limits.max_line),
-                    );
-                    continue;
-                }
-            };
-            match flood.judge() {
-                Verdict::Pass => {}
-                Verdict::Drop { warn } => {
-                    if warn {
-                        hub.tell(
-                            id,
-                            &format!(
-                                "! slow down: more than {} lines/s; lines are being dropped",
-                                limits.rate
-                            ),
-                        );
-                    }
-                    continue;
-                }
-                Verdict::Disconnect => return Some("flooding".into()),
-            }
-            if !text.starts_with('/') {
-                says.push(text);
-                continue;
-            }
-            if !says.is_empty() {
-                hub.say_many(id, &says);
-                says.clear();
-            }
-            if let Flow::Quit(reason) = hub.input(id, &text) {
-                return Some(reason);
-            }
-        }
-        if !says.is_empty() {
-            hub.say_many(id, &says);
-            says.clear();
+        if let Some(reason) = dispatch(&mut frames, hub, id, limits, &mut flood, &mut says) {
+            return Some(reason);
         }
         if eof {
             return Some("connection closed".into());
@@ -380,6 +340,59 @@ async fn read_loop(
         hub.backpressure().await;
         tokio::task::yield_now().await;
     }
+}
+
+/// Hands framed input to the hub: each line sanitized and flood-checked,
+/// consecutive plain lines as one batch, commands one by one. Returns the
+/// reason to leave if a line asked for it (`/quit`) or the client floods.
+fn dispatch(
+    frames: &mut Vec<Frame>,
+    hub: &Hub,
+    id: u64,
+    limits: &SessionLimits,
+    flood: &mut Flood,
+    says: &mut Vec<String>,
+) -> Option<String> {
+    for frame in frames.drain(..) {
+        let text = match frame {
+            Frame::Line(bytes) => sanitize(&bytes),
+            Frame::TooLong => {
+                let e = format!("line dropped: longer than {} bytes", limits.max_line);
+                hub.tell(id, &ServerLine::Error(&e).to_string());
+                continue;
+            }
+        };
+        match flood.judge() {
+            Verdict::Pass => {}
+            Verdict::Drop { warn } => {
+                if warn {
+                    let e = format!(
+                        "slow down: more than {} lines/s; lines are being dropped",
+                        limits.rate
+                    );
+                    hub.tell(id, &ServerLine::Error(&e).to_string());
+                }
+                continue;
+            }
+            Verdict::Disconnect => return Some("flooding".into()),
+        }
+        if !text.starts_with('/') {
+            says.push(text);
+            continue;
+        }
+        if !says.is_empty() {
+            hub.say_many(id, says);
+            says.clear();
+        }
+        if let Flow::Quit(reason) = hub.input(id, &text) {
+            return Some(reason);
+        }
+    }
+    if !says.is_empty() {
+        hub.say_many(id, says);
+        says.clear();
+    }
+    None
 }
 
 async fn sleep_until(at: Option<Instant>) {

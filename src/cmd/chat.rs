@@ -59,7 +59,8 @@ pub struct ServeArgs {
     /// The console's nick (the server's stdin and stdout take part in the chat).
     #[arg(long, value_name = "NICK", default_value = "server")]
     operator_nick: String,
-    /// No operator console: stdin is ignored and stdout stays quiet.
+    /// No operator console: stdin is ignored and stdout stays quiet (the
+    /// operator's nick stays reserved).
     #[arg(long)]
     no_console: bool,
 
@@ -196,7 +197,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         },
         max_clients: args.max_clients as usize,
         max_queue: args.max_queue as usize,
-        operator: (!args.no_console).then(|| args.operator_nick.clone()),
+        operator_nick: args.operator_nick.clone(),
+        console: !args.no_console,
         console_input: !args.no_console && stdin_is_open(),
         drain_timeout: args.drain_timeout,
     };
