@@ -98,6 +98,10 @@ pub struct Args {
     /// -k and --broker: bytes queued for one client before it is dropped as too slow.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_queue: u32,
+    /// UDP --broker: most peers at once, so one datagram (whose source may be
+    /// forged) becomes at most N-1 sends.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..), help_heading = "Limits")]
+    udp_broker_peers: u32,
     /// UDP with -k: stdin goes to every peer heard from within SECS.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs, help_heading = "Limits")]
     udp_peer_ttl: Duration,
@@ -188,7 +192,7 @@ pub async fn run(args: Args) -> Result<()> {
     let listener = match bound {
         Bound::Stream(l) => l,
         Bound::Datagram(s) => {
-            return serve_dgram(s, &args, service, keep_open, relay, shutdown).await
+            return serve_dgram(s, &args, service, keep_open, relay, acl, shutdown).await
         }
     };
     let tls = match identity {
@@ -221,6 +225,7 @@ async fn serve_dgram(
     service: Service,
     keep_open: bool,
     relay: crate::relay::RelayOpts,
+    acl: Acl,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let service = match service {
@@ -239,7 +244,11 @@ async fn serve_dgram(
         service,
         keep_open,
         peer_ttl: args.udp_peer_ttl,
-        max_peers: args.max_conns as usize,
+        max_peers: match service {
+            DgramService::Broker => args.udp_broker_peers.min(args.max_conns) as usize,
+            _ => args.max_conns as usize,
+        },
+        acl,
         relay,
     };
     dgram::serve(sock, opts, shutdown).await

@@ -3,6 +3,11 @@
 //! Datagrams from any peer go to stdout; stdin lines go to the last peer (or,
 //! with `-k`, to every peer heard from within the peer TTL). `--greet`, `--echo`
 //! and `--broker` answer each datagram from its own sender's address.
+//!
+//! `--allow`/`--deny` apply to every datagram: one from a refused address is
+//! dropped unread (logged under `-v`) before it reaches stdout, a reply or the
+//! peer list. Source addresses of datagrams can be forged, so the broker's
+//! fan-out is capped: one datagram becomes at most `max_peers - 1` sends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +20,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::relay::hexdump::Direction;
 use crate::relay::{Activity, Messages, RelayOpts, BUF_SIZE};
-use crate::serve::greet;
-use crate::sock::{fmt_sockaddr, PacketSock};
+use crate::serve::{greet, Acl};
+use crate::sock::{fmt_ip, fmt_sockaddr, PacketSock};
 
 /// What a datagram listener does with each datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +46,21 @@ struct Peers {
 }
 
 impl Peers {
-    fn heard(&mut self, addr: &SockAddr) {
+    /// Notes a datagram from `addr`; false if it is not remembered (the list
+    /// is full of recent peers).
+    fn heard(&mut self, addr: &SockAddr) -> bool {
         let now = Instant::now();
         if self.seen.len() >= self.max {
             let ttl = self.ttl;
             self.seen.retain(|_, (_, t)| now.duration_since(*t) < ttl);
         }
+        self.last = Some(addr.clone());
         let key = fmt_sockaddr(addr);
         if self.seen.len() < self.max || self.seen.contains_key(&key) {
             self.seen.insert(key, (addr.clone(), now));
+            return true;
         }
-        self.last = Some(addr.clone());
+        false
     }
 
     fn recent(&self) -> Vec<SockAddr> {
@@ -72,8 +81,10 @@ pub struct DgramOpts {
     pub keep_open: bool,
     /// How long a peer counts as recent.
     pub peer_ttl: Duration,
-    /// Most peers remembered at once.
+    /// Most peers remembered at once (for the broker: most a datagram reaches).
     pub max_peers: usize,
+    /// Who may send; datagrams from anyone else are dropped.
+    pub acl: Acl,
     /// stdin/stdout behaviour (hex dump, datagram size, idle timeout).
     pub relay: RelayOpts,
 }
@@ -104,6 +115,12 @@ pub async fn serve(
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
                 Err(e) => return Err(Error::io("cannot receive", e)),
             };
+            if let Some(peer) = from.as_socket() {
+                if !opts.acl.permits(peer.ip()) {
+                    tracing::info!("dropped {n} bytes from {} (access list)", fmt_ip(peer));
+                    continue;
+                }
+            }
             activity.touch();
             let data = &buf[..n];
             tracing::debug!("{n} bytes from {}", fmt_sockaddr(&from));
@@ -123,10 +140,20 @@ pub async fn serve(
                 DgramService::Greet => reply_to(greet::reply(data)).await,
                 DgramService::Echo => reply_to(data.to_vec()).await,
                 DgramService::Broker => {
-                    let others: Vec<SockAddr> = {
+                    // Only members are forwarded, so a datagram reaches at
+                    // most max_peers - 1 others whoever claims to send it.
+                    let others: Option<Vec<SockAddr>> = {
                         let mut p = peers.lock().unwrap_or_else(|e| e.into_inner());
-                        p.heard(&from);
-                        p.recent().into_iter().filter(|a| *a != from).collect()
+                        p.heard(&from)
+                            .then(|| p.recent().into_iter().filter(|a| *a != from).collect())
+                    };
+                    let Some(others) = others else {
+                        tracing::info!(
+                            "dropped {n} bytes from {}: {} peers already (--udp-broker-peers)",
+                            fmt_sockaddr(&from),
+                            opts.max_peers
+                        );
+                        continue;
                     };
                     for to in others {
                         let _ = sock.send_to(data, &to).await;

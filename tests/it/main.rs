@@ -11,6 +11,7 @@ mod http_framing;
 mod interop;
 mod limits;
 mod ping;
+mod serve_hardening;
 mod services;
 mod tls;
 
