@@ -5,6 +5,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -141,4 +142,131 @@ fn mapped_rules_match_ipv4_clients_of_a_dual_stack_listener() {
     good.write_all(b"served\n").unwrap();
     l.wait_stdout(b"served\n");
     assert!(!l.stderr_now().contains("(access list)"));
+}
+
+// ---- memory per connection: greet and echo ----
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Waits (bounded) until process `pid` stops using CPU for 300 ms: every
+/// client is stalled and the server has done what it will with their bytes.
+fn wait_idle(pid: u32) {
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the command name: state is 3rd, utime 14th, stime 15th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let (mut last, mut still) = (cpu(), 0);
+    while still < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never went idle"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = cpu();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Nothing but `\n`: the most replies per byte.
+    Newlines,
+    /// One endless line.
+    NoNewline,
+    /// `\n` one byte per write.
+    OneByte,
+}
+
+/// A client that sends `shape` until the server stops taking it (a write
+/// blocks for 300 ms) or `cap` bytes went out, and never reads. The socket is
+/// returned open, so the server keeps whatever it holds for it.
+fn flood(addr: &str, shape: Shape, cap: usize) -> TcpStream {
+    let mut s = tcp(addr);
+    s.set_nodelay(true).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = match shape {
+        Shape::Newlines => vec![b'\n'; 64 * 1024],
+        Shape::NoNewline => vec![b'x'; 64 * 1024],
+        Shape::OneByte => vec![b'\n'],
+    };
+    let mut sent = 0;
+    while sent < cap {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("flood: {e}"),
+        }
+    }
+    s
+}
+
+/// Floods a `listen ARGS` server with clients of every shape that never read,
+/// asserts its peak RSS grew by less than `bound_mib`, then checks a normal
+/// client still gets exactly `want` for `send`.
+fn flood_then_serve(args: &[&str], bound_mib: u64, send: &[u8], want: &[u8]) {
+    let (l, addr) = listen(args);
+    let pid = l.child.id();
+    let before = status_kib(pid, "VmRSS");
+    let shapes = [Shape::Newlines; 24]
+        .into_iter()
+        .chain([Shape::NoNewline; 4])
+        .chain([Shape::OneByte; 4]);
+    let floods: Vec<_> = shapes
+        .map(|shape| {
+            let addr = addr.clone();
+            let cap = match shape {
+                Shape::OneByte => 20_000,
+                _ => 16 << 20,
+            };
+            std::thread::spawn(move || flood(&addr, shape, cap))
+        })
+        .collect();
+    let clients: Vec<TcpStream> = floods.into_iter().map(|t| t.join().unwrap()).collect();
+    wait_idle(pid);
+    let peak = status_kib(pid, "VmHWM");
+    let grew = peak.saturating_sub(before) / 1024;
+    println!(
+        "{args:?}: {} stalled clients, RSS {} KiB before, peak {peak} KiB (+{grew} MiB)",
+        clients.len(),
+        before
+    );
+    assert!(
+        grew < bound_mib,
+        "{args:?}: peak RSS grew by {grew} MiB with {} clients that do not read (bound {bound_mib} MiB)",
+        clients.len()
+    );
+    let mut normal = tcp(&addr);
+    normal.write_all(send).unwrap();
+    normal.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_same("reply to a normal client", &read_all(&mut normal), want);
+    drop(clients);
+}
+
+#[test]
+fn greet_memory_is_bounded_for_clients_that_never_read() {
+    // 32 clients x (16 KiB read + 16 KiB replies + a 64 KiB line) is ~3 MiB.
+    flood_then_serve(
+        &["--greet", "127.0.0.1:0"],
+        24,
+        b"bob\nann\r\nx",
+        b"hello bob\nhello ann\r\nhello x",
+    );
+}
+
+#[test]
+fn echo_memory_is_bounded_for_clients_that_never_read() {
+    flood_then_serve(&["--echo", "127.0.0.1:0"], 6, b"bob\nann", b"bob\nann");
 }
