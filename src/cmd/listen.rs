@@ -105,6 +105,10 @@ pub struct Args {
     /// UDP with -k: stdin goes to every peer heard from within SECS.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs, help_heading = "Limits")]
     udp_peer_ttl: Duration,
+    /// -e/--sh-exec: once a client's input ends or it leaves, its child's stdin
+    /// is closed; still running SECS later, it gets SIGTERM, SECS after that SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs, help_heading = "Limits")]
+    exec_grace: Duration,
     /// TLS handshake time limit.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, help_heading = "Limits")]
     handshake_timeout: Duration,
@@ -126,12 +130,20 @@ impl Args {
         } else if self.broker {
             Service::Broker
         } else if let Some(cmd) = &self.exec {
-            Service::Exec(ExecSpec::direct(cmd)?)
+            self.exec_spec(ExecSpec::direct(cmd)?)?
         } else if let Some(cmd) = &self.sh_exec {
-            Service::Exec(ExecSpec::shell(cmd))
+            self.exec_spec(ExecSpec::shell(cmd))?
         } else {
             Service::Stdio
         })
+    }
+
+    fn exec_spec(&self, spec: ExecSpec) -> Result<Service> {
+        spec.check()?;
+        Ok(Service::Exec(ExecSpec {
+            grace: self.exec_grace,
+            ..spec
+        }))
     }
 }
 

@@ -270,3 +270,107 @@ fn greet_memory_is_bounded_for_clients_that_never_read() {
 fn echo_memory_is_bounded_for_clients_that_never_read() {
     flood_then_serve(&["--echo", "127.0.0.1:0"], 6, b"bob\nann", b"bob\nann");
 }
+
+// ---- exec children end with their connection ----
+
+#[test]
+fn exec_children_end_with_their_client_and_free_its_slot() {
+    // Three clients come and go while their children would sleep for 25 s;
+    // with the default grace they are stopped, and the fourth is served.
+    let (l, addr) = listen(&[
+        "-k",
+        "-m",
+        "3",
+        "--sh-exec",
+        "read line; echo \"got $line\"; sleep 25",
+        "127.0.0.1:0",
+    ]);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        drop(tcp(&addr));
+    }
+    l.wait_stderr_count("disconnected", 3);
+    let mut fourth = tcp(&addr);
+    fourth.write_all(b"hi\n").unwrap();
+    let mut got = [0u8; 7];
+    fourth.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"got hi\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "slots freed only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// A process of group `pgid` that is not a zombie, if any.
+fn live_member(pgid: i32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // After the command name: state, ppid, pgrp.
+        let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+        (f[0] != "Z" && f[2].parse::<i32>().ok()? == pgid).then_some(pid)
+    })
+}
+
+#[test]
+fn exec_child_that_ignores_sigterm_is_killed_with_its_group() {
+    let (l, addr) = listen(&[
+        "-k",
+        "-m",
+        "1",
+        "--exec-grace",
+        "0.2",
+        "--sh-exec",
+        "trap '' TERM; echo $$; sleep 25",
+        "127.0.0.1:0",
+    ]);
+    let mut c = tcp(&addr);
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while b[0] != b'\n' {
+        c.read_exact(&mut b).unwrap();
+        line.push(b[0]);
+    }
+    let pgid: i32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+    drop(c);
+    let err = l.wait_stderr("disconnected");
+    assert!(err.contains(": SIGTERM"), "stderr: {err}");
+    assert!(err.contains(": SIGKILL"), "stderr: {err}");
+    // Nothing of the group runs any more: the shell, and the sleep it started
+    // (a zombie waiting for its new parent does not count).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while let Some(pid) = live_member(pgid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} of group {pgid} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The slot is free again.
+    let mut next = tcp(&addr);
+    let mut b = [0u8; 1];
+    next.read_exact(&mut b).unwrap();
+    assert!(b[0].is_ascii_digit());
+}
+
+#[test]
+fn exec_of_a_missing_program_fails_at_start() {
+    let out = run(
+        &["listen", "-e", "no-such-program-here --flag", "127.0.0.1:0"],
+        b"",
+    );
+    let err = error_line(&out, 2);
+    assert_eq!(
+        err,
+        "sockit: error: cannot run 'no-such-program-here' (no such program on PATH)"
+    );
+    let out = run(
+        &["listen", "-k", "-e", "/nonexistent/prog", "127.0.0.1:0"],
+        b"",
+    );
+    assert_eq!(
+        error_line(&out, 2),
+        "sockit: error: cannot run '/nonexistent/prog' (no such file)"
+    );
+}
