@@ -374,3 +374,102 @@ fn exec_of_a_missing_program_fails_at_start() {
         "sockit: error: cannot run '/nonexistent/prog' (no such file)"
     );
 }
+
+// ---- broker: small messages are charged for what they cost ----
+
+fn seqpacket(addr: &str) -> socket2::Socket {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    s.connect(&SockAddr::unix(addr).unwrap()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Waits (bounded) until `cond` holds.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn broker_charges_small_messages_and_drops_slow_members() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const SLOW: usize = 20;
+    const MSGS: usize = 30_000;
+    // Seqpacket keeps each 1-byte write one message, so one queue entry each.
+    let (_dir, path) = sock_path("broker.sock");
+    let (l, addr) = listen(&[
+        "--broker",
+        "--max-queue",
+        "65536",
+        &format!("unix-seqpacket:{path}"),
+    ]);
+    let pid = l.child.id();
+    let slow: Vec<_> = (0..SLOW).map(|_| seqpacket(&addr)).collect();
+    let normal = seqpacket(&addr);
+    let sender = seqpacket(&addr);
+    l.wait_stderr_count("connection from", SLOW + 2);
+    let before = status_kib(pid, "VmRSS");
+
+    let seen = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (seen, received) = (seen.clone(), received.clone());
+        std::thread::spawn(move || {
+            let mut data = Vec::new();
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = no_eintr(|| (&normal).read(&mut buf)).expect("normal member reads");
+                // Sync bytes come first; data is lowercase; `E` ends it.
+                let mut msg = &buf[..n];
+                if data.is_empty() {
+                    let syncs = msg.iter().take_while(|&&b| b == b'S').count();
+                    if syncs > 0 {
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                    msg = &msg[syncs..];
+                }
+                data.extend_from_slice(msg);
+                received.fetch_add(msg.len(), Ordering::Relaxed);
+                if data.last() == Some(&b'E') {
+                    data.pop();
+                    return data;
+                }
+            }
+        })
+    };
+    // Until the normal member has joined, sync messages; then the flood, paced
+    // to the normal member (which must never fall behind), never to the slow.
+    while !seen.load(Ordering::Relaxed) {
+        (&sender).write_all(b"S").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let want: Vec<u8> = (0..MSGS).map(|i| b'a' + (i % 26) as u8).collect();
+    for (i, b) in want.iter().enumerate() {
+        if i % 100 == 0 {
+            wait_for("normal member to keep up", || {
+                received.load(Ordering::Relaxed) + 300 >= i
+            });
+        }
+        (&sender).write_all(&[*b]).unwrap();
+    }
+    (&sender).write_all(b"E").unwrap();
+    let got = reader.join().unwrap();
+    assert_same("the normal member's messages", &got, &want);
+
+    wait_idle(pid);
+    let peak = status_kib(pid, "VmHWM");
+    let grew = peak.saturating_sub(before) / 1024;
+    println!(
+        "broker, {SLOW} slow members, {MSGS} 1-byte messages: RSS {before} KiB before, peak {peak} KiB (+{grew} MiB)"
+    );
+    // 20 x 64 KiB of charged queue, plus fixed overhead.
+    assert!(grew < 5, "peak RSS grew by {grew} MiB (bound 5 MiB)");
+    let err = l.wait_stderr_count("(too slow)", SLOW);
+    assert_eq!(count(&err, "(too slow)"), SLOW, "stderr: {err}");
+    drop(slow);
+}
