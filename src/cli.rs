@@ -111,6 +111,29 @@ pub struct RelayArgs {
     pub datagram_size: Option<u32>,
 }
 
+impl RelayArgs {
+    /// The relay's options from these flags. `linger` and `wait_for_stdin`
+    /// differ between `connect` and `listen`; `hexdump` is the opened `-x` file.
+    pub fn opts(
+        &self,
+        linger: Duration,
+        wait_for_stdin: bool,
+        hexdump: Option<std::sync::Arc<crate::relay::hexdump::HexDump>>,
+    ) -> crate::relay::RelayOpts {
+        crate::relay::RelayOpts {
+            send: !self.recv_only,
+            recv: !self.send_only,
+            shutdown_on_eof: !self.no_shutdown,
+            wait_for_stdin,
+            idle: self.idle_timeout,
+            linger,
+            crlf: self.crlf,
+            hexdump,
+            datagram_size: self.datagram_size.map(|n| n as usize),
+        }
+    }
+}
+
 /// TLS client flags.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "TLS client")]

@@ -8,6 +8,7 @@ use clap::Args as ClapArgs;
 use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs};
 use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
+use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
 use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
 use crate::sock::{fmt_sockaddr, PacketSock};
@@ -160,51 +161,20 @@ pub async fn run(args: Args) -> Result<()> {
         args.deny_file.as_deref(),
     )?;
     let identity = args.tls.identity();
-    let stream = ep.is_stream()
-        || matches!(
-            ep,
-            Endpoint::Unix {
-                kind: UnixKind::SeqPacket,
-                ..
-            }
-        );
-    if identity.is_some() && !ep.is_stream() {
-        return Err(Error::Usage(format!(
-            "TLS needs a stream endpoint (TCP or unix:), not {}",
-            ep.proto()
-        )));
-    }
-    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
-        return Err(Error::Usage(
-            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
-        ));
-    }
-    if !stream && matches!(service, Service::Exec(_)) {
-        return Err(Error::Usage(format!(
-            "--exec needs a connection-oriented endpoint, not {}",
-            ep.proto()
-        )));
-    }
+    check_endpoint(&ep, &service, &acl, identity.is_some())?;
     // As in `connect`: a client's half-close does not cut short what we send.
     let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
-    let relay = crate::cmd::connect::relay_opts(&args.relay, Duration::MAX, wait_for_stdin)?;
-    let family = args.net.family();
-    let sock_opts = args.sock.opts();
-    let limits = Limits {
-        max_conns: args.max_conns as usize,
-        max_line: args.max_line as usize,
-        flush_partial: args.flush_partial,
-        max_queue: args.max_queue as usize,
-        ..Limits::default()
-    };
+    let hexdump = crate::cmd::open_hexdump(args.relay.hex_dump.as_deref())?;
+    let relay = args.relay.opts(Duration::MAX, wait_for_stdin, hexdump);
 
     // Bind first: the listening socket exists before any slow setup, and a
     // Unix path guard lives until this function returns.
-    let (bound, _guard) = bind(&ep, family, args.backlog, &sock_opts).await?;
+    let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &args.sock.opts()).await?;
     let listener = match bound {
         Bound::Stream(l) => l,
         Bound::Datagram(s) => {
-            return serve_dgram(s, &args, service, keep_open, relay, acl, shutdown).await
+            let opts = args.dgram_opts(service, keep_open, relay, acl);
+            return serve_dgram(s, opts, shutdown).await;
         }
     };
     let tls = match identity {
@@ -224,44 +194,91 @@ pub async fn run(args: Args) -> Result<()> {
             acl,
             handshake_timeout: args.handshake_timeout,
         },
-        limits,
+        limits: args.limits(),
         keep_open,
         relay,
     };
     server.run(shutdown).await
 }
 
+/// Refuses combinations the endpoint cannot serve.
+fn check_endpoint(ep: &Endpoint, service: &Service, acl: &Acl, tls: bool) -> Result<()> {
+    let connected = ep.is_stream()
+        || matches!(
+            ep,
+            Endpoint::Unix {
+                kind: UnixKind::SeqPacket,
+                ..
+            }
+        );
+    if tls && !ep.is_stream() {
+        return Err(Error::Usage(format!(
+            "TLS needs a stream endpoint (TCP or unix:), not {}",
+            ep.proto()
+        )));
+    }
+    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
+        return Err(Error::Usage(
+            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
+        ));
+    }
+    if !connected && matches!(service, Service::Exec(_)) {
+        return Err(Error::Usage(format!(
+            "--exec needs a connection-oriented endpoint, not {}",
+            ep.proto()
+        )));
+    }
+    Ok(())
+}
+
+impl Args {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_conns: self.max_conns as usize,
+            max_line: self.max_line as usize,
+            flush_partial: self.flush_partial,
+            max_queue: self.max_queue as usize,
+            ..Limits::default()
+        }
+    }
+
+    fn dgram_opts(
+        &self,
+        service: Service,
+        keep_open: bool,
+        relay: RelayOpts,
+        acl: Acl,
+    ) -> DgramOpts {
+        let service = match service {
+            Service::Stdio => DgramService::Stdio,
+            Service::Greet => DgramService::Greet,
+            Service::Echo => DgramService::Echo,
+            Service::Broker => DgramService::Broker,
+            Service::Exec(_) => unreachable!("rejected before binding"),
+        };
+        DgramOpts {
+            service,
+            keep_open,
+            peer_ttl: self.udp_peer_ttl,
+            max_peers: match service {
+                DgramService::Broker => self.udp_broker_peers.min(self.max_conns) as usize,
+                _ => self.max_conns as usize,
+            },
+            acl,
+            relay,
+        }
+    }
+}
+
 async fn serve_dgram(
     sock: PacketSock,
-    args: &Args,
-    service: Service,
-    keep_open: bool,
-    relay: crate::relay::RelayOpts,
-    acl: Acl,
+    opts: DgramOpts,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let service = match service {
-        Service::Stdio => DgramService::Stdio,
-        Service::Greet => DgramService::Greet,
-        Service::Echo => DgramService::Echo,
-        Service::Broker => DgramService::Broker,
-        Service::Exec(_) => unreachable!("rejected before binding"),
-    };
     let local = sock
         .local_addr()
         .map(|a| fmt_sockaddr(&a))
         .unwrap_or_default();
     tracing::info!("listening on {local} (datagrams)");
-    let opts = DgramOpts {
-        service,
-        keep_open,
-        peer_ttl: args.udp_peer_ttl,
-        max_peers: match service {
-            DgramService::Broker => args.udp_broker_peers.min(args.max_conns) as usize,
-            _ => args.max_conns as usize,
-        },
-        acl,
-        relay,
-    };
     dgram::serve(sock, opts, shutdown).await
 }
