@@ -35,6 +35,9 @@ pub struct ExecSpec {
     pub grace: Duration,
 }
 
+/// Bytes relayed at a time each way on a stream.
+const CHUNK: usize = 16 * 1024;
+
 /// Default for [`ExecSpec::grace`] (`--exec-grace`).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
@@ -129,11 +132,14 @@ pub async fn serve(conn: Conn, spec: &ExecSpec, activity: &Activity) -> io::Resu
     let mut group = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
     let mut child_in = child.stdin.take().expect("stdin is piped");
     let mut child_out = child.stdout.take().expect("stdout is piped");
+    // A message socket needs room for a whole message; a stream is relayed
+    // in pipe-sized pieces, so a stalled client costs little.
+    let size = if conn.is_packet() { BUF_SIZE } else { CHUNK };
     let (mut rd, mut wr) = conn.split();
 
     // Owns the child's stdin: dropping it closes the pipe.
     let to_child = async move {
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut buf = vec![0u8; size];
         while let Ok(Chunk::Data(n)) = rd.read(&mut buf).await {
             activity.touch();
             if child_in.write_all(&buf[..n]).await.is_err() {
@@ -142,7 +148,7 @@ pub async fn serve(conn: Conn, spec: &ExecSpec, activity: &Activity) -> io::Resu
         }
     };
     let from_child = async {
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut buf = vec![0u8; size];
         loop {
             match child_out.read(&mut buf).await {
                 Ok(0) | Err(_) => break,

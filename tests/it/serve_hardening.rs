@@ -271,6 +271,11 @@ fn echo_memory_is_bounded_for_clients_that_never_read() {
     flood_then_serve(&["--echo", "127.0.0.1:0"], 6, b"bob\nann", b"bob\nann");
 }
 
+#[test]
+fn exec_memory_is_bounded_for_clients_that_never_read() {
+    flood_then_serve(&["-e", "cat", "127.0.0.1:0"], 6, b"bob\nann", b"bob\nann");
+}
+
 // ---- exec children end with their connection ----
 
 #[test]
