@@ -158,6 +158,11 @@ impl Seat {
 }
 
 impl Seat {
+    /// Whether the roster dropped this member as too slow.
+    pub fn was_dropped(&self) -> bool {
+        self.kill.is_cancelled()
+    }
+
     /// `batch`, taken from the queue, is written: its charge is returned.
     fn wrote(&self, batch: &[Bytes]) {
         let bytes: usize = batch.iter().map(Bytes::len).sum();
@@ -171,6 +176,17 @@ impl Drop for Seat {
     fn drop(&mut self) {
         self.roster.lock().remove(&self.id);
         self.out.close();
+    }
+}
+
+/// A member dropped as too slow leaves up to a queue's worth of small blocks
+/// freed inside the allocator's arenas, which glibc keeps (RSS stays high)
+/// unless asked to hand them back.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -499,7 +499,13 @@ where
         r = read => r,
         r = seat.drain(&mut wr, || activity.touch()) => r,
     };
-    drop(seat);
+    if seat.was_dropped() {
+        // Its queue is freed with it; hand that back to the system.
+        drop(seat);
+        hub::release_freed_memory();
+    } else {
+        drop(seat);
+    }
     if res.is_ok() {
         // The peer finished: close our side properly (TLS close_notify, then
         // FIN), bounded in case it no longer reads.

@@ -474,7 +474,14 @@ fn broker_charges_small_messages_and_drops_slow_members() {
     );
     // 20 x 64 KiB of charged queue, plus fixed overhead.
     assert!(grew < 5, "peak RSS grew by {grew} MiB (bound 5 MiB)");
-    let err = l.wait_stderr_count("(too slow)", SLOW);
+    let err = l.wait_stderr_count("disconnected: too slow", SLOW);
     assert_eq!(count(&err, "(too slow)"), SLOW, "stderr: {err}");
+    // Their queues went with them.
+    let after = status_kib(pid, "VmRSS");
+    println!("RSS once they were dropped: {after} KiB");
+    assert!(
+        after < before + 2048,
+        "RSS {after} KiB after the slow members left, {before} KiB before"
+    );
     drop(slow);
 }
