@@ -52,7 +52,8 @@ pub struct Args {
     /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<String>,
-    /// Refuse peers in this network (repeatable); refused peers are closed unread.
+    /// Refuse peers in this network (repeatable): connections are closed unread,
+    /// datagrams dropped. ::ffff:a.b.c.d forms match IPv4 peers.
     #[arg(long, value_name = "CIDR")]
     deny: Vec<String>,
     /// Read --allow networks from a file (one per line, # comments).
@@ -96,7 +97,8 @@ pub struct Args {
     /// Greeting: longest message; longer lines are answered in pieces of this size.
     #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_line: u32,
-    /// -k and --broker: bytes queued for one client before it is dropped as too slow.
+    /// -k and --broker: bytes queued for one client before it is dropped as too
+    /// slow (each queued message counts 128 bytes more, for its slot).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_queue: u32,
     /// UDP --broker: most peers at once, so one datagram (whose source may be
