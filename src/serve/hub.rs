@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::outbox::{advance, slices, Outbox};
+use crate::chat::outbox::{Outbox, Pushed};
 use crate::conn::ConnWriter;
 
 /// What one queued message costs beyond its bytes: its slot in the queue
@@ -25,8 +24,11 @@ use crate::conn::ConnWriter;
 /// share of the allocation, and the allocator's headers.
 pub const PART_COST: usize = 128;
 
-/// Most queued messages taken for one write.
+/// Most queued messages taken at once.
 const BATCH: usize = 256;
+
+/// Small messages are gathered into writes of up to this many bytes.
+const GATHER: usize = 16 * 1024;
 
 /// The connected members.
 #[derive(Debug)]
@@ -113,7 +115,7 @@ impl Roster {
             }
             let held = m.held.load(Ordering::Relaxed);
             if held + cost > self.max_queue
-                || m.out.push(std::slice::from_ref(&data)) == crate::chat::outbox::Pushed::TooSlow
+                || m.out.push(std::slice::from_ref(&data)) == Pushed::TooSlow
             {
                 slow.push(*id);
                 continue;
@@ -139,12 +141,13 @@ impl Seat {
     /// not read is abandoned as soon as the member is dropped.
     pub async fn drain(&self, wr: &mut ConnWriter, on_write: impl Fn()) -> io::Result<()> {
         let mut batch = Vec::new();
+        let mut gathered = Vec::new();
         let res = async {
             loop {
                 if self.out.take(&mut batch, BATCH).await == 0 {
                     return Ok(());
                 }
-                write_parts(wr, &batch).await?;
+                write_parts(wr, &batch, &mut gathered).await?;
                 self.wrote(&batch);
                 batch.clear();
                 on_write();
@@ -190,24 +193,32 @@ pub fn release_freed_memory() {
     }
 }
 
-/// Writes queued messages: in as few writes as the stream takes, or one
-/// message each on a message socket.
-async fn write_parts(wr: &mut ConnWriter, parts: &[Bytes]) -> io::Result<()> {
-    let ConnWriter::Stream(w) = wr else {
+/// Writes queued messages: small ones gathered into `buf` (up to [`GATHER`]
+/// bytes a write), large ones as they are; one message each on a message
+/// socket.
+async fn write_parts(wr: &mut ConnWriter, parts: &[Bytes], buf: &mut Vec<u8>) -> io::Result<()> {
+    if matches!(wr, ConnWriter::Packet(_)) {
         for p in parts {
             wr.write(p).await?;
         }
         return Ok(());
-    };
-    let mut at = (0, 0);
-    while at.0 < parts.len() {
-        let n = w.write_vectored(&slices(parts, at)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        at = advance(parts, at, n);
     }
-    w.flush().await
+    for p in parts {
+        if !buf.is_empty() && buf.len() + p.len() > GATHER {
+            wr.write(buf).await?;
+            buf.clear();
+        }
+        if p.len() >= GATHER {
+            wr.write(p).await?;
+        } else {
+            buf.extend_from_slice(p);
+        }
+    }
+    if !buf.is_empty() {
+        wr.write(buf).await?;
+        buf.clear();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
