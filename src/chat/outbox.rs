@@ -110,7 +110,13 @@ struct State {
     busy: bool,
     /// No more lines are accepted; the writer ends once the queue is empty.
     closed: bool,
+    /// For a message outbox: the length of each queued message, in order.
+    bounds: std::collections::VecDeque<usize>,
 }
+
+/// What a queued message costs a message outbox beyond its bytes: its entry
+/// in the list of boundaries (a deque may hold twice the slots it uses).
+pub const MESSAGE_COST: usize = 2 * std::mem::size_of::<usize>();
 
 /// Smallest buffer a member's queue starts with (then doubling, never past the cap).
 const MIN_QUEUE_BUF: usize = 1024;
@@ -122,6 +128,8 @@ pub struct Outbox {
     ready: Notify,
     sink: Option<Sink>,
     max: usize,
+    /// Keeps each push a message of its own (for message sockets).
+    messages: bool,
     /// Cancelled when the member fell more than `max` bytes behind.
     kill: CancellationToken,
 }
@@ -143,6 +151,21 @@ impl Outbox {
             ready: Notify::new(),
             sink,
             max,
+            messages: false,
+            kill,
+        })
+    }
+
+    /// An outbox that keeps message boundaries: each push is one message,
+    /// and [`Outbox::take`] hands them back one `Bytes` each. Each message is
+    /// charged its bytes plus [`MESSAGE_COST`]. No direct writes.
+    pub fn for_messages(max: usize, kill: CancellationToken) -> Arc<Self> {
+        Arc::new(Outbox {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            sink: None,
+            max,
+            messages: true,
             kill,
         })
     }
@@ -202,12 +225,16 @@ impl Outbox {
         (skip, offset): (usize, usize),
     ) -> Pushed {
         let rest = parts[skip..].iter().map(Bytes::len).sum::<usize>() - offset;
-        if st.queued + rest > self.max {
+        let cost = rest + if self.messages { MESSAGE_COST } else { 0 };
+        if st.queued + cost > self.max {
             tracing::debug!("queue full: {} bytes waiting, {rest} more", st.queued);
             self.kill.cancel();
             return Pushed::TooSlow;
         }
-        st.queued += rest;
+        st.queued += cost;
+        if self.messages {
+            st.bounds.push_back(rest);
+        }
         let q = &mut st.queue;
         if q.capacity() - q.len() < rest {
             // Grow by doubling, but never allocate past the cap: the buffer is
@@ -255,14 +282,29 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// For the writer: takes what is queued (as one buffer; `max` is kept for
-    /// callers that bound a batch), waiting for something, and marks the
+    /// For the writer: takes what is queued (as one buffer, or for a message
+    /// outbox up to `max` messages), waiting for something, and marks the
     /// writer busy until [`Outbox::written`]. 0 once closed and drained.
     pub async fn take(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
         loop {
             {
                 let mut st = self.lock();
-                if !st.queue.is_empty() && max > 0 {
+                if self.messages && !st.bounds.is_empty() && max > 0 {
+                    let n = st.bounds.len().min(max);
+                    let total: usize = st.bounds.iter().take(n).sum();
+                    let mut taken = st.queue.split_to(total).freeze();
+                    for len in st.bounds.drain(..n) {
+                        out.push(taken.split_to(len));
+                    }
+                    // The boundaries are gone; their bytes are charged until written.
+                    st.queued -= n * MESSAGE_COST;
+                    if st.bounds.is_empty() {
+                        st.bounds = std::collections::VecDeque::new();
+                    }
+                    st.busy = true;
+                    return n;
+                }
+                if !self.messages && !st.queue.is_empty() && max > 0 {
                     out.push(st.queue.split().freeze());
                     st.busy = true;
                     return 1;
@@ -293,7 +335,8 @@ impl Outbox {
             return None;
         }
         let b = st.queue.split().freeze();
-        st.queued -= b.len();
+        st.queued -= b.len() + st.bounds.len() * MESSAGE_COST;
+        st.bounds.clear();
         Some(b)
     }
 

@@ -9,7 +9,7 @@ use crate::cli::{parse_secs, NetArgs, RelayArgs, SockArgs, TlsClientArgs};
 use crate::dial::{dial, DialOpts};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::relay::{self, RelayOpts};
+use crate::relay;
 use crate::shutdown::{Interrupted, Shutdown};
 
 /// Examples shown under `sockit connect --help`.
@@ -67,12 +67,6 @@ fn parse_source(text: &str) -> Result<SocketAddr> {
     Err(Error::Usage(format!(
         "invalid --source '{text}': expected IP or IP:PORT, e.g. 127.0.0.2 or [::1]:5000"
     )))
-}
-
-/// Builds the relay options shared by `connect` and single-client `listen`.
-/// Kept for `listen`, which is to call [`RelayArgs::options`] directly.
-pub fn relay_opts(args: &RelayArgs, linger: Duration, wait_for_stdin: bool) -> Result<RelayOpts> {
-    args.options(linger, wait_for_stdin)
 }
 
 /// Runs `sockit connect`; `Ok` carries the exit status (128 + the signal's

@@ -8,6 +8,7 @@ use clap::Args as ClapArgs;
 use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs};
 use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
+use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
 use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
 use crate::sock::{fmt_sockaddr, PacketSock};
@@ -51,7 +52,8 @@ pub struct Args {
     /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<String>,
-    /// Refuse peers in this network (repeatable); refused peers are closed unread.
+    /// Refuse peers in this network (repeatable): connections are closed unread,
+    /// datagrams dropped. ::ffff:a.b.c.d forms match IPv4 peers.
     #[arg(long, value_name = "CIDR")]
     deny: Vec<String>,
     /// Read --allow networks from a file (one per line, # comments).
@@ -95,12 +97,21 @@ pub struct Args {
     /// Greeting: longest message; longer lines are answered in pieces of this size.
     #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_line: u32,
-    /// -k and --broker: bytes queued for one client before it is dropped as too slow.
+    /// -k and --broker: bytes queued for one client before it is dropped as too
+    /// slow (on message sockets each queued message counts 16 bytes more).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Limits")]
     max_queue: u32,
+    /// UDP --broker: most peers at once, so one datagram (whose source may be
+    /// forged) becomes at most N-1 sends.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..), help_heading = "Limits")]
+    udp_broker_peers: u32,
     /// UDP with -k: stdin goes to every peer heard from within SECS.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs, help_heading = "Limits")]
     udp_peer_ttl: Duration,
+    /// -e/--sh-exec: once a client's input ends or it leaves, its child's stdin
+    /// is closed; still running SECS later, it gets SIGTERM, SECS after that SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs, help_heading = "Limits")]
+    exec_grace: Duration,
     /// TLS handshake time limit.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, help_heading = "Limits")]
     handshake_timeout: Duration,
@@ -122,12 +133,20 @@ impl Args {
         } else if self.broker {
             Service::Broker
         } else if let Some(cmd) = &self.exec {
-            Service::Exec(ExecSpec::direct(cmd)?)
+            self.exec_spec(ExecSpec::direct(cmd)?)?
         } else if let Some(cmd) = &self.sh_exec {
-            Service::Exec(ExecSpec::shell(cmd))
+            self.exec_spec(ExecSpec::shell(cmd))?
         } else {
             Service::Stdio
         })
+    }
+
+    fn exec_spec(&self, spec: ExecSpec) -> Result<Service> {
+        spec.check()?;
+        Ok(Service::Exec(ExecSpec {
+            grace: self.exec_grace,
+            ..spec
+        }))
     }
 }
 
@@ -144,51 +163,19 @@ pub async fn run(args: Args) -> Result<()> {
         args.deny_file.as_deref(),
     )?;
     let identity = args.tls.identity();
-    let stream = ep.is_stream()
-        || matches!(
-            ep,
-            Endpoint::Unix {
-                kind: UnixKind::SeqPacket,
-                ..
-            }
-        );
-    if identity.is_some() && !ep.is_stream() {
-        return Err(Error::Usage(format!(
-            "TLS needs a stream endpoint (TCP or unix:), not {}",
-            ep.proto()
-        )));
-    }
-    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
-        return Err(Error::Usage(
-            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
-        ));
-    }
-    if !stream && matches!(service, Service::Exec(_)) {
-        return Err(Error::Usage(format!(
-            "--exec needs a connection-oriented endpoint, not {}",
-            ep.proto()
-        )));
-    }
+    check_endpoint(&ep, &service, &acl, identity.is_some())?;
     // As in `connect`: a client's half-close does not cut short what we send.
     let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
-    let relay = crate::cmd::connect::relay_opts(&args.relay, Duration::MAX, wait_for_stdin)?;
-    let family = args.net.family();
-    let sock_opts = args.sock.opts();
-    let limits = Limits {
-        max_conns: args.max_conns as usize,
-        max_line: args.max_line as usize,
-        flush_partial: args.flush_partial,
-        max_queue: args.max_queue as usize,
-        ..Limits::default()
-    };
+    let relay = args.relay.options(Duration::MAX, wait_for_stdin)?;
 
     // Bind first: the listening socket exists before any slow setup, and a
     // Unix path guard lives until this function returns.
-    let (bound, _guard) = bind(&ep, family, args.backlog, &sock_opts).await?;
+    let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &args.sock.opts()).await?;
     let listener = match bound {
         Bound::Stream(l) => l,
         Bound::Datagram(s) => {
-            return serve_dgram(s, &args, service, keep_open, relay, shutdown).await
+            let opts = args.dgram_opts(service, keep_open, relay, acl);
+            return serve_dgram(s, opts, shutdown).await;
         }
     };
     let tls = match identity {
@@ -208,39 +195,91 @@ pub async fn run(args: Args) -> Result<()> {
             acl,
             handshake_timeout: args.handshake_timeout,
         },
-        limits,
+        limits: args.limits(),
         keep_open,
         relay,
     };
     server.run(shutdown).await
 }
 
+/// Refuses combinations the endpoint cannot serve.
+fn check_endpoint(ep: &Endpoint, service: &Service, acl: &Acl, tls: bool) -> Result<()> {
+    let connected = ep.is_stream()
+        || matches!(
+            ep,
+            Endpoint::Unix {
+                kind: UnixKind::SeqPacket,
+                ..
+            }
+        );
+    if tls && !ep.is_stream() {
+        return Err(Error::Usage(format!(
+            "TLS needs a stream endpoint (TCP or unix:), not {}",
+            ep.proto()
+        )));
+    }
+    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
+        return Err(Error::Usage(
+            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
+        ));
+    }
+    if !connected && matches!(service, Service::Exec(_)) {
+        return Err(Error::Usage(format!(
+            "--exec needs a connection-oriented endpoint, not {}",
+            ep.proto()
+        )));
+    }
+    Ok(())
+}
+
+impl Args {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_conns: self.max_conns as usize,
+            max_line: self.max_line as usize,
+            flush_partial: self.flush_partial,
+            max_queue: self.max_queue as usize,
+            ..Limits::default()
+        }
+    }
+
+    fn dgram_opts(
+        &self,
+        service: Service,
+        keep_open: bool,
+        relay: RelayOpts,
+        acl: Acl,
+    ) -> DgramOpts {
+        let service = match service {
+            Service::Stdio => DgramService::Stdio,
+            Service::Greet => DgramService::Greet,
+            Service::Echo => DgramService::Echo,
+            Service::Broker => DgramService::Broker,
+            Service::Exec(_) => unreachable!("rejected before binding"),
+        };
+        DgramOpts {
+            service,
+            keep_open,
+            peer_ttl: self.udp_peer_ttl,
+            max_peers: match service {
+                DgramService::Broker => self.udp_broker_peers.min(self.max_conns) as usize,
+                _ => self.max_conns as usize,
+            },
+            acl,
+            relay,
+        }
+    }
+}
+
 async fn serve_dgram(
     sock: PacketSock,
-    args: &Args,
-    service: Service,
-    keep_open: bool,
-    relay: crate::relay::RelayOpts,
+    opts: DgramOpts,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let service = match service {
-        Service::Stdio => DgramService::Stdio,
-        Service::Greet => DgramService::Greet,
-        Service::Echo => DgramService::Echo,
-        Service::Broker => DgramService::Broker,
-        Service::Exec(_) => unreachable!("rejected before binding"),
-    };
     let local = sock
         .local_addr()
         .map(|a| fmt_sockaddr(&a))
         .unwrap_or_default();
     tracing::info!("listening on {local} (datagrams)");
-    let opts = DgramOpts {
-        service,
-        keep_open,
-        peer_ttl: args.udp_peer_ttl,
-        max_peers: args.max_conns as usize,
-        relay,
-    };
     dgram::serve(sock, opts, shutdown).await
 }

@@ -3,9 +3,14 @@
 //! Datagrams from any peer go to stdout; stdin lines go to the last peer (or,
 //! with `-k`, to every peer heard from within the peer TTL). `--greet`, `--echo`
 //! and `--broker` answer each datagram from its own sender's address.
+//!
+//! `--allow`/`--deny` apply to every datagram: one from a refused address is
+//! dropped unread (logged under `-v`) before it reaches stdout, a reply or the
+//! peer list. Source addresses of datagrams can be forged, so the broker's
+//! fan-out is capped: one datagram becomes at most `max_peers - 1` sends.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use socket2::SockAddr;
@@ -15,8 +20,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::relay::hexdump::Direction;
 use crate::relay::{Activity, Messages, RelayOpts, BUF_SIZE};
-use crate::serve::greet;
-use crate::sock::{fmt_sockaddr, PacketSock};
+use crate::serve::{greet, Acl};
+use crate::sock::{fmt_ip, fmt_sockaddr, PacketSock};
 
 /// What a datagram listener does with each datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +46,21 @@ struct Peers {
 }
 
 impl Peers {
-    fn heard(&mut self, addr: &SockAddr) {
+    /// Notes a datagram from `addr`; false if it is not remembered (the list
+    /// is full of recent peers).
+    fn heard(&mut self, addr: &SockAddr) -> bool {
         let now = Instant::now();
         if self.seen.len() >= self.max {
             let ttl = self.ttl;
             self.seen.retain(|_, (_, t)| now.duration_since(*t) < ttl);
         }
+        self.last = Some(addr.clone());
         let key = fmt_sockaddr(addr);
         if self.seen.len() < self.max || self.seen.contains_key(&key) {
             self.seen.insert(key, (addr.clone(), now));
+            return true;
         }
-        self.last = Some(addr.clone());
+        false
     }
 
     fn recent(&self) -> Vec<SockAddr> {
@@ -72,10 +81,20 @@ pub struct DgramOpts {
     pub keep_open: bool,
     /// How long a peer counts as recent.
     pub peer_ttl: Duration,
-    /// Most peers remembered at once.
+    /// Most peers remembered at once (for the broker: most a datagram reaches).
     pub max_peers: usize,
+    /// Who may send; datagrams from anyone else are dropped.
+    pub acl: Acl,
     /// stdin/stdout behaviour (hex dump, datagram size, idle timeout).
     pub relay: RelayOpts,
+}
+
+/// A datagram listener while it runs.
+struct Dgram {
+    sock: Arc<PacketSock>,
+    opts: DgramOpts,
+    peers: Mutex<Peers>,
+    activity: Activity,
 }
 
 /// Serves datagrams until `shutdown` resolves (or the idle timeout fires).
@@ -84,76 +103,110 @@ pub async fn serve(
     opts: DgramOpts,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let sock = Arc::new(sock);
-    let peers = std::sync::Mutex::new(Peers {
-        seen: HashMap::new(),
-        last: None,
-        ttl: opts.peer_ttl,
-        max: opts.max_peers,
-    });
-    let activity = Activity::new();
-    let relay = &opts.relay;
+    let server = Dgram {
+        sock: Arc::new(sock),
+        peers: Mutex::new(Peers {
+            seen: HashMap::new(),
+            last: None,
+            ttl: opts.peer_ttl,
+            max: opts.max_peers,
+        }),
+        opts,
+        activity: Activity::new(),
+    };
+    let idle = async {
+        match server.opts.relay.idle {
+            Some(d) => server.activity.idle_for(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = server.receive() => r,
+        r = server.stdin_to_peers() => r,
+        _ = idle => Err(Error::Timeout {
+            what: "idle timeout: no traffic".into(),
+            after: server.opts.relay.idle.unwrap_or_default(),
+        }),
+        _ = shutdown => Ok(()),
+    }
+}
 
-    let receive = async {
+impl Dgram {
+    fn peers(&self) -> MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Receives and answers datagrams; returns when stdout is gone.
+    async fn receive(&self) -> Result<()> {
         let mut buf = vec![0u8; BUF_SIZE];
         let mut stdout = tokio::io::stdout();
         loop {
-            let (n, from) = match sock.recv_from(&mut buf).await {
+            let (n, from) = match self.sock.recv_from(&mut buf).await {
                 Ok(r) => r,
                 // An ICMP error from an earlier sendto; not fatal for a server.
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
                 Err(e) => return Err(Error::io("cannot receive", e)),
             };
-            activity.touch();
+            if let Some(peer) = from.as_socket() {
+                if !self.opts.acl.permits(peer.ip()) {
+                    tracing::info!("dropped {n} bytes from {} (access list)", fmt_ip(peer));
+                    continue;
+                }
+            }
+            self.activity.touch();
             let data = &buf[..n];
             tracing::debug!("{n} bytes from {}", fmt_sockaddr(&from));
-            if let Some(h) = &relay.hexdump {
+            if let Some(h) = &self.opts.relay.hexdump {
                 h.record(Direction::Received, data);
             }
-            let reply_to = |bytes: Vec<u8>| {
-                let sock = sock.clone();
-                let to = from.clone();
-                async move {
-                    if let Err(e) = sock.send_to(&bytes, &to).await {
-                        tracing::info!("cannot reply to {}: {e}", fmt_sockaddr(&to));
-                    }
-                }
-            };
-            match opts.service {
-                DgramService::Greet => reply_to(greet::reply(data)).await,
-                DgramService::Echo => reply_to(data.to_vec()).await,
-                DgramService::Broker => {
-                    let others: Vec<SockAddr> = {
-                        let mut p = peers.lock().unwrap_or_else(|e| e.into_inner());
-                        p.heard(&from);
-                        p.recent().into_iter().filter(|a| *a != from).collect()
-                    };
-                    for to in others {
-                        let _ = sock.send_to(data, &to).await;
-                    }
-                }
+            match self.opts.service {
+                DgramService::Greet => self.reply(&greet::reply(data), &from).await,
+                DgramService::Echo => self.reply(data, &from).await,
+                DgramService::Broker => self.forward(data, &from).await,
                 DgramService::Stdio => {
-                    peers.lock().unwrap_or_else(|e| e.into_inner()).heard(&from);
-                    if relay.recv {
-                        let wrote = async {
-                            stdout.write_all(data).await?;
-                            stdout.flush().await
-                        };
-                        if let Err(e) = wrote.await {
-                            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                return Ok(());
-                            }
-                            return Err(Error::io("cannot write stdout", e));
-                        }
+                    self.peers().heard(&from);
+                    if self.opts.relay.recv && !print(&mut stdout, data).await? {
+                        return Ok(());
                     }
                 }
             }
         }
-    };
+    }
 
-    let send = async {
-        if opts.service != DgramService::Stdio || !relay.send {
-            return std::future::pending::<Result<()>>().await;
+    async fn reply(&self, bytes: &[u8], to: &SockAddr) {
+        if let Err(e) = self.sock.send_to(bytes, to).await {
+            tracing::info!("cannot reply to {}: {e}", fmt_sockaddr(to));
+        }
+    }
+
+    /// The broker: `data` to every other member. Only members are forwarded,
+    /// so a datagram reaches at most max_peers - 1 others whoever claims to
+    /// send it.
+    async fn forward(&self, data: &[u8], from: &SockAddr) {
+        let others: Option<Vec<SockAddr>> = {
+            let mut p = self.peers();
+            p.heard(from)
+                .then(|| p.recent().into_iter().filter(|a| a != from).collect())
+        };
+        let Some(others) = others else {
+            tracing::info!(
+                "dropped {} bytes from {}: {} peers already (--udp-broker-peers)",
+                data.len(),
+                fmt_sockaddr(from),
+                self.opts.max_peers
+            );
+            return;
+        };
+        for to in others {
+            let _ = self.sock.send_to(data, &to).await;
+        }
+    }
+
+    /// stdin, cut into messages, to the last peer (every recent peer with -k).
+    async fn stdin_to_peers(&self) -> Result<()> {
+        let relay = &self.opts.relay;
+        if self.opts.service != DgramService::Stdio || !relay.send {
+            return std::future::pending().await;
         }
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; BUF_SIZE];
@@ -168,8 +221,8 @@ pub async fn serve(
                 msgs.extend(messages.finish());
             }
             let targets: Vec<SockAddr> = {
-                let p = peers.lock().unwrap_or_else(|e| e.into_inner());
-                if opts.keep_open {
+                let p = self.peers();
+                if self.opts.keep_open {
                     p.recent()
                 } else {
                     p.last.iter().cloned().collect()
@@ -183,33 +236,29 @@ pub async fn serve(
                     h.record(Direction::Sent, m);
                 }
                 for to in &targets {
-                    if let Err(e) = sock.send_to(m, to).await {
+                    if let Err(e) = self.sock.send_to(m, to).await {
                         tracing::info!("cannot send to {}: {e}", fmt_sockaddr(to));
                     }
                 }
             }
-            activity.touch();
+            self.activity.touch();
             if n == 0 {
                 // stdin is done; keep serving what arrives.
-                return std::future::pending::<Result<()>>().await;
+                return std::future::pending().await;
             }
         }
-    };
+    }
+}
 
-    let idle = async {
-        match relay.idle {
-            Some(d) => activity.idle_for(d).await,
-            None => std::future::pending().await,
-        }
+/// Writes a datagram to stdout; false once stdout is closed (a quiet end).
+async fn print(stdout: &mut tokio::io::Stdout, data: &[u8]) -> Result<bool> {
+    let wrote = async {
+        stdout.write_all(data).await?;
+        stdout.flush().await
     };
-
-    tokio::select! {
-        r = receive => r,
-        r = send => r,
-        _ = idle => Err(Error::Timeout {
-            what: "idle timeout: no traffic".into(),
-            after: relay.idle.unwrap_or_default(),
-        }),
-        _ = shutdown => Ok(()),
+    match wrote.await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Error::io("cannot write stdout", e)),
     }
 }

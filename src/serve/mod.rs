@@ -37,7 +37,7 @@ use crate::tls;
 
 pub use acl::Acl;
 pub use exec::ExecSpec;
-use hub::Hub;
+use hub::Roster;
 
 /// What each accepted connection gets.
 #[derive(Debug, Clone)]
@@ -315,7 +315,7 @@ impl Server {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(server.limits.max_conns));
-        let hub = Hub::new(server.limits.max_queue);
+        let hub = Roster::new(server.limits.max_queue);
         let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
         if matches!(server.service, Service::Stdio) {
             tracker.spawn(stdout_writer(stdout_rx, cancel.clone()));
@@ -415,7 +415,7 @@ impl Server {
     async fn serve_one(
         &self,
         conn: Conn,
-        hub: &Arc<Hub>,
+        hub: &Arc<Roster>,
         stdout: mpsc::Sender<Bytes>,
         activity: &Activity,
     ) -> io::Result<()> {
@@ -458,18 +458,33 @@ impl Server {
     }
 }
 
-/// A hub member: its queue drains to the socket while its bytes go to `sink`
-/// (called with the member's own id).
-async fn member<F, Fut>(conn: Conn, hub: &Arc<Hub>, activity: &Activity, sink: F) -> io::Result<()>
+/// Bytes a fan-out member's bytes are read in (and held) at a time.
+const MEMBER_CHUNK: usize = 16 * 1024;
+
+/// A roster member: its queue drains to the socket while its bytes go to
+/// `sink` (called with the member's own id).
+async fn member<F, Fut>(
+    conn: Conn,
+    hub: &Arc<Roster>,
+    activity: &Activity,
+    sink: F,
+) -> io::Result<()>
 where
     F: Fn(u64, Bytes) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut membership = hub.join(&conn.peer);
-    let id = membership.id;
+    let seat = hub.join(&conn.peer, matches!(conn.link, Link::Packet { .. }));
+    let id = seat.id;
     let (mut rd, mut wr) = conn.split();
     let read = async {
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut buf = vec![
+            0u8;
+            if rd.is_packet() {
+                BUF_SIZE
+            } else {
+                MEMBER_CHUNK
+            }
+        ];
         loop {
             match rd.read(&mut buf).await? {
                 Chunk::Data(n) => {
@@ -480,31 +495,17 @@ where
             }
         }
     };
-    let dropped = membership.dropped();
-    let write = async {
-        let drain = async {
-            while let Some(batch) = membership.next_batch(BUF_SIZE).await {
-                wr.write(&batch).await?;
-                membership.written(batch.len());
-                activity.touch();
-            }
-            Ok::<_, io::Error>(())
-        };
-        // A write to a peer that never reads blocks for good; being dropped
-        // from the hub ends it too.
-        tokio::select! {
-            r = drain => r?,
-            _ = dropped => {}
-        }
-        if membership.was_dropped() {
-            return Err(io::Error::other("too slow: output queue full"));
-        }
-        Ok(())
-    };
     let res = tokio::select! {
         r = read => r,
-        r = write => r,
+        r = seat.drain(&mut wr, || activity.touch()) => r,
     };
+    if seat.was_dropped() {
+        // Its queue is freed with it; hand that back to the system.
+        drop(seat);
+        hub::release_freed_memory();
+    } else {
+        drop(seat);
+    }
     if res.is_ok() {
         // The peer finished: close our side properly (TLS close_notify, then
         // FIN), bounded in case it no longer reads.
@@ -535,7 +536,7 @@ async fn stdout_writer(mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken)
     }
 }
 
-async fn stdin_to_hub(hub: Arc<Hub>, relay: RelayOpts) {
+async fn stdin_to_hub(hub: Arc<Roster>, relay: RelayOpts) {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut crlf = Crlf::default();

@@ -14,6 +14,7 @@ mod interop;
 mod limits;
 mod peers;
 mod ping;
+mod serve_hardening;
 mod services;
 mod tls;
 
