@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::console;
-use super::hub::Hub;
-use super::protocol::{check_name, ServerLine, SHUTTING_DOWN};
+use super::front::Protocol;
+use super::hub::{ChatHub, EventKind, Refusal, RoomEvent};
+use super::protocol::check_nick;
 use super::session::{self, SessionLimits};
 use crate::conn::Link;
 use crate::error::Result;
@@ -45,14 +46,14 @@ pub struct ChatServer {
 impl ChatServer {
     /// Serves until `shutdown` resolves, then says goodbye to everyone.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let hub = Hub::new(self.max_queue);
+        let hub = ChatHub::new(self.max_queue);
         let stop_reading = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.max_clients));
         let flusher = CancellationToken::new();
         tokio::spawn(hub.clone().run_flusher(flusher.clone()));
-        check_name(&self.operator_nick).map_err(|e| {
+        check_nick(&self.operator_nick).map_err(|e| {
             crate::error::Error::Usage(format!(
                 "invalid operator nick '{}': {e}",
                 self.operator_nick
@@ -105,7 +106,7 @@ impl ChatServer {
             });
         }
         tracing::info!("shutting down: telling {} clients", hub.len());
-        hub.shutdown(&ServerLine::Notice(SHUTTING_DOWN).to_string());
+        hub.shutdown();
         stop_reading.cancel();
         tracker.close();
         if tokio::time::timeout(self.drain_timeout, tracker.wait())
@@ -136,8 +137,14 @@ async fn refuse(acc: Accepted, gate: &Gate, max: usize) {
     let Some(conn) = gate.admit(acc).await else {
         return;
     };
-    let full = format!("server full ({max} clients), try again later");
-    let msg = ServerLine::Error(&full).to_bytes();
+    let full = RoomEvent {
+        room: "".into(),
+        seq: 0,
+        ts: super::hub::now_ms(),
+        from: "".into(),
+        kind: EventKind::Error(Refusal::ServerFull(max)),
+    };
+    let msg = Protocol::Line.encode(&full);
     let _ = match &conn.link {
         Link::Tcp(s) => s.try_write(&msg),
         Link::Unix(s) => s.try_write(&msg),

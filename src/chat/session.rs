@@ -16,9 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Flow, Hub, Membership};
+use super::front::{line, Protocol};
+use super::hub::{ChatHub, ChatMember, Flow, Notice, Refusal, RoomEvent};
 use super::outbox::{advance, slices, Sink};
-use super::protocol::{Frame, LineFramer, ServerLine, SHUTTING_DOWN};
+use super::protocol::{Frame, LineFramer};
 use super::sanitize::sanitize;
 use crate::conn::{BoxStream, Conn, Link};
 
@@ -239,7 +240,7 @@ impl Flood {
 /// Serves one client until it leaves, is dropped, or the server stops.
 pub async fn run(
     conn: Conn,
-    hub: Arc<Hub>,
+    hub: Arc<ChatHub>,
     limits: &SessionLimits,
     stop_reading: CancellationToken,
     hard_stop: CancellationToken,
@@ -252,9 +253,22 @@ pub async fn run(
             return;
         }
     };
-    let Ok(m) = hub.join(sink, stop_reading.child_token(), hard_stop.child_token()) else {
+    let joined = hub.join(
+        Protocol::Line,
+        sink,
+        stop_reading.child_token(),
+        hard_stop.child_token(),
+    );
+    let Ok(m) = joined else {
+        let bye = RoomEvent {
+            room: "".into(),
+            seq: 0,
+            ts: super::hub::now_ms(),
+            from: "".into(),
+            kind: super::hub::EventKind::Notice(Notice::ShuttingDown),
+        };
         let _ = writer
-            .write_all_vectored(&[ServerLine::Notice(SHUTTING_DOWN).to_bytes()])
+            .write_all_vectored(&[Protocol::Line.encode(&bye)])
             .await;
         return;
     };
@@ -295,7 +309,7 @@ pub async fn run(
 /// Returns the reason to announce, or `None` when the hub removed the member.
 async fn read_loop(
     reader: &mut Reader,
-    hub: &Hub,
+    hub: &ChatHub,
     id: u64,
     limits: &SessionLimits,
     removed: &CancellationToken,
@@ -347,7 +361,7 @@ async fn read_loop(
 /// reason to leave if a line asked for it (`/quit`) or the client floods.
 fn dispatch(
     frames: &mut Vec<Frame>,
-    hub: &Hub,
+    hub: &ChatHub,
     id: u64,
     limits: &SessionLimits,
     flood: &mut Flood,
@@ -357,8 +371,7 @@ fn dispatch(
         let text = match frame {
             Frame::Line(bytes) => sanitize(&bytes),
             Frame::TooLong => {
-                let e = format!("line dropped: longer than {} bytes", limits.max_line);
-                hub.tell(id, &ServerLine::Error(&e).to_string());
+                hub.refuse(id, Refusal::TooLong(limits.max_line));
                 continue;
             }
         };
@@ -366,11 +379,7 @@ fn dispatch(
             Verdict::Pass => {}
             Verdict::Drop { warn } => {
                 if warn {
-                    let e = format!(
-                        "slow down: more than {} lines/s; lines are being dropped",
-                        limits.rate
-                    );
-                    hub.tell(id, &ServerLine::Error(&e).to_string());
+                    hub.refuse(id, Refusal::SlowDown(limits.rate));
                 }
                 continue;
             }
@@ -381,16 +390,14 @@ fn dispatch(
             continue;
         }
         if !says.is_empty() {
-            hub.say_many(id, says);
-            says.clear();
+            hub.say_many(id, says.drain(..));
         }
-        if let Flow::Quit(reason) = hub.input(id, &text) {
+        if let Flow::Quit(reason) = line::input(hub, id, &text) {
             return Some(reason);
         }
     }
     if !says.is_empty() {
-        hub.say_many(id, says);
-        says.clear();
+        hub.say_many(id, says.drain(..));
     }
     None
 }
@@ -402,7 +409,7 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-async fn write_loop(writer: &mut Writer, m: &Membership) -> io::Result<()> {
+async fn write_loop(writer: &mut Writer, m: &ChatMember) -> io::Result<()> {
     let mut batch = Vec::new();
     loop {
         if m.out.take(&mut batch, BATCH).await == 0 {

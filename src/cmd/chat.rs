@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 
 use crate::chat::client;
-use crate::chat::protocol::check_name;
+use crate::chat::protocol::check_nick;
 use crate::chat::server::ChatServer;
 use crate::chat::session::SessionLimits;
 use crate::cli::{parse_millis, parse_secs, NetArgs, TlsClientArgs, TlsServerArgs};
@@ -288,7 +288,7 @@ async fn join(args: JoinArgs) -> Result<()> {
         )));
     }
     if let Some(nick) = &args.nick {
-        check_name(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
+        check_nick(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
     }
     let stdout_tty = std::io::stdout().is_terminal();
     let color = !args.json
