@@ -208,6 +208,18 @@ struct Batch {
     roster: Roster,
 }
 
+/// A room's pending events, taken under the lock to be encoded outside it.
+struct Taken {
+    events: Vec<RoomEvent>,
+    /// Their estimated size (the first encoding's capacity).
+    cost: usize,
+    protocols: [usize; Protocol::COUNT],
+    runs: Vec<(Option<Id>, usize)>,
+    authors: Vec<Id>,
+    entered: Vec<(Id, usize)>,
+    roster: Roster,
+}
+
 /// About the bytes an event takes once encoded (its text and nick, plus a
 /// line's punctuation).
 fn cost(ev: &RoomEvent) -> usize {
@@ -605,7 +617,7 @@ impl ChatHub {
                     continue;
                 }
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
-                r.pending_cost = 0;
+                let cost = std::mem::take(&mut r.pending_cost);
                 let runs = std::mem::take(&mut r.runs);
                 let mut authors: Vec<Id> = runs.iter().filter_map(|r| r.0).collect();
                 authors.sort_unstable();
@@ -620,14 +632,15 @@ impl ChatHub {
                     }
                 });
                 let events = std::mem::take(&mut r.pending);
-                taken.push((
+                taken.push(Taken {
                     events,
-                    r.protocols,
+                    cost,
+                    protocols: r.protocols,
                     runs,
                     authors,
                     entered,
-                    r.members.clone(),
-                ));
+                    roster: r.members.clone(),
+                });
             }
             taken
         };
@@ -636,13 +649,22 @@ impl ChatHub {
         }
         // Encoding happens outside the hub's lock: members keep talking.
         let mut batches = Vec::with_capacity(taken.len());
-        for (events, protocols, runs, authors, entered, roster) in taken {
+        for t in taken {
+            let Taken {
+                events,
+                cost,
+                protocols,
+                runs,
+                authors,
+                entered,
+                roster,
+            } = t;
             let mut encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT] = Default::default();
             for p in Protocol::ALL {
                 if protocols[p.index()] == 0 {
                     continue;
                 }
-                let mut data = Vec::new();
+                let mut data = Vec::with_capacity(cost);
                 let mut ends = Vec::with_capacity(events.len());
                 for ev in &events {
                     p.encode_event(ev, &mut data);
@@ -812,9 +834,11 @@ impl ChatHub {
         }
         tracing::info!("{} is now {new}", me.nick);
         let renamed = EventKind::Nick { new };
+        // The member's own copy carries the number the room's will get.
+        let seq = st.rooms.get(&me.room).map_or(0, |r| r.seq + 1);
         let ev = RoomEvent {
             room: me.room.clone(),
-            seq: 0,
+            seq,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: renamed.clone(),
