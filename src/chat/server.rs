@@ -209,3 +209,74 @@ async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
         _ => Ok(0),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    async fn listening() -> (ChatListener, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let gate = Gate {
+            tls: None,
+            acl: crate::serve::Acl::default(),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        let l = ChatListener {
+            listener: Listener::Tcp(l),
+            gate,
+            protocol: Protocol::Line,
+        };
+        (l, addr)
+    }
+
+    async fn first_line(addr: &str) -> (String, tokio::net::TcpStream) {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        let read = r.read_line(&mut line);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .unwrap()
+            .unwrap();
+        (line, r.into_inner())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_listener_draws_from_one_client_cap() {
+        let (one, a) = listening().await;
+        let (two, b) = listening().await;
+        let server = ChatServer {
+            listeners: vec![one, two],
+            session: SessionLimits {
+                max_line: 4096,
+                flush_partial: Duration::from_millis(250),
+                rate: 0.0,
+                burst: 1,
+                idle: None,
+                drain: Duration::from_secs(1),
+            },
+            max_clients: 2,
+            max_queue: 1 << 20,
+            operator_nick: "server".into(),
+            console: false,
+            console_input: false,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        let (w1, _c1) = first_line(&a).await;
+        let (w2, _c2) = first_line(&b).await;
+        assert!(w1.starts_with("* welcome, you are guest1"), "{w1}");
+        assert!(w2.starts_with("* welcome, you are guest2"), "{w2}");
+        // Both listeners' clients are in one hub.
+        assert!(w2.contains("with 1 other"), "{w2}");
+        for addr in [&a, &b] {
+            let (full, _) = first_line(addr).await;
+            assert_eq!(full, "! server full (2 clients), try again later\n");
+        }
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
+}
