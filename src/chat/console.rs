@@ -1,6 +1,7 @@
 //! The operator console: the server's own stdin is a chat participant.
 //!
-//! Its lines go to its room (the lobby at first) and it may `/kick`; everything
+//! A line-protocol member with its own front-end: stdin lines are parsed as
+//! a line client's, and it sees events as lines. Its lines go to its room (the lobby at first) and it may `/kick`; everything
 //! the operator's member receives (its room's traffic, every join and leave)
 //! is printed on stdout. With stdin closed or not a terminal the console keeps
 //! printing and simply never speaks.
@@ -10,12 +11,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::hub::{Flow, Hub, Membership};
-use super::protocol::ServerLine;
+use super::front::line;
+use super::hub::{ChatHub, ChatMember, Flow, Notice};
 use super::sanitize::sanitize;
 
 /// Runs the console until stdout fails; stdin EOF only ends the input side.
-pub async fn run(hub: Arc<Hub>, m: Membership, read_stdin: bool) {
+pub async fn run(hub: Arc<ChatHub>, m: ChatMember, read_stdin: bool) {
     let id = m.id;
     let input = async {
         if !read_stdin {
@@ -29,9 +30,8 @@ pub async fn run(hub: Arc<Hub>, m: Membership, read_stdin: bool) {
             if line.is_empty() {
                 continue;
             }
-            if let Flow::Quit(_) = hub.input(id, &sanitize(&line)) {
-                let note = "the operator console stays; stop the server with Ctrl-C";
-                hub.tell(id, &ServerLine::Notice(note).to_string());
+            if let Flow::Quit(_) = line::input(&hub, id, &sanitize(&line)) {
+                hub.notice(id, Notice::ConsoleStays);
             }
         }
         tracing::debug!("operator stdin closed; the console only prints from now on");

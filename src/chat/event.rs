@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::protocol::check_name;
+use super::protocol::{check_nick, check_room};
 use super::sanitize::sanitize;
 
 /// One classified server line. Field text is sanitized (no control characters,
@@ -87,27 +87,40 @@ pub enum Event {
     },
 }
 
+/// A nick as servers write them: today's grammar, or the older one (the
+/// room grammar, with `.` and leading digits) that earlier servers allowed.
 fn is_nick(s: &str) -> bool {
-    check_name(s).is_ok()
+    check_nick(s).is_ok() || check_room(s).is_ok()
+}
+
+/// Whether a field is a nick the server really sent.
+type NickCheck<'a> = &'a dyn Fn(&str) -> bool;
+
+fn is_room(s: &str) -> bool {
+    check_room(s).is_ok()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Splits `NICK rest` / `NICK` (end of line) after a prefix; `None` unless NICK is valid.
-fn nick_then_text(s: &str) -> Option<(&str, &str)> {
+fn nick_then_text<'a>(s: &'a str, ok: NickCheck) -> Option<(&'a str, &'a str)> {
     let (nick, text) = match s.split_once(' ') {
         Some((n, t)) => (n, t),
         None => (s, ""),
     };
-    is_nick(nick).then_some((nick, text))
+    ok(nick).then_some((nick, text))
 }
 
 /// Splits `NICK*` `rest`: the body of `*nick* text`.
-fn starred_nick(s: &str) -> Option<(&str, &str)> {
+fn starred_nick<'a>(s: &'a str, ok: NickCheck) -> Option<(&'a str, &'a str)> {
     let (nick, rest) = s.split_once('*')?;
     let text = match rest {
         "" => "",
         r => r.strip_prefix(' ')?,
     };
-    is_nick(nick).then_some((nick, text))
+    ok(nick).then_some((nick, text))
 }
 
 impl Event {
@@ -115,11 +128,22 @@ impl Event {
     /// bytes are sanitized first, so hostile bytes can only ever end up as
     /// visible text inside a field.
     pub fn parse(line: &[u8]) -> Event {
-        Event::classify(&sanitize(line))
+        let clean = sanitize(line);
+        if clean.as_bytes() == line {
+            return Event::classify(&clean);
+        }
+        // Control characters are now visible text (`^[`...), and `^` and `[`
+        // may be in nicks: a nick field must be bytes the server really sent.
+        let sent = |n: &str| is_nick(n) && contains(line, n.as_bytes());
+        Event::classify_with(&clean, &sent)
     }
 
     /// Classifies one already-sanitized line.
     pub fn classify(line: &str) -> Event {
+        Event::classify_with(line, &is_nick)
+    }
+
+    fn classify_with(line: &str, ok: NickCheck) -> Event {
         let other = || Event::Other {
             text: line.to_string(),
         };
@@ -136,7 +160,7 @@ impl Event {
                     None => return other(),
                 },
             };
-            return match is_nick(nick) {
+            return match ok(nick) {
                 true => Event::Message {
                     nick: nick.into(),
                     text: text.into(),
@@ -145,7 +169,7 @@ impl Event {
             };
         }
         if let Some(rest) = line.strip_prefix("+ ") {
-            return match nick_then_text(rest) {
+            return match nick_then_text(rest, ok) {
                 Some((nick, text)) => Event::Action {
                     nick: nick.into(),
                     text: text.into(),
@@ -154,7 +178,7 @@ impl Event {
             };
         }
         if let Some(rest) = line.strip_prefix("-> *") {
-            return match starred_nick(rest) {
+            return match starred_nick(rest, ok) {
                 Some((to, text)) => Event::PrivateSent {
                     to: to.into(),
                     text: text.into(),
@@ -171,7 +195,7 @@ impl Event {
             };
         }
         if let Some(rest) = line.strip_prefix("* ") {
-            return classify_notice(rest);
+            return classify_notice(rest, ok);
         }
         if line == "*" {
             return Event::System {
@@ -179,7 +203,7 @@ impl Event {
             };
         }
         if let Some(rest) = line.strip_prefix('*') {
-            return match starred_nick(rest) {
+            return match starred_nick(rest, ok) {
                 Some((from, text)) => Event::Private {
                     from: from.into(),
                     text: text.into(),
@@ -252,18 +276,18 @@ fn join_text(head: String, text: &str) -> String {
 }
 
 /// The part after `* `: a join, a leave, a nick change, or any other notice.
-fn classify_notice(rest: &str) -> Event {
+fn classify_notice(rest: &str, ok: NickCheck) -> Event {
     let system = || Event::System {
         text: rest.to_string(),
     };
     let Some((nick, tail)) = rest.split_once(' ') else {
         return system();
     };
-    if !is_nick(nick) {
+    if !ok(nick) {
         return system();
     }
     if let Some(room) = tail.strip_prefix("joined ") {
-        if is_nick(room) {
+        if is_room(room) {
             return Event::Join {
                 nick: nick.into(),
                 room: room.into(),
@@ -271,7 +295,7 @@ fn classify_notice(rest: &str) -> Event {
         }
     }
     if let Some(new) = tail.strip_prefix("is now ") {
-        if is_nick(new) {
+        if ok(new) {
             return Event::Nick {
                 old: nick.into(),
                 new: new.into(),
@@ -280,7 +304,7 @@ fn classify_notice(rest: &str) -> Event {
     }
     if let Some(after) = tail.strip_prefix("left ") {
         let (room, paren) = match after.split_once(' ') {
-            Some((room, p)) if !after.starts_with('(') && is_nick(room) => (Some(room), p),
+            Some((room, p)) if !after.starts_with('(') && is_room(room) => (Some(room), p),
             _ => (None, after),
         };
         if let Some(reason) = paren.strip_prefix('(').and_then(|p| p.strip_suffix(')')) {
@@ -584,7 +608,6 @@ mod tests {
             "<bo b> hi",
             "<bob>hi",
             "<bob",
-            "<bob\u{1b}[31m> hi",
             "+ <bob> hi",
             "+bob hi",
             "*bob*hi",
@@ -598,6 +621,13 @@ mod tests {
         }
         let long = format!("<{}> hi", "a".repeat(33));
         assert!(matches!(ev(&long), Event::Other { .. }));
+        // An escape is shown as `^[`, and `^[` may be in nicks, but only
+        // bytes the server sent make a nick.
+        assert!(matches!(ev("<bob\u{1b}[31m> hi"), Event::Other { .. }));
+        assert!(matches!(
+            Event::classify("<bob^[[31m> hi"),
+            Event::Message { .. }
+        ));
         assert_eq!(
             ev("<bob>"),
             Event::Message {

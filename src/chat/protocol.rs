@@ -15,8 +15,8 @@
 //! | `* text` | other notices (welcome, `/who`, `/rooms`, `/help`) |
 //! | `! text` | an error, for you only |
 //!
-//! Nicks and room names are restricted to `[A-Za-z0-9._-]`, so a nick can never
-//! contain `<`, `>`, `*` or a space, and peer text (sanitized) only ever follows
+//! Nicks follow [`check_nick`] and room names [`check_room`]: neither can
+//! contain `<`, `>`, `*` or a space, so peer text (sanitized) only ever follows
 //! a prefix the server wrote.
 
 /// Longest nick or room name.
@@ -264,8 +264,47 @@ pub fn parse(line: &str) -> Input<'_> {
     }
 }
 
-/// Why a nick or room name is not acceptable, if it is not.
-pub fn check_name(name: &str) -> Result<(), String> {
+/// Characters besides ASCII letters a nick may start with (IRC's "special").
+const NICK_SPECIAL: &[char] = &['[', ']', '\\', '`', '_', '^', '{', '|', '}'];
+
+/// Why a nick is not acceptable, if it is not. One grammar valid in every
+/// front-end (line, web, IRC): 1 to [`MAX_NAME`] characters, the first an
+/// ASCII letter or one of `[ ] \ ` _ ^ { | }`, the rest letters, digits, `-`
+/// or those. So no `.`, no leading digit or `-` (IRC forbids them), and never
+/// `<`, `>`, `*`, `!`, `@`, `#`, `:`, `,` or a space (the line grammar and IRC
+/// prefixes depend on it). Uniqueness ignores ASCII case ([`nick_key`]).
+pub fn check_nick(nick: &str) -> Result<(), String> {
+    if nick.is_empty() || nick.len() > MAX_NAME {
+        return Err(format!("nicks are 1 to {MAX_NAME} characters"));
+    }
+    let mut chars = nick.chars();
+    let first = chars.next().unwrap_or(' ');
+    if !(first.is_ascii_alphabetic() || NICK_SPECIAL.contains(&first)) {
+        return Err(format!(
+            "'{}' cannot start a nick: start with a letter or one of []\\`_^{{|}}",
+            first.escape_default()
+        ));
+    }
+    if let Some(bad) =
+        chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || NICK_SPECIAL.contains(c)))
+    {
+        return Err(format!(
+            "'{}' is not allowed in a nick: use letters, digits, - and []\\`_^{{|}}",
+            bad.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The key nicks are unique under: ASCII case folding (`ascii` casemapping,
+/// so `[]\` and `{}|` are different characters).
+pub fn nick_key(nick: &str) -> String {
+    nick.to_ascii_lowercase()
+}
+
+/// Why a room name is not acceptable, if it is not: 1 to [`MAX_NAME`] of
+/// `[A-Za-z0-9._-]` (IRC shows room `lobby` as channel `#lobby`).
+pub fn check_room(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(format!("names are 1 to {MAX_NAME} characters"));
     }
@@ -474,7 +513,8 @@ impl ServerLine<'_> {
 /// The `/help` text, one notice line per entry.
 pub const HELP_LINES: &[&str] = &[
     "commands:",
-    "  /nick NAME        change your nick (letters, digits, - _ .; up to 32)",
+    "  /nick NAME        change your nick: up to 32 of letters, digits, - and",
+    "                    []\\`_^{|}, not starting with a digit or -; case is ignored",
     "  /who              who is in your room",
     "  /msg NICK text    private message",
     "  /me action        + nick action",
@@ -609,12 +649,31 @@ mod tests {
     }
 
     #[test]
-    fn names_are_checked() {
-        assert!(check_name("alice_1.x-y").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name(&"a".repeat(33)).is_err());
-        assert!(check_name("a b").is_err());
-        assert!(check_name("<bob>").is_err());
-        assert!(check_name("名字").is_err());
+    fn rooms_are_checked() {
+        assert!(check_room("alice_1.x-y").is_ok());
+        assert!(check_room("2024").is_ok());
+        assert!(check_room("").is_err());
+        assert!(check_room(&"a".repeat(33)).is_err());
+        assert!(check_room("a b").is_err());
+        assert!(check_room("<bob>").is_err());
+        assert!(check_room("#x").is_err());
+        assert!(check_room("名字").is_err());
+    }
+
+    #[test]
+    fn nicks_are_valid_in_every_protocol() {
+        for ok in ["a", "alice_1-x", "[bot]", "`q", "_x", "^^", "{a}|b", "\\o"] {
+            assert!(check_nick(ok).is_ok(), "{ok}");
+        }
+        assert!(check_nick(&"a".repeat(32)).is_ok());
+        for bad in [
+            "", "1abc", "-x", "a.b", "a b", "<bob>", "a*", "a!b", "a@b", "#a", "a:b", "a,b", "a/b",
+            "名字", "a\u{7f}",
+        ] {
+            assert!(check_nick(bad).is_err(), "{bad}");
+        }
+        assert!(check_nick(&"a".repeat(33)).is_err());
+        assert_eq!(nick_key("Al[I]ce"), "al[i]ce");
+        assert_ne!(nick_key("a[b]"), nick_key("a{b}"));
     }
 }

@@ -1,7 +1,9 @@
-//! The chat server: accept loop, client cap, graceful shutdown.
+//! The chat server: accept loops, client cap, graceful shutdown.
 //!
-//! Takes an already-bound listener and a shutdown future, so tests bind
-//! `127.0.0.1:0` and the CLI binds what the user asked for.
+//! Takes already-bound listeners, each with its front-end's protocol, and a
+//! shutdown future, so tests bind `127.0.0.1:0` and the CLI binds what the
+//! user asked for. Every listener feeds one hub and draws from one
+//! `--max-clients` pool.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,22 +14,31 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::console;
-use super::hub::Hub;
-use super::protocol::{check_name, ServerLine, SHUTTING_DOWN};
+use super::front::Protocol;
+use super::hub::{ChatHub, EventKind, Refusal, RoomEvent};
+use super::protocol::check_nick;
 use super::session::{self, SessionLimits};
-use crate::conn::Link;
+use crate::conn::{Conn, Link};
 use crate::error::Result;
 use crate::serve::{Accepted, Gate, Listener};
 
-/// Everything the chat server needs.
-pub struct ChatServer {
+/// One listening socket, and the protocol its clients speak.
+pub struct ChatListener {
     /// Bound, listening socket.
     pub listener: Listener,
     /// Access list and TLS.
     pub gate: Gate,
+    /// The front-end its connections get.
+    pub protocol: Protocol,
+}
+
+/// Everything the chat server needs.
+pub struct ChatServer {
+    /// Where clients connect: one hub and one `--max-clients` pool for all.
+    pub listeners: Vec<ChatListener>,
     /// Per-client limits.
     pub session: SessionLimits,
-    /// Most clients at once; more are told so and closed.
+    /// Most clients at once, every listener together; more are told so and closed.
     pub max_clients: usize,
     /// Bytes queued per client before it is dropped as too slow.
     pub max_queue: usize,
@@ -42,17 +53,39 @@ pub struct ChatServer {
     pub drain_timeout: Duration,
 }
 
+/// What every listener and connection task of one server shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The hub.
+    pub hub: Arc<ChatHub>,
+    /// Per-client limits.
+    pub limits: Arc<SessionLimits>,
+    /// Cancelled at shutdown: stop reading, flush, close.
+    pub stop_reading: CancellationToken,
+    /// Cancelled when the drain time is up: close now.
+    pub hard_stop: CancellationToken,
+    /// `--max-clients` permits, shared by every listener.
+    permits: Arc<Semaphore>,
+    max_clients: usize,
+    tracker: TaskTracker,
+}
+
 impl ChatServer {
     /// Serves until `shutdown` resolves, then says goodbye to everyone.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let hub = Hub::new(self.max_queue);
-        let stop_reading = CancellationToken::new();
-        let hard_stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(self.max_clients));
+        let hub = ChatHub::new(self.max_queue);
+        let shared = Shared {
+            hub: hub.clone(),
+            limits: Arc::new(self.session.clone()),
+            stop_reading: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            permits: Arc::new(Semaphore::new(self.max_clients)),
+            max_clients: self.max_clients,
+            tracker: TaskTracker::new(),
+        };
         let flusher = CancellationToken::new();
         tokio::spawn(hub.clone().run_flusher(flusher.clone()));
-        check_name(&self.operator_nick).map_err(|e| {
+        check_nick(&self.operator_nick).map_err(|e| {
             crate::error::Error::Usage(format!(
                 "invalid operator nick '{}': {e}",
                 self.operator_nick
@@ -63,50 +96,30 @@ impl ChatServer {
             let m = hub
                 .join_operator(
                     &self.operator_nick,
-                    stop_reading.child_token(),
-                    hard_stop.child_token(),
+                    shared.stop_reading.child_token(),
+                    shared.hard_stop.child_token(),
                 )
                 .map_err(crate::error::Error::Usage)?;
             tokio::spawn(console::run(hub.clone(), m, self.console_input));
         }
-        let local = self.listener.local_addr();
-        let session_limits = Arc::new(self.session.clone());
-        let gate = Arc::new(self.gate.clone());
-        tokio::pin!(shutdown);
-        loop {
-            let acc = tokio::select! {
-                _ = &mut shutdown => break,
-                r = self.listener.accept(&local) => r,
-            };
-            let acc = match acc {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            };
-            // The permit comes first: a connection still in its TLS handshake
-            // counts as a client, so stalled handshakes cannot pile up.
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                refuse(acc, &self.gate, self.max_clients).await;
-                continue;
-            };
-            let hub = hub.clone();
-            let limits = session_limits.clone();
-            let gate = gate.clone();
-            let (stop_reading, hard_stop) = (stop_reading.clone(), hard_stop.clone());
-            tracker.spawn(async move {
-                let _permit = permit;
-                let Some(conn) = gate.admit(acc).await else {
-                    return;
-                };
-                session::run(conn, hub, &limits, stop_reading, hard_stop).await;
-            });
+        let accepting = CancellationToken::new();
+        let mut loops = Vec::new();
+        for l in self.listeners {
+            loops.push(tokio::spawn(accept_loop(
+                l,
+                shared.clone(),
+                accepting.clone(),
+            )));
+        }
+        shutdown.await;
+        accepting.cancel();
+        for l in loops {
+            let _ = l.await;
         }
         tracing::info!("shutting down: telling {} clients", hub.len());
-        hub.shutdown(&ServerLine::Notice(SHUTTING_DOWN).to_string());
-        stop_reading.cancel();
+        hub.shutdown();
+        shared.stop_reading.cancel();
+        let tracker = shared.tracker.clone();
         tracker.close();
         if tokio::time::timeout(self.drain_timeout, tracker.wait())
             .await
@@ -114,33 +127,156 @@ impl ChatServer {
         {
             tracing::info!("drain timeout: closing the remaining connections");
         }
-        hard_stop.cancel();
+        shared.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_millis(200), tracker.wait()).await;
         flusher.cancel();
         Ok(())
     }
 }
 
+/// Accepts on one listener until `stop`: each connection takes a permit from
+/// the shared pool first (a connection still in its TLS handshake counts as
+/// a client, so stalled handshakes cannot pile up), passes the gate, then
+/// gets its protocol's session.
+pub async fn accept_loop(l: ChatListener, shared: Shared, stop: CancellationToken) {
+    let local = l.listener.local_addr();
+    let gate = Arc::new(l.gate);
+    loop {
+        let acc = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = l.listener.accept(&local) => r,
+        };
+        let acc = match acc {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            refuse(acc, &gate, l.protocol, shared.max_clients).await;
+            continue;
+        };
+        let (gate, shared2, protocol) = (gate.clone(), shared.clone(), l.protocol);
+        shared.tracker.spawn(async move {
+            let _permit = permit;
+            let Some(conn) = gate.admit(acc).await else {
+                return;
+            };
+            serve(protocol, conn, shared2).await;
+        });
+    }
+}
+
+/// One admitted connection, by its listener's protocol.
+async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
+    match protocol {
+        Protocol::Line => session::run(conn, s.hub, &s.limits, s.stop_reading, s.hard_stop).await,
+        // The web front-end plugs in here: HTTP, the WebSocket upgrade, then
+        // a member of `Protocol::Web` (see `session::split`, `ChatHub::join`
+        // and `session::serve_member`).
+        Protocol::Web => tracing::warn!("{}: no web front-end yet", conn.peer),
+    }
+}
+
 /// Turns away a connection over `--max-clients` at once, without a task:
 /// a plain client is told so in one non-blocking write (a fresh socket's
 /// buffer takes it); a TLS one (no handshake is spent on it) is just closed.
-async fn refuse(acc: Accepted, gate: &Gate, max: usize) {
+async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
     tracing::info!(
         "refused {}: {max} clients already (--max-clients)",
         acc.peer()
     );
-    if gate.tls.is_some() {
+    if gate.tls.is_some() || protocol != Protocol::Line {
         return;
     }
     // Without TLS, admitting is only the access-list check: it never waits.
     let Some(conn) = gate.admit(acc).await else {
         return;
     };
-    let full = format!("server full ({max} clients), try again later");
-    let msg = ServerLine::Error(&full).to_bytes();
+    let full = RoomEvent {
+        room: "".into(),
+        seq: 0,
+        ts: super::hub::now_ms(),
+        from: "".into(),
+        kind: EventKind::Error(Refusal::ServerFull(max)),
+    };
+    let msg = Protocol::Line.encode(&full);
     let _ = match &conn.link {
         Link::Tcp(s) => s.try_write(&msg),
         Link::Unix(s) => s.try_write(&msg),
         _ => Ok(0),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    async fn listening() -> (ChatListener, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let gate = Gate {
+            tls: None,
+            acl: crate::serve::Acl::default(),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        let l = ChatListener {
+            listener: Listener::Tcp(l),
+            gate,
+            protocol: Protocol::Line,
+        };
+        (l, addr)
+    }
+
+    async fn first_line(addr: &str) -> (String, tokio::net::TcpStream) {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        let read = r.read_line(&mut line);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .unwrap()
+            .unwrap();
+        (line, r.into_inner())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_listener_draws_from_one_client_cap() {
+        let (one, a) = listening().await;
+        let (two, b) = listening().await;
+        let server = ChatServer {
+            listeners: vec![one, two],
+            session: SessionLimits {
+                max_line: 4096,
+                flush_partial: Duration::from_millis(250),
+                rate: 0.0,
+                burst: 1,
+                idle: None,
+                drain: Duration::from_secs(1),
+            },
+            max_clients: 2,
+            max_queue: 1 << 20,
+            operator_nick: "server".into(),
+            console: false,
+            console_input: false,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        let (w1, _c1) = first_line(&a).await;
+        let (w2, _c2) = first_line(&b).await;
+        assert!(w1.starts_with("* welcome, you are guest1"), "{w1}");
+        assert!(w2.starts_with("* welcome, you are guest2"), "{w2}");
+        // Both listeners' clients are in one hub.
+        assert!(w2.contains("with 1 other"), "{w2}");
+        for addr in [&a, &b] {
+            let (full, _) = first_line(addr).await;
+            assert_eq!(full, "! server full (2 clients), try again later\n");
+        }
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
 }

@@ -1,5 +1,10 @@
 //! One chat client: reads its lines into the hub and drains its queue to its socket.
 //!
+//! The parts that do not depend on the protocol are public, for the other
+//! front-ends' sessions: [`split`] (a connection, plus bytes already read
+//! from it, into halves), [`Flood`] (flood control), and [`serve_member`]
+//! (runs a member's read loop beside its writer until either ends).
+//!
 //! Reading and writing run side by side in one task. The reader frames lines
 //! (flushing a partial line after a pause), sanitizes them, applies the flood
 //! limit and hands them to the hub. The writer drains the member's queue with
@@ -16,9 +21,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Flow, Hub, Membership};
+use super::front::{line, Protocol};
+use super::hub::{ChatHub, ChatMember, Flow, Notice, Refusal, RoomEvent};
 use super::outbox::{advance, slices, Sink};
-use super::protocol::{Frame, LineFramer, ServerLine, SHUTTING_DOWN};
+use super::protocol::{Frame, LineFramer};
 use super::sanitize::sanitize;
 use crate::conn::{BoxStream, Conn, Link};
 
@@ -50,19 +56,28 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; READ_CHUNK]);
 }
 
-enum Reader {
+/// A client's reading half. Bytes read ahead (by an HTTP handshake, say)
+/// come first.
+pub struct Reader {
+    ahead: Bytes,
+    from: ReadFrom,
+}
+
+enum ReadFrom {
     Socket(Sink),
     Other(ReadHalf<BoxStream>, Vec<u8>),
 }
 
-enum Writer {
+/// A client's writing half.
+pub enum Writer {
     Socket(Sink),
     Other(WriteHalf<BoxStream>),
 }
 
 /// The two halves of a client, and its socket for the hub's direct writes
-/// (plain TCP and Unix; TLS goes through the writer).
-fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
+/// (plain TCP and Unix; TLS goes through the writer). `read_ahead` is what
+/// was already read from the connection: the reader hands it over first.
+pub fn split(conn: Conn, read_ahead: Bytes) -> io::Result<(Reader, Writer, Option<Sink>)> {
     let sink = match conn.link {
         Link::Tcp(s) => {
             let _ = s.set_nodelay(true);
@@ -71,7 +86,11 @@ fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
         Link::Unix(s) => Sink::Unix(Arc::new(s)),
         Link::Stream(s) => {
             let (r, w) = tokio::io::split(s);
-            return Ok((Reader::Other(r, vec![0u8; 4096]), Writer::Other(w), None));
+            let reader = Reader {
+                ahead: read_ahead,
+                from: ReadFrom::Other(r, vec![0u8; 4096]),
+            };
+            return Ok((reader, Writer::Other(w), None));
         }
         Link::Packet { .. } => {
             return Err(io::Error::new(
@@ -80,18 +99,23 @@ fn split(conn: Conn) -> io::Result<(Reader, Writer, Option<Sink>)> {
             ))
         }
     };
-    Ok((
-        Reader::Socket(sink.clone()),
-        Writer::Socket(sink.clone()),
-        Some(sink),
-    ))
+    let reader = Reader {
+        ahead: read_ahead,
+        from: ReadFrom::Socket(sink.clone()),
+    };
+    Ok((reader, Writer::Socket(sink.clone()), Some(sink)))
 }
 
 impl Reader {
     /// Waits for input and feeds it to `f`; `Ok(0)` at EOF.
-    async fn read_with(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
-        match self {
-            Reader::Socket(s) => loop {
+    pub async fn read_with(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        if !self.ahead.is_empty() {
+            let ahead = std::mem::take(&mut self.ahead);
+            f(&ahead);
+            return Ok(ahead.len());
+        }
+        match &mut self.from {
+            ReadFrom::Socket(s) => loop {
                 s.readable().await?;
                 let r: io::Result<usize> = READ_BUF.with_borrow_mut(|buf| {
                     let n = s.try_read(buf)?;
@@ -103,7 +127,7 @@ impl Reader {
                     other => return other,
                 }
             },
-            Reader::Other(h, buf) => {
+            ReadFrom::Other(h, buf) => {
                 let n = h.read(buf).await?;
                 f(&buf[..n]);
                 Ok(n)
@@ -114,7 +138,7 @@ impl Reader {
 
 impl Writer {
     /// Writes every buffer, in order, with as few syscalls as the socket allows.
-    async fn write_all_vectored(&mut self, bufs: &[Bytes]) -> io::Result<()> {
+    pub async fn write_all_vectored(&mut self, bufs: &[Bytes]) -> io::Result<()> {
         let mut at = (0, 0);
         while at.0 < bufs.len() {
             let n = match self {
@@ -187,7 +211,7 @@ impl TokenBucket {
 
 /// Tracks dropped lines to tell the client (once a second) and to spot sustained abuse.
 #[derive(Debug)]
-struct Flood {
+pub struct Flood {
     bucket: TokenBucket,
     dropped: u32,
     window_start: Instant,
@@ -195,14 +219,22 @@ struct Flood {
     limit: u32,
 }
 
-enum Verdict {
+/// What flood control makes of one more input line.
+pub enum Verdict {
+    /// Take it.
     Pass,
-    Drop { warn: bool },
+    /// Drop it; `warn`: tell the client (at most once a second).
+    Drop {
+        /// Tell the client ([`Refusal::SlowDown`]).
+        warn: bool,
+    },
+    /// Sustained abuse: disconnect.
     Disconnect,
 }
 
 impl Flood {
-    fn new(limits: &SessionLimits) -> Self {
+    /// Flood control with the limits' rate and burst.
+    pub fn new(limits: &SessionLimits) -> Self {
         Flood {
             bucket: TokenBucket::new(limits.rate, limits.burst),
             dropped: 0,
@@ -213,7 +245,8 @@ impl Flood {
         }
     }
 
-    fn judge(&mut self) -> Verdict {
+    /// Judges one more input line.
+    pub fn judge(&mut self) -> Verdict {
         let now = Instant::now();
         if self.bucket.take(now) {
             return Verdict::Pass;
@@ -236,37 +269,61 @@ impl Flood {
     }
 }
 
-/// Serves one client until it leaves, is dropped, or the server stops.
+/// Serves one line client until it leaves, is dropped, or the server stops.
 pub async fn run(
     conn: Conn,
-    hub: Arc<Hub>,
+    hub: Arc<ChatHub>,
     limits: &SessionLimits,
     stop_reading: CancellationToken,
     hard_stop: CancellationToken,
 ) {
     let peer = conn.peer.clone();
-    let (mut reader, mut writer, sink) = match split(conn) {
+    let (mut reader, mut writer, sink) = match split(conn, Bytes::new()) {
         Ok(halves) => halves,
         Err(e) => {
             tracing::info!("{peer}: {e}");
             return;
         }
     };
-    let Ok(m) = hub.join(sink, stop_reading.child_token(), hard_stop.child_token()) else {
+    let joined = hub.join(
+        Protocol::Line,
+        sink,
+        stop_reading.child_token(),
+        hard_stop.child_token(),
+    );
+    let Ok(m) = joined else {
+        let bye = RoomEvent {
+            room: "".into(),
+            seq: 0,
+            ts: super::hub::now_ms(),
+            from: "".into(),
+            kind: super::hub::EventKind::Notice(Notice::ShuttingDown),
+        };
         let _ = writer
-            .write_all_vectored(&[ServerLine::Notice(SHUTTING_DOWN).to_bytes()])
+            .write_all_vectored(&[Protocol::Line.encode(&bye)])
             .await;
         return;
     };
-    let id = m.id;
-    if let Some(nick) = hub.nick(id) {
+    if let Some(nick) = hub.nick(m.id) {
         tracing::info!("{peer} joined as {nick}");
     }
-    let removed = m.removed.clone();
-    let kill = m.kill.clone();
+    let read = read_loop(&mut reader, &hub, m.id, limits, &m.removed);
+    serve_member(&hub, &m, &mut writer, limits, read).await;
+}
 
-    let read = read_loop(&mut reader, &hub, id, limits, &removed);
-    let write = write_loop(&mut writer, &m);
+/// Runs a member's reading (`read`, which returns the reason to announce, or
+/// `None` when the hub removed the member) beside its writer, which drains
+/// the member's outbox to `writer`, until one ends; then tells the hub, and
+/// flushes what is queued (briefly). Any front-end's session ends here.
+pub async fn serve_member(
+    hub: &ChatHub,
+    m: &ChatMember,
+    writer: &mut Writer,
+    limits: &SessionLimits,
+    read: impl std::future::Future<Output = Option<String>>,
+) {
+    let id = m.id;
+    let write = write_loop(writer, m);
     tokio::pin!(read, write);
     tokio::select! {
         reason = &mut read => {
@@ -276,7 +333,7 @@ pub async fn run(
             // Flush what is queued (a kick notice, the last messages), briefly.
             tokio::select! {
                 _ = tokio::time::timeout(limits.drain, &mut write) => {}
-                _ = kill.cancelled() => {}
+                _ = m.kill.cancelled() => {}
             }
         }
         res = &mut write => {
@@ -286,7 +343,7 @@ pub async fn run(
             };
             hub.leave(id, &reason);
         }
-        _ = kill.cancelled() => {
+        _ = m.kill.cancelled() => {
             // The hub dropped this member as too slow and already said so.
         }
     }
@@ -295,7 +352,7 @@ pub async fn run(
 /// Returns the reason to announce, or `None` when the hub removed the member.
 async fn read_loop(
     reader: &mut Reader,
-    hub: &Hub,
+    hub: &ChatHub,
     id: u64,
     limits: &SessionLimits,
     removed: &CancellationToken,
@@ -347,7 +404,7 @@ async fn read_loop(
 /// reason to leave if a line asked for it (`/quit`) or the client floods.
 fn dispatch(
     frames: &mut Vec<Frame>,
-    hub: &Hub,
+    hub: &ChatHub,
     id: u64,
     limits: &SessionLimits,
     flood: &mut Flood,
@@ -357,8 +414,7 @@ fn dispatch(
         let text = match frame {
             Frame::Line(bytes) => sanitize(&bytes),
             Frame::TooLong => {
-                let e = format!("line dropped: longer than {} bytes", limits.max_line);
-                hub.tell(id, &ServerLine::Error(&e).to_string());
+                hub.refuse(id, Refusal::TooLong(limits.max_line));
                 continue;
             }
         };
@@ -366,11 +422,7 @@ fn dispatch(
             Verdict::Pass => {}
             Verdict::Drop { warn } => {
                 if warn {
-                    let e = format!(
-                        "slow down: more than {} lines/s; lines are being dropped",
-                        limits.rate
-                    );
-                    hub.tell(id, &ServerLine::Error(&e).to_string());
+                    hub.refuse(id, Refusal::SlowDown(limits.rate));
                 }
                 continue;
             }
@@ -381,16 +433,14 @@ fn dispatch(
             continue;
         }
         if !says.is_empty() {
-            hub.say_many(id, says);
-            says.clear();
+            hub.say_many(id, says.drain(..));
         }
-        if let Flow::Quit(reason) = hub.input(id, &text) {
+        if let Flow::Quit(reason) = line::input(hub, id, &text) {
             return Some(reason);
         }
     }
     if !says.is_empty() {
-        hub.say_many(id, says);
-        says.clear();
+        hub.say_many(id, says.drain(..));
     }
     None
 }
@@ -402,7 +452,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-async fn write_loop(writer: &mut Writer, m: &Membership) -> io::Result<()> {
+/// Drains the member's outbox to `writer` until the member is removed and
+/// everything queued is written.
+pub async fn write_loop(writer: &mut Writer, m: &ChatMember) -> io::Result<()> {
     let mut batch = Vec::new();
     loop {
         if m.out.take(&mut batch, BATCH).await == 0 {

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 
 use crate::chat::client;
-use crate::chat::protocol::check_name;
-use crate::chat::server::ChatServer;
+use crate::chat::front::Protocol;
+use crate::chat::protocol::check_nick;
+use crate::chat::server::{ChatListener, ChatServer};
 use crate::chat::session::SessionLimits;
 use crate::cli::{parse_millis, parse_secs, NetArgs, TlsClientArgs, TlsServerArgs};
 use crate::dial::DialOpts;
@@ -181,12 +182,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ep.proto()
     );
     let server = ChatServer {
-        listener,
-        gate: Gate {
-            tls,
-            acl,
-            handshake_timeout: args.handshake_timeout,
-        },
+        listeners: vec![ChatListener {
+            listener,
+            gate: Gate {
+                tls,
+                acl,
+                handshake_timeout: args.handshake_timeout,
+            },
+            protocol: Protocol::Line,
+        }],
         session: SessionLimits {
             max_line: args.max_line as usize,
             flush_partial: args.flush_partial,
@@ -288,7 +292,7 @@ async fn join(args: JoinArgs) -> Result<()> {
         )));
     }
     if let Some(nick) = &args.nick {
-        check_name(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
+        check_nick(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
     }
     let stdout_tty = std::io::stdout().is_terminal();
     let color = !args.json

@@ -452,3 +452,59 @@ fn unix_socket_clients_get_every_line_in_order() {
     let mut extra = String::new();
     assert!(a_lines.read_line(&mut extra).is_err(), "{extra:?}");
 }
+
+/// The whole line protocol as an `nc` user sees it, byte for byte: the hub
+/// now carries events and the line front-end writes them, and none of these
+/// lines may change.
+#[test]
+fn every_line_form_is_what_nc_users_always_got() {
+    let (_srv, addr) = chat_serve(&["--no-console", "--rate", "0"]);
+    let mut a = Client::connect(&addr);
+    let mut b = Client::connect(&addr);
+    let (ga, gb) = (a.nick.clone(), b.nick.clone());
+    assert_eq!(a.line(), format!("* {gb} joined lobby"));
+    a.send("/nick alice\n");
+    assert_eq!(a.line(), format!("* {ga} is now alice"));
+    assert_eq!(b.line(), format!("* {ga} is now alice"));
+    b.send("/nick [bob]\n");
+    assert_eq!(b.line(), format!("* {gb} is now [bob]"));
+    assert_eq!(a.line(), format!("* {gb} is now [bob]"));
+    a.send("hi all\n/me waves\n//not a command\n");
+    assert_eq!(b.line(), "<alice> hi all");
+    assert_eq!(b.line(), "+ alice waves");
+    assert_eq!(b.line(), "<alice> /not a command");
+    a.send("/msg [BOB] psst\n");
+    assert_eq!(a.line(), "-> *[bob]* psst");
+    assert_eq!(b.line(), "*alice* psst");
+    a.send("/who\n");
+    assert_eq!(a.line(), "* lobby (2): [bob], alice");
+    a.send("/frob\n/msg x\n/nick a.b\n/nick [BOB]\n/msg nobody hi\n/msg alice hi\n");
+    assert_eq!(a.line(), "! unknown command /frob (try /help)");
+    assert_eq!(a.line(), "! usage: /msg NICK text");
+    assert!(a
+        .line()
+        .starts_with("! cannot use that nick: '.' is not allowed in a nick"));
+    assert_eq!(a.line(), "! the nick [BOB] is taken");
+    assert_eq!(a.line(), "! no such nick: nobody");
+    assert_eq!(a.line(), "! that is you");
+    a.send("/kick [bob]\n");
+    assert_eq!(a.line(), "! /kick is for the server operator");
+    b.send("/join games\n");
+    assert_eq!(b.line(), "* you are now in games with 0 others");
+    assert_eq!(a.line(), "* [bob] left (moved to games)");
+    b.send("/rooms\n");
+    assert_eq!(b.line(), "* rooms (2): games (1), lobby (1)");
+    b.send("/join games\n");
+    assert_eq!(b.line(), "! you are already in games");
+    a.send("/join games\n");
+    assert_eq!(a.line(), "* you are now in games with 1 other");
+    assert_eq!(b.line(), "* alice joined games");
+    a.send("/help\n");
+    assert_eq!(a.line(), "* commands:");
+    let help: Vec<String> = (0..9).map(|_| a.line()).collect();
+    assert!(help.iter().all(|l| l.starts_with("*   ")), "{help:?}");
+    assert!(help.iter().any(|l| l.contains("[]\\`_^{|}")), "{help:?}");
+    b.send("/quit bye now\n");
+    assert_eq!(a.line(), "* [bob] left (quit: bye now)");
+    assert_eq!(b.until_eof(), "");
+}

@@ -1,0 +1,82 @@
+//! Front-ends: one per protocol. Each turns a member's input into hub
+//! [`Command`](super::hub::Command)s and hub [`RoomEvent`]s into its own bytes.
+//!
+//! The seam is [`Protocol`]: every member is tagged with one when it joins
+//! ([`ChatHub::join`](super::hub::ChatHub::join)), and the hub encodes each
+//! room batch once per protocol present in the room through
+//! [`Protocol::encode_event`], so that protocol's members share the bytes.
+//! A new protocol adds a variant here, an encoder, and a session that reads
+//! its input into commands.
+
+pub mod line;
+
+use super::hub::RoomEvent;
+
+/// How a member speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The line protocol (`nc`, telnet, `chat join`, the operator console).
+    Line = 0,
+    /// WebSocket with one JSON object per text frame.
+    ///
+    /// Not wired yet: [`web_stub`] writes JSON lines so the hub's
+    /// per-protocol batching can be tested; the web front-end replaces it
+    /// with complete, unmasked WebSocket text frames (shared by every web
+    /// member of the room, like line bytes).
+    Web = 1,
+}
+
+impl Protocol {
+    /// How many protocols there are (the hub keeps one slot per protocol).
+    pub const COUNT: usize = 2;
+
+    /// Every protocol, in slot order.
+    pub const ALL: [Protocol; Protocol::COUNT] = [Protocol::Line, Protocol::Web];
+
+    /// This protocol's slot, `0..COUNT`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Appends `ev` as this protocol shows it to a member (possibly nothing).
+    pub fn encode_event(self, ev: &RoomEvent, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Line => line::encode_event(ev, out),
+            Protocol::Web => web_stub(ev, out),
+        }
+    }
+
+    /// `ev` alone, encoded.
+    pub fn encode(self, ev: &RoomEvent) -> bytes::Bytes {
+        let mut out = Vec::new();
+        self.encode_event(ev, &mut out);
+        bytes::Bytes::from(out)
+    }
+}
+
+/// Stand-in encoder for [`Protocol::Web`] until the web front-end lands:
+/// one JSON object per line with the event's type, nick, room, text, `ts` and
+/// `seq`. Only the hub's tests use it.
+fn web_stub(ev: &RoomEvent, out: &mut Vec<u8>) {
+    use super::hub::EventKind as K;
+    let (kind, text) = match &ev.kind {
+        K::Message { text } => ("message", text.clone()),
+        K::Action { text } => ("action", text.clone()),
+        K::Private { text, .. } => ("private", text.clone()),
+        K::Join => ("join", String::new()),
+        K::Leave { reason } => ("leave", reason.clone()),
+        K::Nick { new } => ("nick", new.to_string()),
+        K::Notice(n) => ("system", format!("{n:?}")),
+        K::Error(e) => ("error", e.to_string()),
+    };
+    let obj = serde_json::json!({
+        "type": kind,
+        "nick": &*ev.from,
+        "room": &*ev.room,
+        "text": text,
+        "ts": ev.ts,
+        "seq": ev.seq,
+    });
+    out.extend_from_slice(obj.to_string().as_bytes());
+    out.push(b'\n');
+}
