@@ -19,7 +19,7 @@ use url::Url;
 use crate::cli::parse_secs;
 use crate::endpoint::Family;
 use crate::error::{Class, Error, Result};
-use crate::http::decode::{DecodeError, Decoder};
+use crate::http::decode::{DecodeError, Decoder, MAX_CODINGS};
 use crate::http::exchange::{Buffer, Exchange, Started};
 use crate::http::parse::{Framing, Head, Limits};
 use crate::http::pool::{parse_resolve, ConnectOpts, Connection, Pool, ResolveEntry};
@@ -70,7 +70,7 @@ Exit status (curl's numbering):
   55   failed sending the request
   56   failed receiving the response (reset)
   60   the server certificate could not be verified
-  61   unknown or corrupt content/transfer encoding
+  61   unknown or corrupt content/transfer encoding, or more codings than --max-codings
   100  response head over a limit (--max-header-bytes, --max-headers)";
 
 /// Flags for `sockit http`.
@@ -215,6 +215,17 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_headers,
           value_parser = parse_max_headers, help_heading = "Limits")]
     pub max_headers: usize,
+    /// Most content and transfer codings to remove from one body (exit 61 beyond).
+    #[arg(long, value_name = "N", default_value_t = MAX_CODINGS,
+          value_parser = parse_max_codings, help_heading = "Limits")]
+    pub max_codings: usize,
+}
+
+fn parse_max_codings(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}' is not a number from 1 to 64")),
+    }
 }
 
 fn parse_header_bytes(s: &str) -> std::result::Result<usize, String> {
@@ -460,6 +471,7 @@ struct Plan {
     follow: bool,
     max_redirs: u32,
     compressed: bool,
+    max_codings: usize,
 }
 
 fn read_input(spec: &str) -> Result<Vec<u8>> {
@@ -606,6 +618,7 @@ impl Plan {
             follow: args.location,
             max_redirs: args.max_redirs,
             compressed: args.compressed,
+            max_codings: args.max_codings,
         })
     }
 
@@ -914,11 +927,11 @@ impl Client<'_> {
             );
         }
         codings.extend(resp.transfer_codings.iter().cloned());
-        let mut decoder = Decoder::new(&codings).map_err(|name| {
+        let mut decoder = Decoder::new(&codings, plan.max_codings).map_err(|e| {
             HttpError::new(
                 Kind::BadEncoding,
                 format!("cannot decode the response from {peer}"),
-                format!("unsupported coding '{}'", visible(name.as_bytes())),
+                visible(e.to_string().as_bytes()),
             )
         })?;
 

@@ -154,7 +154,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (55, "failed sending the request"),
     (56, "failed receiving the response (reset)"),
     (60, "the server certificate could not be verified"),
-    (61, "unknown or corrupt content/transfer encoding"),
+    (
+        61,
+        "unknown or corrupt content/transfer encoding, or more codings than --max-codings",
+    ),
     (
         100,
         "response head over a limit (--max-header-bytes, --max-headers)",

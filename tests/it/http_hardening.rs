@@ -1,0 +1,269 @@
+//! `sockit http` under hostile responses and awkward requests: the cap on the
+//! decoding chain, `-m` while stdout is blocked, a user's `Transfer-Encoding`
+//! header, and user input echoed in errors.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::util::*;
+
+/// What a scripted server sends after reading one request.
+enum Answer {
+    /// These bytes, then close once the client has closed.
+    Bytes(Vec<u8>),
+}
+
+/// A one-connection server; the request it read (head and body) comes back
+/// through `request`.
+struct Wire {
+    addr: String,
+    _request: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Wire {
+    fn start(answer: Answer) -> Wire {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, request) = mpsc::channel();
+        thread::spawn(move || {
+            let (mut s, _) = accept_one(&l);
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            let Some(req) = read_request(&mut s) else {
+                return;
+            };
+            let _ = tx.send(req);
+            match answer {
+                Answer::Bytes(b) => {
+                    let _ = s.write_all(&b);
+                    let _ = s.shutdown(Shutdown::Write);
+                    let mut sink = [0u8; 4096];
+                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                }
+            }
+        });
+        Wire {
+            addr,
+            _request: request,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// Reads a request head, then its body: `Content-Length` bytes, or chunks up to
+/// the last one. None if the client closed first.
+fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut req = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut read_byte = |req: &mut Vec<u8>| match s.read(&mut byte) {
+        Ok(1) => {
+            req.push(byte[0]);
+            true
+        }
+        _ => false,
+    };
+    while !req.ends_with(b"\r\n\r\n") {
+        if !read_byte(&mut req) {
+            return None;
+        }
+    }
+    let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+    let head_len = req.len();
+    if head.contains("\r\ntransfer-encoding:") {
+        // Up to the last chunk and the empty trailer block.
+        while !(req.len() >= head_len + 5 && req[head_len..].ends_with(b"0\r\n\r\n")) {
+            if !read_byte(&mut req) {
+                return None;
+            }
+        }
+    } else if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap())
+    {
+        while req.len() < head_len + len {
+            if !read_byte(&mut req) {
+                return None;
+            }
+        }
+    }
+    Some(req)
+}
+
+/// What a finished run gave, with its peak RSS from `wait4`.
+struct Ran {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+    max_rss_kib: i64,
+    took: Duration,
+}
+
+/// Runs `sockit http ARGS` to its end, measuring the child's own peak RSS
+/// (`ru_maxrss` of this very child, so parallel tests do not mix in).
+fn http_measured(args: &[&str]) -> Ran {
+    let start = Instant::now();
+    let mut child = sockit()
+        .arg("http")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // A watchdog: a run that hangs is killed so the test fails instead of waiting.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        if done_rx.recv_timeout(WAIT).is_err() {
+            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    // SAFETY: waits for our own child; status and usage are valid out-pointers.
+    let r = no_eintr(|| {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    });
+    let _ = done_tx.send(());
+    r.unwrap();
+    // The child is reaped; keep std from waiting on it again.
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ran {
+        code,
+        stdout: out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        max_rss_kib: usage.ru_maxrss,
+        took: start.elapsed(),
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// `n` gzip tokens as one comma-separated list.
+fn gzip_list(n: usize) -> String {
+    vec!["gzip"; n].join(",")
+}
+
+/// The peak RSS a rejected response may cost: the runtime, the read buffer and
+/// a handful of decoder states, nowhere near the ~900 MB of one state per token.
+const SMALL_RSS_KIB: i64 = 64 * 1024;
+
+fn assert_too_many_codings(r: &Ran, count: usize) {
+    assert_eq!(r.code, 61, "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{count} content and transfer codings, more than 5 (--max-codings)"
+        )),
+        "stderr: {}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "stderr: {}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.max_rss_kib < SMALL_RSS_KIB,
+        "peak RSS {} KiB for a rejected response",
+        r.max_rss_kib
+    );
+    assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
+}
+
+#[test]
+fn thousands_of_content_codings_are_refused_at_once() {
+    let body = gzip(b"hello");
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: {}\r\nContent-Length: {}\r\n\r\n",
+        gzip_list(12_000),
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    let w = Wire::start(Answer::Bytes(reply));
+    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    assert_too_many_codings(&r, 12_000);
+}
+
+#[test]
+fn thousands_of_transfer_codings_are_refused_at_once() {
+    let body = gzip(b"hello");
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: {},chunked\r\n\r\n{:x}\r\n",
+        gzip_list(12_000),
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    reply.extend_from_slice(b"\r\n0\r\n\r\n");
+    let w = Wire::start(Answer::Bytes(reply));
+    let r = http_measured(&["-s", &w.url()]);
+    assert_too_many_codings(&r, 12_000);
+}
+
+#[test]
+fn nested_gzip_layers_beyond_the_cap_are_refused() {
+    let nest = |layers: usize| {
+        let mut body = b"the payload".to_vec();
+        for _ in 0..layers {
+            body = gzip(&body);
+        }
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {}\r\nContent-Length: {}\r\n\r\n",
+            gzip_list(layers),
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        reply
+    };
+    // Five genuine layers: decoded.
+    let w = Wire::start(Answer::Bytes(nest(5)));
+    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert_eq!(r.stdout, b"the payload");
+    // Six genuine layers: refused (before, any depth was decoded, exit 0).
+    let w = Wire::start(Answer::Bytes(nest(6)));
+    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    assert_too_many_codings(&r, 6);
+    // The cap is a flag.
+    let w = Wire::start(Answer::Bytes(nest(6)));
+    let r = http_measured(&["--compressed", "-s", "--max-codings", "6", &w.url()]);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert_eq!(r.stdout, b"the payload");
+}
