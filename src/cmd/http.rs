@@ -22,9 +22,9 @@ use crate::error::{Class, Error, Result};
 use crate::http::decode::{DecodeError, Decoder, MAX_CODINGS};
 use crate::http::exchange::{Buffer, Exchange, Started};
 use crate::http::parse::{Framing, Head, Limits};
-use crate::http::pool::{parse_resolve, ConnectOpts, Connection, Pool, ResolveEntry};
+use crate::http::pool::{parse_resolve, ConnectOpts, Connection, Pool};
 use crate::http::redirect::{self, Next};
-use crate::http::request::{check_method, parse_header, Request, Template, UserHeader};
+use crate::http::request::{self as request, check_method, parse_header, Request, Template};
 use crate::http::target::{self, Origin};
 use crate::http::{Error as HttpError, Kind};
 use crate::tls;
@@ -110,8 +110,15 @@ pub struct Args {
     pub json: Vec<String>,
     /// Extra header 'Name: value' (repeatable). Replaces a default header of the same
     /// name; 'Name:' removes it; 'Name;' sends it with an empty value.
-    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header, help_heading = "Request")]
-    pub headers: Vec<UserHeader>,
+    /// 'Transfer-Encoding: chunked' sends the body chunked, without Content-Length.
+    // Parsed in `Plan::new`, not by clap, so an error never echoes raw control bytes.
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "HEADER",
+        help_heading = "Request"
+    )]
+    pub headers: Vec<String>,
     /// User-Agent header (default sockit/VERSION; an empty NAME sends none).
     #[arg(
         short = 'A',
@@ -170,8 +177,9 @@ pub struct Args {
     pub max_time: Option<Duration>,
     /// Connect to ADDR for HOST:PORT instead of resolving HOST (repeatable;
     /// ADDR may be a comma-separated list, IPv6 in brackets).
-    #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve, help_heading = "Connection")]
-    pub resolve: Vec<ResolveEntry>,
+    // Parsed in `run`, not by clap, so an error never echoes raw control bytes.
+    #[arg(long, value_name = "HOST:PORT:ADDR", help_heading = "Connection")]
+    pub resolve: Vec<String>,
     /// Send every request over this Unix stream socket (e.g. /var/run/docker.sock);
     /// the URL still gives the Host header and path.
     #[arg(long, value_name = "PATH", help_heading = "Connection")]
@@ -271,22 +279,9 @@ fn verbose() -> bool {
     tracing::enabled!(target: "sockit::http", tracing::Level::INFO)
 }
 
-/// Peer text made safe for a terminal: control characters and bidi overrides escaped.
+/// Peer text made safe for a terminal, by the crate's one sanitizer.
 fn visible(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '\t' => out.push(c),
-            c if c.is_control()
-                || ('\u{202a}'..='\u{202e}').contains(&c)
-                || ('\u{2066}'..='\u{2069}').contains(&c) =>
-            {
-                out.push_str(&c.escape_unicode().to_string())
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    crate::http::shown(bytes)
 }
 
 /// Writes curl-style `*`, `>` and `<` lines on stderr under `-v`.
@@ -570,6 +565,13 @@ impl Plan {
             Some(u) if !u.contains(':') => Some(format!("{u}:")),
             other => other.clone(),
         };
+        let user = args
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::Usage)?;
+        let body_framing = request::body_framing(&user).map_err(Error::Usage)?;
         let template = Template {
             user_agent,
             accept: if json { "application/json" } else { "*/*" }.into(),
@@ -583,7 +585,8 @@ impl Plan {
                 }
                 .into(),
             ),
-            user: args.headers.clone(),
+            user,
+            body_framing,
         };
         let write_out = match &args.write_out {
             Some(w) => match w.strip_prefix('@') {
@@ -649,10 +652,16 @@ pub async fn run(args: Args) -> Result<u8> {
         // Read it here so a missing file is exit 26, not a TLS failure.
         read_input(&ca.display().to_string())?;
     }
+    let resolve = args
+        .resolve
+        .iter()
+        .map(|r| parse_resolve(r))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::Usage)?;
     let opts = ConnectOpts {
         family: Family::from_flags(args.ipv4, args.ipv6),
         connect_timeout: args.connect_timeout,
-        resolve: args.resolve.clone(),
+        resolve,
         unix_socket: args.unix_socket.clone(),
         tls: tls::ClientOptions {
             cacert: args.cacert.clone(),
@@ -845,7 +854,14 @@ impl Client<'_> {
         let plan: &Plan = plan;
         let peer = conn.peer.clone();
         let is_head = req.method.eq_ignore_ascii_case("HEAD");
-        let body = req.body.as_deref().map(|b| b.as_slice());
+        let framed;
+        let body = match plan.template.body_framing {
+            request::BodyFraming::Length => req.body.as_deref().map(|b| b.as_slice()),
+            request::BodyFraming::Chunked => {
+                framed = request::chunked(req.body.as_deref().map_or(&[], |b| b.as_slice()));
+                Some(framed.as_slice())
+            }
+        };
         let Some(mut ex) = Exchange::send(conn, buf, head, body, is_head, plan.limits).await?
         else {
             return Ok(Outcome::Stale);
@@ -1113,11 +1129,5 @@ mod tests {
         );
         assert_eq!(s.format("%{nope}x\\q"), "x\\q");
         assert_eq!(s.format("%{time_total}"), "0.000000");
-    }
-
-    #[test]
-    fn visible_escapes_controls() {
-        assert_eq!(visible(b"a\x1b[31mb\tc"), "a\\u{1b}[31mb\tc");
-        assert_eq!(visible("x\u{202e}y".as_bytes()), "x\\u{202e}y");
     }
 }

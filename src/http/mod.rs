@@ -23,6 +23,12 @@ pub mod target;
 
 use std::fmt;
 
+/// User or peer text for a message or a trace line, made safe for a terminal by
+/// the crate's one sanitizer.
+pub(crate) fn shown(text: &[u8]) -> String {
+    crate::chat::sanitize::sanitize(text)
+}
+
 /// What kind of HTTP failure happened; each has a curl-compatible exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -38,7 +38,8 @@ pub struct ResolveEntry {
 pub fn parse_resolve(text: &str) -> std::result::Result<ResolveEntry, String> {
     let bad = || {
         format!(
-            "invalid --resolve '{text}': expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1"
+            "invalid --resolve '{}': expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1",
+            super::shown(text.as_bytes())
         )
     };
     let (host, rest) = if let Some(inner) = text.strip_prefix('[') {

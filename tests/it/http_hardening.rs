@@ -24,7 +24,7 @@ enum Answer {
 /// through `request`.
 struct Wire {
     addr: String,
-    _request: mpsc::Receiver<Vec<u8>>,
+    request: mpsc::Receiver<Vec<u8>>,
 }
 
 impl Wire {
@@ -48,14 +48,15 @@ impl Wire {
                 }
             }
         });
-        Wire {
-            addr,
-            _request: request,
-        }
+        Wire { addr, request }
     }
 
     fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    fn request(&self) -> Vec<u8> {
+        self.request.recv_timeout(WAIT).expect("a request")
     }
 }
 
@@ -266,4 +267,97 @@ fn nested_gzip_layers_beyond_the_cap_are_refused() {
     let r = http_measured(&["--compressed", "-s", "--max-codings", "6", &w.url()]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     assert_eq!(r.stdout, b"the payload");
+}
+
+#[test]
+fn a_user_transfer_encoding_header_chunks_the_body() {
+    let w = Wire::start(Answer::Bytes(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
+    let out = run(
+        &[
+            "http",
+            "-s",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-d",
+            "x",
+            &w.url(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"ok");
+    let req = String::from_utf8(w.request()).unwrap();
+    let (head, body) = req.split_once("\r\n\r\n").unwrap();
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("content-length"), "{req:?}");
+    assert_eq!(count(&lower, "\r\ntransfer-encoding:"), 1, "{req:?}");
+    assert!(lower.contains("\r\ntransfer-encoding: chunked"), "{req:?}");
+    assert_eq!(body, "1\r\nx\r\n0\r\n\r\n");
+}
+
+#[test]
+fn ambiguous_request_framing_is_refused() {
+    let url = format!("http://127.0.0.1:{}/", closed_port());
+    let out = run(
+        &["http", "-H", "Transfer-Encoding: gzip", "-d", "x", &url],
+        b"",
+    );
+    let line = error_line(&out, 2);
+    assert!(line.contains("the last coding must be chunked"), "{line}");
+    let out = run(
+        &[
+            "http",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-H",
+            "Content-Length: 1",
+            "-d",
+            "x",
+            &url,
+        ],
+        b"",
+    );
+    let line = error_line(&out, 2);
+    assert!(line.contains("cannot be sent together"), "{line}");
+}
+
+#[test]
+fn user_input_in_errors_has_control_bytes_made_visible() {
+    let url = format!("http://127.0.0.1:{}/", closed_port());
+    let cases: [(Vec<&str>, i32, &str); 5] = [
+        (
+            vec!["-X", "GE\x1b[2JT", &url],
+            2,
+            "invalid method 'GE^[[2JT'",
+        ),
+        (
+            vec!["-H", "X\x1b[2J: v", &url],
+            2,
+            "invalid header 'X^[[2J: v'",
+        ),
+        (
+            vec!["--resolve", "a\x1b[2J", &url],
+            2,
+            "invalid --resolve 'a^[[2J'",
+        ),
+        (
+            vec!["http://exa\x1b[2Jmple/"],
+            3,
+            "invalid URL 'http://exa^[[2Jmple/'",
+        ),
+        (vec!["ftp://h/a\x07b"], 1, "'ftp://h/a^Gb'"),
+    ];
+    for (args, code, want) in cases {
+        let mut all = vec!["http"];
+        all.extend(args);
+        let out = run(&all, b"");
+        let line = error_line(&out, code);
+        assert!(line.contains(want), "{all:?}: {line}");
+        assert!(
+            !line.bytes().any(|b| b < 0x20 || b == 0x7f),
+            "{all:?}: {line:?}"
+        );
+    }
 }
