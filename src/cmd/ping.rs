@@ -238,9 +238,9 @@ impl Pinger {
         }
     }
 
+    /// Each request counts once, however many replies or errors name it.
     fn count_reached(&self) -> bool {
-        self.count
-            .is_some_and(|c| self.tracker.received() + self.tracker.errors() >= c)
+        self.count.is_some_and(|c| self.tracker.settled() >= c)
     }
 
     async fn run(&mut self) -> Result<End> {

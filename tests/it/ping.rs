@@ -353,6 +353,15 @@ fn seq_of(icmp: &[u8]) -> u16 {
     u16::from_be_bytes([icmp[6], icmp[7]])
 }
 
+/// Polls `done` every 10 ms until it holds; panics after `limit`.
+fn poll_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -907,6 +916,62 @@ fn icmp_errors_about_our_requests_are_reported() {
             "{kind}: {out}"
         );
     }
+}
+
+#[test]
+fn repeated_errors_about_an_answered_request_do_not_end_the_count() {
+    let _s = serial();
+    let Some(_ignore) = Sysctl::set("net.ipv4.icmp_echo_ignore_all", "1") else {
+        return;
+    };
+    let mut raw = Raw::open();
+    let p = Proc::spawn({
+        let mut c = sockit();
+        c.args([
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.5",
+            "-W",
+            "5",
+            "-s",
+            "65",
+            "127.0.0.1",
+        ]);
+        c
+    });
+    // Request 1 is answered, then named by three ICMP errors; before the next
+    // request leaves, those must not have used up -c 3.
+    let (ip, req1) = raw.next_request(65, WAIT).expect("request 1");
+    raw.send(&reply_to(&req1));
+    p.wait_stdout(b"icmp_seq=1 ");
+    for _ in 0..3 {
+        raw.send(&unreachable_for(&ip, &req1));
+    }
+    let unreachable = "From 127.0.0.1 icmp_seq=1 Destination Host Unreachable";
+    poll_until(WAIT, "three error lines", || {
+        count(&String::from_utf8_lossy(&p.stdout_now()), unreachable) >= 3
+    });
+    for n in 2..=3u16 {
+        let (_, req) = raw
+            .next_request(65, Duration::from_secs(5))
+            .unwrap_or_else(|| {
+                panic!(
+                    "request {n} was never sent: {}",
+                    String::from_utf8_lossy(&p.stdout_now())
+                )
+            });
+        assert_eq!(seq_of(&req), n);
+        raw.send(&reply_to(&req));
+    }
+    let (st, out, err) = p.wait_exit();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(
+        out.contains("3 packets transmitted, 3 received, +3 errors, 0% packet loss"),
+        "{out}"
+    );
 }
 
 #[test]
