@@ -18,6 +18,8 @@ use crate::util::*;
 enum Answer {
     /// These bytes, then close once the client has closed.
     Bytes(Vec<u8>),
+    /// This head, then body bytes for ever (until writing fails).
+    Endless(Vec<u8>),
 }
 
 /// A one-connection server; the request it read (head and body) comes back
@@ -45,6 +47,13 @@ impl Wire {
                     let _ = s.shutdown(Shutdown::Write);
                     let mut sink = [0u8; 4096];
                     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                }
+                Answer::Endless(head) => {
+                    if s.write_all(&head).is_err() {
+                        return;
+                    }
+                    let block = vec![b'x'; 64 * 1024];
+                    while s.write_all(&block).is_ok() {}
                 }
             }
         });
@@ -360,4 +369,42 @@ fn user_input_in_errors_has_control_bytes_made_visible() {
             "{all:?}: {line:?}"
         );
     }
+}
+
+#[test]
+fn max_time_fires_while_stdout_is_blocked() {
+    // A body without end, and a stdout pipe nobody reads: the first 64 KiB fill
+    // the pipe and every later write blocks.
+    let w = Wire::start(Answer::Endless(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n".to_vec(),
+    ));
+    let start = Instant::now();
+    let mut child = sockit()
+        .args(["http", "-s", "-m", "1", &w.url()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _unread = child.stdout.take();
+    let mut err = child.stderr.take().unwrap();
+    let deadline = start + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    let status = status.unwrap_or_else(|| panic!("still running after {took:?}: -m did not fire"));
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    assert_eq!(status.code(), Some(28), "stderr: {text}");
+    assert!(text.contains("operation timed out (-m 1s)"), "{text}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
