@@ -80,9 +80,18 @@ impl Sysctl {
     /// be written here.
     fn set(name: &str, value: &str) -> Option<Sysctl> {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
-        let old = std::fs::read_to_string(&path).ok()?;
+        let old = match std::fs::read_to_string(&path) {
+            Ok(old) => old,
+            Err(e) => {
+                skipped(&current_test(), &format!("cannot read {name} ({e})"));
+                return None;
+            }
+        };
         if let Err(e) = std::fs::write(&path, value) {
-            eprintln!("note: cannot set {name} ({e}); /proc/sys is read-only here, part of this test is skipped");
+            skipped(
+                &current_test(),
+                &format!("cannot set {name} ({e}); /proc/sys is read-only here"),
+            );
             return None;
         }
         Some(Sysctl { path, old })
@@ -125,6 +134,11 @@ fn ping(args: &[&str]) -> Ran {
 
 /// `sockit ARGS` as uid/gid 65534 with no supplementary groups and no capabilities;
 /// `None` (after saying why) if that cannot be done here.
+/// The running test's name, for skip lines (the test harness names its threads so).
+fn current_test() -> String {
+    thread::current().name().unwrap_or("ping test").to_string()
+}
+
 fn nobody(args: &[&str]) -> Option<Command> {
     let bin = env!("CARGO_BIN_EXE_sockit");
     let mut c = if have("setpriv") {
@@ -136,7 +150,10 @@ fn nobody(args: &[&str]) -> Option<Command> {
         c.args(["-u", "nobody", "--", bin]);
         c
     } else {
-        eprintln!("note: neither setpriv nor runuser is installed; unprivileged case skipped");
+        skipped(
+            &current_test(),
+            "neither setpriv nor runuser is installed: no unprivileged run",
+        );
         return None;
     };
     c.env_remove("RUST_LOG").args(args);
@@ -149,9 +166,9 @@ fn nobody_can_run_the_binary() -> bool {
     };
     let r = finish(c);
     if !r.status.success() {
-        eprintln!(
-            "note: uid 65534 cannot run the binary ({}); unprivileged case skipped",
-            r.stderr.trim()
+        skipped(
+            &current_test(),
+            &format!("uid 65534 cannot run the binary ({})", r.stderr.trim()),
         );
     }
     r.status.success()
@@ -766,8 +783,14 @@ fn duplicate_late_and_corrupted_replies() {
     raw.send(&bad);
     // Request 2: answered after its 0.4 s timeout, before request 3 leaves.
     let (_, req2) = raw.next_request(61, WAIT).expect("request 2");
+    let seen = Instant::now();
     assert_eq!(seq_of(&req2), 2);
-    thread::sleep(Duration::from_millis(700));
+    // Lateness is the point: the reply must leave after the 0.4 s timeout (seen
+    // here once the request was captured) and before request 3 at 3 s. No event
+    // marks the expiry, so poll the clock up to 0.6 s after the request.
+    poll_until(Duration::from_secs(2), "0.6 s after request 2", || {
+        seen.elapsed() >= Duration::from_millis(600)
+    });
     raw.send(&reply_to(&req2));
     // Request 3: never answered.
     let (st, out, err) = p.wait_exit();
