@@ -113,6 +113,18 @@ impl Transfer {
     }
 }
 
+impl Transfer {
+    /// Takes the status, `Content-Type` and head size of a final response.
+    fn record(&mut self, head: &Head) {
+        self.size_header += head.raw.len() as u64;
+        self.http_code = head.status;
+        self.content_type = head
+            .get("content-type")
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+    }
+}
+
 /// How one exchange ended.
 enum Outcome {
     /// A reused connection was already closed: send again on a new one.
@@ -335,13 +347,8 @@ impl Client {
             Started::Response(r) => r,
         };
         stats.first_byte = stats.first_byte.or(ex.first_byte);
-        stats.size_header += header_bytes + resp.head.raw.len() as u64;
-        stats.http_code = resp.head.status;
-        stats.content_type = resp
-            .head
-            .get("content-type")
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        stats.size_header += header_bytes;
+        stats.record(&resp.head);
         obs.response_head(&resp.head);
 
         if let Some(next) = redirect_target(settings, req, &resp, stats)? {
@@ -355,16 +362,7 @@ impl Client {
             return Ok(Outcome::Redirect(next, reusable));
         }
         if attempt.out.fail_on_error && resp.head.status >= 400 {
-            return Err(HttpError::new(
-                Kind::HttpStatus,
-                format!(
-                    "{} returned HTTP {}",
-                    target::display(&req.url),
-                    resp.head.status
-                ),
-                format!("{}; -f", super::shown(&resp.head.reason)),
-            )
-            .into());
+            return Err(status_error(&req.url, &resp.head));
         }
         out.open(attempt).await?;
         if attempt.out.include_heads {
@@ -378,6 +376,16 @@ impl Client {
         let reusable = out.body(&mut ex, stats, obs, &peer).await?;
         Ok(Outcome::Done(reusable))
     }
+}
+
+/// `-f`: the final status was 400 or above.
+fn status_error(url: &Url, head: &Head) -> Error {
+    HttpError::new(
+        Kind::HttpStatus,
+        format!("{} returned HTTP {}", target::display(url), head.status),
+        format!("{}; -f", super::shown(&head.reason)),
+    )
+    .into()
 }
 
 /// The redirect to follow after `resp`, if `-L` and it is one.
