@@ -728,10 +728,10 @@ fn trim_start_len(mut s: &[u8]) -> usize {
     s.len()
 }
 
-/// Peer bytes for an error message: at most 40, escaped so a terminal shows them
-/// rather than acting on them.
+/// Peer bytes for an error message: at most 40, through the crate's one
+/// sanitizer so a terminal shows them rather than acting on them.
 fn shown(b: &[u8]) -> String {
-    let mut s = b[..b.len().min(40)].escape_ascii().to_string();
+    let mut s = super::shown(&b[..b.len().min(40)]);
     if b.len() > 40 {
         s.push_str("...");
     }
