@@ -451,7 +451,7 @@ impl Delivery {
                 Ok(BodyPart::Data(d)) => {
                     stats.size_download += d.len() as u64;
                     obs.body_bytes(d.len());
-                    let r = self.writer.body(d.to_vec()).await;
+                    let r = self.writer.body(d).await;
                     self.written(r, peer)?;
                 }
                 Ok(BodyPart::End { reusable }) => break reusable,

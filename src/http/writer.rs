@@ -97,7 +97,12 @@ enum Job {
 pub struct BodyWriter {
     tx: mpsc::Sender<Job>,
     failed: Arc<AtomicBool>,
+    spare: Spare,
 }
+
+/// Buffers the thread has finished with, for the next pieces: no allocation (and
+/// no page faults on fresh memory) per piece on a long body.
+type Spare = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 impl BodyWriter {
     /// Starts the writer thread.
@@ -105,10 +110,26 @@ impl BodyWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
+        let spare = Spare::default();
+        let thread = Thread {
+            spare: spare.clone(),
+            ..Thread::default()
+        };
         std::thread::Builder::new()
             .name("sockit-output".into())
-            .spawn(move || Thread::default().run(rx, &flag))?;
-        Ok(BodyWriter { tx, failed })
+            .spawn(move || thread.run(rx, &flag))?;
+        Ok(BodyWriter { tx, failed, spare })
+    }
+
+    /// `data` in a buffer of its own, a recycled one when there is one.
+    fn copy(&self, data: &[u8]) -> Vec<u8> {
+        let mut v = match self.spare.lock() {
+            Ok(mut s) => s.pop().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        v.clear();
+        v.extend_from_slice(data);
+        v
     }
 
     async fn send(&self, job: Job) -> Result<(), WriteError> {
@@ -135,8 +156,8 @@ impl BodyWriter {
     }
 
     /// Writes body bytes, decoded.
-    pub async fn body(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
-        self.send(Job::Body(bytes)).await
+    pub async fn body(&self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.send(Job::Body(self.copy(bytes))).await
     }
 
     /// Writes `bytes` to stdout (`-w`).
@@ -196,6 +217,7 @@ struct Thread {
     /// Some body bytes reached the decoder (an empty coded body is complete).
     fed: bool,
     failure: Option<WriteError>,
+    spare: Spare,
 }
 
 impl Thread {
@@ -246,6 +268,11 @@ impl Thread {
                         let out = self.out.get_or_insert_with(Out::stdout);
                         let r = d.write(&bytes, &mut |b| out.file().write_all(b));
                         self.decoded(r);
+                    }
+                }
+                if let Ok(mut spare) = self.spare.lock() {
+                    if spare.len() < QUEUE + 2 {
+                        spare.push(bytes);
                     }
                 }
             }
