@@ -3,7 +3,7 @@
 //! handing the body to the [`BodyWriter`] (which decodes and writes it).
 //!
 //! What is shown along the way (`-v` traces, the progress bar) is the caller's
-//! business, through [`Observer`]; so is where the body goes ([`Output`]). This
+//! business, through [`Observer`]; so is where the body goes ([`FetchOutput`]). This
 //! module prints nothing and picks no exit code.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 /// What stays the same for every request of a run.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct ClientSettings {
     /// Default and user headers.
     pub template: Template,
     /// Response parser limits.
@@ -41,7 +41,7 @@ pub struct Settings {
 
 /// Where one URL's output goes, and what goes there.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub struct FetchOutput {
     /// The body's destination, opened at the first byte written, so that `-f` or
     /// a failed connect leave no empty file behind.
     pub dest: Destination,
@@ -138,14 +138,14 @@ enum Outcome {
 /// One request and its URL-independent parts, as the redirect loop rewrites it.
 struct Attempt<'o> {
     req: Request,
-    out: &'o Output,
+    out: &'o FetchOutput,
     /// The destination was opened (the first byte for it was written).
     opened: bool,
 }
 
 /// An HTTP/1.1 client: a connection pool, a read buffer and the output thread.
 pub struct Client {
-    settings: Settings,
+    settings: ClientSettings,
     pool: Pool,
     buf: Buffer,
     out: Delivery,
@@ -159,7 +159,7 @@ struct Delivery {
 
 impl Client {
     /// A client with no connection yet; starts the output thread.
-    pub fn new(settings: Settings, connect: ConnectOpts) -> Result<Client> {
+    pub fn new(settings: ClientSettings, connect: ConnectOpts) -> Result<Client> {
         let writer =
             BodyWriter::start().map_err(|e| Error::io("cannot start the output thread", e))?;
         Ok(Client {
@@ -201,7 +201,7 @@ impl Client {
         url: &Url,
         method: &str,
         body: Option<Arc<Vec<u8>>>,
-        out: &Output,
+        out: &FetchOutput,
         obs: &mut dyn Observer,
     ) -> Result<Transfer> {
         let mut stats = Transfer::new(url);
@@ -319,7 +319,7 @@ impl Client {
         let Client {
             settings, buf, out, ..
         } = self;
-        let settings: &Settings = settings;
+        let settings: &ClientSettings = settings;
         let peer = conn.peer.clone();
         let req = &attempt.req;
         let is_head = req.method.eq_ignore_ascii_case("HEAD");
@@ -390,7 +390,7 @@ fn status_error(url: &Url, head: &Head) -> Error {
 
 /// The redirect to follow after `resp`, if `-L` and it is one.
 fn redirect_target(
-    s: &Settings,
+    s: &ClientSettings,
     req: &Request,
     resp: &Response,
     stats: &Transfer,
@@ -416,7 +416,7 @@ fn redirect_target(
 
 /// The decoder for the body's codings: transfer codings always, content
 /// codings with `--compressed`.
-fn decoder(settings: &Settings, resp: &Response, peer: &str) -> Result<Option<Decoder>> {
+fn decoder(settings: &ClientSettings, resp: &Response, peer: &str) -> Result<Option<Decoder>> {
     let mut codings: Vec<String> = Vec::new();
     if settings.compressed {
         codings.extend(

@@ -11,7 +11,7 @@ use url::Url;
 
 use super::args::Args;
 use crate::error::{Error, Result};
-use crate::http::client::{Output, Settings};
+use crate::http::client::{ClientSettings, FetchOutput};
 use crate::http::parse::Limits;
 use crate::http::request::{self, check_method, parse_header, Template};
 use crate::http::target;
@@ -23,7 +23,7 @@ pub(super) struct Plan {
     pub urls: Vec<Url>,
     pub method: String,
     pub body: Option<Arc<Vec<u8>>>,
-    pub settings: Settings,
+    pub settings: ClientSettings,
     pub include: bool,
     outputs: Vec<PathBuf>,
     remote_name: bool,
@@ -187,7 +187,7 @@ impl Plan {
                 urls.len()
             )));
         }
-        let settings = Settings {
+        let settings = ClientSettings {
             template,
             limits: Limits {
                 max_header_bytes: args.max_header_bytes,
@@ -214,7 +214,7 @@ impl Plan {
     }
 
     /// Where the body of URL number `index` goes, and what else goes there.
-    pub(super) fn output(&self, index: usize, url: &Url) -> Result<Output> {
+    pub(super) fn output(&self, index: usize, url: &Url) -> Result<FetchOutput> {
         let dest = if let Some(p) = self.outputs.get(index) {
             Destination::File(p.clone())
         } else if self.remote_name {
@@ -232,7 +232,7 @@ impl Plan {
         } else {
             Destination::Stdout
         };
-        Ok(Output {
+        Ok(FetchOutput {
             dest,
             include_heads: self.include,
             fail_on_error: self.fail,
