@@ -449,9 +449,18 @@ impl Delivery {
         let reusable = loop {
             match ex.next().await {
                 Ok(BodyPart::Data(d)) => {
-                    stats.size_download += d.len() as u64;
-                    obs.body_bytes(d.len());
-                    let r = self.writer.body(d).await;
+                    let len = d.len();
+                    stats.size_download += len as u64;
+                    obs.body_bytes(len);
+                    // A large piece leaves in its own read buffer (no copy).
+                    let fresh = self.writer.spare(ex.buffer_len());
+                    let r = match ex.swap_out(len, fresh) {
+                        Ok((buf, range)) => self.writer.body_owned(buf, range).await,
+                        Err(fresh) => {
+                            self.writer.give_back(fresh);
+                            self.writer.body(ex.last_piece(len)).await
+                        }
+                    };
                     self.written(r, peer)?;
                 }
                 Ok(BodyPart::End { reusable }) => break reusable,

@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// Initial read buffer size; large reads keep system calls few on big bodies.
 pub const READ_BUFFER: usize = 256 * 1024;
 
+/// Body pieces from this size up may leave in their read buffer (see
+/// [`Exchange::swap_out`]); smaller ones are copied.
+const SWAP_MIN: usize = 32 * 1024;
+
 /// Bytes read from a connection and not yet consumed by the parser.
 pub struct Buffer {
     data: Vec<u8>,
@@ -286,6 +290,38 @@ impl<'a> Exchange<'a> {
                 },
             }
         }
+    }
+
+    /// Hands over the read buffer holding the `len` body bytes the last
+    /// [`Exchange::next`] returned, taking `fresh` in its place, when that is
+    /// cheaper than copying them: the piece is large and little was read after it.
+    /// Returns the buffer and where the piece is in it; gives `fresh` back otherwise.
+    pub fn swap_out(
+        &mut self,
+        len: usize,
+        mut fresh: Vec<u8>,
+    ) -> std::result::Result<(Vec<u8>, std::ops::Range<usize>), Vec<u8>> {
+        let b = &mut *self.buf;
+        let tail = b.end - b.pos;
+        if len < SWAP_MIN || tail > SWAP_MIN / 4 || fresh.len() < b.data.len() || len > b.pos {
+            return Err(fresh);
+        }
+        fresh[..tail].copy_from_slice(&b.data[b.pos..b.end]);
+        let old = std::mem::replace(&mut b.data, fresh);
+        let piece = b.pos - len..b.pos;
+        b.pos = 0;
+        b.end = tail;
+        Ok((old, piece))
+    }
+
+    /// The last `len` bytes consumed: the piece the last [`Exchange::next`] returned.
+    pub fn last_piece(&self, len: usize) -> &[u8] {
+        &self.buf.data[self.buf.pos.saturating_sub(len)..self.buf.pos]
+    }
+
+    /// The size of the read buffer (what [`Exchange::swap_out`] wants in exchange).
+    pub fn buffer_len(&self) -> usize {
+        self.buf.data.len()
     }
 
     /// Reads the body to its end and drops it (a redirect's body, so the connection

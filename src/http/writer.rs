@@ -79,8 +79,8 @@ enum Job {
     Decoder(Option<Decoder>),
     /// Bytes for the destination, not decoded (a head for `-i`).
     Raw(Vec<u8>),
-    /// Body bytes, decoded if a decoder is set.
-    Body(Vec<u8>),
+    /// Body bytes (this range of the buffer), decoded if a decoder is set.
+    Body(Vec<u8>, std::ops::Range<usize>),
     /// Bytes for stdout whatever the destination (`-w`).
     Stdout(Vec<u8>),
     /// Reply once everything before is written; `end_body` also finishes the
@@ -123,8 +123,12 @@ impl BodyWriter {
 
     /// `data` in a buffer of its own, a recycled one when there is one.
     fn copy(&self, data: &[u8]) -> Vec<u8> {
+        // The smallest spare: big ones are worth more as read buffers.
         let mut v = match self.spare.lock() {
-            Ok(mut s) => s.pop().unwrap_or_default(),
+            Ok(mut s) => match (0..s.len()).min_by_key(|&i| s[i].capacity()) {
+                Some(i) => s.swap_remove(i),
+                None => Vec::new(),
+            },
             Err(_) => Vec::new(),
         };
         v.clear();
@@ -155,9 +159,40 @@ impl BodyWriter {
         self.send(Job::Raw(bytes)).await
     }
 
-    /// Writes body bytes, decoded.
+    /// Writes body bytes, decoded (copied into a buffer of the writer's).
     pub async fn body(&self, bytes: &[u8]) -> Result<(), WriteError> {
-        self.send(Job::Body(self.copy(bytes))).await
+        let v = self.copy(bytes);
+        let all = 0..v.len();
+        self.send(Job::Body(v, all)).await
+    }
+
+    /// Writes `buf[range]` as body bytes, decoded; the buffer is kept for reuse.
+    pub async fn body_owned(
+        &self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), WriteError> {
+        self.send(Job::Body(buf, range)).await
+    }
+
+    /// A finished-with buffer of at least `len` bytes (contents undefined), or a
+    /// new zeroed one.
+    pub fn spare(&self, len: usize) -> Vec<u8> {
+        if let Ok(mut s) = self.spare.lock() {
+            if let Some(i) = s.iter().position(|b| b.len() >= len) {
+                return s.swap_remove(i);
+            }
+        }
+        vec![0; len]
+    }
+
+    /// Returns a buffer from [`BodyWriter::spare`] that was not used.
+    pub fn give_back(&self, buf: Vec<u8>) {
+        if let Ok(mut s) = self.spare.lock() {
+            if s.len() < QUEUE + 2 {
+                s.push(buf);
+            }
+        }
     }
 
     /// Writes `bytes` to stdout (`-w`).
@@ -260,13 +295,14 @@ impl Thread {
                 self.fed = false;
             }
             Job::Raw(bytes) => self.write(&bytes),
-            Job::Body(bytes) => {
-                self.fed |= !bytes.is_empty();
+            Job::Body(bytes, range) => {
+                let piece = bytes.get(range).unwrap_or(&[]);
+                self.fed |= !piece.is_empty();
                 match self.decoder.as_mut() {
-                    None => self.write(&bytes),
+                    None => self.write(piece),
                     Some(d) => {
                         let out = self.out.get_or_insert_with(Out::stdout);
-                        let r = d.write(&bytes, &mut |b| out.file().write_all(b));
+                        let r = d.write(piece, &mut |b| out.file().write_all(b));
                         self.decoded(r);
                     }
                 }
