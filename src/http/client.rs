@@ -155,6 +155,9 @@ pub struct Client {
 struct Delivery {
     writer: BodyWriter,
     stdout_closed: bool,
+    /// The peer of the body last handed over, for a decoding failure the thread
+    /// reports later.
+    peer: String,
 }
 
 impl Client {
@@ -169,6 +172,7 @@ impl Client {
             out: Delivery {
                 writer,
                 stdout_closed: false,
+                peer: String::new(),
             },
         })
     }
@@ -370,6 +374,7 @@ impl Client {
             out.written(r, &peer)?;
         }
         let decoder = decoder(settings, &resp, &peer)?;
+        out.peer.clone_from(&peer);
         let r = out.writer.decoder(decoder).await;
         out.written(r, &peer)?;
         obs.body_start(&resp);
@@ -472,7 +477,7 @@ impl Delivery {
                 }
             }
         };
-        let r = self.writer.sync(true).await;
+        let r = self.writer.end_body().await;
         self.written(r, peer)?;
         obs.body_end(&ex.trailers);
         Ok(reusable)
@@ -493,6 +498,7 @@ impl Delivery {
         let Err(e) = r else {
             return Ok(());
         };
+        let peer = if peer.is_empty() { &self.peer } else { peer };
         if e.is_stdout_closed() {
             self.stdout_closed = true;
         }

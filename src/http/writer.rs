@@ -83,6 +83,9 @@ enum Job {
     Body(Vec<u8>, std::ops::Range<usize>),
     /// Bytes for stdout whatever the destination (`-w`).
     Stdout(Vec<u8>),
+    /// The body is complete: finish the decoder (its stream must be complete)
+    /// and flush a file. A failure is reported at the next call.
+    EndBody,
     /// Reply once everything before is written; `end_body` also finishes the
     /// decoder and flushes the file. The reply carries the first failure.
     Sync {
@@ -198,6 +201,14 @@ impl BodyWriter {
     /// Writes `bytes` to stdout (`-w`).
     pub async fn stdout(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
         self.send(Job::Stdout(bytes)).await
+    }
+
+    /// Ends the body without waiting for it to be written: the decoder checks its
+    /// stream is complete and a file is flushed on the thread; a failure comes back
+    /// from a later call (at the latest [`BodyWriter::sync`]). Not waiting keeps a
+    /// run of small keep-alive requests from paying a round trip to the thread each.
+    pub async fn end_body(&self) -> Result<(), WriteError> {
+        self.send(Job::EndBody).await
     }
 
     /// Waits until everything queued is written. With `end_body`, also ends the
@@ -321,6 +332,7 @@ impl Thread {
                     });
                 }
             }
+            Job::EndBody => self.end_body(),
             Job::Sync { .. } => {}
         }
     }

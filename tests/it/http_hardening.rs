@@ -371,3 +371,27 @@ fn max_time_fires_while_stdout_is_blocked() {
     assert!(text.contains("operation timed out (-m 1s)"), "{text}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[test]
+fn a_gzip_body_cut_short_is_exit_61_naming_the_server() {
+    // The decoder finds the stream incomplete only at the end of the body, on the
+    // output thread; the error must still name the server and end the run.
+    let body = gzip(&random_bytes(100_000, 7));
+    let cut = &body[..body.len() - 8];
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        cut.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(cut);
+    let w = Wire::start(Answer::Bytes(reply));
+    let out = run(
+        &["http", "-s", "--compressed", "-o", "/dev/null", &w.url()],
+        b"",
+    );
+    let line = error_line(&out, 61);
+    assert!(
+        line.contains(&format!("cannot decode the response from {}", w.addr)),
+        "{line}"
+    );
+}
