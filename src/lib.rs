@@ -14,10 +14,12 @@
 //! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
 //! - [`shutdown`]: the shutdown token each command makes and passes down (signals, races).
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
-//! - [`http`]: HTTP/1.1 client core: URLs, requests, sans-IO response parser, decoding, pool, redirects.
+//! - [`http`]: HTTP/1.1 client: URLs, requests, sans-IO response parser, decoding, pool,
+//!   redirects, and the transfer engine ([`http::client`]) with its output thread.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
 //! - [`chat`]: the chat server (hub, sessions, protocol, sanitizer, console) and client.
-//! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram sockets.
+//! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram
+//!   sockets, and the send/receive loop ([`icmp::pinger`]).
 
 pub mod chat;
 pub mod cli;

@@ -13,6 +13,11 @@ use flate2::{Decompress, FlushDecompress, Status};
 /// about 1032:1, so each step produces at most a few MiB).
 const PIECE: usize = 4096;
 
+/// Most codings removed from one body unless told otherwise (curl's limit too):
+/// each layer holds a decoder's state, so a head listing thousands of codings
+/// would otherwise cost hundreds of MiB.
+pub const MAX_CODINGS: usize = 5;
+
 /// A coding this client can remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -34,6 +39,32 @@ pub fn coding(name: &str) -> Option<Coding> {
         "br" => Some(Coding::Brotli),
         "identity" => Some(Coding::Identity),
         _ => None,
+    }
+}
+
+/// Why no decoder could be built for a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// A coding this client cannot remove (its name as received).
+    Unsupported(String),
+    /// More codings than the limit.
+    TooMany {
+        /// How many codings the response listed.
+        count: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Unsupported(name) => write!(f, "unsupported coding '{name}'"),
+            SetupError::TooMany { count, limit } => write!(
+                f,
+                "{count} content and transfer codings, more than {limit} (--max-codings)"
+            ),
+        }
     }
 }
 
@@ -60,8 +91,15 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder for `codings` in the order the server applied them. `Ok(None)` when
-    /// there is nothing to decode; `Err(name)` for a coding it cannot remove.
-    pub fn new<S: AsRef<str>>(codings: &[S]) -> Result<Option<Decoder>, String> {
+    /// there is nothing to decode. Fails for a coding it cannot remove, and for more
+    /// than `limit` codings (`identity` counts too) before anything is allocated.
+    pub fn new<S: AsRef<str>>(codings: &[S], limit: usize) -> Result<Option<Decoder>, SetupError> {
+        if codings.len() > limit {
+            return Err(SetupError::TooMany {
+                count: codings.len(),
+                limit,
+            });
+        }
         let mut layers = Vec::new();
         for c in codings.iter().rev() {
             match coding(c.as_ref()) {
@@ -71,7 +109,7 @@ impl Decoder {
                 Some(Coding::Deflate) => layers.push(Layer::Inflate(Box::default())),
                 Some(Coding::Brotli) => layers.push(Layer::Brotli(Box::new(Brotli::new()))),
                 Some(Coding::Identity) => {}
-                None => return Err(c.as_ref().to_string()),
+                None => return Err(SetupError::Unsupported(c.as_ref().to_string())),
             }
         }
         Ok((!layers.is_empty()).then_some(Decoder { layers }))
@@ -297,7 +335,7 @@ mod tests {
     use flate2::Compression;
 
     fn run(codings: &[&str], data: &[u8], split: usize) -> Result<Vec<u8>, DecodeError> {
-        let mut d = Decoder::new(codings).unwrap().unwrap();
+        let mut d = Decoder::new(codings, MAX_CODINGS).unwrap().unwrap();
         let mut got = Vec::new();
         let mut out = |b: &[u8]| {
             got.extend_from_slice(b);
@@ -346,7 +384,7 @@ mod tests {
     fn a_compression_bomb_comes_out_in_bounded_pieces() {
         let bomb = gz(&vec![0u8; 64 << 20]);
         assert!(bomb.len() < 1 << 20);
-        let mut d = Decoder::new(&["gzip"]).unwrap().unwrap();
+        let mut d = Decoder::new(&["gzip"], MAX_CODINGS).unwrap().unwrap();
         let (mut total, mut largest) = (0usize, 0usize);
         let mut out = |b: &[u8]| {
             total += b.len();
@@ -386,7 +424,7 @@ mod tests {
         extra.push(0);
         assert!(run(&["br"], &extra, 4).is_err());
         assert!(run(&["br"], b"definitely not brotli", 4).is_err());
-        let mut d = Decoder::new(&["br"]).unwrap().unwrap();
+        let mut d = Decoder::new(&["br"], MAX_CODINGS).unwrap().unwrap();
         let (mut total, mut largest) = (0usize, 0usize);
         let mut out = |b: &[u8]| {
             total += b.len();
@@ -408,7 +446,23 @@ mod tests {
         z.write_all(b"hello hello hello").unwrap();
         let z = z.finish().unwrap();
         assert!(run(&["deflate"], &z[..z.len() - 4], 3).is_err());
-        assert!(Decoder::new(&["zstd"]).is_err());
-        assert!(Decoder::new(&["identity"]).unwrap().is_none());
+        assert!(Decoder::new(&["zstd"], MAX_CODINGS).is_err());
+        assert!(Decoder::new(&["identity"], MAX_CODINGS).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_number_of_codings_is_capped() {
+        let five = ["gzip"; MAX_CODINGS];
+        assert!(Decoder::new(&five, MAX_CODINGS).unwrap().is_some());
+        let many = vec!["gzip"; 12_000];
+        assert_eq!(
+            Decoder::new(&many, MAX_CODINGS).err(),
+            Some(SetupError::TooMany {
+                count: 12_000,
+                limit: MAX_CODINGS
+            })
+        );
+        let identities = vec!["identity"; MAX_CODINGS + 1];
+        assert!(Decoder::new(&identities, MAX_CODINGS).is_err());
     }
 }

@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// Initial read buffer size; large reads keep system calls few on big bodies.
 pub const READ_BUFFER: usize = 256 * 1024;
 
+/// Body pieces from this size up may leave in their read buffer (see
+/// [`Exchange::swap_out`]); smaller ones are copied.
+const SWAP_MIN: usize = 32 * 1024;
+
 /// Bytes read from a connection and not yet consumed by the parser.
 pub struct Buffer {
     data: Vec<u8>,
@@ -235,12 +239,10 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Reads the body to its end, handing each piece to `on_data`. Returns whether
-    /// the connection may carry another request.
-    pub async fn body(
-        &mut self,
-        on_data: &mut (dyn FnMut(&[u8]) -> Result<()> + Send),
-    ) -> Result<bool> {
+    /// The next piece of the body, a slice of the read buffer, or its end with
+    /// whether the connection may carry another request. Trailers, if any, are in
+    /// [`Exchange::trailers`] once the end is reported.
+    pub async fn next(&mut self) -> Result<BodyPart<'_>> {
         loop {
             let parsed = self
                 .parser
@@ -249,26 +251,39 @@ impl<'a> Exchange<'a> {
                 Ok(x) => x,
                 Err(e) => return Err(self.parse_error(&e)),
             };
+            // Owned, so the parser's borrow of the buffer ends here.
+            let step = match ev {
+                Some(Event::Data(d)) => Step::Data(d.len()),
+                Some(Event::Trailers(t)) => Step::Trailers(t),
+                Some(Event::End { reusable }) => Step::End(reusable),
+                Some(Event::Interim(_) | Event::Final(_)) => Step::Unexpected,
+                None => Step::More,
+            };
             self.buf.pos += n;
-            match ev {
-                Some(Event::Data(d)) => on_data(d)?,
-                Some(Event::Trailers(t)) => self.trailers = t,
-                Some(Event::End { reusable }) => {
-                    // Bytes after the end of a response mean the server and this client
-                    // disagree on framing: never reuse such a connection.
-                    return Ok(reusable && self.buf.pos == self.buf.end);
+            match step {
+                // Body bytes always end where the parser stopped consuming.
+                Step::Data(len) => {
+                    let end = self.buf.pos;
+                    return Ok(BodyPart::Data(&self.buf.data[end - len..end]));
                 }
-                Some(Event::Interim(_) | Event::Final(_)) => {
+                Step::Trailers(t) => self.trailers = t,
+                // Bytes after the end of a response mean the server and this client
+                // disagree on framing: never reuse such a connection.
+                Step::End(reusable) => {
+                    let reusable = reusable && self.buf.pos == self.buf.end;
+                    return Ok(BodyPart::End { reusable });
+                }
+                Step::Unexpected => {
                     return Err(
                         HttpError::new(Kind::Malformed, "unexpected parser event", "").into(),
                     )
                 }
-                None => match self.fill().await? {
+                Step::More => match self.fill().await? {
                     Read::Data => {}
                     Read::Eof { clean } => {
                         let pending = self.buf.pending().to_vec();
                         return match self.parser.finish(clean, &pending) {
-                            Ok(_) => Ok(false),
+                            Ok(_) => Ok(BodyPart::End { reusable: false }),
                             Err(e) => Err(self.parse_error(&e)),
                         };
                     }
@@ -276,4 +291,67 @@ impl<'a> Exchange<'a> {
             }
         }
     }
+
+    /// Hands over the read buffer holding the `len` body bytes the last
+    /// [`Exchange::next`] returned, taking `fresh` in its place, when that is
+    /// cheaper than copying them: the piece is large and little was read after it.
+    /// Returns the buffer and where the piece is in it; gives `fresh` back otherwise.
+    pub fn swap_out(
+        &mut self,
+        len: usize,
+        mut fresh: Vec<u8>,
+    ) -> std::result::Result<(Vec<u8>, std::ops::Range<usize>), Vec<u8>> {
+        let b = &mut *self.buf;
+        let tail = b.end - b.pos;
+        if len < SWAP_MIN || tail > SWAP_MIN / 4 || fresh.len() < b.data.len() || len > b.pos {
+            return Err(fresh);
+        }
+        fresh[..tail].copy_from_slice(&b.data[b.pos..b.end]);
+        let old = std::mem::replace(&mut b.data, fresh);
+        let piece = b.pos - len..b.pos;
+        b.pos = 0;
+        b.end = tail;
+        Ok((old, piece))
+    }
+
+    /// The last `len` bytes consumed: the piece the last [`Exchange::next`] returned.
+    pub fn last_piece(&self, len: usize) -> &[u8] {
+        &self.buf.data[self.buf.pos.saturating_sub(len)..self.buf.pos]
+    }
+
+    /// The size of the read buffer (what [`Exchange::swap_out`] wants in exchange).
+    pub fn buffer_len(&self) -> usize {
+        self.buf.data.len()
+    }
+
+    /// Reads the body to its end and drops it (a redirect's body, so the connection
+    /// can be reused). Returns whether it may be.
+    pub async fn skip_body(&mut self) -> Result<bool> {
+        loop {
+            if let BodyPart::End { reusable } = self.next().await? {
+                return Ok(reusable);
+            }
+        }
+    }
+}
+
+/// What [`Exchange::next`] produced.
+#[derive(Debug)]
+pub enum BodyPart<'b> {
+    /// Body bytes, framing removed (still content- and transfer-coded).
+    Data(&'b [u8]),
+    /// The body is complete.
+    End {
+        /// The connection may carry another request.
+        reusable: bool,
+    },
+}
+
+/// A parser event with the borrow of the buffer dropped.
+enum Step {
+    Data(usize),
+    Trailers(Vec<Header>),
+    End(bool),
+    Unexpected,
+    More,
 }

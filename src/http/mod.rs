@@ -2,17 +2,20 @@
 //! response parser, body decoding, connection reuse and redirects.
 //!
 //! # Layout
+//! - [`client`]: the transfer engine: fetch a URL, follow redirects, reuse connections.
 //! - [`parse`]: response parser and RFC 9112 body framing (bytes in, events out).
 //! - [`request`]: the request to send, and its bytes on the wire.
 //! - [`target`]: URL handling (default scheme, IDNA, `Host`, request target, `-O` names).
 //! - [`redirect`]: what a 3xx turns the next request into.
 //! - [`decode`]: content and transfer decoding (gzip, deflate, brotli) as the body streams.
 //! - [`pool`]: connecting (TCP, Unix, TLS with ALPN) and keeping one idle connection per origin.
-//! - [`exchange`]: one request/response over a pooled connection, events to a sink.
+//! - [`exchange`]: one request/response over a pooled connection, the body piece by piece.
+//! - [`writer`]: the thread that decodes bodies and writes them to stdout or files.
 //!
 //! Nothing here prints or decides exit codes; `cmd::http` does. Sockets come from
 //! `sock` and TLS from `tls`; this module only moves HTTP over them.
 
+pub mod client;
 pub mod decode;
 pub mod exchange;
 pub mod parse;
@@ -20,8 +23,15 @@ pub mod pool;
 pub mod redirect;
 pub mod request;
 pub mod target;
+pub mod writer;
 
 use std::fmt;
+
+/// User or peer text for a message or a trace line, made safe for a terminal by
+/// the crate's one sanitizer.
+pub(crate) fn shown(text: &[u8]) -> String {
+    crate::chat::sanitize::sanitize(text)
+}
 
 /// What kind of HTTP failure happened; each has a curl-compatible exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +181,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (55, "failed sending the request"),
     (56, "failed receiving the response (reset)"),
     (60, "the server certificate could not be verified"),
-    (61, "unknown or corrupt content/transfer encoding"),
+    (
+        61,
+        "unknown or corrupt content/transfer encoding, or more codings than --max-codings",
+    ),
     (
         100,
         "response head over a limit (--max-header-bytes, --max-headers)",

@@ -290,41 +290,7 @@ impl ResponseParser {
         loop {
             let rest = &input[used..];
             match self.state {
-                State::Head { scanned } => {
-                    let Some(end) =
-                        self.block_end(rest, scanned, |s| State::Head { scanned: s })?
-                    else {
-                        return Ok((used, None));
-                    };
-                    let base = self.offset + used as u64;
-                    let head = parse_head(&rest[..end], base, &self.limits)?;
-                    used += end;
-                    if (100..200).contains(&head.status) && head.status != 101 {
-                        self.interims += 1;
-                        if self.interims > self.limits.max_interim {
-                            return Err(ParseError::TooManyInterim {
-                                limit: self.limits.max_interim,
-                            });
-                        }
-                        self.state = State::Head { scanned: 0 };
-                        return Ok((used, Some(Event::Interim(head))));
-                    }
-                    let (framing, codings, reusable) = framing(&head, self.head_request)?;
-                    self.framing = framing;
-                    self.reusable = reusable;
-                    self.state = match framing {
-                        Framing::Empty | Framing::Length(0) => State::Finished,
-                        Framing::Length(n) => State::Length { remaining: n },
-                        Framing::Chunked => State::ChunkSize { scanned: 0 },
-                        Framing::UntilClose => State::UntilClose,
-                    };
-                    let response = Response {
-                        head,
-                        framing,
-                        transfer_codings: codings,
-                    };
-                    return Ok((used, Some(Event::Final(Box::new(response)))));
-                }
+                State::Head { scanned } => return self.head(input, used, scanned),
                 State::Length { remaining } => {
                     let n = rest
                         .len()
@@ -348,28 +314,10 @@ impl ResponseParser {
                     self.body += rest.len() as u64;
                     return Ok((input.len(), Some(Event::Data(rest))));
                 }
-                State::ChunkSize { scanned } => {
-                    let limit = self.limits.max_header_bytes;
-                    let end = rest.len().min(limit);
-                    let from = scanned.min(end);
-                    let Some(nl) = memchr(b'\n', &rest[from..end]).map(|i| from + i) else {
-                        if rest.len() >= limit {
-                            return Err(ParseError::HeadTooLarge { limit });
-                        }
-                        self.state = State::ChunkSize {
-                            scanned: rest.len(),
-                        };
-                        return Ok((used, None));
-                    };
-                    let base = self.offset + used as u64;
-                    let size = parse_chunk_line(&rest[..nl], base)?;
-                    used += nl + 1;
-                    self.state = if size == 0 {
-                        State::Trailers { scanned: 0 }
-                    } else {
-                        State::ChunkData { remaining: size }
-                    };
-                }
+                State::ChunkSize { scanned } => match self.chunk_size(rest, used, scanned)? {
+                    Some(n) => used += n,
+                    None => return Ok((used, None)),
+                },
                 State::ChunkData { remaining } => {
                     let n = rest
                         .len()
@@ -435,6 +383,78 @@ impl ResponseParser {
                 }
             }
         }
+    }
+
+    /// The `Head` state: a complete status line and header block, if there is one,
+    /// becomes an interim or final response event.
+    fn head<'a>(
+        &mut self,
+        input: &'a [u8],
+        mut used: usize,
+        scanned: usize,
+    ) -> Result<(usize, Option<Event<'a>>), ParseError> {
+        let rest = &input[used..];
+        let Some(end) = self.block_end(rest, scanned, |s| State::Head { scanned: s })? else {
+            return Ok((used, None));
+        };
+        let base = self.offset + used as u64;
+        let head = parse_head(&rest[..end], base, &self.limits)?;
+        used += end;
+        if (100..200).contains(&head.status) && head.status != 101 {
+            self.interims += 1;
+            if self.interims > self.limits.max_interim {
+                return Err(ParseError::TooManyInterim {
+                    limit: self.limits.max_interim,
+                });
+            }
+            self.state = State::Head { scanned: 0 };
+            return Ok((used, Some(Event::Interim(head))));
+        }
+        let (framing, codings, reusable) = framing(&head, self.head_request)?;
+        self.framing = framing;
+        self.reusable = reusable;
+        self.state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Finished,
+            Framing::Length(n) => State::Length { remaining: n },
+            Framing::Chunked => State::ChunkSize { scanned: 0 },
+            Framing::UntilClose => State::UntilClose,
+        };
+        let response = Response {
+            head,
+            framing,
+            transfer_codings: codings,
+        };
+        Ok((used, Some(Event::Final(Box::new(response)))))
+    }
+
+    /// The `ChunkSize` state: parses a chunk-size line if it is complete. `Some(n)`:
+    /// `n` bytes consumed, the state moved on; `None`: more input is needed.
+    fn chunk_size(
+        &mut self,
+        rest: &[u8],
+        used: usize,
+        scanned: usize,
+    ) -> Result<Option<usize>, ParseError> {
+        let limit = self.limits.max_header_bytes;
+        let end = rest.len().min(limit);
+        let from = scanned.min(end);
+        let Some(nl) = memchr(b'\n', &rest[from..end]).map(|i| from + i) else {
+            if rest.len() >= limit {
+                return Err(ParseError::HeadTooLarge { limit });
+            }
+            self.state = State::ChunkSize {
+                scanned: rest.len(),
+            };
+            return Ok(None);
+        };
+        let base = self.offset + used as u64;
+        let size = parse_chunk_line(&rest[..nl], base)?;
+        self.state = if size == 0 {
+            State::Trailers { scanned: 0 }
+        } else {
+            State::ChunkData { remaining: size }
+        };
+        Ok(Some(nl + 1))
     }
 
     /// Finds the end of a block of lines closed by an empty line, scanning only the
@@ -708,10 +728,10 @@ fn trim_start_len(mut s: &[u8]) -> usize {
     s.len()
 }
 
-/// Peer bytes for an error message: at most 40, escaped so a terminal shows them
-/// rather than acting on them.
+/// Peer bytes for an error message: at most 40, through the crate's one
+/// sanitizer so a terminal shows them rather than acting on them.
 fn shown(b: &[u8]) -> String {
-    let mut s = b[..b.len().min(40)].escape_ascii().to_string();
+    let mut s = super::shown(&b[..b.len().min(40)]);
     if b.len() > 40 {
         s.push_str("...");
     }
@@ -797,40 +817,46 @@ fn framing(head: &Head, head_request: bool) -> Result<(Framing, Vec<String>, boo
         };
     }
     if has_cl {
-        let mut length: Option<u64> = None;
-        let fields = head
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
-        for field in fields {
-            let bad = |what: String| ParseError::Malformed { what, at: field.at };
-            for item in field.value.split(|&b| b == b',') {
-                let item = trim(item);
-                let text = shown(item);
-                if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
-                    return Err(bad(format!("invalid Content-Length '{text}'")));
-                }
-                let n = item.iter().try_fold(0u64, |acc, d| {
-                    acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                });
-                let Some(n) = n else {
-                    return Err(bad(format!("Content-Length '{text}' is too large")));
-                };
-                match length {
-                    Some(prev) if prev != n => {
-                        return Err(bad(format!(
-                            "conflicting Content-Length values {prev} and {n}"
-                        )))
-                    }
-                    _ => length = Some(n),
-                }
-            }
-        }
-        if let Some(n) = length {
+        if let Some(n) = content_length(head)? {
             return Ok((Framing::Length(n), Vec::new(), reusable));
         }
     }
     Ok((Framing::UntilClose, Vec::new(), false))
+}
+
+/// The body length from every `Content-Length` field: list elements must all be
+/// the same digits (`5, 5` is 5; `5, 6`, `+5` or an overflow is an error).
+fn content_length(head: &Head) -> Result<Option<u64>, ParseError> {
+    let mut length: Option<u64> = None;
+    let fields = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+    for field in fields {
+        let bad = |what: String| ParseError::Malformed { what, at: field.at };
+        for item in field.value.split(|&b| b == b',') {
+            let item = trim(item);
+            let text = shown(item);
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                return Err(bad(format!("invalid Content-Length '{text}'")));
+            }
+            let n = item.iter().try_fold(0u64, |acc, d| {
+                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
+            let Some(n) = n else {
+                return Err(bad(format!("Content-Length '{text}' is too large")));
+            };
+            match length {
+                Some(prev) if prev != n => {
+                    return Err(bad(format!(
+                        "conflicting Content-Length values {prev} and {n}"
+                    )))
+                }
+                _ => length = Some(n),
+            }
+        }
+    }
+    Ok(length)
 }
 
 /// `chunk-size [ chunk-ext ]`: hex size with overflow checked; extensions ignored.

@@ -38,7 +38,8 @@ pub struct ResolveEntry {
 pub fn parse_resolve(text: &str) -> std::result::Result<ResolveEntry, String> {
     let bad = || {
         format!(
-            "invalid --resolve '{text}': expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1"
+            "invalid --resolve '{}': expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1",
+            super::shown(text.as_bytes())
         )
     };
     let (host, rest) = if let Some(inner) = text.strip_prefix('[') {
@@ -180,112 +181,43 @@ impl Pool {
     ) -> Result<(Connection, Timing)> {
         let id = self.next_id;
         self.next_id += 1;
-        let (stream, peer): (BoxStream, String) = if let Some(path) = &self.opts.unix_socket {
-            log(&format!("Trying {}...", path.display()));
-            let name = UnixName::Path(path.clone());
-            let s = sock::connect_unix(UnixKind::Stream, &name)?;
-            let std: std::os::unix::net::UnixStream = s.into();
-            std.set_nonblocking(true)
-                .map_err(|e| Error::io("cannot configure the socket", e))?;
-            let stream = tokio::net::UnixStream::from_std(std)
-                .map_err(|e| Error::io("cannot register the socket", e))?;
-            log(&format!(
-                "Connected to {} ({}) #{id}",
-                origin.host,
-                path.display()
-            ));
-            (Box::new(stream), path.display().to_string())
-        } else {
-            let addrs = addresses(&self.opts, origin).await?;
-            let opts = SockOpts {
-                nodelay: true,
-                ..SockOpts::default()
-            };
-            let mut last = None;
-            let mut found = None;
-            for addr in &addrs {
-                log(&format!("Trying {}...", crate::sock::fmt_ip(*addr)));
-                match sock::connect_tcp(*addr, &opts, self.opts.connect_timeout).await {
-                    Ok(s) => {
-                        found = Some((s, *addr));
-                        break;
-                    }
-                    Err(e) => {
-                        log(&format!("{e}"));
-                        last = Some(e);
-                    }
+        let (stream, peer): (BoxStream, String) = match self.opts.unix_socket.clone() {
+            Some(path) => (
+                connect_unix(&path, origin, id, log)?,
+                path.display().to_string(),
+            ),
+            None => {
+                let (s, peer) = connect_tcp(&self.opts, origin, id, log).await?;
+                if origin.tls {
+                    // Big reads under TLS: fewer system calls per record.
+                    let s = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, s);
+                    (Box::new(s), peer)
+                } else {
+                    (Box::new(s), peer)
                 }
             }
-            let Some((stream, addr)) = found else {
-                return Err(last.unwrap_or_else(|| Error::Usage("no address to connect to".into())));
-            };
-            let peer = crate::sock::fmt_ip(addr);
-            log(&format!(
-                "Connected to {} ({}) port {} (#{id})",
-                origin.host,
-                addr.ip().to_canonical(),
-                addr.port()
-            ));
-            if origin.tls {
-                let connected = Instant::now();
-                let client = self.tls_client(&origin.host)?;
-                let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
-                let tls = client.connect(buffered).await?;
-                let info = tls_info(tls.get_ref().1);
-                log(&info);
-                let conn = Connection {
-                    stream: Box::new(tls),
-                    tls: true,
-                    id,
-                    peer,
-                    uses: 0,
-                };
-                return Ok((
-                    conn,
-                    Timing {
-                        connected,
-                        app_connected: Instant::now(),
-                        reused: false,
-                    },
-                ));
-            }
-            (Box::new(stream), peer)
         };
         let connected = Instant::now();
+        let mut conn = Connection {
+            stream,
+            tls: false,
+            id,
+            peer,
+            uses: 0,
+        };
         if origin.tls {
-            // https:// over --unix-socket.
             let client = self.tls_client(&origin.host)?;
-            let tls = client.connect(stream).await?;
+            let tls = client.connect(conn.stream).await?;
             log(&tls_info(tls.get_ref().1));
-            return Ok((
-                Connection {
-                    stream: Box::new(tls),
-                    tls: true,
-                    id,
-                    peer,
-                    uses: 0,
-                },
-                Timing {
-                    connected,
-                    app_connected: Instant::now(),
-                    reused: false,
-                },
-            ));
+            conn.stream = Box::new(tls);
+            conn.tls = true;
         }
-        Ok((
-            Connection {
-                stream,
-                tls: false,
-                id,
-                peer,
-                uses: 0,
-            },
-            Timing {
-                connected,
-                app_connected: connected,
-                reused: false,
-            },
-        ))
+        let timing = Timing {
+            connected,
+            app_connected: Instant::now(),
+            reused: false,
+        };
+        Ok((conn, timing))
     }
 
     fn tls_client(&mut self, host: &str) -> Result<tls::Client> {
@@ -329,6 +261,63 @@ fn tls_info(c: &rustls::ClientConnection) -> String {
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_else(|| "none".into());
     format!("TLS connection using {version} / {suite}, ALPN: {alpn}")
+}
+
+/// `--unix-socket`: every request goes to `path`, whatever the URL's host.
+fn connect_unix(
+    path: &std::path::Path,
+    origin: &Origin,
+    id: u32,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<BoxStream> {
+    log(&format!("Trying {}...", path.display()));
+    let name = UnixName::Path(path.to_path_buf());
+    let s = sock::connect_unix(UnixKind::Stream, &name)?;
+    let std: std::os::unix::net::UnixStream = s.into();
+    std.set_nonblocking(true)
+        .map_err(|e| Error::io("cannot configure the socket", e))?;
+    let stream = tokio::net::UnixStream::from_std(std)
+        .map_err(|e| Error::io("cannot register the socket", e))?;
+    log(&format!(
+        "Connected to {} ({}) #{id}",
+        origin.host,
+        path.display()
+    ));
+    Ok(Box::new(stream))
+}
+
+/// Tries the origin's addresses in order; the first that connects wins.
+async fn connect_tcp(
+    opts: &ConnectOpts,
+    origin: &Origin,
+    id: u32,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<(tokio::net::TcpStream, String)> {
+    let addrs = addresses(opts, origin).await?;
+    let sock_opts = SockOpts {
+        nodelay: true,
+        ..SockOpts::default()
+    };
+    let mut last = None;
+    for addr in &addrs {
+        log(&format!("Trying {}...", crate::sock::fmt_ip(*addr)));
+        match sock::connect_tcp(*addr, &sock_opts, opts.connect_timeout).await {
+            Ok(s) => {
+                log(&format!(
+                    "Connected to {} ({}) port {} (#{id})",
+                    origin.host,
+                    addr.ip().to_canonical(),
+                    addr.port()
+                ));
+                return Ok((s, crate::sock::fmt_ip(*addr)));
+            }
+            Err(e) => {
+                log(&format!("{e}"));
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Usage("no address to connect to".into())))
 }
 
 #[cfg(test)]

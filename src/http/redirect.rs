@@ -40,7 +40,7 @@ pub fn follow(
     }
     let text = String::from_utf8_lossy(location);
     // For messages: escaped, so a terminal shows the bytes rather than acting on them.
-    let shown = location.escape_ascii().to_string();
+    let shown = super::shown(location);
     let mut url = current.join(text.trim()).map_err(|e| {
         Error::new(
             Kind::BadUrl,

@@ -19,8 +19,9 @@ pub enum UserHeader {
 }
 
 /// Parses a `-H` argument: `Name: value`, `Name:` (remove) or `Name;` (send empty).
+/// The error shows the argument with control characters made visible.
 pub fn parse_header(text: &str) -> Result<UserHeader, String> {
-    let bad = |why: &str| format!("invalid header '{text}': {why}");
+    let bad = |why: &str| format!("invalid header '{}': {why}", super::shown(text.as_bytes()));
     if let Some(name) = text.strip_suffix(';') {
         if !name.contains(':') {
             check_name(name).map_err(|w| bad(&w))?;
@@ -54,13 +55,66 @@ fn check_name(name: &str) -> Result<(), String> {
 /// Checks a method name (`-X`): an HTTP token.
 pub fn check_method(method: &str) -> Result<(), String> {
     if method.is_empty() || !method.bytes().all(is_tchar) {
-        return Err(format!("invalid method '{method}'"));
+        return Err(format!(
+            "invalid method '{}'",
+            super::shown(method.as_bytes())
+        ));
     }
     Ok(())
 }
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// How a request body is delimited on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length` (the default).
+    #[default]
+    Length,
+    /// `Transfer-Encoding: chunked`, asked for with `-H`: the body goes as one chunk
+    /// and the last chunk, with no `Content-Length`.
+    Chunked,
+}
+
+/// The body framing the `-H` headers ask for. A `Transfer-Encoding` whose last
+/// coding is not `chunked`, or one next to a user `Content-Length`, would leave the
+/// end of the body ambiguous (a request-smuggling shape), so both are refused.
+pub fn body_framing(user: &[UserHeader]) -> Result<BodyFraming, String> {
+    let set = |name: &str| {
+        user.iter().rev().find_map(|h| match h {
+            UserHeader::Set(n, v) if n.eq_ignore_ascii_case(name) => Some(v.as_str()),
+            _ => None,
+        })
+    };
+    let Some(te) = set("transfer-encoding") else {
+        return Ok(BodyFraming::Length);
+    };
+    let last = te.rsplit(',').next().unwrap_or("");
+    let last = last.split(';').next().unwrap_or("").trim();
+    if !last.eq_ignore_ascii_case("chunked") {
+        return Err(format!(
+            "-H 'Transfer-Encoding: {}': the last coding must be chunked",
+            super::shown(te.as_bytes())
+        ));
+    }
+    if set("content-length").is_some() {
+        return Err("-H Content-Length and -H Transfer-Encoding cannot be sent together".into());
+    }
+    Ok(BodyFraming::Chunked)
+}
+
+/// `body` as chunked data: one chunk (none when empty), then the last chunk.
+pub fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 32);
+    if !body.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 /// Everything that decides the headers, independent of the URL.
@@ -78,6 +132,8 @@ pub struct Template {
     pub content_type: Option<String>,
     /// `-H` headers, in order.
     pub user: Vec<UserHeader>,
+    /// How the body is delimited (from [`body_framing`] of `user`).
+    pub body_framing: BodyFraming,
 }
 
 /// One request, ready to write.
@@ -121,7 +177,9 @@ impl Request {
             if let Some(ct) = &t.content_type {
                 headers.push(("Content-Type".into(), ct.clone()));
             }
-            headers.push(("Content-Length".into(), body.len().to_string()));
+            if t.body_framing == BodyFraming::Length {
+                headers.push(("Content-Length".into(), body.len().to_string()));
+            }
         }
         for h in &t.user {
             let name = match h {
@@ -249,5 +307,43 @@ mod tests {
         assert!(!String::from_utf8(r.head(&t))
             .unwrap()
             .contains("Authorization"));
+    }
+
+    #[test]
+    fn a_user_transfer_encoding_chunks_the_body() {
+        let h = |s: &str| parse_header(s).unwrap();
+        assert_eq!(body_framing(&[]), Ok(BodyFraming::Length));
+        assert_eq!(
+            body_framing(&[h("Transfer-Encoding: chunked")]),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            body_framing(&[h("transfer-encoding: gzip, Chunked")]),
+            Ok(BodyFraming::Chunked)
+        );
+        assert!(body_framing(&[h("Transfer-Encoding: gzip")]).is_err());
+        assert!(body_framing(&[h("Transfer-Encoding: chunked"), h("Content-Length: 1")]).is_err());
+        assert_eq!(chunked(b"x"), b"1\r\nx\r\n0\r\n\r\n");
+        assert_eq!(chunked(b""), b"0\r\n\r\n");
+        let mut t = template();
+        t.user = vec![h("Transfer-Encoding: chunked")];
+        t.body_framing = BodyFraming::Chunked;
+        let r = Request {
+            method: "POST".into(),
+            url: Url::parse("http://h/").unwrap(),
+            body: Some(std::sync::Arc::new(b"x".to_vec())),
+            credentials: true,
+        };
+        let head = String::from_utf8(r.head(&t)).unwrap();
+        assert!(!head.contains("Content-Length"), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    }
+
+    #[test]
+    fn errors_show_control_bytes_escaped() {
+        let e = check_method("GE\x1b[2JT").unwrap_err();
+        assert!(!e.contains('\x1b'), "{e}");
+        let e = parse_header("X-\x1b[2J: v").unwrap_err();
+        assert!(!e.contains('\x1b'), "{e}");
     }
 }

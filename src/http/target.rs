@@ -20,14 +20,21 @@ pub fn parse(text: &str) -> Result<Url, Error> {
         owned = format!("http://{text}");
         &owned
     };
-    let url = Url::parse(full)
-        .map_err(|e| Error::new(Kind::BadUrl, format!("invalid URL '{text}'"), e.to_string()))?;
+    let url = Url::parse(full).map_err(|e| {
+        Error::new(
+            Kind::BadUrl,
+            format!("invalid URL '{}'", super::shown(text.as_bytes())),
+            e.to_string(),
+        )
+    })?;
     check(&url, text)?;
     Ok(url)
 }
 
 /// Checks that a URL is one this client can fetch: http or https, with a host.
+/// `text` is how the user wrote it, for messages (control characters made visible).
 pub fn check(url: &Url, text: &str) -> Result<(), Error> {
+    let text = super::shown(text.as_bytes());
     match url.scheme() {
         "http" | "https" => {}
         other => {

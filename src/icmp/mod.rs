@@ -6,10 +6,12 @@
 //!   loss and min/avg/max/mdev. Sans-IO.
 //! - [`report`]: the iputils-shaped text and the `--json` objects. Sans-IO.
 //! - [`socket`]: raw or unprivileged ICMP sockets on tokio, with kernel timestamps.
+//! - [`pinger`]: one run's send/receive loop, replies and errors to a reporter.
 //!
-//! The subcommand itself (flags, the send/receive loop) is `cmd::ping`.
+//! The subcommand itself (flags, what goes to stdout) is `cmd::ping`.
 
 pub mod packet;
+pub mod pinger;
 pub mod report;
 pub mod socket;
 pub mod stats;

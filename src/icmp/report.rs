@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::packet::Version;
 use super::stats::Summary;
 
@@ -156,61 +158,83 @@ pub fn error_text(e: &ErrorReport) -> String {
     format!("From {} icmp_seq={} {}", e.from, e.seq, e.message)
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+/// A millisecond figure as a JSON number with iputils' microsecond precision:
+/// `0.045`, `1004.12`, `2` (serde_json prints whole floats as `2.0`).
+fn ms_number(d: Duration) -> serde_json::Value {
+    let us = micros(d);
+    if us % 1000 == 0 {
+        serde_json::Value::from(u64::try_from(us / 1000).unwrap_or(u64::MAX))
+    } else {
+        serde_json::Value::from(us as f64 / 1000.0)
     }
-    out.push('"');
-    out
+}
+
+/// A figure already formatted (e.g. by [`fmt_g`]) as a JSON number.
+fn number(text: &str) -> serde_json::Value {
+    match (text.parse::<u64>(), text.parse::<f64>()) {
+        (Ok(n), _) => n.into(),
+        (_, Ok(f)) => f.into(),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// One line of `--json` output; serde_json keeps the fields in this order.
+fn json_line(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// One reply as a JSON object on one line.
 pub fn reply_json(r: &Reply) -> String {
-    let ttl = r.ttl.map_or("null".to_string(), |t| t.to_string());
-    let wrong = r
-        .wrong_data
-        .map_or("null".to_string(), |(i, _, _)| i.to_string());
-    format!(
-        "{{\"type\":\"reply\",\"from\":{},\"bytes\":{},\"icmp_seq\":{},\"ttl\":{},\"time_ms\":{},\
-         \"dup\":{},\"late\":{},\"bad_checksum\":{},\"different_address\":{},\"truncated\":{},\
-         \"wrong_data_byte\":{}}}",
-        json_str(&r.from.to_string()),
-        r.bytes,
-        r.seq,
-        ttl,
-        fmt_ms3(r.rtt),
-        r.dup,
-        r.late,
-        r.bad_checksum,
-        r.different_address,
-        r.truncated,
-        wrong
-    )
+    #[derive(Serialize)]
+    struct Line {
+        r#type: &'static str,
+        from: String,
+        bytes: usize,
+        icmp_seq: u16,
+        ttl: Option<u8>,
+        time_ms: serde_json::Value,
+        dup: bool,
+        late: bool,
+        bad_checksum: bool,
+        different_address: bool,
+        truncated: bool,
+        wrong_data_byte: Option<usize>,
+    }
+    json_line(&Line {
+        r#type: "reply",
+        from: r.from.to_string(),
+        bytes: r.bytes,
+        icmp_seq: r.seq,
+        ttl: r.ttl,
+        time_ms: ms_number(r.rtt),
+        dup: r.dup,
+        late: r.late,
+        bad_checksum: r.bad_checksum,
+        different_address: r.different_address,
+        truncated: r.truncated,
+        wrong_data_byte: r.wrong_data.map(|(i, _, _)| i),
+    })
 }
 
 /// An ICMP error as a JSON object on one line.
 pub fn error_json(e: &ErrorReport) -> String {
-    format!(
-        "{{\"type\":\"error\",\"from\":{},\"icmp_seq\":{},\"icmp_type\":{},\"icmp_code\":{},\"message\":{}}}",
-        json_str(&e.from.to_string()),
-        e.seq,
-        e.icmp_type,
-        e.code,
-        json_str(&e.message)
-    )
+    #[derive(Serialize)]
+    struct Line<'a> {
+        r#type: &'static str,
+        from: String,
+        icmp_seq: u16,
+        icmp_type: u8,
+        icmp_code: u8,
+        message: &'a str,
+    }
+    json_line(&Line {
+        r#type: "error",
+        from: e.from.to_string(),
+        icmp_seq: e.seq,
+        icmp_type: e.icmp_type,
+        icmp_code: e.code,
+        message: &e.message,
+    })
 }
 
 fn elapsed_ms(s: &Summary) -> u128 {
@@ -258,30 +282,44 @@ pub fn summary_text(host: &str, s: &Summary) -> String {
 
 /// The closing statistics as one JSON object (RTT fields null without replies).
 pub fn summary_json(host: &str, addr: IpAddr, s: &Summary) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        r#type: &'static str,
+        host: &'a str,
+        address: String,
+        transmitted: u64,
+        received: u64,
+        duplicates: u64,
+        corrupted: u64,
+        errors: u64,
+        late: u64,
+        loss_percent: serde_json::Value,
+        time_ms: u128,
+        rtt_min_ms: Option<serde_json::Value>,
+        rtt_avg_ms: Option<serde_json::Value>,
+        rtt_max_ms: Option<serde_json::Value>,
+        rtt_mdev_ms: Option<serde_json::Value>,
+    }
     let rtt = |f: fn(&super::stats::RttSummary) -> Duration| {
-        s.rtt
-            .filter(|_| s.received > 0)
-            .map_or("null".to_string(), |r| fmt_ms3(f(&r)))
+        s.rtt.filter(|_| s.received > 0).map(|r| ms_number(f(&r)))
     };
-    format!(
-        "{{\"type\":\"summary\",\"host\":{},\"address\":{},\"transmitted\":{},\"received\":{},\
-         \"duplicates\":{},\"corrupted\":{},\"errors\":{},\"late\":{},\"loss_percent\":{},\
-         \"time_ms\":{},\"rtt_min_ms\":{},\"rtt_avg_ms\":{},\"rtt_max_ms\":{},\"rtt_mdev_ms\":{}}}",
-        json_str(host),
-        json_str(&addr.to_string()),
-        s.transmitted,
-        s.received,
-        s.duplicates,
-        s.corrupted,
-        s.errors,
-        s.late,
-        fmt_g(f64::from(s.loss_percent)),
-        elapsed_ms(s),
-        rtt(|r| r.min),
-        rtt(|r| r.avg),
-        rtt(|r| r.max),
-        rtt(|r| r.mdev)
-    )
+    json_line(&Line {
+        r#type: "summary",
+        host,
+        address: addr.to_string(),
+        transmitted: s.transmitted,
+        received: s.received,
+        duplicates: s.duplicates,
+        corrupted: s.corrupted,
+        errors: s.errors,
+        late: s.late,
+        loss_percent: number(&fmt_g(f64::from(s.loss_percent))),
+        time_ms: elapsed_ms(s),
+        rtt_min_ms: rtt(|r| r.min),
+        rtt_avg_ms: rtt(|r| r.avg),
+        rtt_max_ms: rtt(|r| r.max),
+        rtt_mdev_ms: rtt(|r| r.mdev),
+    })
 }
 
 #[cfg(test)]
@@ -430,7 +468,19 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    fn json_strings_are_escaped_and_numbers_keep_their_precision() {
+        let e = ErrorReport {
+            from: "127.0.0.1".parse().unwrap(),
+            seq: 1,
+            icmp_type: 3,
+            code: 1,
+            message: "a\"b\\c\n\u{1}".into(),
+        };
+        assert!(error_json(&e).ends_with(",\"message\":\"a\\\"b\\\\c\\n\\u0001\"}"));
+        assert_eq!(ms_number(us(45)).to_string(), "0.045");
+        assert_eq!(ms_number(us(1_004_120)).to_string(), "1004.12");
+        assert_eq!(ms_number(us(2_000)).to_string(), "2");
+        assert_eq!(number("33.3333").to_string(), "33.3333");
+        assert_eq!(number("100").to_string(), "100");
     }
 }

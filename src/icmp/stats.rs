@@ -170,6 +170,8 @@ pub struct Tracker {
     duplicates: u64,
     corrupted: u64,
     errors: u64,
+    /// Distinct requests settled (answered, errored or not sent): what `-c` counts.
+    settled: u64,
     late: u64,
     rtt: RttStats,
     first_sent: Option<Duration>,
@@ -188,6 +190,7 @@ impl Tracker {
             duplicates: 0,
             corrupted: 0,
             errors: 0,
+            settled: 0,
             late: 0,
             rtt: RttStats::default(),
             first_sent: None,
@@ -230,7 +233,7 @@ impl Tracker {
     /// it stays transmitted (as in iputils), counts as an error, and is not waited for.
     pub fn on_send_failed(&mut self, seq: u16) {
         if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.resolved = true;
+            settle(slot, &mut self.settled);
         }
         self.errors += 1;
     }
@@ -251,7 +254,7 @@ impl Tracker {
             return Verdict::Duplicate { rtt };
         }
         slot.replied = true;
-        slot.resolved = true;
+        settle(slot, &mut self.settled);
         self.received += 1;
         let late = at.mono > slot.sent.mono.saturating_add(self.timeout);
         if late {
@@ -260,12 +263,14 @@ impl Tracker {
         Verdict::Fresh { rtt, late }
     }
 
-    /// Records an ICMP error about request `seq`; false if `seq` is not ours.
+    /// Records an ICMP error about request `seq`; false if `seq` is not ours. Every
+    /// error is counted, but a request already settled (answered, or named by an
+    /// earlier error) is not settled again, so repeated errors cannot end `-c` early.
     pub fn on_error(&mut self, seq: u16) -> bool {
         let Some(slot) = self.slots.get_mut(&seq) else {
             return false;
         };
-        slot.resolved = true;
+        settle(slot, &mut self.settled);
         self.errors += 1;
         true
     }
@@ -303,6 +308,13 @@ impl Tracker {
         self.errors
     }
 
+    /// Distinct requests settled so far: answered, named by an ICMP error, or not
+    /// sent. Each sequence number counts once, as in iputils, so this is what `-c`
+    /// compares against.
+    pub fn settled(&self) -> u64 {
+        self.settled
+    }
+
     /// The closing numbers.
     pub fn summary(&self) -> Summary {
         let loss_percent = if self.transmitted == 0 {
@@ -326,6 +338,14 @@ impl Tracker {
             elapsed,
             rtt: self.rtt.summary(),
         }
+    }
+}
+
+/// Marks `slot` resolved, counting it in `settled` the first time only.
+fn settle(slot: &mut Slot, settled: &mut u64) {
+    if !slot.resolved {
+        slot.resolved = true;
+        *settled += 1;
     }
 }
 
@@ -486,6 +506,34 @@ mod tests {
         let _ = b;
         let s = t.summary();
         assert_eq!((s.transmitted, s.received, s.errors), (3, 1, 1));
+    }
+
+    #[test]
+    fn each_sequence_number_settles_once() {
+        let mut t = Tracker::new(ms(500));
+        let a = t.on_send(sent(ms(0)));
+        t.on_reply(a, at(ms(1)), true);
+        assert_eq!(t.settled(), 1);
+        // Three errors quoting the answered request: counted, but not settled again.
+        for _ in 0..3 {
+            assert!(t.on_error(a));
+        }
+        assert_eq!((t.settled(), t.errors()), (1, 3));
+        let b = t.on_send(sent(ms(10)));
+        assert!(t.on_error(b));
+        assert!(t.on_error(b));
+        assert_eq!((t.settled(), t.errors()), (2, 5));
+        // A reply after an error: received, still one settled request.
+        assert!(matches!(
+            t.on_reply(b, at(ms(20)), true),
+            Verdict::Fresh { .. }
+        ));
+        assert_eq!((t.settled(), t.received()), (2, 2));
+        let c = t.on_send(sent(ms(30)));
+        t.on_send_failed(c);
+        assert_eq!(t.settled(), 3);
+        let s = t.summary();
+        assert_eq!((s.transmitted, s.received, s.errors), (3, 2, 6));
     }
 
     #[test]

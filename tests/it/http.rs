@@ -135,15 +135,23 @@ impl Nginx {
         self.path("ca.pem").display().to_string()
     }
 
-    /// Access log lines: "connection requests method uri status".
-    fn access_log(&self) -> Vec<String> {
-        // nginx writes the log line after the response; give it a moment.
-        thread::sleep(Duration::from_millis(100));
-        std::fs::read_to_string(self.path("logs/access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+    /// Access log lines: "connection requests method uri status". nginx writes a
+    /// line after its response went out, so this polls until there are at least
+    /// `lines` of them (bounded by `WAIT`; the caller's asserts then say what is
+    /// missing).
+    fn access_log(&self, lines: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log: Vec<String> = std::fs::read_to_string(self.path("logs/access.log"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if log.len() >= lines || Instant::now() >= deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -245,7 +253,7 @@ fn get_head_and_include() {
     assert_eq!(code, 0);
     assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     assert_eq!(http(&["-f", &ng.url("/nope")]).0, 22);
-    let log = ng.access_log();
+    let log = ng.access_log(4);
     assert!(
         log.iter().any(|l| l.ends_with("HEAD /hello.txt 200")),
         "{log:?}"
@@ -350,7 +358,7 @@ fn keep_alive_across_urls() {
     let args: Vec<&str> = urls.iter().map(String::as_str).collect();
     let (code, _, err) = http(&args);
     assert_eq!(code, 0, "{err}");
-    let log = ng.access_log();
+    let log = ng.access_log(5);
     assert_eq!(log.len(), 5, "{log:?}");
     let conn = log[0].split(' ').next().unwrap().to_string();
     for (i, line) in log.iter().enumerate() {
@@ -401,7 +409,8 @@ fn https_with_a_test_ca() {
     let (code, out, err) = http(&["--cacert", &ca, &u, &u, &u]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.len(), 3 * 17);
-    let log = ng.access_log();
+    // Three earlier successful requests, then these three.
+    let log = ng.access_log(6);
     let last3: Vec<&str> = log[log.len() - 3..]
         .iter()
         .map(|l| l.split(' ').next().unwrap())

@@ -10,6 +10,7 @@ mod endpoints;
 mod errors;
 mod http;
 mod http_framing;
+mod http_hardening;
 mod interop;
 mod limits;
 mod peers;

@@ -80,9 +80,18 @@ impl Sysctl {
     /// be written here.
     fn set(name: &str, value: &str) -> Option<Sysctl> {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
-        let old = std::fs::read_to_string(&path).ok()?;
+        let old = match std::fs::read_to_string(&path) {
+            Ok(old) => old,
+            Err(e) => {
+                skipped(&current_test(), &format!("cannot read {name} ({e})"));
+                return None;
+            }
+        };
         if let Err(e) = std::fs::write(&path, value) {
-            eprintln!("note: cannot set {name} ({e}); /proc/sys is read-only here, part of this test is skipped");
+            skipped(
+                &current_test(),
+                &format!("cannot set {name} ({e}); /proc/sys is read-only here"),
+            );
             return None;
         }
         Some(Sysctl { path, old })
@@ -125,6 +134,11 @@ fn ping(args: &[&str]) -> Ran {
 
 /// `sockit ARGS` as uid/gid 65534 with no supplementary groups and no capabilities;
 /// `None` (after saying why) if that cannot be done here.
+/// The running test's name, for skip lines (the test harness names its threads so).
+fn current_test() -> String {
+    thread::current().name().unwrap_or("ping test").to_string()
+}
+
 fn nobody(args: &[&str]) -> Option<Command> {
     let bin = env!("CARGO_BIN_EXE_sockit");
     let mut c = if have("setpriv") {
@@ -136,7 +150,10 @@ fn nobody(args: &[&str]) -> Option<Command> {
         c.args(["-u", "nobody", "--", bin]);
         c
     } else {
-        eprintln!("note: neither setpriv nor runuser is installed; unprivileged case skipped");
+        skipped(
+            &current_test(),
+            "neither setpriv nor runuser is installed: no unprivileged run",
+        );
         return None;
     };
     c.env_remove("RUST_LOG").args(args);
@@ -149,9 +166,9 @@ fn nobody_can_run_the_binary() -> bool {
     };
     let r = finish(c);
     if !r.status.success() {
-        eprintln!(
-            "note: uid 65534 cannot run the binary ({}); unprivileged case skipped",
-            r.stderr.trim()
+        skipped(
+            &current_test(),
+            &format!("uid 65534 cannot run the binary ({})", r.stderr.trim()),
         );
     }
     r.status.success()
@@ -351,6 +368,15 @@ fn reply_to(request: &[u8]) -> Vec<u8> {
 
 fn seq_of(icmp: &[u8]) -> u16 {
     u16::from_be_bytes([icmp[6], icmp[7]])
+}
+
+/// Polls `done` every 10 ms until it holds; panics after `limit`.
+fn poll_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -757,8 +783,14 @@ fn duplicate_late_and_corrupted_replies() {
     raw.send(&bad);
     // Request 2: answered after its 0.4 s timeout, before request 3 leaves.
     let (_, req2) = raw.next_request(61, WAIT).expect("request 2");
+    let seen = Instant::now();
     assert_eq!(seq_of(&req2), 2);
-    thread::sleep(Duration::from_millis(700));
+    // Lateness is the point: the reply must leave after the 0.4 s timeout (seen
+    // here once the request was captured) and before request 3 at 3 s. No event
+    // marks the expiry, so poll the clock up to 0.6 s after the request.
+    poll_until(Duration::from_secs(2), "0.6 s after request 2", || {
+        seen.elapsed() >= Duration::from_millis(600)
+    });
     raw.send(&reply_to(&req2));
     // Request 3: never answered.
     let (st, out, err) = p.wait_exit();
@@ -907,6 +939,62 @@ fn icmp_errors_about_our_requests_are_reported() {
             "{kind}: {out}"
         );
     }
+}
+
+#[test]
+fn repeated_errors_about_an_answered_request_do_not_end_the_count() {
+    let _s = serial();
+    let Some(_ignore) = Sysctl::set("net.ipv4.icmp_echo_ignore_all", "1") else {
+        return;
+    };
+    let mut raw = Raw::open();
+    let p = Proc::spawn({
+        let mut c = sockit();
+        c.args([
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.5",
+            "-W",
+            "5",
+            "-s",
+            "65",
+            "127.0.0.1",
+        ]);
+        c
+    });
+    // Request 1 is answered, then named by three ICMP errors; before the next
+    // request leaves, those must not have used up -c 3.
+    let (ip, req1) = raw.next_request(65, WAIT).expect("request 1");
+    raw.send(&reply_to(&req1));
+    p.wait_stdout(b"icmp_seq=1 ");
+    for _ in 0..3 {
+        raw.send(&unreachable_for(&ip, &req1));
+    }
+    let unreachable = "From 127.0.0.1 icmp_seq=1 Destination Host Unreachable";
+    poll_until(WAIT, "three error lines", || {
+        count(&String::from_utf8_lossy(&p.stdout_now()), unreachable) >= 3
+    });
+    for n in 2..=3u16 {
+        let (_, req) = raw
+            .next_request(65, Duration::from_secs(5))
+            .unwrap_or_else(|| {
+                panic!(
+                    "request {n} was never sent: {}",
+                    String::from_utf8_lossy(&p.stdout_now())
+                )
+            });
+        assert_eq!(seq_of(&req), n);
+        raw.send(&reply_to(&req));
+    }
+    let (st, out, err) = p.wait_exit();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(
+        out.contains("3 packets transmitted, 3 received, +3 errors, 0% packet loss"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -689,3 +689,13 @@ pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
         );
     }
 }
+
+/// Skips counted so far in this test process (see [`skipped`]).
+static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Says on stderr (seen with `--nocapture`) that a test, or part of it, is
+/// skipped and why, and counts it, so a skip is never silent.
+pub fn skipped(test: &str, why: &str) {
+    let n = SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    eprintln!("skipped: {test}: {why} (skip #{n} in this run)");
+}
