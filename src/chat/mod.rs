@@ -6,6 +6,7 @@
 pub mod client;
 pub mod console;
 pub mod event;
+pub mod front;
 pub mod hub;
 pub mod outbox;
 pub mod protocol;

@@ -1,0 +1,28 @@
+//! The web front-end (`chat serve --web ADDR`): the page, HTTP and WebSocket
+//! on one listener, JSON events.
+//!
+//! - [`http`]: hyper serves the embedded page and upgrades `/ws`, then hands
+//!   the raw stream to the chat ([`http::serve_web_conn`] -> [`http::WebMember`]).
+//! - [`ws`]: WebSocket frames, sans-IO: [`ws::encode_text`] for the shared
+//!   fan-out bytes, [`ws::WsReader`] for what a member sends.
+//! - [`json`]: the wire format, [`json::WebCommand`] in and [`json::WireEvent`] out.
+//! - [`page`]: the page itself (HTML, script, style), embedded at build time.
+
+// The hub wiring (a web member's task, its outbox, mapping hub events onto
+// `WireEvent`) lands with the protocol-neutral hub; until then only the tests
+// use these items.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod json;
+pub mod ws;
+
+/// The page, embedded in the binary: no build step, no CDN, works offline.
+pub mod page {
+    /// `GET /`.
+    pub const INDEX_HTML: &str = include_str!("page/index.html");
+    /// `GET /chat.js`.
+    pub const CHAT_JS: &str = include_str!("page/chat.js");
+    /// `GET /chat.css`.
+    pub const CHAT_CSS: &str = include_str!("page/chat.css");
+}
