@@ -51,6 +51,11 @@ pub struct WebConfig {
     pub max_head: usize,
     /// Time allowed for the HTTP phase of a connection, up to the upgrade.
     pub handshake_timeout: Duration,
+    /// Accept a handshake with no `Origin` at all (default false). Browsers
+    /// always send one, so this admits only non-browser programs (the
+    /// Autobahn suite, scripts) and opens no cross-site hole; a foreign
+    /// origin is refused either way.
+    pub allow_no_origin: bool,
 }
 
 impl Default for WebConfig {
@@ -59,6 +64,7 @@ impl Default for WebConfig {
             origins: Vec::new(),
             max_head: MIN_HEAD,
             handshake_timeout: Duration::from_secs(10),
+            allow_no_origin: false,
         }
     }
 }
@@ -211,6 +217,7 @@ fn route(mut req: Request<Incoming>, cfg: &WebConfig, slot: &Slot) -> Response<B
         "/" | "/index.html" => Some((page::INDEX_HTML, "text/html; charset=utf-8")),
         "/chat.js" => Some((page::CHAT_JS, "text/javascript; charset=utf-8")),
         "/chat.css" => Some((page::CHAT_CSS, "text/css; charset=utf-8")),
+        "/favicon.svg" | "/favicon.ico" => Some((page::FAVICON_SVG, "image/svg+xml")),
         _ => None,
     };
     if let Some((body, ty)) = asset {
@@ -251,7 +258,8 @@ fn route(mut req: Request<Incoming>, cfg: &WebConfig, slot: &Slot) -> Response<B
     };
     let origin = header_str(&req, header::ORIGIN);
     let host = header_str(&req, header::HOST);
-    if !origin_allowed(origin, host, &cfg.origins) {
+    let no_origin_ok = origin.is_none() && cfg.allow_no_origin;
+    if !no_origin_ok && !origin_allowed(origin, host, &cfg.origins) {
         return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let origin = origin.unwrap_or_default().to_string();
@@ -526,6 +534,14 @@ mod tests {
         )
         .await;
         assert!(resp.to_ascii_lowercase().contains("content-type: text/css"));
+        let (resp, _, _) = exchange(
+            b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            WebConfig::default(),
+        )
+        .await;
+        assert!(resp
+            .to_ascii_lowercase()
+            .contains("content-type: image/svg+xml"));
     }
 
     #[tokio::test]
@@ -597,11 +613,11 @@ mod tests {
         // The frame is in the read-ahead bytes or still in the stream.
         let mut reader = super::super::ws::WsReader::with_read_ahead(m.read_ahead.clone(), 1000);
         let (mut inputs, mut reply) = (Vec::new(), Vec::new());
-        reader.feed(&[], &mut inputs, &mut reply);
+        reader.feed(&[], &mut reply, |i, _| inputs.push(i));
         if inputs.is_empty() {
             let mut buf = [0u8; 64];
             let n = m.stream.read(&mut buf).await.unwrap();
-            reader.feed(&buf[..n], &mut inputs, &mut reply);
+            reader.feed(&buf[..n], &mut reply, |i, _| inputs.push(i));
         }
         assert_eq!(inputs, vec![super::super::ws::WsInput::Text("hi".into())]);
         // The server writes its own frames straight to the stream.
@@ -633,6 +649,15 @@ mod tests {
         let (resp, m, _) = exchange(&ws_request(Some("https://chat.example"), ""), cfg).await;
         assert_eq!(status(&resp), "101");
         assert!(m.is_some());
+        // allow_no_origin admits a missing Origin, never a foreign one.
+        let cfg = WebConfig {
+            allow_no_origin: true,
+            ..WebConfig::default()
+        };
+        let (resp, _, _) = exchange(&ws_request(None, ""), cfg.clone()).await;
+        assert_eq!(status(&resp), "101");
+        let (resp, _, _) = exchange(&ws_request(Some("http://evil.example"), ""), cfg).await;
+        assert_eq!(status(&resp), "403");
     }
 
     #[tokio::test]

@@ -25,4 +25,6 @@ pub mod page {
     pub const CHAT_JS: &str = include_str!("page/chat.js");
     /// `GET /chat.css`.
     pub const CHAT_CSS: &str = include_str!("page/chat.css");
+    /// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for anyway).
+    pub const FAVICON_SVG: &str = include_str!("page/favicon.svg");
 }

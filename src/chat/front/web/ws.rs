@@ -60,6 +60,12 @@ pub fn encode_text(payload: &str, out: &mut Vec<u8>) {
     encode(OpCode::Data(Data::Text), payload.as_bytes(), out);
 }
 
+/// Appends one complete, unmasked server binary frame. The chat never sends
+/// binary; this is for an echo endpoint used to run the Autobahn cases.
+pub fn encode_binary(payload: &[u8], out: &mut Vec<u8>) {
+    encode(OpCode::Data(Data::Binary), payload, out);
+}
+
 /// Appends a close frame with `code` and `reason`; the reason is cut (at a
 /// character boundary) so the payload stays within the 125 bytes of a control frame.
 pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
@@ -111,6 +117,9 @@ fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
 pub enum WsInput {
     /// A complete text message (possibly reassembled from fragments), valid UTF-8.
     Text(String),
+    /// A complete binary message: only with [`WsReader::accept_binary`]
+    /// (otherwise binary is refused with 1003).
+    Binary(Vec<u8>),
     /// A pong (the answer to a server ping): the member is alive.
     Pong,
     /// The peer closed. The reply close frame is already in the returned
@@ -167,6 +176,8 @@ pub struct WsReader {
     /// Set once a close was sent or received, or the connection failed:
     /// everything after is ignored.
     done: bool,
+    /// Binary messages are inputs rather than a 1003 close.
+    binary: bool,
 }
 
 impl WsReader {
@@ -190,7 +201,19 @@ impl WsReader {
         } else {
             WebSocketContext::from_partially_read(read_ahead, Role::Server, Some(config))
         };
-        WsReader { ctx, done: false }
+        WsReader {
+            ctx,
+            done: false,
+            binary: false,
+        }
+    }
+
+    /// Lets binary messages through as [`WsInput::Binary`] instead of closing
+    /// with 1003 (for an echo endpoint running the Autobahn cases; the chat
+    /// itself is text only).
+    pub fn accept_binary(mut self, yes: bool) -> Self {
+        self.binary = yes;
+        self
     }
 
     /// True once the connection is over (closed either way or failed).
@@ -198,47 +221,55 @@ impl WsReader {
         self.done
     }
 
-    /// Feeds bytes read from the socket. Complete inputs are appended to
-    /// `inputs`; bytes to send back (pongs, close frames) are appended to
-    /// `reply`, which the caller queues behind whatever it queued before.
-    /// After a `Closed` or `Failed` input, nothing more is produced.
-    pub fn feed(&mut self, data: &[u8], inputs: &mut Vec<WsInput>, reply: &mut Vec<u8>) {
+    /// Feeds bytes read from the socket. Each complete input is passed to
+    /// `on_input` as soon as it is decoded, together with `out`, the bytes to
+    /// send back: pongs and close frames are appended to `out` at the point
+    /// they arise, so whatever `on_input` appends (an echo, an error event)
+    /// keeps the protocol's order (a pong for a ping sent between two
+    /// fragments precedes the answer to the message). After a `Closed` or
+    /// `Failed` input, whose close frame is the last bytes appended, nothing
+    /// more is produced.
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        mut on_input: impl FnMut(WsInput, &mut Vec<u8>),
+    ) {
         if self.done {
             return;
         }
         let mut io = Io {
             input: data,
-            output: reply,
+            output: out,
         };
         loop {
             let result = self.ctx.read(&mut io);
             // Pongs and the close reply are queued inside the context until a
             // flush; send them now, in order.
             let _ = self.ctx.flush(&mut io);
-            match result {
-                Ok(Message::Text(text)) => inputs.push(WsInput::Text(text.as_str().to_owned())),
+            let input = match result {
+                Ok(Message::Text(text)) => WsInput::Text(text.as_str().to_owned()),
+                Ok(Message::Binary(data)) if self.binary => WsInput::Binary(data.to_vec()),
                 Ok(Message::Binary(_)) => {
                     self.fail(
                         status::UNSUPPORTED,
                         "binary frames are not accepted",
                         &mut io,
                     );
-                    inputs.push(WsInput::Failed {
+                    WsInput::Failed {
                         code: status::UNSUPPORTED,
                         reason: "binary message".into(),
-                    });
-                    return;
+                    }
                 }
-                Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => {}
-                Ok(Message::Pong(_)) => inputs.push(WsInput::Pong),
+                Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => continue,
+                Ok(Message::Pong(_)) => WsInput::Pong,
                 Ok(Message::Close(frame)) => {
                     self.done = true;
                     let (code, reason) = match frame {
                         Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_owned()),
                         None => (None, String::new()),
                     };
-                    inputs.push(WsInput::Closed { code, reason });
-                    return;
+                    WsInput::Closed { code, reason }
                 }
                 Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(Error::ConnectionClosed) | Err(Error::AlreadyClosed) => {
@@ -249,9 +280,12 @@ impl WsReader {
                     let code = close_code(&e);
                     let reason = e.to_string();
                     self.fail(code, short_reason(code), &mut io);
-                    inputs.push(WsInput::Failed { code, reason });
-                    return;
+                    WsInput::Failed { code, reason }
                 }
+            };
+            on_input(input, io.output);
+            if self.done {
+                return;
             }
         }
     }
@@ -364,7 +398,7 @@ mod tests {
 
     fn run(reader: &mut WsReader, bytes: &[u8]) -> (Vec<WsInput>, Vec<u8>) {
         let (mut inputs, mut reply) = (Vec::new(), Vec::new());
-        reader.feed(bytes, &mut inputs, &mut reply);
+        reader.feed(bytes, &mut reply, |i, _| inputs.push(i));
         (inputs, reply)
     }
 
@@ -451,7 +485,7 @@ mod tests {
         let mut inputs = Vec::new();
         let mut reply = Vec::new();
         for b in &bytes {
-            r.feed(std::slice::from_ref(b), &mut inputs, &mut reply);
+            r.feed(std::slice::from_ref(b), &mut reply, |i, _| inputs.push(i));
         }
         assert_eq!(
             inputs,
@@ -489,6 +523,28 @@ mod tests {
         let (inputs, reply) = run(&mut r, &cont(true, b"llo"));
         assert_eq!(inputs, vec![WsInput::Text("hello".into())]);
         assert!(reply.is_empty());
+    }
+
+    #[test]
+    fn answers_keep_the_protocol_order() {
+        // An echo appended by the caller lands after the pong of a ping that
+        // came in the middle of the message, and before a later close.
+        let mut r = WsReader::new(1000);
+        let bytes = [
+            text(false, b"he"),
+            client_frame(true, 0x9, b"p", true),
+            cont(true, b"llo"),
+            client_frame(true, 0x8, b"\x03\xe8", true),
+        ]
+        .concat();
+        let mut out = Vec::new();
+        r.feed(&bytes, &mut out, |i, out| {
+            if let WsInput::Text(t) = i {
+                encode_text(&t, out);
+            }
+        });
+        let ops: Vec<u8> = server_frames(&out).iter().map(|f| f.1).collect();
+        assert_eq!(ops, vec![0xA, 0x1, 0x8]);
     }
 
     #[test]
@@ -546,6 +602,17 @@ mod tests {
         let (inputs, reply) = run(&mut r, &client_frame(true, 0x2, b"\x00\x01", true));
         assert!(matches!(inputs[..], [WsInput::Failed { code: 1003, .. }]));
         assert_eq!(close_status(&reply), 1003);
+    }
+
+    #[test]
+    fn binary_passes_when_accepted() {
+        let mut r = WsReader::new(1000).accept_binary(true);
+        let (inputs, reply) = run(&mut r, &client_frame(true, 0x2, b"\x00\x01", true));
+        assert_eq!(inputs, vec![WsInput::Binary(vec![0, 1])]);
+        assert!(reply.is_empty());
+        let mut out = Vec::new();
+        encode_binary(&[0, 1], &mut out);
+        assert_eq!(out, b"\x82\x02\x00\x01");
     }
 
     #[test]

@@ -48,7 +48,7 @@
   function time(ts) {
     const d = ts ? new Date(ts) : new Date();
     if (isNaN(d)) return "";
-    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   }
 
   function line(kind, parts, ts, history) {
