@@ -341,6 +341,42 @@ where
     }
 }
 
+/// Echoes every text and binary message back to the member until it closes:
+/// the endpoint the Autobahn conformance cases expect (`fuzzingclient` drives
+/// an echo server), built from the same reader and frame encoders the chat
+/// uses. Not reachable by default; the server mounts it only when asked.
+pub async fn echo_member<T>(member: WebMember<T>, max_message: usize) -> std::io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    use super::ws::{encode_binary, encode_text, WsInput, WsReader};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = |input: WsInput, out: &mut Vec<u8>| match input {
+        WsInput::Text(t) => encode_text(&t, out),
+        WsInput::Binary(b) => encode_binary(&b, out),
+        _ => {}
+    };
+    let mut reader = WsReader::new(max_message).accept_binary(true);
+    let mut stream = member.stream;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    reader.feed(&member.read_ahead, &mut out, echo);
+    loop {
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out = Vec::new();
+        }
+        if reader.is_done() {
+            return stream.shutdown().await;
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        reader.feed(&buf[..n], &mut out, echo);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +663,31 @@ mod tests {
         let mut got = [0u8; 4];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"\x81\x02yo");
+    }
+
+    #[tokio::test]
+    async fn the_echo_endpoint_echoes_and_closes() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let member = WebMember {
+            stream: server,
+            read_ahead: vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'],
+            remote: remote(),
+            origin: String::new(),
+        };
+        let task = tokio::spawn(echo_member(member, 1000));
+        client
+            .write_all(&[
+                0x82, 0x81, 0, 0, 0, 0, 7, 0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8,
+            ])
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"\x81\x02hi\x82\x01\x07\x88\x02\x03\xe8");
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -21,8 +21,12 @@
 //! messages into 1003, since the chat is text only.
 //!
 //! Memory: the context's read buffer starts at [`READ_BUFFER`] bytes (not the
-//! crate's 128 KiB default) and grows only while a message is being received,
-//! up to the message limit.
+//! crate's 128 KiB default) and grows only while a frame is being received,
+//! up to the message limit. The context never gives that capacity back, so
+//! [`WsReader`] follows frame boundaries itself (a header scan, a few lines:
+//! the context does not expose its buffer) and, once a large frame has been
+//! consumed and nothing is pending, starts a fresh context: an idle member is
+//! back to the small buffer, as the line framer's `shrink` does for lines.
 
 use std::io::{self, Read, Write};
 
@@ -178,6 +182,84 @@ pub struct WsReader {
     done: bool,
     /// Binary messages are inputs rather than a 1003 close.
     binary: bool,
+    max_message: usize,
+    /// We sent a close: the context is waiting for the answer.
+    closing: bool,
+    /// Frame boundary tracking, to know when the context holds nothing.
+    scan: Scan,
+}
+
+/// Where the byte stream is relative to frame boundaries.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Bytes of the header being read.
+    hdr: [u8; 14],
+    hdr_len: usize,
+    /// Payload bytes of the current frame not yet seen.
+    left: u64,
+    /// A fragmented data message is in progress.
+    fragmented: bool,
+    /// A frame larger than the initial buffer went through the context.
+    grown: bool,
+}
+
+impl Scan {
+    fn push(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.left > 0 {
+                let take = self.left.min(data.len() as u64);
+                self.left -= take;
+                data = &data[take as usize..];
+                continue;
+            }
+            self.hdr[self.hdr_len] = data[0];
+            self.hdr_len += 1;
+            data = &data[1..];
+            if self.hdr_len < 2 {
+                continue;
+            }
+            let ext = match self.hdr[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask = if self.hdr[1] & 0x80 != 0 { 4 } else { 0 };
+            if self.hdr_len < 2 + ext + mask {
+                continue;
+            }
+            let len = match ext {
+                2 => u64::from(u16::from_be_bytes([self.hdr[2], self.hdr[3]])),
+                8 => u64::from_be_bytes(self.hdr[2..10].try_into().unwrap_or_default()),
+                _ => u64::from(self.hdr[1] & 0x7f),
+            };
+            let (fin, opcode) = (self.hdr[0] & 0x80 != 0, self.hdr[0] & 0x0f);
+            if opcode < 8 {
+                self.fragmented = !fin;
+            }
+            self.grown |= len > READ_BUFFER as u64;
+            self.left = len;
+            self.hdr_len = 0;
+        }
+    }
+
+    fn at_rest(&self) -> bool {
+        self.hdr_len == 0 && self.left == 0 && !self.fragmented
+    }
+}
+
+fn context(read_ahead: Vec<u8>, max_message: usize) -> WebSocketContext {
+    let mut config = WebSocketConfig::default();
+    config.read_buffer_size = READ_BUFFER;
+    config.write_buffer_size = 0;
+    config.max_write_buffer_size = 4096;
+    config.max_message_size = Some(max_message);
+    config.max_frame_size = Some(max_message);
+    config.accept_unmasked_frames = false;
+    if read_ahead.is_empty() {
+        WebSocketContext::new(Role::Server, Some(config))
+    } else {
+        WebSocketContext::from_partially_read(read_ahead, Role::Server, Some(config))
+    }
 }
 
 impl WsReader {
@@ -189,22 +271,15 @@ impl WsReader {
     /// As [`WsReader::new`], starting with bytes the HTTP layer had already
     /// read past the upgrade request (pass them here, or to the first `feed`).
     pub fn with_read_ahead(read_ahead: Vec<u8>, max_message: usize) -> Self {
-        let mut config = WebSocketConfig::default();
-        config.read_buffer_size = READ_BUFFER;
-        config.write_buffer_size = 0;
-        config.max_write_buffer_size = 4096;
-        config.max_message_size = Some(max_message);
-        config.max_frame_size = Some(max_message);
-        config.accept_unmasked_frames = false;
-        let ctx = if read_ahead.is_empty() {
-            WebSocketContext::new(Role::Server, Some(config))
-        } else {
-            WebSocketContext::from_partially_read(read_ahead, Role::Server, Some(config))
-        };
+        let mut scan = Scan::default();
+        scan.push(&read_ahead);
         WsReader {
-            ctx,
+            ctx: context(read_ahead, max_message),
             done: false,
             binary: false,
+            max_message,
+            closing: false,
+            scan,
         }
     }
 
@@ -238,6 +313,7 @@ impl WsReader {
         if self.done {
             return;
         }
+        self.scan.push(data);
         let mut io = Io {
             input: data,
             output: out,
@@ -271,7 +347,16 @@ impl WsReader {
                     };
                     WsInput::Closed { code, reason }
                 }
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Everything fed is consumed. At a frame boundary, with no
+                    // message in progress, the context holds nothing but a
+                    // buffer that may have grown: start afresh.
+                    if self.scan.grown && self.scan.at_rest() && !self.closing {
+                        self.ctx = context(Vec::new(), self.max_message);
+                        self.scan.grown = false;
+                    }
+                    return;
+                }
                 Err(Error::ConnectionClosed) | Err(Error::AlreadyClosed) => {
                     self.done = true;
                     return;
@@ -305,6 +390,7 @@ impl WsReader {
             code: CloseCode::from(code),
             reason: truncate(reason, 123).to_owned().into(),
         };
+        self.closing = true;
         let _ = self.ctx.close(&mut io, Some(frame));
     }
 
@@ -709,6 +795,56 @@ mod tests {
         let (inputs, reply) = run(&mut r, &client_frame(true, 0xA, b"", true));
         assert_eq!(inputs, vec![WsInput::Pong]);
         assert!(reply.is_empty());
+    }
+
+    #[test]
+    fn a_large_message_does_not_leave_a_large_buffer() {
+        let mut r = WsReader::new(1 << 20);
+        let big = vec![b'a'; 200_000];
+        let bytes = [text(false, &big), cont(true, b"z"), text(true, b"after")].concat();
+        // In uneven pieces, so headers and payloads split anywhere.
+        let mut inputs = Vec::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(7_001) {
+            r.feed(piece, &mut out, |i, _| inputs.push(i));
+        }
+        assert_eq!(inputs.len(), 2);
+        assert!(matches!(&inputs[0], WsInput::Text(t) if t.len() == 200_001));
+        assert_eq!(inputs[1], WsInput::Text("after".into()));
+        assert!(!r.scan.grown, "the context was renewed");
+        // Still works after the renewal, including fragments and pings.
+        let (inputs, reply) = run(
+            &mut r,
+            &[
+                text(false, b"a"),
+                client_frame(true, 0x9, b"", true),
+                cont(true, b"b"),
+            ]
+            .concat(),
+        );
+        assert_eq!(inputs, vec![WsInput::Text("ab".into())]);
+        assert_eq!(server_frames(&reply), vec![(true, 0xA, vec![])]);
+    }
+
+    #[test]
+    fn the_scan_follows_frame_boundaries() {
+        let mut s = Scan::default();
+        let f = text(true, &[0; 2000]);
+        s.push(&f[..3]);
+        assert!(!s.at_rest());
+        s.push(&f[3..]);
+        assert!(s.at_rest() && s.grown);
+        let mut s = Scan::default();
+        let mut head = vec![0x81, 0x80 | 127];
+        head.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        head.extend_from_slice(&[0; 4]);
+        s.push(&head);
+        assert_eq!(s.left, 1 << 40);
+        let mut s = Scan::default();
+        s.push(&[text(false, b"x"), client_frame(true, 0x9, b"", true)].concat());
+        assert!(!s.at_rest(), "inside a fragmented message");
+        s.push(&cont(true, b"y"));
+        assert!(s.at_rest());
     }
 
     #[test]

@@ -72,10 +72,12 @@
     stateEl.textContent = label;
   }
 
-  function setMe(nick) {
+  // The nick shown; `remember` keeps it for reconnects (a nick the member
+  // chose, not the guest name a server hands out before the /nick lands).
+  function setMe(nick, remember) {
     me = nick;
     meEl.textContent = nick || "-";
-    if (nick) store.set("nick", nick);
+    if (nick && remember) store.set("nick", nick);
   }
 
   function setRoom(r) {
@@ -147,13 +149,13 @@
       case "nick":
         line("nick", ["* ", nickEl(s(ev.old)), " is now ", nickEl(s(ev.new))], ev.ts, h);
         if (!h) {
-          if (ev.old === me) setMe(s(ev.new));
+          if (ev.old === me) setMe(s(ev.new), true);
           members = members.map((n) => (n === ev.old ? s(ev.new) : n));
           renderMembers();
         }
         break;
       case "welcome":
-        setMe(s(ev.nick));
+        setMe(s(ev.nick), false);
         if (ev.room) setRoom(s(ev.room));
         break;
       case "members":
@@ -194,7 +196,8 @@
       attempt = 0;
       setState("connected", "connected");
       // Keep the nick and the room across reconnects.
-      if (me) send({ type: "nick", nick: me });
+      const wanted = store.get("nick");
+      if (wanted) send({ type: "nick", nick: wanted });
       if (room) send({ type: "join", room: room });
       send({ type: "rooms" });
       send({ type: "who" });
@@ -307,7 +310,7 @@
     }
   });
 
-  setMe(me);
+  setMe(me, false);
   setRoom(room);
   input.focus();
   connect();
