@@ -7,6 +7,26 @@
 //!   fan-out bytes, [`ws::WsReader`] for what a member sends.
 //! - [`json`]: the wire format, [`json::WebCommand`] in and [`json::WireEvent`] out.
 //! - [`page`]: the page itself (HTML, script, style), embedded at build time.
+//!
+//! Wiring, per accepted connection of the `--web` listener (TCP or TLS stream):
+//!
+//! ```text
+//! serve_web_conn(stream, peer, &cfg, |m: WebMember<S>| async move {
+//!     let mut reader = WsReader::with_read_ahead(m.read_ahead, max_line);
+//!     // register m.stream's write half with the hub (its Outbox), then loop:
+//!     //   read bytes -> reader.feed(&bytes, &mut out, |input, out| match input {
+//!     //       WsInput::Text(t) => match WebCommand::parse(&t) {
+//!     //           Ok(cmd) => /* hub command; sanitize peer text as the line protocol does */,
+//!     //           Err(e) => WireEvent { kind: WireKind::Error { text: &e.to_string() }, .. }.encode(out),
+//!     //       },
+//!     //       WsInput::Closed { .. } | WsInput::Failed { .. } => /* leave after flushing out */,
+//!     //       WsInput::Pong | WsInput::Binary(_) => {}
+//!     //   });
+//!     //   push `out` (pongs, close, errors) into the member's Outbox, in that order.
+//!     // Fan-out: per batch, WireEvent::encode each event into one Vec<u8>, shared
+//!     // by every web member. Kick/shutdown: reader.close(status::POLICY / GOING_AWAY, ..).
+//! }).await
+//! ```
 
 // The hub wiring (a web member's task, its outbox, mapping hub events onto
 // `WireEvent`) lands with the protocol-neutral hub; until then only the tests
