@@ -9,6 +9,7 @@
 //! its input into commands.
 
 pub mod line;
+pub mod web;
 
 use super::hub::RoomEvent;
 
