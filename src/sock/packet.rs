@@ -58,6 +58,12 @@ impl PacketSock {
             .await
     }
 
+    /// Receives one message if one is already queued, without waiting:
+    /// `WouldBlock` when none is.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.get_ref().recv(as_uninit(buf))
+    }
+
     /// Receives one message and its sender's address.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
         self.fd
