@@ -23,7 +23,11 @@ Examples:
   sockit connect -v [::1]:22                    show local/peer address and byte counts
   sockit connect -u 127.0.0.1:53                UDP: one datagram per stdin line
   sockit connect unix-seqpacket:/run/app.sock   Unix seqpacket, message boundaries kept
+  sockit connect 127.0.0.1 8000                 HOST PORT apart, as nc takes them
+  sockit connect -zv 127.0.0.1 20-25            which ports of a range are open
+  sockit connect -e 'cat -n' 127.0.0.1:9000     the connection is the program's stdin/stdout
   sockit connect --tls --pin-sha256 AB:CD:.. localhost:8443
+                                                TLS, trusting exactly that certificate
   sockit connect -x - example.com:80            hex dump both directions to stderr
   sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first
 

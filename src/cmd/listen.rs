@@ -20,17 +20,21 @@ use crate::tls;
 pub const HELP: &str = "\
 Examples:
   sockit listen :8000                        one client: its bytes to stdout, stdin to it
+  sockit listen 8000                         the same (nc -l 8000; nc -l -p 8000 works too)
   sockit listen -k :8000                     many clients at once; stdin goes to all of them
   sockit listen --greet :8000                the tutorial's server: 'bob' -> 'hello bob'
   sockit listen --echo -u :7                 RFC 862 echo over UDP
   sockit listen --broker :9000               every client's bytes go to every other client
   sockit listen -e 'cat -n' 127.0.0.1:9000   a child process per client (no shell)
-  sockit listen --sh-exec 'date; uptime' :79 the same, through /bin/sh -c
+  sockit listen --sh-exec 'date; uptime' :79
+                                             the same, through /bin/sh -c
   sockit listen --tls-self-signed --echo :8443
                                              TLS; prints the certificate's SHA-256 to pin
   sockit listen -k --allow 10.0.0.0/8 --deny 10.0.0.9 :8000
+                                             only that network, without that host
+  sockit listen -6 :8000                     IPv6 only (IPV6_V6ONLY); neither -4 nor -6: both
   sockit listen unix:/tmp/app.sock           stale socket files are replaced, removed on exit
-  sockit listen -v 127.0.0.1:0               port 0: the kernel picks; -v prints it
+  sockit listen 127.0.0.1:0                  port 0: the kernel picks, and it is printed
 
 Exit status: see 'sockit --help'.";
 

@@ -82,7 +82,17 @@ pub struct Stats {
 pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
     let zero_copy = opts.hexdump.is_none() && !opts.crlf && opts.idle.is_none();
     let peer = conn.peer.clone();
+    let mut messages = None;
     let fd: OwnedFd = match conn.link {
+        // Seqpacket: reliable, with an end; datagram sockets keep the async
+        // path for its linger after stdin ends.
+        Link::Packet {
+            sock,
+            eof_on_empty: true,
+        } if zero_copy => {
+            messages = Some(opts.datagram_size);
+            sock.into_socket().into()
+        }
         Link::Tcp(s) if zero_copy => s
             .into_std()
             .map_err(|e| Error::io("cannot take over the socket", e))?
@@ -93,7 +103,7 @@ pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
             .into(),
         _ => return relay_async(conn, opts).await,
     };
-    blocking(fd, &peer, opts).await
+    blocking(fd, &peer, opts, messages).await
 }
 
 /// The error for a transfer the peer cut short.
@@ -106,7 +116,12 @@ fn broken(peer: &str, stats: Stats, source: io::Error) -> Error {
     }
 }
 
-async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
+async fn blocking(
+    fd: OwnedFd,
+    peer: &str,
+    opts: &RelayOpts,
+    messages: Option<Option<usize>>,
+) -> Result<Stats> {
     // Blocking I/O on dedicated threads: sendfile and splice then sleep in the
     // kernel instead of bouncing through EAGAIN and poll(2). (The one case
     // where a sleeping splice would hurt, socket into a pipe, polls first.)
@@ -118,6 +133,7 @@ async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
         recv: opts.recv,
         shutdown_on_eof: opts.shutdown_on_eof,
         wait_for_stdin: opts.wait_for_stdin,
+        messages,
     };
     let counters = Arc::new(splice::Counters::default());
     let c = counters.clone();

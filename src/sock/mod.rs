@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
 
+pub(crate) use packet::as_uninit;
 pub use packet::{PacketListener, PacketSock};
 pub use unix::{bind_unix, connect_unix, unix_sockaddr, UnixBound, UnixPathGuard};
 

@@ -19,7 +19,8 @@ pub struct PacketSock {
     fd: AsyncFd<Socket>,
 }
 
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+/// A byte buffer as the `MaybeUninit` slice socket2's `recv` takes.
+pub(crate) fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the kernel only
     // ever writes initialised bytes into the buffer.
     unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
@@ -39,6 +40,12 @@ impl PacketSock {
             .map_err(|e| Error::io("cannot make socket non-blocking", e))?;
         let fd = register(sock)?;
         Ok(PacketSock { fd })
+    }
+
+    /// Deregisters the socket from the runtime and hands it back (still
+    /// non-blocking), e.g. for a relay on threads of its own.
+    pub fn into_socket(self) -> Socket {
+        self.fd.into_inner()
     }
 
     /// The underlying socket.
