@@ -363,3 +363,28 @@ fn quick_start_commands_are_in_the_readme() {
         assert!(readme.contains(cmd), "README lacks `{cmd}`");
     }
 }
+
+/// `connect unix-seqpacket:` from a file into `listen unix-seqpacket: >
+/// out` (the threaded message path): every byte, in order, both with
+/// lines and with --datagram-size.
+#[test]
+fn seqpacket_file_transfer_is_exact() {
+    let data = random_bytes(4 << 20, 21);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, &data).unwrap();
+    for extra in [&[][..], &["--datagram-size", "65507"][..]] {
+        let (_d, path) = sock_path("bulk.sock");
+        let ep = format!("unix-seqpacket:{path}");
+        let (mut l, _) = listen(&[&ep]);
+        l.close_stdin();
+        let mut cmd = sockit();
+        cmd.arg("connect").args(extra).arg(&ep);
+        let c = Proc::spawn_with_stdin(cmd, std::fs::File::open(&input).unwrap().into());
+        let (st, _, err) = c.wait_exit();
+        assert!(st.success(), "{err}");
+        let (st, out, err) = l.wait_exit();
+        assert!(st.success(), "{err}");
+        assert_same(&format!("seqpacket {extra:?}"), &out, &data);
+    }
+}
