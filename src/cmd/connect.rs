@@ -160,6 +160,11 @@ pub async fn run(args: Args) -> Result<u8> {
                 host, range.0, range.1
             )));
         }
+        if args.net.udp || host.starts_with("udp://") {
+            return Err(Error::Usage(
+                "-z scans TCP ports only (a UDP port gives no answer to a connect)".into(),
+            ));
+        }
         return scan(&args, &host, range, &shutdown).await;
     }
     let text = match &args.port {

@@ -183,6 +183,8 @@ fn zero_scan_of_a_range_reports_open_ports() {
             assert!(line.ends_with("(tcp) open"), "{line}");
         }
     }
+    let line = error_line(&run(&["connect", "-zu", "127.0.0.1", &range], b""), 2);
+    assert!(line.contains("TCP ports only"), "{line}");
     // Nothing open: exit 1, and nothing said without -v.
     let closed = closed_port();
     let out = run(
