@@ -21,10 +21,10 @@ use crate::tls;
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
     /// Use IPv4 only.
-    #[arg(short = '4', conflicts_with = "ipv6")]
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
-    /// Use IPv6 only.
-    #[arg(short = '6')]
+    /// Use IPv6 only (listen: IPV6_V6ONLY, no IPv4 clients on [::]).
+    #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
     /// UDP: a bare HOST:PORT means udp://HOST:PORT.
     #[arg(short = 'u', long = "udp")]
@@ -69,6 +69,7 @@ impl SockArgs {
             sndbuf: self.sndbuf,
             ttl: self.ttl,
             source: None,
+            v6only: false,
         }
     }
 }
@@ -204,6 +205,18 @@ impl TlsServerArgs {
             }),
             _ => None,
         }
+    }
+}
+
+/// The `listening on ADDR` line of `listen` and `relay`: under -v, and always
+/// when the kernel chose the port (`:0`), since nothing else says where to
+/// connect. Written in one piece, so a reader never sees half the line.
+pub fn announce_listening(ep: &crate::endpoint::Endpoint, where_: &str) {
+    if matches!(ep, crate::endpoint::Endpoint::Ip { port: 0, .. }) {
+        let line = format!("sockit: listening on {where_}\n");
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    } else {
+        tracing::info!("listening on {where_}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`cli`]: clap argument groups shared by subcommands, and value parsers.
 //! - [`cmd`]: the top-level parser, and one module per subcommand (`connect`, `listen`,
-//!   `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library does not import
+//!   `relay`, `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library does not import
 //!   from `cmd` (the last caller, `chat::client`, still uses `cmd::shutdown_signal`).
 //! - [`error`]: the error type and the exit code of each error class.
 //! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
@@ -16,6 +16,7 @@
 //! - [`relay`]: stdin/stdout to and from a connection: splice fast path, hex dump, half-close.
 //! - [`http`]: HTTP/1.1 client: URLs, requests, sans-IO response parser, decoding, pool,
 //!   redirects, and the transfer engine ([`http::client`]) with its output thread.
+//! - [`forward`]: the two-endpoint relay (port forward) of `relay`.
 //! - [`serve`]: per-connection services for `listen`: stdio, greet, echo, broker, exec.
 //! - [`chat`]: the chat server (hub, sessions, protocol, sanitizer, console) and client.
 //! - [`icmp`]: ICMP echo for `ping`: packets, checksums, bookkeeping, raw and datagram
@@ -28,6 +29,7 @@ pub mod conn;
 pub mod dial;
 pub mod endpoint;
 pub mod error;
+pub mod forward;
 pub mod http;
 pub mod icmp;
 pub mod relay;

@@ -5,30 +5,36 @@ use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::{parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs};
+use crate::cli::{
+    announce_listening, parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs,
+};
 use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
 use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
 use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
-use crate::sock::{fmt_sockaddr, PacketSock};
+use crate::sock::{fmt_sockaddr, PacketSock, SockOpts};
 use crate::tls;
 
 /// Examples shown under `sockit listen --help`.
 pub const HELP: &str = "\
 Examples:
   sockit listen :8000                        one client: its bytes to stdout, stdin to it
+  sockit listen 8000                         the same (nc -l 8000; nc -l -p 8000 works too)
   sockit listen -k :8000                     many clients at once; stdin goes to all of them
   sockit listen --greet :8000                the tutorial's server: 'bob' -> 'hello bob'
   sockit listen --echo -u :7                 RFC 862 echo over UDP
   sockit listen --broker :9000               every client's bytes go to every other client
   sockit listen -e 'cat -n' 127.0.0.1:9000   a child process per client (no shell)
-  sockit listen --sh-exec 'date; uptime' :79 the same, through /bin/sh -c
+  sockit listen --sh-exec 'date; uptime' :79
+                                             the same, through /bin/sh -c
   sockit listen --tls-self-signed --echo :8443
                                              TLS; prints the certificate's SHA-256 to pin
   sockit listen -k --allow 10.0.0.0/8 --deny 10.0.0.9 :8000
+                                             only that network, without that host
+  sockit listen -6 :8000                     IPv6 only (IPV6_V6ONLY); neither -4 nor -6: both
   sockit listen unix:/tmp/app.sock           stale socket files are replaced, removed on exit
-  sockit listen -v 127.0.0.1:0               port 0: the kernel picks; -v prints it
+  sockit listen 127.0.0.1:0                  port 0: the kernel picks, and it is printed
 
 Exit status: see 'sockit --help'.";
 
@@ -36,8 +42,17 @@ Exit status: see 'sockit --help'.";
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// Where to listen: :PORT, HOST:PORT, [::]:PORT, udp://:PORT, unix:/PATH,
-    /// unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT.
-    pub endpoint: String,
+    /// unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT. A bare PORT
+    /// means :PORT (as nc -l PORT); HOST PORT apart works too.
+    pub endpoint: Option<String>,
+    /// The port, given apart from the host (nc -l HOST PORT).
+    pub port: Option<String>,
+    /// The port to listen on (nc -l -p PORT).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    port_flag: Option<u16>,
+    /// Accepted for nc's sake and ignored: listening is what this command does.
+    #[arg(short = 'l', hide = true)]
+    _listen: bool,
     #[command(flatten)]
     net: NetArgs,
     /// Serve clients concurrently and keep listening after they leave.
@@ -125,6 +140,44 @@ pub struct Args {
 }
 
 impl Args {
+    /// The endpoint text from nc's spellings: `PORT`, `HOST PORT`, `-p PORT`
+    /// with or without a HOST, or the endpoint itself.
+    fn endpoint_text(&self) -> Result<String> {
+        let bare = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let host_port = |host: &str, port: &str| {
+            if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        };
+        Ok(match (&self.endpoint, &self.port, self.port_flag) {
+            (Some(_), Some(_), Some(_)) => {
+                return Err(Error::Usage(
+                    "the port is given twice (as an argument and with -p)".into(),
+                ))
+            }
+            (Some(host), Some(port), None) => host_port(host, port),
+            (Some(ep), None, None) if bare(ep) => format!(":{ep}"),
+            (Some(ep), None, None) => ep.clone(),
+            (Some(host), None, Some(port)) if !host.contains(':') => {
+                host_port(host, &port.to_string())
+            }
+            (Some(ep), None, Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "the port is given twice ('{ep}' and -p; did you mean sockit listen {ep}?)"
+                )))
+            }
+            (None, _, Some(port)) => format!(":{port}"),
+            (None, _, None) => {
+                return Err(Error::Usage(
+                    "where to listen is missing (e.g. sockit listen :8000, or sockit listen 8000)"
+                        .into(),
+                ))
+            }
+        })
+    }
+
     fn service(&self) -> Result<Service> {
         Ok(if self.greet {
             Service::Greet
@@ -153,7 +206,7 @@ impl Args {
 /// Runs `sockit listen`.
 pub async fn run(args: Args) -> Result<()> {
     let shutdown = crate::cmd::shutdown_signal();
-    let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
+    let ep = Endpoint::parse(&args.endpoint_text()?, args.net.udp)?;
     let service = args.service()?;
     let keep_open = args.keep_open || !matches!(service, Service::Stdio);
     let acl = Acl::new(
@@ -170,12 +223,16 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Bind first: the listening socket exists before any slow setup, and a
     // Unix path guard lives until this function returns.
-    let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &args.sock.opts()).await?;
+    let sock_opts = SockOpts {
+        v6only: args.net.ipv6,
+        ..args.sock.opts()
+    };
+    let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &sock_opts).await?;
     let listener = match bound {
         Bound::Stream(l) => l,
         Bound::Datagram(s) => {
             let opts = args.dgram_opts(service, keep_open, relay, acl);
-            return serve_dgram(s, opts, shutdown).await;
+            return serve_dgram(&ep, s, opts, shutdown).await;
         }
     };
     let tls = match identity {
@@ -186,7 +243,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    tracing::info!("listening on {} ({})", listener.local_addr(), ep.proto());
+    announce_listening(&ep, &format!("{} ({})", listener.local_addr(), ep.proto()));
     let server = Server {
         listener,
         service,
@@ -272,6 +329,7 @@ impl Args {
 }
 
 async fn serve_dgram(
+    ep: &Endpoint,
     sock: PacketSock,
     opts: DgramOpts,
     shutdown: impl std::future::Future<Output = ()>,
@@ -280,6 +338,6 @@ async fn serve_dgram(
         .local_addr()
         .map(|a| fmt_sockaddr(&a))
         .unwrap_or_default();
-    tracing::info!("listening on {local} (datagrams)");
+    announce_listening(ep, &format!("{local} (datagrams)"));
     dgram::serve(sock, opts, shutdown).await
 }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod http;
 pub mod listen;
 pub mod ping;
+pub mod relay;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,7 @@ Examples:
   sockit connect -u 127.0.0.1:5353          UDP, one datagram per line
   sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
   sockit connect --tls example.com:443      TLS client
+  sockit relay -k :8080 127.0.0.1:80        port forward: each client of :8080 to 127.0.0.1:80
   sockit http -L https://example.com/       HTTP/1.1 client like curl (own exit codes: sockit http --help)
 
 Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
@@ -59,6 +61,9 @@ pub enum Command {
     /// Listen on an endpoint and serve clients (the tutorial's server; nc -l).
     #[command(after_help = listen::HELP)]
     Listen(listen::Args),
+    /// Forward connections from one endpoint to another (a port forward; socat A B).
+    #[command(after_help = relay::HELP)]
+    Relay(relay::Args),
     /// HTTP/1.1 client on sockit's own sockets (like curl): GET, POST, redirects, TLS.
     #[command(after_help = http::HELP)]
     Http(http::Args),
@@ -77,6 +82,7 @@ impl Command {
         match self {
             Command::Connect(args) => connect::run(args).await,
             Command::Listen(args) => listen::run(args).await.map(|()| 0),
+            Command::Relay(args) => relay::run(args).await.map(|()| 0),
             Command::Ping(args) => ping::run(args).await,
             Command::Http(args) => http::run(args).await,
             Command::Chat(args) => chat::run(args).await.map(|()| 0),
@@ -90,7 +96,7 @@ impl Command {
             Command::Http(_) => http::exit_code,
             // iputils' numbering: 1 means "no reply", so every error is 2.
             Command::Ping(_) => |_| 2,
-            Command::Connect(_) | Command::Listen(_) | Command::Chat(_) => {
+            Command::Connect(_) | Command::Listen(_) | Command::Relay(_) | Command::Chat(_) => {
                 |e| e.class().exit_code()
             }
         }
@@ -103,4 +109,74 @@ impl Command {
 /// `Shutdown` down instead.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     crate::shutdown::Shutdown::on_signals().wait_owned()
+}
+
+/// One line for a command-line error clap found: clap's own message (its
+/// first lines up to the usage block, joined), then where to read more,
+/// e.g. `unexpected argument 'x' found (see sockit connect --help)`.
+/// `args` is the command line without the program name.
+pub fn usage_line(err: &clap::Error, args: &[String]) -> String {
+    let text = err.render().to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        // clap's `use '-- -p'` advice is rarely what was meant.
+        if line.is_empty() || line.starts_with("tip: to pass") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        let line = line.strip_prefix("tip: ").unwrap_or(line);
+        parts.push(line.trim_end_matches(':').to_string());
+    }
+    let see = format!("see {} --help", command_path(args));
+    let Some((first, rest)) = parts.split_first() else {
+        return format!("bad command line ({see})");
+    };
+    if first.ends_with("provided") {
+        return format!("{first}: {} ({see})", rest.join(", "));
+    }
+    // `invalid value 'x' for '--wait <SECS>': why`: the why is the cause.
+    let (what, mut causes) = match first.split_once("': ") {
+        Some((what, why)) => (format!("{what}'"), vec![why.to_string()]),
+        None => (first.clone(), Vec::new()),
+    };
+    for tip in rest {
+        causes.push(match tip.split_once("exists: ") {
+            Some((_, name)) => format!("did you mean {name}?"),
+            None => tip.clone(),
+        });
+    }
+    let mut cause = String::new();
+    for c in causes.iter().chain([&see]) {
+        if !cause.is_empty() {
+            cause.push_str(if cause.ends_with('?') { " " } else { "; " });
+        }
+        cause.push_str(c);
+    }
+    format!("{what} ({cause})")
+}
+
+/// `sockit connect`, `sockit chat serve`, or plain `sockit`: the command a
+/// command line names, for the help pointer.
+fn command_path(args: &[String]) -> String {
+    const TOP: [&str; 6] = ["connect", "listen", "relay", "http", "chat", "ping"];
+    let mut words = args.iter().filter(|a| !a.starts_with('-'));
+    let mut path = "sockit".to_string();
+    if let Some(cmd) = words.next().filter(|w| TOP.contains(&w.as_str())) {
+        path.push(' ');
+        path.push_str(cmd);
+        if cmd == "chat" {
+            if let Some(sub) = words
+                .next()
+                .filter(|w| ["serve", "join"].contains(&w.as_str()))
+            {
+                path.push(' ');
+                path.push_str(sub);
+            }
+        }
+    }
+    path
 }

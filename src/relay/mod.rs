@@ -54,6 +54,15 @@ pub struct RelayOpts {
     pub datagram_size: Option<usize>,
 }
 
+/// A count and its noun: `1 byte`, `2 bytes`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// Byte counts for `-v`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stats {
@@ -73,7 +82,17 @@ pub struct Stats {
 pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
     let zero_copy = opts.hexdump.is_none() && !opts.crlf && opts.idle.is_none();
     let peer = conn.peer.clone();
+    let mut messages = None;
     let fd: OwnedFd = match conn.link {
+        // Seqpacket: reliable, with an end; datagram sockets keep the async
+        // path for its linger after stdin ends.
+        Link::Packet {
+            sock,
+            eof_on_empty: true,
+        } if zero_copy => {
+            messages = Some(opts.datagram_size);
+            sock.into_socket().into()
+        }
         Link::Tcp(s) if zero_copy => s
             .into_std()
             .map_err(|e| Error::io("cannot take over the socket", e))?
@@ -84,7 +103,7 @@ pub async fn run(conn: Conn, opts: &RelayOpts) -> Result<Stats> {
             .into(),
         _ => return relay_async(conn, opts).await,
     };
-    blocking(fd, &peer, opts).await
+    blocking(fd, &peer, opts, messages).await
 }
 
 /// The error for a transfer the peer cut short.
@@ -97,7 +116,12 @@ fn broken(peer: &str, stats: Stats, source: io::Error) -> Error {
     }
 }
 
-async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
+async fn blocking(
+    fd: OwnedFd,
+    peer: &str,
+    opts: &RelayOpts,
+    messages: Option<Option<usize>>,
+) -> Result<Stats> {
     // Blocking I/O on dedicated threads: sendfile and splice then sleep in the
     // kernel instead of bouncing through EAGAIN and poll(2). (The one case
     // where a sleeping splice would hurt, socket into a pipe, polls first.)
@@ -109,6 +133,7 @@ async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
         recv: opts.recv,
         shutdown_on_eof: opts.shutdown_on_eof,
         wait_for_stdin: opts.wait_for_stdin,
+        messages,
     };
     let counters = Arc::new(splice::Counters::default());
     let c = counters.clone();
@@ -216,19 +241,29 @@ impl Messages {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         let limit = self.size.unwrap_or(MAX_DATAGRAM);
+        // Cut at an advancing offset and drop the consumed prefix once at the
+        // end: draining each message from the front would move the rest of
+        // the buffer every time (quadratic in the lines per read).
+        let mut start = 0;
         loop {
+            let rest = &self.buf[start..];
             let cut = match self.size {
-                Some(n) => (self.buf.len() >= n).then_some(n),
-                None => match self.buf.iter().position(|&b| b == b'\n') {
-                    Some(i) if i < limit => Some(i + 1),
-                    _ => (self.buf.len() >= limit).then_some(limit),
+                Some(n) => (rest.len() >= n).then_some(n),
+                None => match memchr::memchr(b'\n', &rest[..rest.len().min(limit)]) {
+                    Some(i) => Some(i + 1),
+                    None => (rest.len() >= limit).then_some(limit),
                 },
             };
             match cut {
-                Some(n) => out.push(self.buf.drain(..n).collect()),
-                None => return out,
+                Some(n) => {
+                    out.push(rest[..n].to_vec());
+                    start += n;
+                }
+                None => break,
             }
         }
+        self.buf.drain(..start);
+        out
     }
 
     /// At EOF: whatever is left, as a last message.
@@ -305,9 +340,22 @@ async fn download(
     received: &AtomicU64,
 ) -> Result<()> {
     let mut stdout = tokio::io::stdout();
-    let mut buf = vec![0u8; BUF_SIZE];
+    // Message sockets: the messages already queued are gathered behind the
+    // first into one stdout write (one write per small message caps a
+    // seqpacket relay at a few MB/s). Each still gets BUF_SIZE of room.
+    let packet = rd.is_packet();
+    let mut buf = vec![0u8; if packet { 4 * BUF_SIZE } else { BUF_SIZE }];
+    let mut eof = false;
+    let mut failed: Option<io::Error> = None;
     loop {
-        let n = match rd.read(&mut buf).await {
+        if let Some(e) = failed.take() {
+            return Err(Error::io("connection failed", e));
+        }
+        if eof {
+            return Ok(());
+        }
+        let first = if packet { BUF_SIZE } else { buf.len() };
+        let n = match rd.read(&mut buf[..first]).await {
             Ok(Chunk::Data(n)) => n,
             Ok(Chunk::Eof) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -324,11 +372,34 @@ async fn download(
         if let Some(h) = &opts.hexdump {
             h.dump(Direction::Received, &buf[..n]).await;
         }
+        let mut filled = n;
+        if let ConnReader::Packet { sock, eof_on_empty } = &rd {
+            while buf.len() - filled >= BUF_SIZE {
+                let m = match sock.try_recv(&mut buf[filled..filled + BUF_SIZE]) {
+                    Ok(0) if *eof_on_empty => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // Reported once what came before it is written.
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                received.fetch_add(m as u64, Ordering::Relaxed);
+                if let Some(h) = &opts.hexdump {
+                    h.dump(Direction::Received, &buf[filled..filled + m]).await;
+                }
+                filled += m;
+            }
+        }
         if !opts.recv {
             continue;
         }
         let wrote = async {
-            stdout.write_all(&buf[..n]).await?;
+            stdout.write_all(&buf[..filled]).await?;
             stdout.flush().await
         };
         match wrote.await {

@@ -252,6 +252,86 @@ pub fn discard(src: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
     copy(src, null.as_fd(), counter)
 }
 
+/// Largest message received; also the room each one gets.
+const MESSAGE_ROOM: usize = crate::relay::BUF_SIZE;
+
+fn eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// stdin to a blocking message socket: one message per line (or per `size`
+/// bytes), the rest at EOF as a last message.
+fn send_messages(
+    src: BorrowedFd<'_>,
+    sock: BorrowedFd<'_>,
+    size: Option<usize>,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    let sock = socket2::SockRef::from(&sock);
+    let mut buf = vec![0u8; MESSAGE_ROOM];
+    let mut cut = crate::relay::Messages::new(size);
+    loop {
+        let n =
+            retry(|| nix::unistd::read(src.as_raw_fd(), &mut buf), src, src).map_err(errno_io)?;
+        let msgs = if n == 0 {
+            cut.finish().into_iter().collect()
+        } else {
+            cut.push(&buf[..n])
+        };
+        for m in msgs {
+            eintr(|| sock.send(&m))?;
+            counter.fetch_add(m.len() as u64, Ordering::Relaxed);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A blocking message socket to `dst` until an empty message (EOF). The
+/// messages already queued behind the first are gathered into one write,
+/// each with [`MESSAGE_ROOM`] of room.
+fn recv_messages(sock: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
+    use crate::sock::as_uninit;
+    let sock = socket2::SockRef::from(&sock);
+    let mut buf = vec![0u8; 4 * MESSAGE_ROOM];
+    loop {
+        let n = eintr(|| sock.recv(as_uninit(&mut buf[..MESSAGE_ROOM])))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (mut filled, mut eof, mut failed) = (n, false, None);
+        while buf.len() - filled >= MESSAGE_ROOM {
+            let room = as_uninit(&mut buf[filled..filled + MESSAGE_ROOM]);
+            match eintr(|| sock.recv_with_flags(room, libc::MSG_DONTWAIT)) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(m) => filled += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        write_all(dst, &buf[..filled])?;
+        counter.fetch_add(filled as u64, Ordering::Relaxed);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if eof {
+            return Ok(());
+        }
+    }
+}
+
 /// Byte counters shared between the two directions.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -274,6 +354,10 @@ pub struct Plan {
     ///
     /// [`RelayOpts`]: crate::relay::RelayOpts
     pub wait_for_stdin: bool,
+    /// The socket keeps message boundaries (seqpacket): stdin is cut into
+    /// messages (lines, or pieces of this many bytes when `Some(Some(n))`),
+    /// and the messages received go out to stdout as they are.
+    pub messages: Option<Option<usize>>,
 }
 
 /// Which way a copy was going.
@@ -312,7 +396,10 @@ pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> Result<(), F
             .name("sockit-upload".into())
             .spawn(move || -> io::Result<()> {
                 let stdin = io::stdin();
-                copy(stdin.as_fd(), sock.as_fd(), &counters.sent)?;
+                match plan.messages {
+                    Some(size) => send_messages(stdin.as_fd(), sock.as_fd(), size, &counters.sent)?,
+                    None => copy(stdin.as_fd(), sock.as_fd(), &counters.sent)?,
+                }
                 if plan.shutdown_on_eof {
                     // A peer already gone is seen by the receiving side.
                     let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
@@ -322,10 +409,14 @@ pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> Result<(), F
     });
     let upload = upload.transpose().map_err(up)?;
     let stdout = io::stdout();
-    let down = if plan.recv {
-        copy(sock.as_fd(), stdout.as_fd(), &counters.received)
-    } else {
-        discard(sock.as_fd(), &counters.received)
+    let down = match (plan.messages.is_some(), plan.recv) {
+        (true, true) => recv_messages(sock.as_fd(), stdout.as_fd(), &counters.received),
+        (true, false) => std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .and_then(|null| recv_messages(sock.as_fd(), null.as_fd(), &counters.received)),
+        (false, true) => copy(sock.as_fd(), stdout.as_fd(), &counters.received),
+        (false, false) => discard(sock.as_fd(), &counters.received),
     };
     down.map_err(|source| Failed {
         way: Way::Down,

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
 
+pub(crate) use packet::as_uninit;
 pub use packet::{PacketListener, PacketSock};
 pub use unix::{bind_unix, connect_unix, unix_sockaddr, UnixBound, UnixPathGuard};
 
@@ -33,6 +34,9 @@ pub struct SockOpts {
     pub ttl: Option<u32>,
     /// Local address to bind before connecting.
     pub source: Option<SocketAddr>,
+    /// Listening on an IPv6 address: `IPV6_V6ONLY` (`listen -6`). Off, `[::]`
+    /// is dual-stack and also takes IPv4 clients.
+    pub v6only: bool,
 }
 
 impl SockOpts {
@@ -89,7 +93,8 @@ pub async fn connect_tcp(addr: SocketAddr, opts: &SockOpts, wait: Duration) -> R
     }
 }
 
-/// Binds and listens on a TCP address with `SO_REUSEADDR`; `[::]` is dual-stack.
+/// Binds and listens on a TCP address with `SO_REUSEADDR`; `[::]` is dual-stack
+/// unless [`SockOpts::v6only`].
 pub fn listen_tcp(addr: SocketAddr, backlog: u32, opts: &SockOpts) -> Result<TcpListener> {
     let sock = bind_ip(addr, Type::STREAM, Protocol::TCP, opts)?;
     sock.listen(backlog.min(i32::MAX as u32) as i32)
@@ -123,15 +128,16 @@ fn bind_ip(addr: SocketAddr, ty: Type, proto: Protocol, opts: &SockOpts) -> Resu
     let sock = match ip_socket(&addr, ty, proto) {
         Ok(s) => s,
         // A kernel without IPv6: "all interfaces" falls back to IPv4.
-        Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+        Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() && !opts.v6only => {
             tracing::debug!("IPv6 unavailable ({e}), binding 0.0.0.0");
             let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
             return bind_ip(v4, ty, proto, opts);
         }
         Err(e) => return Err(Error::io(what(), e)),
     };
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        sock.set_only_v6(false).map_err(|e| Error::io(what(), e))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(opts.v6only)
+            .map_err(|e| Error::io(what(), e))?;
     }
     if ty == Type::STREAM {
         sock.set_reuse_address(true)
@@ -180,9 +186,10 @@ pub fn raise_nofile_limit(want: u64) {
         soft = hard;
     }
     if soft < want {
+        let clients = want.saturating_sub(64);
+        let s = if clients == 1 { "" } else { "s" };
         tracing::warn!(
-            "open-file limit is {soft} but {} clients need about {want}; raise it with ulimit -n",
-            want.saturating_sub(64)
+            "open-file limit is {soft} but {clients} client{s} need about {want}; raise it with ulimit -n"
         );
     }
 }

@@ -19,7 +19,8 @@ pub struct PacketSock {
     fd: AsyncFd<Socket>,
 }
 
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+/// A byte buffer as the `MaybeUninit` slice socket2's `recv` takes.
+pub(crate) fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the kernel only
     // ever writes initialised bytes into the buffer.
     unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
@@ -41,6 +42,12 @@ impl PacketSock {
         Ok(PacketSock { fd })
     }
 
+    /// Deregisters the socket from the runtime and hands it back (still
+    /// non-blocking), e.g. for a relay on threads of its own.
+    pub fn into_socket(self) -> Socket {
+        self.fd.into_inner()
+    }
+
     /// The underlying socket.
     pub fn socket(&self) -> &Socket {
         self.fd.get_ref()
@@ -56,6 +63,12 @@ impl PacketSock {
                 s.recv(as_uninit(buf))
             })
             .await
+    }
+
+    /// Receives one message if one is already queued, without waiting:
+    /// `WouldBlock` when none is.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.get_ref().recv(as_uninit(buf))
     }
 
     /// Receives one message and its sender's address.

@@ -8,6 +8,7 @@ mod chat_join;
 mod conn_hardening;
 mod endpoints;
 mod errors;
+mod habits;
 mod http;
 mod http_framing;
 mod http_hardening;
