@@ -9,6 +9,7 @@ mod conn_hardening;
 mod endpoints;
 mod errors;
 mod http;
+mod http_dial_hardening;
 mod http_framing;
 mod http_hardening;
 mod interop;
