@@ -12,6 +12,7 @@ mod http;
 mod http_dial_hardening;
 mod http_framing;
 mod http_hardening;
+mod http_output_hardening;
 mod interop;
 mod limits;
 mod peers;
