@@ -8,7 +8,9 @@ Measures, interleaved (sockit, curl, sockit, curl, ...), several runs each:
      both command lines),
   4. one small GET, whole process start to exit (hyperfine if installed,
      else a loop here).
-Prints medians and the ratio sockit/curl of rates (above 1.0: sockit faster).
+Prints medians and the ratio sockit/curl of rates (above 1.0: sockit faster),
+and each program's CPU time (user + system, from wait4's rusage) per run, per
+GiB for the downloads.
 
 Needs nginx, curl and openssl on PATH (Debian: apt-get install nginx curl openssl)
 and target/release/sockit (built with cargo build --release when missing).
@@ -16,6 +18,9 @@ Python standard library only.
 
   python3 bench/http.py                 full run
   python3 bench/http.py --quick         256 MiB, 3 runs (a smoke test)
+  python3 bench/http.py --baseline OLD  also an older sockit binary, interleaved
+  python3 bench/http.py --cases download,gets   only these measurements
+                                        (download, https, gets, single)
 """
 
 import argparse
@@ -137,37 +142,50 @@ class Nginx:
 
 
 def timed(cmd):
-    t = time.perf_counter()
-    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-    dt = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"bench/http.py: {cmd[0]} failed ({r.returncode}): {r.stderr.decode()[:500]}")
-    return dt
+    """Runs cmd; returns (wall seconds, CPU seconds: user + system)."""
+    with tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            sys.exit(f"bench/http.py: {cmd[0]} failed ({p.returncode}): "
+                     f"{err.read().decode()[:500]}")
+    return dt, ru.ru_utime + ru.ru_stime
 
 
 def interleaved(cmds, runs):
-    """cmds: {name: argv}. Returns {name: [seconds...]}, run in turns."""
+    """cmds: {name: argv}. Returns ({name: [seconds...]}, {name: [CPU seconds...]}),
+    run in turns."""
     times = {k: [] for k in cmds}
+    cpu = {k: [] for k in cmds}
     for _ in range(runs):
         for k, c in cmds.items():
-            times[k].append(timed(c))
-    return times
+            wall, used = timed(c)
+            times[k].append(wall)
+            cpu[k].append(used)
+    return times, cpu
 
 
-def single_get(url, runs):
+def single_get(url, runs, baseline):
     sockit = [SOCKIT, "http", "-s", "-o", "/dev/null", url]
     curl = ["curl", "-s", "-o", "/dev/null", url]
     hf = shutil.which("hyperfine")
-    if hf:
+    if hf and not baseline:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             subprocess.run(
                 [hf, "-N", "--warmup", "20", "--runs", str(runs), "--export-json",
                  out.name, " ".join(sockit), " ".join(curl)],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             data = json.load(open(out.name))["results"]
-        return {"sockit": data[0]["times"], "curl": data[1]["times"]}, "hyperfine -N"
-    return interleaved({"sockit": sockit, "curl": curl}, runs), "python loop"
+        return ({"sockit": data[0]["times"], "curl": data[1]["times"]}, None), "hyperfine -N"
+    cmds = {"sockit": sockit, "curl": curl}
+    if baseline:
+        cmds["baseline"] = [baseline, *sockit[1:]]
+    return interleaved(cmds, runs), "python loop"
 
 
 def main():
@@ -178,7 +196,15 @@ def main():
     ap.add_argument("--single-runs", type=int, default=200, help="runs of the single GET (default 200)")
     ap.add_argument("--quick", action="store_true", help="256 MiB and 3 runs")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--sockit", metavar="BIN", help="the sockit binary (default target/release/sockit)")
+    ap.add_argument("--baseline", metavar="BIN", help="an older sockit binary to run alongside")
+    ap.add_argument("--cases", default="download,https,gets,single",
+                    help="comma-separated subset of download,https,gets,single")
     args = ap.parse_args()
+    global SOCKIT
+    if args.sockit:
+        SOCKIT = os.path.abspath(args.sockit)
+    cases = set(args.cases.split(","))
     if args.quick:
         args.size_mib, args.runs, args.single_runs = 256, 3, 50
     if not os.path.exists(SOCKIT):
@@ -191,42 +217,67 @@ def main():
         ng = Nginx(d, args.size_mib)
         try:
             gib = ng.size / (1 << 30)
+
+            def three(sockit_argv, curl_argv):
+                cmds = {"sockit": [SOCKIT, *sockit_argv], "curl": ["curl", *curl_argv]}
+                if args.baseline:
+                    cmds["baseline"] = [args.baseline, *sockit_argv]
+                return interleaved(cmds, args.runs)
+
             for tls in (False, True):
+                if ("https" if tls else "download") not in cases:
+                    continue
                 url = ng.url("/big.bin", tls)
                 k = ["-k"] if tls else []
-                t = interleaved({
-                    "sockit": [SOCKIT, "http", "-s", "-o", "/dev/null", *k, url],
-                    "curl": ["curl", "-s", "-o", "/dev/null", *k, url],
-                }, args.runs)
+                t = three(["http", "-s", "-o", "/dev/null", *k, url],
+                          ["-s", "-o", "/dev/null", *k, url])
                 results.append((f"{args.size_mib} MiB download, {'HTTPS' if tls else 'HTTP'}",
-                                t, lambda s: f"{gib / s:.2f} GiB/s", lambda s: gib / s))
-            urls = [ng.url("/small.txt")] * args.gets
-            t = interleaved({
-                "sockit": [SOCKIT, "http", "-s", *urls],
-                "curl": ["curl", "-s", *urls],
-            }, args.runs)
-            n = args.gets
-            results.append((f"{n} small GETs, keep-alive, one process", t,
-                            lambda s: f"{n / s:,.0f} req/s", lambda s: n / s))
-            t, how = single_get(ng.url("/small.txt"), args.single_runs)
-            results.append((f"single small GET, whole process ({how})", t,
-                            lambda s: f"{s * 1000:.2f} ms", lambda s: 1 / s))
+                                t, lambda s: f"{gib / s:.2f} GiB/s", lambda s: gib / s,
+                                gib, "s/GiB"))
+            if "gets" in cases:
+                urls = [ng.url("/small.txt")] * args.gets
+                t = three(["http", "-s", *urls], ["-s", *urls])
+                n = args.gets
+                results.append((f"{n} small GETs, keep-alive, one process", t,
+                                lambda s: f"{n / s:,.0f} req/s", lambda s: n / s, 1, "s/run"))
+            if "single" in cases:
+                t, how = single_get(ng.url("/small.txt"), args.single_runs, args.baseline)
+                results.append((f"single small GET, whole process ({how})", t,
+                                lambda s: f"{s * 1000:.2f} ms", lambda s: 1 / s, 1, "s/run"))
         finally:
             ng.stop()
 
     print(f"sockit http vs {curl_version}")
     print(f"nginx on loopback, {os.cpu_count()} CPUs; medians of {args.runs} interleaved runs "
-          f"({args.single_runs} for the single GET)\n")
+          f"({args.single_runs} for the single GET)")
+    if args.baseline:
+        print(f"baseline: {args.baseline}")
+    print()
     w = max(len(r[0]) for r in results)
-    print(f"{'measurement':<{w}}  {'sockit':>14}  {'curl':>14}  {'ratio':>6}")
+    base = args.baseline is not None
+    head = f"{'measurement':<{w}}  {'sockit':>14}  {'curl':>14}  {'ratio':>6}"
+    if base:
+        head += f"  {'baseline':>14}  {'ratio':>6}"
+    print(head + "  CPU: sockit / curl" + (" / baseline" if base else ""))
     out = []
-    for name, t, fmt, rate in results:
+    for name, (t, cpu), fmt, rate, per, unit in results:
         ms, mc = statistics.median(t["sockit"]), statistics.median(t["curl"])
         ratio = rate(ms) / rate(mc)
-        print(f"{name:<{w}}  {fmt(ms):>14}  {fmt(mc):>14}  {ratio:>6.2f}")
-        out.append({"measurement": name, "sockit_median_s": ms, "curl_median_s": mc,
-                    "sockit": fmt(ms), "curl": fmt(mc), "ratio": ratio})
-    print("\nratio: sockit's rate / curl's rate (above 1.00: sockit is faster)")
+        line = f"{name:<{w}}  {fmt(ms):>14}  {fmt(mc):>14}  {ratio:>6.2f}"
+        row = {"measurement": name, "sockit_median_s": ms, "curl_median_s": mc,
+               "sockit": fmt(ms), "curl": fmt(mc), "ratio": ratio}
+        if base:
+            mb = statistics.median(t["baseline"])
+            line += f"  {fmt(mb):>14}  {rate(mb) / rate(mc):>6.2f}"
+            row.update(baseline_median_s=mb, baseline_ratio=rate(mb) / rate(mc))
+        if cpu:
+            used = {k: statistics.median(v) / per for k, v in cpu.items()}
+            line += "  " + " / ".join(f"{used[k]:.3f}" for k in cpu) + f" {unit}"
+            row["cpu_" + unit.replace("/", "_per_")] = used
+        print(line)
+        out.append(row)
+    print("\nratio: sockit's rate / curl's rate (above 1.00: sockit is faster); "
+          "CPU: user + system, median")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

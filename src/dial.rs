@@ -1,10 +1,13 @@
-//! Turning an [`Endpoint`] into a connected [`Conn`]: resolve, try each address in
-//! order, then TLS if asked, all within one deadline (`-w`). `connect` and
-//! `chat join` use it.
+//! Turning an [`Endpoint`] into a connected [`Conn`]: resolve (or take
+//! `--resolve` overrides), try each address in order, then TLS if asked (with
+//! ALPN when the client offers it), all within one deadline. The one connector:
+//! `connect` and `chat join` use [`dial`] (`-w`), the HTTP client
+//! [`dial_route`] (`--connect-timeout`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -37,36 +40,166 @@ pub async fn dial(ep: &Endpoint, opts: &DialOpts) -> Result<Conn> {
 
 /// Like [`dial`], with an explicit deadline for resolve, connect and handshake.
 pub async fn dial_until(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Conn> {
+    let client = match &opts.tls {
+        Some(tls_opts) => Some(tls::Client::new(tls_opts, &tls_name(ep))?),
+        None => None,
+    };
+    let note = |step: Step<'_>| trace_step(ep, step);
+    let route = Route {
+        tls: client.as_ref(),
+        note: &note,
+        ..Route::default()
+    };
+    Ok(dial_route(ep, opts, &route, deadline).await?.conn)
+}
+
+/// `--resolve HOST:PORT:ADDR[,ADDR...]`: connect to these addresses for that
+/// host and port instead of asking the resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveEntry {
+    /// Host name as written (compared case-insensitively).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Addresses to try, in order.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// What happens during a dial, for callers that report it their own way
+/// (`http -v` prints curl's lines). The default reports through `tracing`.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// About to connect to this address (or socket path).
+    Trying(&'a str),
+    /// Connected; `addr` is the address for TCP, `of` how many there were.
+    Connected {
+        /// The peer as text.
+        peer: &'a str,
+        /// The peer's address for TCP.
+        addr: Option<SocketAddr>,
+        /// How many addresses the name had.
+        of: usize,
+    },
+    /// An address failed; `more` when another one is tried next.
+    Failed {
+        /// Why.
+        error: &'a Error,
+        /// Another address follows.
+        more: bool,
+    },
+    /// The TLS handshake is done.
+    Tls(&'a rustls::ClientConnection),
+}
+
+/// The parts of a dial only some callers set, on top of [`DialOpts`].
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    /// Fixed addresses for some host and port (`--resolve`).
+    pub overrides: &'a [ResolveEntry],
+    /// The TLS client to run the handshake with; `None`: plain. A caller that
+    /// keeps its clients keeps their session caches (resumption).
+    pub tls: Option<&'a tls::Client>,
+    /// Bytes of read buffer between the socket and TLS (0: none): rustls reads
+    /// records in small pieces, so a buffer saves system calls on big transfers.
+    pub tls_read_buffer: usize,
+    /// Told each step.
+    pub note: &'a (dyn Fn(Step<'_>) + Sync),
+}
+
+impl Default for Route<'_> {
+    fn default() -> Self {
+        Route {
+            overrides: &[],
+            tls: None,
+            tls_read_buffer: 0,
+            note: &|_| {},
+        }
+    }
+}
+
+/// What `-v` of `connect` and `chat join` shows of a dial.
+fn trace_step(ep: &Endpoint, step: Step<'_>) {
+    match step {
+        Step::Connected {
+            addr: Some(addr),
+            of,
+            ..
+        } if of > 1 => {
+            if let Endpoint::Ip { host, .. } = ep {
+                tracing::info!("{host} resolved to {of} addresses; {addr} answered");
+            }
+        }
+        Step::Failed { error, more: true } => tracing::info!("{error}; trying the next address"),
+        _ => {}
+    }
+}
+
+/// A connection and when its plain connect (before TLS) ended.
+pub struct Dialed {
+    /// The connection (TLS inside when the route has a client).
+    pub conn: Conn,
+    /// When the TCP or Unix connect finished.
+    pub connected: Instant,
+}
+
+/// The one connector: resolve (or take `route.overrides`), try each address in
+/// order, then the TLS handshake when `route.tls` is set, all before `deadline`.
+/// Errors keep their class: resolve, connect, timeout, TLS.
+pub async fn dial_route(
+    ep: &Endpoint,
+    opts: &DialOpts,
+    route: &Route<'_>,
+    deadline: Instant,
+) -> Result<Dialed> {
     let limit = opts.wait;
-    let connected = timeout_at(deadline, connect(ep, opts, deadline)).await;
+    let connected = timeout_at(deadline, connect(ep, opts, route, deadline)).await;
     let conn = connected.map_err(|_| Error::Timeout {
         what: format!("cannot connect to {ep}"),
         after: limit,
     })??;
-    let Some(tls_opts) = &opts.tls else {
-        return Ok(conn);
+    let connected = Instant::now();
+    let Some(client) = route.tls else {
+        return Ok(Dialed { conn, connected });
     };
-    let client = tls::Client::new(tls_opts, &tls_name(ep))?;
     let what = format!("TLS handshake with {ep}");
-    let handshake = async {
-        let stream: BoxStream = match conn.link {
-            Link::Tcp(s) => Box::new(client.connect(s).await?),
-            Link::Unix(s) => Box::new(client.connect(s).await?),
-            _ => {
-                return Err(Error::Usage(
-                    "--tls needs a stream endpoint (TCP or unix:)".into(),
-                ))
-            }
-        };
-        Ok(Conn {
-            link: Link::Stream(stream),
-            proto: format!("{}+tls", conn.proto),
-            ..conn
-        })
-    };
-    timeout_at(deadline, handshake)
+    let conn = timeout_at(deadline, handshake(conn, client, route))
         .await
-        .map_err(|_| Error::Timeout { what, after: limit })?
+        .map_err(|_| Error::Timeout { what, after: limit })??;
+    Ok(Dialed { conn, connected })
+}
+
+/// TLS over a plain stream connection.
+async fn handshake(conn: Conn, client: &tls::Client, route: &Route<'_>) -> Result<Conn> {
+    let buffer = route.tls_read_buffer;
+    let stream = match conn.link {
+        Link::Tcp(s) if buffer > 0 => {
+            secure(client, BufReader::with_capacity(buffer, s), route).await?
+        }
+        Link::Tcp(s) => secure(client, s, route).await?,
+        Link::Unix(s) if buffer > 0 => {
+            secure(client, BufReader::with_capacity(buffer, s), route).await?
+        }
+        Link::Unix(s) => secure(client, s, route).await?,
+        _ => {
+            return Err(Error::Usage(
+                "--tls needs a stream endpoint (TCP or unix:)".into(),
+            ))
+        }
+    };
+    Ok(Conn {
+        link: Link::Stream(stream),
+        proto: format!("{}+tls", conn.proto),
+        ..conn
+    })
+}
+
+async fn secure<S>(client: &tls::Client, io: S, route: &Route<'_>) -> Result<BoxStream>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tls = client.connect(io).await?;
+    (route.note)(Step::Tls(tls.get_ref().1));
+    Ok(Box::new(tls))
 }
 
 /// The name TLS verifies by default: the endpoint's host.
@@ -84,15 +217,23 @@ fn tls_name(ep: &Endpoint) -> String {
 }
 
 /// The plain connection, before any TLS.
-async fn connect(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Conn> {
+async fn connect(
+    ep: &Endpoint,
+    opts: &DialOpts,
+    route: &Route<'_>,
+    deadline: Instant,
+) -> Result<Conn> {
     match ep {
         Endpoint::Ip {
             transport: Transport::Tcp,
             host,
             port,
         } => {
-            let addrs = resolve(host, *port, opts.family).await?;
-            let stream = connect_any(host, &addrs, opts, deadline).await?;
+            let addrs = match overridden(route.overrides, host, *port) {
+                Some(addrs) => addrs,
+                None => resolve(host, *port, opts.family).await?,
+            };
+            let stream = connect_any(&addrs, opts, route, deadline).await?;
             let local = stream.local_addr().map(fmt_ip).unwrap_or_default();
             let peer = stream.peer_addr().map(fmt_ip).unwrap_or_default();
             Ok(Conn {
@@ -117,10 +258,17 @@ async fn connect(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Co
             // is full (non-blocking it fails with EAGAIN and nothing says when
             // to retry): let it block on a thread of its own, so the deadline
             // and a shutdown can still end the wait.
+            let peer = name.to_string();
+            (route.note)(Step::Trying(&peer));
             let (k, n) = (*kind, name.clone());
             let s = tokio::task::spawn_blocking(move || sock::connect_unix(k, &n))
                 .await
                 .map_err(|e| Error::io("connect thread failed", std::io::Error::other(e)))??;
+            (route.note)(Step::Connected {
+                peer: &peer,
+                addr: None,
+                of: 1,
+            });
             Ok(match kind {
                 UnixKind::Stream => unix_stream_conn(s, name)?,
                 UnixKind::Datagram => packet_conn(PacketSock::new(s)?, false, "unix-dgram"),
@@ -130,24 +278,44 @@ async fn connect(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Co
     }
 }
 
+/// The `--resolve` addresses for `host` and `port`, if an entry names them.
+fn overridden(overrides: &[ResolveEntry], host: &Host, port: u16) -> Option<Vec<SocketAddr>> {
+    let name = match host {
+        Host::Name(n) => n.to_ascii_lowercase(),
+        Host::Ip(ip) => ip.to_string(),
+        Host::Any => return None,
+    };
+    let entry = overrides
+        .iter()
+        .find(|e| e.port == port && e.host.eq_ignore_ascii_case(&name))?;
+    Some(
+        entry
+            .addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect(),
+    )
+}
+
 /// Tries each address in order until one answers, each with the time left.
 async fn connect_any(
-    host: &Host,
     addrs: &[SocketAddr],
     opts: &DialOpts,
+    route: &Route<'_>,
     deadline: Instant,
 ) -> Result<TcpStream> {
     let mut last_err = None;
-    for addr in addrs {
+    for (i, addr) in addrs.iter().enumerate() {
+        let peer = fmt_ip(*addr);
+        (route.note)(Step::Trying(&peer));
         let left = deadline.saturating_duration_since(Instant::now());
         match sock::connect_tcp(*addr, &opts.sock, left).await {
             Ok(s) => {
-                if addrs.len() > 1 {
-                    tracing::info!(
-                        "{host} resolved to {} addresses; {addr} answered",
-                        addrs.len()
-                    );
-                }
+                (route.note)(Step::Connected {
+                    peer: &peer,
+                    addr: Some(*addr),
+                    of: addrs.len(),
+                });
                 return Ok(s);
             }
             Err(e) => {
@@ -159,14 +327,15 @@ async fn connect_any(
                     },
                     e => e,
                 };
-                if addrs.len() > 1 {
-                    tracing::info!("{e}; trying the next address");
-                }
+                (route.note)(Step::Failed {
+                    error: &e,
+                    more: i + 1 < addrs.len(),
+                });
                 last_err = Some(e);
             }
         }
     }
-    Err(last_err.expect("resolve returns at least one address"))
+    Err(last_err.unwrap_or_else(|| Error::Usage("no address to connect to".into())))
 }
 
 fn unix_stream_conn(s: socket2::Socket, name: &UnixName) -> Result<Conn> {

@@ -457,7 +457,13 @@ impl Delivery {
                     let len = d.len();
                     stats.size_download += len as u64;
                     obs.body_bytes(len);
-                    // A large piece leaves in its own read buffer (no copy).
+                    if self.writer.inline() {
+                        // Written here, straight from the read buffer.
+                        let r = self.writer.body(d).await;
+                        self.written(r, peer)?;
+                        continue;
+                    }
+                    // For the thread, a large piece leaves in its own read buffer (no copy).
                     let fresh = self.writer.spare(ex.buffer_len());
                     let r = match ex.swap_out(len, fresh) {
                         Ok((buf, range)) => self.writer.body_owned(buf, range).await,

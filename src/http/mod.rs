@@ -8,7 +8,7 @@
 //! - [`target`]: URL handling (default scheme, IDNA, `Host`, request target, `-O` names).
 //! - [`redirect`]: what a 3xx turns the next request into.
 //! - [`decode`]: content and transfer decoding (gzip, deflate, brotli) as the body streams.
-//! - [`pool`]: connecting (TCP, Unix, TLS with ALPN) and keeping one idle connection per origin.
+//! - [`pool`]: new connections through [`crate::dial`] (TCP or Unix, TLS with ALPN), and one idle connection per origin.
 //! - [`exchange`]: one request/response over a pooled connection, the body piece by piece.
 //! - [`writer`]: the thread that decodes bodies and writes them to stdout or files.
 //!

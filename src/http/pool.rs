@@ -1,38 +1,30 @@
-//! Connections for HTTP: resolve (or `--resolve`), connect with `sock`, TLS with
-//! ALPN `http/1.1` through `tls`, or a Unix socket (`--unix-socket`); and at most
-//! one idle keep-alive connection per origin for the next request.
+//! Connections for HTTP: the origin (or `--unix-socket`) dialed through
+//! [`crate::dial::dial_route`] (resolve or `--resolve`, connect, TLS with ALPN
+//! `http/1.1`, one `--connect-timeout` over all of it); and at most one idle
+//! keep-alive connection per origin for the next request.
 //!
 //! It knows nothing of HTTP messages; `exchange` decides whether a connection
 //! goes back into the pool.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
 use super::target::Origin;
-use crate::conn::BoxStream;
-use crate::endpoint::{resolve, Family, UnixKind, UnixName};
+use crate::conn::{BoxStream, Link};
+pub use crate::dial::ResolveEntry;
+use crate::dial::{dial_route, DialOpts, Route, Step};
+use crate::endpoint::{Endpoint, Family, Transport, UnixKind, UnixName};
 use crate::error::{Error, Result};
-use crate::sock::{self, SockOpts};
+use crate::sock::SockOpts;
 use crate::tls;
 
 /// Read buffer between the socket and TLS: rustls reads records in small pieces,
 /// so a buffer in front of it saves many system calls on large downloads.
 const TLS_READ_BUFFER: usize = 256 * 1024;
-
-/// `--resolve HOST:PORT:ADDR[,ADDR...]`: connect to these addresses for that host and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolveEntry {
-    /// Host name as in the URL (case-insensitive).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Addresses to try, in order.
-    pub addrs: Vec<IpAddr>,
-}
 
 /// Parses `HOST:PORT:ADDR[,ADDR...]`; IPv6 addresses may be in brackets.
 pub fn parse_resolve(text: &str) -> std::result::Result<ResolveEntry, String> {
@@ -151,12 +143,7 @@ impl Pool {
                 },
             ));
         }
-        let limit = self.opts.connect_timeout;
-        let what = format!("cannot connect to {}", origin.authority());
-        match tokio::time::timeout(limit, self.connect(origin, log)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout { what, after: limit }),
-        }
+        self.connect(origin, log).await
     }
 
     /// Keeps `conn` for the next request to `origin`.
@@ -181,39 +168,55 @@ impl Pool {
     ) -> Result<(Connection, Timing)> {
         let id = self.next_id;
         self.next_id += 1;
-        let (stream, peer): (BoxStream, String) = match self.opts.unix_socket.clone() {
-            Some(path) => (
-                connect_unix(&path, origin, id, log)?,
-                path.display().to_string(),
-            ),
-            None => {
-                let (s, peer) = connect_tcp(&self.opts, origin, id, log).await?;
-                if origin.tls {
-                    // Big reads under TLS: fewer system calls per record.
-                    let s = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, s);
-                    (Box::new(s), peer)
-                } else {
-                    (Box::new(s), peer)
-                }
-            }
+        let deadline = tokio::time::Instant::now() + self.opts.connect_timeout;
+        let ep = match &self.opts.unix_socket {
+            Some(path) => Endpoint::Unix {
+                kind: UnixKind::Stream,
+                name: UnixName::Path(path.clone()),
+            },
+            None => Endpoint::Ip {
+                transport: Transport::Tcp,
+                host: origin.endpoint_host(),
+                port: origin.port,
+            },
         };
-        let connected = Instant::now();
-        let mut conn = Connection {
-            stream,
-            tls: false,
+        let client = match origin.tls {
+            true => Some(self.tls_client(&origin.host)?),
+            false => None,
+        };
+        let dial = DialOpts {
+            family: self.opts.family,
+            wait: self.opts.connect_timeout,
+            sock: SockOpts {
+                nodelay: true,
+                ..SockOpts::default()
+            },
+            tls: None,
+        };
+        let note = |step: Step<'_>| log(&step_line(step, &origin.host, id));
+        let route = Route {
+            overrides: &self.opts.resolve,
+            tls: client.as_ref(),
+            tls_read_buffer: TLS_READ_BUFFER,
+            note: &note,
+        };
+        let dialed = dial_route(&ep, &dial, &route, deadline).await?;
+        let conn = Connection {
+            stream: match dialed.conn.link {
+                Link::Tcp(s) => Box::new(s),
+                Link::Unix(s) => Box::new(s),
+                Link::Stream(s) => s,
+                Link::Packet { .. } => {
+                    return Err(Error::Usage("HTTP needs a stream connection".into()))
+                }
+            },
+            tls: origin.tls,
             id,
-            peer,
+            peer: dialed.conn.peer,
             uses: 0,
         };
-        if origin.tls {
-            let client = self.tls_client(&origin.host)?;
-            let tls = client.connect(conn.stream).await?;
-            log(&tls_info(tls.get_ref().1));
-            conn.stream = Box::new(tls);
-            conn.tls = true;
-        }
         let timing = Timing {
-            connected,
+            connected: dialed.connected.into_std(),
             app_connected: Instant::now(),
             reused: false,
         };
@@ -230,21 +233,21 @@ impl Pool {
     }
 }
 
-/// The addresses for `origin`: a `--resolve` entry, else the resolver's answer.
-async fn addresses(opts: &ConnectOpts, origin: &Origin) -> Result<Vec<SocketAddr>> {
-    let host = origin.host.to_ascii_lowercase();
-    if let Some(e) = opts
-        .resolve
-        .iter()
-        .find(|e| e.host == host && e.port == origin.port)
-    {
-        return Ok(e
-            .addrs
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, origin.port))
-            .collect());
+/// What `-v` says of a dial step, in curl's words.
+fn step_line(step: Step<'_>, host: &str, id: u32) -> String {
+    match step {
+        Step::Trying(peer) => format!("Trying {peer}..."),
+        Step::Connected {
+            addr: Some(addr), ..
+        } => format!(
+            "Connected to {host} ({}) port {} (#{id})",
+            addr.ip().to_canonical(),
+            addr.port()
+        ),
+        Step::Connected { peer, .. } => format!("Connected to {host} ({peer}) #{id}"),
+        Step::Failed { error, .. } => error.to_string(),
+        Step::Tls(c) => tls_info(c),
     }
-    resolve(&origin.endpoint_host(), origin.port, opts.family).await
 }
 
 fn tls_info(c: &rustls::ClientConnection) -> String {
@@ -261,63 +264,6 @@ fn tls_info(c: &rustls::ClientConnection) -> String {
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_else(|| "none".into());
     format!("TLS connection using {version} / {suite}, ALPN: {alpn}")
-}
-
-/// `--unix-socket`: every request goes to `path`, whatever the URL's host.
-fn connect_unix(
-    path: &std::path::Path,
-    origin: &Origin,
-    id: u32,
-    log: &(dyn Fn(&str) + Sync),
-) -> Result<BoxStream> {
-    log(&format!("Trying {}...", path.display()));
-    let name = UnixName::Path(path.to_path_buf());
-    let s = sock::connect_unix(UnixKind::Stream, &name)?;
-    let std: std::os::unix::net::UnixStream = s.into();
-    std.set_nonblocking(true)
-        .map_err(|e| Error::io("cannot configure the socket", e))?;
-    let stream = tokio::net::UnixStream::from_std(std)
-        .map_err(|e| Error::io("cannot register the socket", e))?;
-    log(&format!(
-        "Connected to {} ({}) #{id}",
-        origin.host,
-        path.display()
-    ));
-    Ok(Box::new(stream))
-}
-
-/// Tries the origin's addresses in order; the first that connects wins.
-async fn connect_tcp(
-    opts: &ConnectOpts,
-    origin: &Origin,
-    id: u32,
-    log: &(dyn Fn(&str) + Sync),
-) -> Result<(tokio::net::TcpStream, String)> {
-    let addrs = addresses(opts, origin).await?;
-    let sock_opts = SockOpts {
-        nodelay: true,
-        ..SockOpts::default()
-    };
-    let mut last = None;
-    for addr in &addrs {
-        log(&format!("Trying {}...", crate::sock::fmt_ip(*addr)));
-        match sock::connect_tcp(*addr, &sock_opts, opts.connect_timeout).await {
-            Ok(s) => {
-                log(&format!(
-                    "Connected to {} ({}) port {} (#{id})",
-                    origin.host,
-                    addr.ip().to_canonical(),
-                    addr.port()
-                ));
-                return Ok((s, crate::sock::fmt_ip(*addr)));
-            }
-            Err(e) => {
-                log(&format!("{e}"));
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Usage("no address to connect to".into())))
 }
 
 #[cfg(test)]

@@ -1,17 +1,25 @@
 //! Where response bytes end up: bodies (decoded on the way), `-i` heads and `-w`
 //! text, written to stdout or files by a thread of its own.
 //!
-//! Writes to a pipe nobody reads, or to a slow disk, block. Done on a runtime
-//! thread they would also block the timers, so `-m` could not fire. Here the
-//! async side only waits for room on a bounded channel (a few read buffers), and
-//! the blocking `write(2)` calls and the decoding happen on the writer thread.
-//! Failures are remembered by the thread and reported at the next call.
+//! Writes to a pipe nobody reads (or a terminal, or a socket) can block for
+//! ever. Done on a runtime thread they would also block the timers, so `-m`
+//! could not fire. For those the async side only waits for room on a bounded
+//! channel (a few read buffers), and the blocking `write(2)` calls and the
+//! decoding happen on the writer thread; its failures are remembered and
+//! reported at the next call.
+//!
+//! A regular file or `/dev/null` never waits for a reader: bytes for one are
+//! decoded and written at once on the caller's thread, which saves a hand-over
+//! per piece (and the other thread's wake-ups) on a large download. Each
+//! destination keeps its way for its whole life, so bytes for one destination
+//! never overtake each other.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -101,6 +109,12 @@ pub struct BodyWriter {
     tx: mpsc::Sender<Job>,
     failed: Arc<AtomicBool>,
     spare: Spare,
+    /// Writes for destinations that never block, done on the caller's thread.
+    here: Thread,
+    /// The open destination is written `here`.
+    inline: bool,
+    /// Standard output never blocks (a regular file or `/dev/null`).
+    stdout_inline: bool,
 }
 
 /// Buffers the thread has finished with, for the next pieces: no allocation (and
@@ -121,7 +135,33 @@ impl BodyWriter {
         std::thread::Builder::new()
             .name("sockit-output".into())
             .spawn(move || thread.run(rx, &flag))?;
-        Ok(BodyWriter { tx, failed, spare })
+        let stdout_inline = Out::stdout()
+            .file()
+            .metadata()
+            .is_ok_and(|m| never_blocks(&m));
+        Ok(BodyWriter {
+            tx,
+            failed,
+            spare,
+            here: Thread::default(),
+            inline: false,
+            stdout_inline,
+        })
+    }
+
+    /// True when the open destination is written on the caller's thread: a
+    /// body piece then goes straight from the read buffer, no copy, no hand-over.
+    pub fn inline(&self) -> bool {
+        self.inline
+    }
+
+    /// Runs `job` here, reporting its failure at once.
+    fn here(&mut self, job: Job) -> Result<(), WriteError> {
+        self.here.handle(job);
+        match self.here.failure.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// `data` in a buffer of its own, a recycled one when there is one.
@@ -139,31 +179,57 @@ impl BodyWriter {
         v
     }
 
+    /// Hands `job` to the open destination's writer: here or the thread.
+    async fn route(&mut self, job: Job) -> Result<(), WriteError> {
+        if self.inline {
+            self.here(job)
+        } else {
+            self.send(job).await
+        }
+    }
+
     async fn send(&self, job: Job) -> Result<(), WriteError> {
         self.tx.send(job).await.map_err(|_| WriteError::Gone)?;
         if self.failed.load(Ordering::Relaxed) {
-            return self.sync(false).await;
+            return self.sync_thread(false).await;
         }
         Ok(())
     }
 
-    /// Sends what follows to `dest` (a file is created now).
-    pub async fn open(&self, dest: Destination) -> Result<(), WriteError> {
-        self.send(Job::Open(dest)).await
+    /// Sends what follows to `dest` (a file is created now). A destination that
+    /// never blocks is written here from now on, any other by the thread.
+    pub async fn open(&mut self, dest: Destination) -> Result<(), WriteError> {
+        let inline = match &dest {
+            Destination::Stdout => self.stdout_inline,
+            Destination::File(path) => path_never_blocks(path),
+        };
+        // The previous destination (if here) is closed; one on the thread stays
+        // open there until the thread's next Open, as before.
+        self.here.out = None;
+        self.inline = inline;
+        self.route(Job::Open(dest)).await
     }
 
     /// Decodes the next body with `decoder`.
-    pub async fn decoder(&self, decoder: Option<Decoder>) -> Result<(), WriteError> {
-        self.send(Job::Decoder(decoder)).await
+    pub async fn decoder(&mut self, decoder: Option<Decoder>) -> Result<(), WriteError> {
+        self.route(Job::Decoder(decoder)).await
     }
 
     /// Writes `bytes` as they are (a head for `-i`).
-    pub async fn raw(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
-        self.send(Job::Raw(bytes)).await
+    pub async fn raw(&mut self, bytes: Vec<u8>) -> Result<(), WriteError> {
+        self.route(Job::Raw(bytes)).await
     }
 
-    /// Writes body bytes, decoded (copied into a buffer of the writer's).
-    pub async fn body(&self, bytes: &[u8]) -> Result<(), WriteError> {
+    /// Writes body bytes, decoded (here at once, or copied into a buffer of the
+    /// writer's for the thread).
+    pub async fn body(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        if self.inline {
+            self.here.body(bytes);
+            return match self.here.failure.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
         let v = self.copy(bytes);
         let all = 0..v.len();
         self.send(Job::Body(v, all)).await
@@ -171,11 +237,11 @@ impl BodyWriter {
 
     /// Writes `buf[range]` as body bytes, decoded; the buffer is kept for reuse.
     pub async fn body_owned(
-        &self,
+        &mut self,
         buf: Vec<u8>,
         range: std::ops::Range<usize>,
     ) -> Result<(), WriteError> {
-        self.send(Job::Body(buf, range)).await
+        self.route(Job::Body(buf, range)).await
     }
 
     /// A finished-with buffer of at least `len` bytes (contents undefined), or a
@@ -199,7 +265,10 @@ impl BodyWriter {
     }
 
     /// Writes `bytes` to stdout (`-w`).
-    pub async fn stdout(&self, bytes: Vec<u8>) -> Result<(), WriteError> {
+    pub async fn stdout(&mut self, bytes: Vec<u8>) -> Result<(), WriteError> {
+        if self.stdout_inline {
+            return self.here(Job::Stdout(bytes));
+        }
         self.send(Job::Stdout(bytes)).await
     }
 
@@ -207,13 +276,21 @@ impl BodyWriter {
     /// stream is complete and a file is flushed on the thread; a failure comes back
     /// from a later call (at the latest [`BodyWriter::sync`]). Not waiting keeps a
     /// run of small keep-alive requests from paying a round trip to the thread each.
-    pub async fn end_body(&self) -> Result<(), WriteError> {
-        self.send(Job::EndBody).await
+    pub async fn end_body(&mut self) -> Result<(), WriteError> {
+        self.route(Job::EndBody).await
     }
 
     /// Waits until everything queued is written. With `end_body`, also ends the
     /// body: the decoder checks its stream is complete and a file is flushed.
-    pub async fn sync(&self, end_body: bool) -> Result<(), WriteError> {
+    pub async fn sync(&mut self, end_body: bool) -> Result<(), WriteError> {
+        if self.inline && end_body {
+            self.here(Job::EndBody)?;
+        }
+        self.sync_thread(end_body && !self.inline).await
+    }
+
+    /// Waits until everything queued for the thread is written.
+    async fn sync_thread(&self, end_body: bool) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Sync { end_body, reply })
@@ -307,16 +384,7 @@ impl Thread {
             }
             Job::Raw(bytes) => self.write(&bytes),
             Job::Body(bytes, range) => {
-                let piece = bytes.get(range).unwrap_or(&[]);
-                self.fed |= !piece.is_empty();
-                match self.decoder.as_mut() {
-                    None => self.write(piece),
-                    Some(d) => {
-                        let out = self.out.get_or_insert_with(Out::stdout);
-                        let r = d.write(piece, &mut |b| out.file().write_all(b));
-                        self.decoded(r);
-                    }
-                }
+                self.body(bytes.get(range).unwrap_or(&[]));
                 if let Ok(mut spare) = self.spare.lock() {
                     if spare.len() < QUEUE + 2 {
                         spare.push(bytes);
@@ -334,6 +402,19 @@ impl Thread {
             }
             Job::EndBody => self.end_body(),
             Job::Sync { .. } => {}
+        }
+    }
+
+    /// Body bytes, decoded if a decoder is set.
+    fn body(&mut self, piece: &[u8]) {
+        self.fed |= !piece.is_empty();
+        match self.decoder.as_mut() {
+            None => self.write(piece),
+            Some(d) => {
+                let out = self.out.get_or_insert_with(Out::stdout);
+                let r = d.write(piece, &mut |b| out.file().write_all(b));
+                self.decoded(r);
+            }
         }
     }
 
@@ -373,6 +454,23 @@ impl Thread {
                 });
             }
         }
+    }
+}
+
+/// A regular file or `/dev/null`: a write to it never waits for a reader.
+fn never_blocks(m: &std::fs::Metadata) -> bool {
+    let ft = m.file_type();
+    ft.is_file()
+        || (ft.is_char_device()
+            && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == m.rdev()))
+}
+
+/// What `path` will be once created: a new file is a regular file; an existing
+/// FIFO, socket or device other than `/dev/null` may block (even in `open`).
+fn path_never_blocks(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => never_blocks(&m),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
 

@@ -74,6 +74,10 @@ impl Nginx {
         let root = unsafe { libc::geteuid() } == 0;
         for _attempt in 0..5 {
             let (port, tls_port) = (free_port(), free_port());
+            if port == tls_port {
+                // The kernel may hand out the same free port twice in a row.
+                continue;
+            }
             let conf = config(p, port, tls_port, root);
             std::fs::write(p.join("nginx.conf"), conf).unwrap();
             let mut child = Command::new(&bin)
