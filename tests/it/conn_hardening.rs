@@ -430,7 +430,12 @@ fn tls_server_without_close_notify(data: &'static [u8]) -> (String, thread::Join
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         tls.write_all(data).unwrap();
         tls.flush().unwrap();
-        // Dropped here: the TCP connection closes, no close_notify.
+        // An orderly TCP close without close_notify: FIN, then read what the
+        // client still sends (its own close_notify) so the close is no reset.
+        let mut tcp = tls.sock;
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = std::io::copy(&mut tcp, &mut std::io::sink());
     });
     (addr, t)
 }
