@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`cli`]: clap argument groups shared by subcommands, and value parsers.
 //! - [`cmd`]: the top-level parser, and one module per subcommand (`connect`, `listen`,
-//!   `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library does not import
-//!   from `cmd` (the last caller, `chat::client`, still uses `cmd::shutdown_signal`).
+//!   `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library never imports
+//!   from `cmd`.
 //! - [`error`]: the error type and the exit code of each error class.
 //! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
 //! - [`sock`]: socket creation and options on socket2 (bind, listen, connect, setsockopt).

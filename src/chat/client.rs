@@ -9,6 +9,7 @@
 //! or from plain stdin for scripts. Every queue between the two sides is
 //! bounded, and no server byte reaches stdout without being sanitized.
 
+use crate::shutdown::Shutdown;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
@@ -384,12 +385,12 @@ enum End {
 
 /// Runs the client until the server closes (or, with reconnect, until the user
 /// leaves).
-pub async fn run(cfg: Config) -> Result<()> {
+pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
     let quit = CancellationToken::new();
     {
         let quit = quit.clone();
         tokio::spawn(async move {
-            crate::cmd::shutdown_signal().await;
+            shutdown.wait().await;
             quit.cancel();
         });
     }

@@ -5,7 +5,7 @@
 //! user asked for. Every listener feeds one hub and draws from one
 //! `--max-clients` pool.
 
-use std::future::Future;
+use crate::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,8 +71,8 @@ pub struct Shared {
 }
 
 impl ChatServer {
-    /// Serves until `shutdown` resolves, then says goodbye to everyone.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// Serves until `shutdown` is triggered, then says goodbye to everyone.
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let hub = ChatHub::new(self.max_queue);
         let shared = Shared {
             hub: hub.clone(),
@@ -111,7 +111,7 @@ impl ChatServer {
                 accepting.clone(),
             )));
         }
-        shutdown.await;
+        shutdown.wait().await;
         accepting.cancel();
         for l in loops {
             let _ = l.await;
@@ -264,8 +264,8 @@ mod tests {
             console_input: false,
             drain_timeout: Duration::from_secs(1),
         };
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        let stop = Shutdown::new();
+        let run = tokio::spawn(server.run(stop.clone()));
         let (w1, _c1) = first_line(&a).await;
         let (w2, _c2) = first_line(&b).await;
         assert!(w1.starts_with("* welcome, you are guest1"), "{w1}");
@@ -276,7 +276,7 @@ mod tests {
             let (full, _) = first_line(addr).await;
             assert_eq!(full, "! server full (2 clients), try again later\n");
         }
-        stop.cancel();
+        stop.trigger();
         run.await.unwrap().unwrap();
     }
 }

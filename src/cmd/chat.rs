@@ -1,5 +1,6 @@
 //! `sockit chat`: a multi-user chat server (`serve`) and its client (`join`).
 
+use crate::shutdown::Shutdown;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -133,7 +134,7 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let shutdown = crate::cmd::shutdown_signal();
+    let shutdown = Shutdown::on_signals();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     if !ep.is_stream() {
         return Err(Error::Usage(format!(
@@ -318,5 +319,5 @@ async fn join(args: JoinArgs) -> Result<()> {
         interactive: !args.json && client::stdio_is_terminal(),
         max_line: args.max_line as usize,
     };
-    client::run(config).await
+    client::run(config, Shutdown::on_signals()).await
 }

@@ -1,5 +1,6 @@
 //! `sockit listen`: the tutorial's server, and `nc -l` done right.
 
+use crate::shutdown::Shutdown;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -152,7 +153,7 @@ impl Args {
 
 /// Runs `sockit listen`.
 pub async fn run(args: Args) -> Result<()> {
-    let shutdown = crate::cmd::shutdown_signal();
+    let shutdown = Shutdown::on_signals();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     let service = args.service()?;
     let keep_open = args.keep_open || !matches!(service, Service::Stdio);
@@ -271,11 +272,7 @@ impl Args {
     }
 }
 
-async fn serve_dgram(
-    sock: PacketSock,
-    opts: DgramOpts,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+async fn serve_dgram(sock: PacketSock, opts: DgramOpts, shutdown: Shutdown) -> Result<()> {
     let local = sock
         .local_addr()
         .map(|a| fmt_sockaddr(&a))

@@ -96,11 +96,3 @@ impl Command {
         }
     }
 }
-
-/// Resolves on Ctrl-C or SIGTERM: the older form of
-/// [`Shutdown::on_signals`](crate::shutdown::Shutdown::on_signals), kept for
-/// the callers that do not take a `Shutdown` yet. New code passes a
-/// `Shutdown` down instead.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    crate::shutdown::Shutdown::on_signals().wait_owned()
-}

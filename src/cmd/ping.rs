@@ -4,6 +4,7 @@
 //! This file owns the flags and what goes to stdout; the send/receive loop
 //! ([`crate::icmp::pinger`]), packets, bookkeeping and wording live in [`crate::icmp`].
 
+use crate::shutdown::Shutdown;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
@@ -257,7 +258,7 @@ pub async fn run(args: Args) -> Result<u8> {
     if !args.json {
         out.line(&report::header(&args.host, target, args.size))?;
     }
-    let end = pinger.run(crate::cmd::shutdown_signal(), &mut out).await?;
+    let end = pinger.run(&Shutdown::on_signals(), &mut out).await?;
     if end == End::StdoutClosed {
         return Ok(0);
     }

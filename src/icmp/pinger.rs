@@ -4,7 +4,7 @@
 //! What is printed is the caller's: replies and errors go to a [`Reporter`] as
 //! they come, and [`Pinger::tracker`] holds the numbers for the summary.
 
-use std::future::Future;
+use crate::shutdown::Shutdown;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -118,12 +118,7 @@ impl Pinger {
 
     /// Sends and receives until the count, the deadline or `shutdown`; replies and
     /// errors go to `to` as they come.
-    pub async fn run(
-        &mut self,
-        shutdown: impl Future<Output = ()>,
-        to: &mut dyn Reporter,
-    ) -> Result<End> {
-        tokio::pin!(shutdown);
+    pub async fn run(&mut self, shutdown: &Shutdown, to: &mut dyn Reporter) -> Result<End> {
         self.start = Instant::now();
         let deadline = self
             .deadline
@@ -150,7 +145,7 @@ impl Pinger {
             };
             let event = tokio::select! {
                 biased;
-                _ = &mut shutdown => Event::Shutdown,
+                _ = shutdown.wait() => Event::Shutdown,
                 _ = sleep_until(deadline) => Event::Deadline,
                 r = self.sock.recv(&mut buf) => Event::Received(r),
                 _ = tokio::time::sleep_until(next_send), if sending => Event::SendDue,

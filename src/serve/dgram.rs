@@ -9,6 +9,7 @@
 //! peer list. Source addresses of datagrams can be forged, so the broker's
 //! fan-out is capped: one datagram becomes at most `max_peers - 1` sends.
 
+use crate::shutdown::Shutdown;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -97,12 +98,8 @@ struct Dgram {
     activity: Activity,
 }
 
-/// Serves datagrams until `shutdown` resolves (or the idle timeout fires).
-pub async fn serve(
-    sock: PacketSock,
-    opts: DgramOpts,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// Serves datagrams until `shutdown` is triggered (or the idle timeout fires).
+pub async fn serve(sock: PacketSock, opts: DgramOpts, shutdown: Shutdown) -> Result<()> {
     let server = Dgram {
         sock: Arc::new(sock),
         peers: Mutex::new(Peers {
@@ -127,7 +124,7 @@ pub async fn serve(
             what: "idle timeout: no traffic".into(),
             after: server.opts.relay.idle.unwrap_or_default(),
         }),
-        _ = shutdown => Ok(()),
+        _ = shutdown.wait() => Ok(()),
     }
 }
 

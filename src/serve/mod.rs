@@ -12,6 +12,7 @@ pub mod exec;
 pub mod greet;
 pub mod hub;
 
+use crate::shutdown::Shutdown;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -306,10 +307,10 @@ impl Gate {
 impl Server {
     /// Runs until shutdown (or, without `-k` and in stdio mode, until the one
     /// client leaves).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let local = self.listener.local_addr();
         if !self.keep_open && matches!(self.service, Service::Stdio) {
-            return self.run_single(&local, shutdown).await;
+            return self.run_single(&local, &shutdown).await;
         }
         let server = Arc::new(self);
         let cancel = CancellationToken::new();
@@ -325,10 +326,9 @@ impl Server {
                 tokio::spawn(stdin_to_hub(hub.clone(), server.relay.clone()));
             }
         }
-        tokio::pin!(shutdown);
         loop {
             let acc = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.wait() => break,
                 r = server.listener.accept(&local) => r,
             };
             let acc = match acc {
@@ -388,11 +388,10 @@ impl Server {
         Ok(())
     }
 
-    async fn run_single(&self, local: &str, shutdown: impl Future<Output = ()>) -> Result<()> {
-        tokio::pin!(shutdown);
+    async fn run_single(&self, local: &str, shutdown: &Shutdown) -> Result<()> {
         let conn = loop {
             let acc = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = shutdown.wait() => return Ok(()),
                 r = self.listener.accept(local) => r.map_err(|e| Error::io("cannot accept", e))?,
             };
             if let Some(conn) = self.gate.admit(acc).await {
@@ -402,7 +401,7 @@ impl Server {
         let peer = conn.peer.clone();
         let stats = tokio::select! {
             r = relay::run(conn, &self.relay) => r?,
-            _ = &mut shutdown => return Ok(()),
+            _ = shutdown.wait() => return Ok(()),
         };
         tracing::info!(
             "{peer} disconnected: {} bytes sent, {} bytes received",
