@@ -102,7 +102,7 @@ impl ChatServer {
                 .map_err(crate::error::Error::Usage)?;
             tokio::spawn(console::run(hub.clone(), m, self.console_input));
         }
-        let accepting = CancellationToken::new();
+        let accepting = Shutdown::new();
         let mut loops = Vec::new();
         for l in self.listeners {
             loops.push(tokio::spawn(accept_loop(
@@ -112,7 +112,7 @@ impl ChatServer {
             )));
         }
         shutdown.wait().await;
-        accepting.cancel();
+        accepting.trigger();
         for l in loops {
             let _ = l.await;
         }
@@ -138,27 +138,13 @@ impl ChatServer {
 /// the shared pool first (a connection still in its TLS handshake counts as
 /// a client, so stalled handshakes cannot pile up), passes the gate, then
 /// gets its protocol's session.
-pub async fn accept_loop(l: ChatListener, shared: Shared, stop: CancellationToken) {
-    let local = l.listener.local_addr();
+pub async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown) {
     let gate = Arc::new(l.gate);
-    loop {
-        let acc = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = l.listener.accept(&local) => r,
-        };
-        let acc = match acc {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-            refuse(acc, &gate, l.protocol, shared.max_clients).await;
-            continue;
-        };
-        let (gate, shared2, protocol) = (gate.clone(), shared.clone(), l.protocol);
+    let (protocol, max) = (l.protocol, shared.max_clients);
+    let cap = format!("{max} clients already (--max-clients)");
+    let refuse = |acc| refuse(acc, &gate, protocol, max);
+    let serve = |acc, permit| {
+        let (gate, shared2) = (gate.clone(), shared.clone());
         shared.tracker.spawn(async move {
             let _permit = permit;
             let Some(conn) = gate.admit(acc).await else {
@@ -166,7 +152,9 @@ pub async fn accept_loop(l: ChatListener, shared: Shared, stop: CancellationToke
             };
             serve(protocol, conn, shared2).await;
         });
-    }
+    };
+    crate::serve::accept::accept_loop(&l.listener, &shared.permits, &stop, &cap, refuse, serve)
+        .await;
 }
 
 /// One admitted connection, by its listener's protocol.
@@ -180,14 +168,11 @@ async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
     }
 }
 
-/// Turns away a connection over `--max-clients` at once, without a task:
+/// Turns away a connection over `--max-clients` at once (the accept loop
+/// has logged it), without a task:
 /// a plain client is told so in one non-blocking write (a fresh socket's
 /// buffer takes it); a TLS one (no handshake is spent on it) is just closed.
 async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
-    tracing::info!(
-        "refused {}: {max} clients already (--max-clients)",
-        acc.peer()
-    );
     if gate.tls.is_some() || protocol != Protocol::Line {
         return;
     }

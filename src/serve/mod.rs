@@ -5,6 +5,7 @@
 //! Servers take an already-bound listener and a shutdown future, so tests can
 //! bind `127.0.0.1:0` and the CLI binds what the user asked for.
 
+pub mod accept;
 pub mod acl;
 pub mod dgram;
 pub mod echo;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -308,8 +309,8 @@ impl Server {
     /// Runs until shutdown (or, without `-k` and in stdio mode, until the one
     /// client leaves).
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let local = self.listener.local_addr();
         if !self.keep_open && matches!(self.service, Service::Stdio) {
+            let local = self.listener.local_addr();
             return self.run_single(&local, &shutdown).await;
         }
         let server = Arc::new(self);
@@ -326,56 +327,21 @@ impl Server {
                 tokio::spawn(stdin_to_hub(hub.clone(), server.relay.clone()));
             }
         }
-        loop {
-            let acc = tokio::select! {
-                _ = shutdown.wait() => break,
-                r = server.listener.accept(&local) => r,
-            };
-            let acc = match acc {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::info!(
-                    "refused {}: {} connections already (-m/--max-conns)",
-                    acc.peer,
-                    server.limits.max_conns
-                );
-                continue;
-            };
+        let cap = format!(
+            "{} connections already (-m/--max-conns)",
+            server.limits.max_conns
+        );
+        // Over the cap: the connection is just closed.
+        let refuse = |_| std::future::ready(());
+        let serve = |acc: Accepted, permit: OwnedSemaphorePermit| {
             let server = server.clone();
-            let cancel = cancel.clone();
-            let hub = hub.clone();
-            let stdout_tx = stdout_tx.clone();
+            let (cancel, hub, stdout_tx) = (cancel.clone(), hub.clone(), stdout_tx.clone());
             tracker.spawn(async move {
                 let _permit = permit;
-                let peer = acc.peer.clone();
-                let Some(conn) = server.gate.admit(acc).await else {
-                    return;
-                };
-                let activity = Activity::new();
-                let work = server.serve_one(conn, &hub, stdout_tx, &activity);
-                let idle = async {
-                    match server.relay.idle {
-                        Some(d) => activity.idle_for(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    r = work => match r {
-                        Ok(()) => tracing::info!("{peer} disconnected"),
-                        Err(e) => tracing::info!("{peer} disconnected: {}", crate::error::describe_io(&e)),
-                    },
-                    _ = idle => tracing::info!("{peer} closed: idle timeout"),
-                    _ = cancel.cancelled() => {}
-                }
+                server.admit_and_serve(acc, hub, stdout_tx, cancel).await
             });
-        }
+        };
+        accept::accept_loop(&server.listener, &permits, &shutdown, &cap, refuse, serve).await;
         tracing::info!("shutting down");
         cancel.cancel();
         tracker.close();
@@ -386,6 +352,37 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         Ok(())
+    }
+
+    /// One accepted connection: the gate, then its service, until it ends,
+    /// goes idle or the server stops.
+    async fn admit_and_serve(
+        &self,
+        acc: Accepted,
+        hub: Arc<Roster>,
+        stdout_tx: mpsc::Sender<Bytes>,
+        cancel: CancellationToken,
+    ) {
+        let peer = acc.peer.clone();
+        let Some(conn) = self.gate.admit(acc).await else {
+            return;
+        };
+        let activity = Activity::new();
+        let work = self.serve_one(conn, &hub, stdout_tx, &activity);
+        let idle = async {
+            match self.relay.idle {
+                Some(d) => activity.idle_for(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = work => match r {
+                Ok(()) => tracing::info!("{peer} disconnected"),
+                Err(e) => tracing::info!("{peer} disconnected: {}", crate::error::describe_io(&e)),
+            },
+            _ = idle => tracing::info!("{peer} closed: idle timeout"),
+            _ = cancel.cancelled() => {}
+        }
     }
 
     async fn run_single(&self, local: &str, shutdown: &Shutdown) -> Result<()> {
