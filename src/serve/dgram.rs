@@ -154,7 +154,7 @@ impl Dgram {
             let data = &buf[..n];
             tracing::debug!("{n} bytes from {}", fmt_sockaddr(&from));
             if let Some(h) = &self.opts.relay.hexdump {
-                h.record(Direction::Received, data);
+                h.dump(Direction::Received, data).await;
             }
             match self.opts.service {
                 DgramService::Greet => self.reply(&greet::reply(data), &from).await,
@@ -230,7 +230,7 @@ impl Dgram {
             }
             for m in &msgs {
                 if let Some(h) = &relay.hexdump {
-                    h.record(Direction::Sent, m);
+                    h.dump(Direction::Sent, m).await;
                 }
                 for to in &targets {
                     if let Err(e) = self.sock.send_to(m, to).await {

@@ -433,7 +433,7 @@ impl Server {
                     let stdout = stdout.clone();
                     async move {
                         if let Some(h) = &relay.hexdump {
-                            h.record(Direction::Received, &data);
+                            h.dump(Direction::Received, &data).await;
                         }
                         if relay.recv {
                             // Waiting here is flow control: stdout sets the pace.
@@ -547,7 +547,7 @@ async fn stdin_to_hub(hub: Arc<Roster>, relay: RelayOpts) {
             buf[..n].to_vec()
         };
         if let Some(h) = &relay.hexdump {
-            h.record(Direction::Sent, &data);
+            h.dump(Direction::Sent, &data).await;
         }
         if hub.is_empty() {
             tracing::info!("no client connected; {} bytes of stdin dropped", data.len());
