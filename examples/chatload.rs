@@ -178,38 +178,14 @@ fn check(args: &Args) -> Result<(), String> {
     if args.lag_bytes < args.bytes as u64 {
         return Err("--lag-bytes must be at least one line (--bytes)".into());
     }
-    let need = (args.clients + args.stalled + 32) as libc::rlim_t;
-    let have = raise_nofile();
+    let need = (args.clients + args.stalled + 32) as u64;
+    let have = sockit::sock::raise_nofile_limit(need);
     if have < need {
         return Err(format!(
             "open-file limit is {have}, {need} needed; raise the hard limit (ulimit -Hn)"
         ));
     }
     Ok(())
-}
-
-/// Raises the soft open-file limit to the hard one; returns the soft limit.
-fn raise_nofile() -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 /// VmRSS of `pid` in KiB.

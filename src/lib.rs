@@ -35,3 +35,4 @@ pub mod serve;
 pub mod shutdown;
 pub mod sock;
 pub mod tls;
+pub(crate) mod util;

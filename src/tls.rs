@@ -280,6 +280,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server side of `--tls-*` flags: `None` without an identity; with
+    /// one, the config, after printing its certificate's fingerprint to
+    /// stderr (`sockit: TLS certificate SHA-256 ...`) for clients to pin.
+    pub fn announced(identity: Option<ServerIdentity>) -> Result<Option<Self>> {
+        let Some(id) = identity else {
+            return Ok(None);
+        };
+        let server = Self::new(&id)?;
+        eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
+        Ok(Some(server))
+    }
+
     /// Loads or generates the identity and builds the server config.
     pub fn new(identity: &ServerIdentity) -> Result<Self> {
         let (certs, key) = match identity {

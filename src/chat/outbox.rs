@@ -12,6 +12,7 @@
 //! than the cap. Queued bytes count against the cap; a member over it is
 //! cancelled as too slow.
 
+use crate::util::lock_unpoisoned;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -171,7 +172,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_unpoisoned(&self.state)
     }
 
     /// Sends `parts` in order: straight to the socket when the writer is idle

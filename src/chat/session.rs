@@ -11,6 +11,7 @@
 //! vectored writes, many lines per syscall. Plain TCP and Unix clients are read
 //! by readiness into a per-thread buffer, so an idle client holds no read buffer.
 
+use crate::util::sleep_until;
 use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
@@ -443,13 +444,6 @@ fn dispatch(
         hub.say_many(id, says.drain(..));
     }
     None
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Drains the member's outbox to `writer` until the member is removed and

@@ -5,6 +5,7 @@
 //! they come, and [`Pinger::tracker`] holds the numbers for the summary.
 
 use crate::shutdown::Shutdown;
+use crate::util::sleep_until;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -335,13 +336,6 @@ impl Pinger {
             message,
         };
         to.error(&e)
-    }
-}
-
-async fn sleep_until(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

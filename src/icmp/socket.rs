@@ -7,8 +7,9 @@
 //! (`SO_TIMESTAMPNS`, read with `recvmsg` together with the TTL or hop limit). This
 //! module moves bytes and control messages; what the bytes mean is [`super::packet`]'s.
 
+use crate::util::as_uninit;
 use std::io;
-use std::mem::{offset_of, size_of, MaybeUninit};
+use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -125,12 +126,6 @@ pub struct IcmpSocket {
     fd: AsyncFd<Socket>,
     kind: Kind,
     version: Version,
-}
-
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the kernel only ever
-    // writes initialised bytes into the buffer.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 fn set_opt_bytes(

@@ -10,6 +10,7 @@
 //! fan-out is capped: one datagram becomes at most `max_peers - 1` sends.
 
 use crate::shutdown::Shutdown;
+use crate::util::lock_unpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -130,7 +131,7 @@ pub async fn serve(sock: PacketSock, opts: DgramOpts, shutdown: Shutdown) -> Res
 
 impl Dgram {
     fn peers(&self) -> MutexGuard<'_, Peers> {
-        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+        lock_unpoisoned(&self.peers)
     }
 
     /// Receives and answers datagrams; returns when stdout is gone.

@@ -8,6 +8,7 @@
 //! charges what is really kept; a member on a message socket gets a message
 //! outbox, which keeps each message's boundary (charged too).
 
+use crate::util::lock_unpoisoned;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,7 @@ impl Roster {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Member>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+        lock_unpoisoned(&self.members)
     }
 
     /// Adds a member; `messages` for a message socket (boundaries kept).

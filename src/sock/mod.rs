@@ -170,11 +170,12 @@ pub fn fmt_ip(addr: SocketAddr) -> String {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, so a server can hold
-/// `want` descriptors; warns when even the hard limit is lower.
-pub fn raise_nofile_limit(want: u64) {
+/// `want` descriptors; warns when even the hard limit is lower. Returns the
+/// soft limit now in force (0 when it cannot be read).
+pub fn raise_nofile_limit(want: u64) -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
+        return 0;
     };
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         soft = hard;
@@ -185,4 +186,5 @@ pub fn raise_nofile_limit(want: u64) {
             want.saturating_sub(64)
         );
     }
+    soft
 }

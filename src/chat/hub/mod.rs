@@ -20,6 +20,7 @@
 
 pub mod event;
 
+use crate::util::lock_unpoisoned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -255,7 +256,7 @@ impl ChatHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+        lock_unpoisoned(&self.state)
     }
 
     /// Releases the hub's lock, then writes the bytes queued under it: no
@@ -603,7 +604,7 @@ impl ChatHub {
     /// protocol in the room) and hands them to the shards; false if there
     /// were none.
     fn collect(&self) -> bool {
-        let _collecting = lock(&self.collecting);
+        let _collecting = lock_unpoisoned(&self.collecting);
         let taken = {
             let mut st = self.lock();
             let dirty = std::mem::take(&mut st.dirty);
@@ -685,7 +686,7 @@ impl ChatHub {
             }));
         }
         for shard in &self.shards {
-            lock(&shard.queue).extend(batches.iter().cloned());
+            lock_unpoisoned(&shard.queue).extend(batches.iter().cloned());
             shard.ready.notify_one();
         }
         self.drained.notify_waiters();
@@ -696,9 +697,9 @@ impl ChatHub {
         let shard = &self.shards[n];
         let mut slow = Vec::new();
         {
-            let _fanning = lock(&shard.fanning);
+            let _fanning = lock_unpoisoned(&shard.fanning);
             loop {
-                let Some(batch) = lock(&shard.queue).pop_front() else {
+                let Some(batch) = lock_unpoisoned(&shard.queue).pop_front() else {
                     break;
                 };
                 fan_out(&batch, n, self.shards.len(), &mut slow);
@@ -1026,10 +1027,6 @@ fn enter_room(st: &mut State, room: &str, seat: Seat, nick: &str) -> Arc<str> {
     Arc::make_mut(&mut r.members).push(seat);
     r.names.insert(nick_key(nick), nick.to_string());
     r.name.clone()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Fan-out shards: one per thread the machine runs at once, at most four.
