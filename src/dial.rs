@@ -46,7 +46,7 @@ pub async fn dial_until(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Re
     let Some(tls_opts) = &opts.tls else {
         return Ok(conn);
     };
-    let client = tls::Client::new(tls_opts, &tls_name(ep))?;
+    let client = tls::TlsClient::new(tls_opts, &tls_name(ep))?;
     let what = format!("TLS handshake with {ep}");
     let handshake = async {
         let stream: BoxStream = match conn.link {

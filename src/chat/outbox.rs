@@ -101,7 +101,7 @@ pub fn advance(
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct OutboxState {
     /// Bytes waiting for the writer, in order, in the member's own buffer:
     /// never a slice of a room's batch, so what is queued is what is kept alive.
     queue: BytesMut,
@@ -125,7 +125,7 @@ const MIN_QUEUE_BUF: usize = 1024;
 /// Lines waiting for one member, shared by the hub and the member's session.
 #[derive(Debug)]
 pub struct Outbox {
-    state: Mutex<State>,
+    state: Mutex<OutboxState>,
     ready: Notify,
     sink: Option<Sink>,
     max: usize,
@@ -148,7 +148,7 @@ impl Outbox {
     /// An outbox holding at most `max` queued bytes, writing directly to `sink` when it can.
     pub fn new(sink: Option<Sink>, max: usize, kill: CancellationToken) -> Arc<Self> {
         Arc::new(Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(OutboxState::default()),
             ready: Notify::new(),
             sink,
             max,
@@ -162,7 +162,7 @@ impl Outbox {
     /// charged its bytes plus [`MESSAGE_COST`]. No direct writes.
     pub fn for_messages(max: usize, kill: CancellationToken) -> Arc<Self> {
         Arc::new(Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(OutboxState::default()),
             ready: Notify::new(),
             sink: None,
             max,
@@ -171,7 +171,7 @@ impl Outbox {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
         lock_unpoisoned(&self.state)
     }
 
@@ -221,7 +221,7 @@ impl Outbox {
     /// member if that would pass the cap.
     fn queue_locked(
         &self,
-        st: &mut State,
+        st: &mut OutboxState,
         parts: &[Bytes],
         (skip, offset): (usize, usize),
     ) -> Pushed {

@@ -221,7 +221,7 @@ pub struct Flood {
 }
 
 /// What flood control makes of one more input line.
-pub enum Verdict {
+pub enum FloodVerdict {
     /// Take it.
     Pass,
     /// Drop it; `warn`: tell the client (at most once a second).
@@ -247,10 +247,10 @@ impl Flood {
     }
 
     /// Judges one more input line.
-    pub fn judge(&mut self) -> Verdict {
+    pub fn judge(&mut self) -> FloodVerdict {
         let now = Instant::now();
         if self.bucket.take(now) {
-            return Verdict::Pass;
+            return FloodVerdict::Pass;
         }
         if now.duration_since(self.window_start) > Duration::from_secs(10) {
             self.window_start = now;
@@ -258,7 +258,7 @@ impl Flood {
         }
         self.dropped += 1;
         if self.dropped > self.limit {
-            return Verdict::Disconnect;
+            return FloodVerdict::Disconnect;
         }
         let warn = self
             .warned
@@ -266,7 +266,7 @@ impl Flood {
         if warn {
             self.warned = Some(now);
         }
-        Verdict::Drop { warn }
+        FloodVerdict::Drop { warn }
     }
 }
 
@@ -420,14 +420,14 @@ fn dispatch(
             }
         };
         match flood.judge() {
-            Verdict::Pass => {}
-            Verdict::Drop { warn } => {
+            FloodVerdict::Pass => {}
+            FloodVerdict::Drop { warn } => {
                 if warn {
                     hub.refuse(id, Refusal::SlowDown(limits.rate));
                 }
                 continue;
             }
-            Verdict::Disconnect => return Some("flooding".into()),
+            FloodVerdict::Disconnect => return Some("flooding".into()),
         }
         if !text.starts_with('/') {
             says.push(text);

@@ -148,7 +148,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let Bound::Stream(listener) = bound else {
         return Err(Error::Usage("chat needs a stream endpoint".into()));
     };
-    let tls = tls::Server::announced(args.tls.identity())?;
+    let tls = tls::TlsServer::announced(args.tls.identity())?;
     tracing::info!(
         "chat listening on {} ({})",
         listener.local_addr(),

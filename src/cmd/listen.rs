@@ -10,7 +10,7 @@ use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
 use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
-use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
+use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Server, ServerLimits, Service};
 use crate::sock::{fmt_sockaddr, PacketSock};
 use crate::tls;
 
@@ -162,7 +162,7 @@ pub async fn run(args: Args) -> Result<()> {
             return serve_dgram(s, opts, shutdown).await;
         }
     };
-    let tls = tls::Server::announced(identity)?;
+    let tls = tls::TlsServer::announced(identity)?;
     tracing::info!("listening on {} ({})", listener.local_addr(), ep.proto());
     let server = Server {
         listener,
@@ -205,13 +205,13 @@ fn check_endpoint(ep: &Endpoint, service: &Service, tls: bool) -> Result<()> {
 }
 
 impl Args {
-    fn limits(&self) -> Limits {
-        Limits {
+    fn limits(&self) -> ServerLimits {
+        ServerLimits {
             max_conns: self.max_conns as usize,
             max_line: self.max_line as usize,
             flush_partial: self.flush_partial,
             max_queue: self.max_queue as usize,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 

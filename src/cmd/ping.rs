@@ -153,13 +153,13 @@ async fn resolve(text: &str, family: Family) -> Result<SocketAddr> {
 }
 
 /// Lines to stdout, flushed one by one; a closed stdout is reported, not fatal.
-struct Output {
+struct Printer {
     json: bool,
     quiet: bool,
     closed: bool,
 }
 
-impl Output {
+impl Printer {
     fn line(&mut self, text: &str) -> Result<()> {
         if self.closed {
             return Ok(());
@@ -176,7 +176,7 @@ impl Output {
     }
 }
 
-impl Reporter for Output {
+impl Reporter for Printer {
     fn reply(&mut self, r: &Reply) -> Result<()> {
         if self.quiet {
             return Ok(());
@@ -250,7 +250,7 @@ pub async fn run(args: Args) -> Result<u8> {
         timeout: args.timeout,
         deadline: args.deadline,
     })?;
-    let mut out = Output {
+    let mut out = Printer {
         json: args.json,
         quiet: args.quiet,
         closed: false,

@@ -104,7 +104,7 @@ async fn blocking(fd: OwnedFd, peer: &str, opts: &RelayOpts) -> Result<Stats> {
     socket2::SockRef::from(&fd)
         .set_nonblocking(false)
         .map_err(|e| Error::io("cannot configure the socket", e))?;
-    let plan = splice::Plan {
+    let plan = splice::SpliceOpts {
         send: opts.send,
         recv: opts.recv,
         shutdown_on_eof: opts.shutdown_on_eof,

@@ -39,7 +39,7 @@ use crate::tls;
 
 pub use acl::Acl;
 pub use exec::ExecSpec;
-use hub::Roster;
+use hub::FanOut;
 
 /// What each accepted connection gets.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub enum Service {
 
 /// Caps on what peers can make the server hold.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ServerLimits {
     /// Most connections served at once; more are accepted and closed.
     pub max_conns: usize,
     /// Greeting: longest message before it is cut.
@@ -71,9 +71,9 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
-impl Default for Limits {
+impl Default for ServerLimits {
     fn default() -> Self {
-        Limits {
+        ServerLimits {
             max_conns: 1000,
             max_line: 64 * 1024,
             flush_partial: Duration::from_millis(250),
@@ -238,7 +238,7 @@ pub struct Server {
     /// Access list and TLS.
     pub gate: Gate,
     /// Caps.
-    pub limits: Limits,
+    pub limits: ServerLimits,
     /// Serve clients concurrently and keep going (`-k`).
     pub keep_open: bool,
     /// stdin/stdout behaviour.
@@ -250,7 +250,7 @@ pub struct Server {
 #[derive(Clone)]
 pub struct Gate {
     /// TLS, if serving it.
-    pub tls: Option<tls::Server>,
+    pub tls: Option<tls::TlsServer>,
     /// Who may connect.
     pub acl: Acl,
     /// Longest a TLS handshake may take.
@@ -317,7 +317,7 @@ impl Server {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(server.limits.max_conns));
-        let hub = Roster::new(server.limits.max_queue);
+        let hub = FanOut::new(server.limits.max_queue);
         let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
         if matches!(server.service, Service::Stdio) {
             tracker.spawn(stdout_writer(stdout_rx, cancel.clone()));
@@ -359,7 +359,7 @@ impl Server {
     async fn admit_and_serve(
         &self,
         acc: Accepted,
-        hub: Arc<Roster>,
+        hub: Arc<FanOut>,
         stdout_tx: mpsc::Sender<Bytes>,
         cancel: CancellationToken,
     ) {
@@ -411,7 +411,7 @@ impl Server {
     async fn serve_one(
         &self,
         conn: Conn,
-        hub: &Arc<Roster>,
+        hub: &Arc<FanOut>,
         stdout: mpsc::Sender<Bytes>,
         activity: &Activity,
     ) -> io::Result<()> {
@@ -461,7 +461,7 @@ const MEMBER_CHUNK: usize = 16 * 1024;
 /// `sink` (called with the member's own id).
 async fn member<F, Fut>(
     conn: Conn,
-    hub: &Arc<Roster>,
+    hub: &Arc<FanOut>,
     activity: &Activity,
     sink: F,
 ) -> io::Result<()>
@@ -532,7 +532,7 @@ async fn stdout_writer(mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken)
     }
 }
 
-async fn stdin_to_hub(hub: Arc<Roster>, relay: RelayOpts) {
+async fn stdin_to_hub(hub: Arc<FanOut>, relay: RelayOpts) {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut crlf = Crlf::default();

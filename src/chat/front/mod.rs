@@ -1,5 +1,5 @@
 //! Front-ends: one per protocol. Each turns a member's input into hub
-//! [`Command`](super::hub::Command)s and hub [`RoomEvent`]s into its own bytes.
+//! [`HubCommand`](super::hub::HubCommand)s and hub [`RoomEvent`]s into its own bytes.
 //!
 //! The seam is [`Protocol`]: every member is tagged with one when it joins
 //! ([`ChatHub::join`](super::hub::ChatHub::join)), and the hub encodes each

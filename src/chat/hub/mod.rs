@@ -29,7 +29,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use self::event::{now_ms, Command, EventKind, Id, Notice, Refusal, RoomEvent};
+pub use self::event::{now_ms, EventKind, HubCommand, Id, Notice, Refusal, RoomEvent};
 use super::front::Protocol;
 use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_nick, check_room, nick_key, MAX_LISTED};
@@ -90,12 +90,12 @@ struct Room {
     /// Members who came in while events were pending, and how many of them
     /// predate each (not theirs to receive).
     entered: Vec<(Id, usize)>,
-    /// Listed in `State::dirty`.
+    /// Listed in `HubState::dirty`.
     dirty: bool,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct HubState {
     members: HashMap<Id, Member>,
     /// Case-folded nick -> member.
     nicks: HashMap<String, Id>,
@@ -127,7 +127,7 @@ pub struct FanOutStats {
 /// The hub.
 #[derive(Debug)]
 pub struct ChatHub {
-    state: Mutex<State>,
+    state: Mutex<HubState>,
     max_queue: usize,
     /// About the bytes in every room's pending events.
     pending: AtomicUsize,
@@ -237,10 +237,10 @@ impl ChatHub {
     /// A hub whose members may each have `max_queue` bytes waiting.
     pub fn new(max_queue: usize) -> Arc<Self> {
         Arc::new(ChatHub {
-            state: Mutex::new(State {
+            state: Mutex::new(HubState {
                 next_id: 1,
                 next_guest: 1,
-                ..State::default()
+                ..HubState::default()
             }),
             max_queue,
             pending: AtomicUsize::new(0),
@@ -255,14 +255,14 @@ impl ChatHub {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
         lock_unpoisoned(&self.state)
     }
 
     /// Releases the hub's lock, then writes the bytes queued under it: no
     /// socket call is made while the hub is locked. Each member's bytes were
     /// queued in order under the lock, and are written from its queue's head.
-    fn unlock(&self, mut st: MutexGuard<'_, State>) {
+    fn unlock(&self, mut st: MutexGuard<'_, HubState>) {
         let touched = std::mem::take(&mut st.touched);
         drop(st);
         for out in touched {
@@ -362,7 +362,7 @@ impl ChatHub {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         nick: Arc<str>,
         protocol: Protocol,
         operator: bool,
@@ -404,7 +404,7 @@ impl ChatHub {
 
     /// Queues `ev` for one member, encoded for its protocol, to be written
     /// once the lock is released; drops the member if it is too slow.
-    fn deliver(&self, st: &mut State, to: Id, ev: &RoomEvent) {
+    fn deliver(&self, st: &mut HubState, to: Id, ev: &RoomEvent) {
         let slow = match st.members.get(&to) {
             Some(m) => {
                 let data = m.protocol.encode(ev);
@@ -423,7 +423,7 @@ impl ChatHub {
     }
 
     /// An event for member `to` alone, in its room, outside the room's sequence.
-    fn reply(&self, st: &mut State, to: Id, kind: EventKind) {
+    fn reply(&self, st: &mut HubState, to: Id, kind: EventKind) {
         let Some(m) = st.members.get(&to) else {
             return;
         };
@@ -441,7 +441,7 @@ impl ChatHub {
     /// `author`; returns the last one's sequence number (0 without a room).
     fn post(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         room: &str,
         author: Option<Id>,
         events: impl IntoIterator<Item = (Arc<str>, EventKind)>,
@@ -487,7 +487,7 @@ impl ChatHub {
     /// operator wherever it is.
     fn announce(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         room: &str,
         except: Option<Id>,
         from: Arc<str>,
@@ -515,7 +515,7 @@ impl ChatHub {
     }
 
     /// Takes a member out and tells the room (and the operator) why.
-    fn remove(&self, st: &mut State, id: Id, reason: &str) {
+    fn remove(&self, st: &mut HubState, id: Id, reason: &str) {
         let Some(m) = st.members.remove(&id) else {
             return;
         };
@@ -533,7 +533,7 @@ impl ChatHub {
         self.announce(st, &m.room, None, m.nick.clone(), left);
     }
 
-    fn leave_room(&self, st: &mut State, id: Id, nick: &str, room: &str) {
+    fn leave_room(&self, st: &mut HubState, id: Id, nick: &str, room: &str) {
         let Some(r) = st.rooms.get_mut(room) else {
             return;
         };
@@ -754,14 +754,14 @@ impl ChatHub {
     }
 
     /// Carries out one command of member `id`.
-    pub fn command(&self, id: Id, cmd: Command) -> Flow {
+    pub fn command(&self, id: Id, cmd: HubCommand) -> Flow {
         let mut st = self.lock();
         let flow = self.command_locked(&mut st, id, cmd);
         self.unlock(st);
         flow
     }
 
-    fn command_locked(&self, st: &mut State, id: Id, cmd: Command) -> Flow {
+    fn command_locked(&self, st: &mut HubState, id: Id, cmd: HubCommand) -> Flow {
         let Some(m) = st.members.get(&id) else {
             return Flow::Continue;
         };
@@ -772,44 +772,44 @@ impl ChatHub {
             operator: m.operator,
         };
         match cmd {
-            Command::Say(text) => {
+            HubCommand::Say(text) => {
                 if !text.trim().is_empty() {
                     let said = (me.nick.clone(), EventKind::Message { text });
                     self.post(st, &me.room, Some(id), [said]);
                 }
             }
-            Command::Action(text) => {
+            HubCommand::Action(text) => {
                 let did = (me.nick.clone(), EventKind::Action { text });
                 self.post(st, &me.room, Some(id), [did]);
             }
-            Command::Nick(new) => self.rename(st, &me, &new),
-            Command::Who => self.who(st, &me),
-            Command::Rooms => self.list_rooms(st, &me),
-            Command::Msg { to, text } => self.private(st, &me, &to, text),
-            Command::Join(room) => self.move_to(st, &me, &room),
-            Command::Quit(reason) => {
+            HubCommand::Nick(new) => self.rename(st, &me, &new),
+            HubCommand::Who => self.who(st, &me),
+            HubCommand::Rooms => self.list_rooms(st, &me),
+            HubCommand::Msg { to, text } => self.private(st, &me, &to, text),
+            HubCommand::Join(room) => self.move_to(st, &me, &room),
+            HubCommand::Quit(reason) => {
                 return Flow::Quit(match reason {
                     Some(r) => format!("quit: {r}"),
                     None => "quit".to_string(),
                 });
             }
-            Command::Help => {
+            HubCommand::Help => {
                 let help = Notice::Help {
                     operator: me.operator,
                 };
                 self.reply(st, id, EventKind::Notice(help));
             }
-            Command::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
+            HubCommand::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
         }
         Flow::Continue
     }
 
-    fn error(&self, st: &mut State, id: Id, refusal: Refusal) {
+    fn error(&self, st: &mut HubState, id: Id, refusal: Refusal) {
         self.reply(st, id, EventKind::Error(refusal));
     }
 
     /// Nick changes.
-    fn rename(&self, st: &mut State, me: &Caller, new: &str) {
+    fn rename(&self, st: &mut HubState, me: &Caller, new: &str) {
         let id = me.id;
         let key = nick_key(new);
         if let Err(e) = check_nick(new) {
@@ -850,7 +850,7 @@ impl ChatHub {
 
     /// `who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
     /// index, so the cost is what is listed, not the room's size.
-    fn who(&self, st: &mut State, me: &Caller) {
+    fn who(&self, st: &mut HubState, me: &Caller) {
         let (total, nicks) = st.rooms.get(&me.room).map_or((0, Vec::new()), |r| {
             (
                 r.names.len(),
@@ -866,7 +866,7 @@ impl ChatHub {
     }
 
     /// `rooms`.
-    fn list_rooms(&self, st: &mut State, me: &Caller) {
+    fn list_rooms(&self, st: &mut HubState, me: &Caller) {
         let mut rooms: Vec<(String, usize)> = st
             .rooms
             .iter()
@@ -880,7 +880,7 @@ impl ChatHub {
     }
 
     /// A private message.
-    fn private(&self, st: &mut State, me: &Caller, to: &str, text: String) {
+    fn private(&self, st: &mut HubState, me: &Caller, to: &str, text: String) {
         match st.nicks.get(&nick_key(to)).copied() {
             Some(target) if target != me.id => {
                 let Some(target_nick) = st.members.get(&target).map(|m| m.nick.clone()) else {
@@ -909,7 +909,7 @@ impl ChatHub {
     }
 
     /// Moves a member to another room.
-    fn move_to(&self, st: &mut State, me: &Caller, new_room: &str) {
+    fn move_to(&self, st: &mut HubState, me: &Caller, new_room: &str) {
         let (id, nick, room) = (me.id, me.nick.clone(), me.room.clone());
         if let Err(e) = check_room(new_room) {
             return self.error(st, id, Refusal::BadRoom(e));
@@ -944,7 +944,7 @@ impl ChatHub {
     }
 
     /// Kicks, for the operator.
-    fn kick(&self, st: &mut State, me: &Caller, target: &str, reason: Option<String>) {
+    fn kick(&self, st: &mut HubState, me: &Caller, target: &str, reason: Option<String>) {
         if !me.operator {
             return self.error(st, me.id, Refusal::NotOperator);
         }
@@ -1009,7 +1009,7 @@ impl ChatHub {
 }
 
 /// Seats a member in `room` (created if need be); returns the room's name.
-fn enter_room(st: &mut State, room: &str, seat: Seat, nick: &str) -> Arc<str> {
+fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str> {
     let r = match st.rooms.get_mut(room) {
         Some(r) => r,
         None => {
