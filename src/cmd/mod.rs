@@ -88,8 +88,7 @@ impl Command {
     pub fn error_exit_code(&self) -> fn(&Error) -> u8 {
         match self {
             Command::Http(_) => http::exit_code,
-            // iputils' numbering: 1 means "no reply", so every error is 2.
-            Command::Ping(_) => |_| 2,
+            Command::Ping(_) => ping::exit_code,
             Command::Connect(_) | Command::Listen(_) | Command::Chat(_) => {
                 |e| e.class().exit_code()
             }
