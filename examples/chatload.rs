@@ -179,7 +179,7 @@ fn check(args: &Args) -> Result<(), String> {
         return Err("--lag-bytes must be at least one line (--bytes)".into());
     }
     let need = (args.clients + args.stalled + 32) as u64;
-    let have = sockit::sock::raise_nofile_limit(need);
+    let have = sockit::raise_nofile_limit(need);
     if have < need {
         return Err(format!(
             "open-file limit is {have}, {need} needed; raise the hard limit (ulimit -Hn)"

@@ -1,7 +1,7 @@
 //! `sockit chat join`: the chat client's I/O. Connects (TCP, Unix, TLS over
 //! either), sends the nick, then moves lines both ways until the server closes:
 //! input lines to the server as they are, server lines through
-//! [`ServerEvent`](super::event::ServerEvent) (sanitized, classified) to the terminal or as
+//! `ServerEvent` (sanitized, classified) to the terminal or as
 //! JSON. Optionally reconnects with backoff and restores the nick.
 //!
 //! Input comes either from an interactive line editor (rustyline, on its own

@@ -329,7 +329,8 @@ impl Outbox {
         }
     }
 
-    /// Everything queued, without waiting (tests and the console).
+    /// Everything queued, without waiting (tests).
+    #[cfg(test)]
     pub fn try_take(&self) -> Option<Bytes> {
         let mut st = self.lock();
         if st.queue.is_empty() {
@@ -339,11 +340,6 @@ impl Outbox {
         st.queued -= b.len() + st.bounds.len() * MESSAGE_COST;
         st.bounds.clear();
         Some(b)
-    }
-
-    /// True once the member fell too far behind.
-    pub fn is_killed(&self) -> bool {
-        self.kill.is_cancelled()
     }
 }
 

@@ -503,7 +503,8 @@ impl ServerLine<'_> {
     }
 
     /// The line with its newline, ready to send.
-    pub fn to_bytes(&self) -> bytes::Bytes {
+    #[cfg(test)]
+    pub fn to_bytes(self) -> bytes::Bytes {
         let mut buf = Vec::new();
         self.append_to(&mut buf);
         bytes::Bytes::from(buf)

@@ -1,7 +1,8 @@
-//! The chat server: accept loops, client cap, graceful shutdown.
+//! The chat server: one accept loop per listener (`serve::accept`), the
+//! shared client cap, graceful shutdown.
 //!
 //! Takes already-bound listeners, each with its front-end's protocol, and a
-//! shutdown future, so tests bind `127.0.0.1:0` and the CLI binds what the
+//! [`Shutdown`], so tests bind `127.0.0.1:0` and the CLI binds what the
 //! user asked for. Every listener feeds one hub and draws from one
 //! `--max-clients` pool.
 
@@ -55,7 +56,7 @@ pub struct ChatServer {
 
 /// What every listener and connection task of one server shares.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The hub.
     pub hub: Arc<ChatHub>,
     /// Per-client limits.
@@ -138,7 +139,7 @@ impl ChatServer {
 /// the shared pool first (a connection still in its TLS handshake counts as
 /// a client, so stalled handshakes cannot pile up), passes the gate, then
 /// gets its protocol's session.
-pub async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown) {
+pub(crate) async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown) {
     let gate = Arc::new(l.gate);
     let (protocol, max) = (l.protocol, shared.max_clients);
     let cap = format!("{max} clients already (--max-clients)");

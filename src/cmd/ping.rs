@@ -2,7 +2,7 @@
 //! socket), printed the way iputils `ping` prints it.
 //!
 //! This file owns the flags and what goes to stdout; the send/receive loop
-//! ([`crate::icmp::pinger`]), packets, bookkeeping and wording live in [`crate::icmp`].
+//! (`icmp::pinger`), packets, bookkeeping and wording live in `icmp`.
 
 use crate::shutdown::Shutdown;
 use std::io::{self, Write};

@@ -119,8 +119,6 @@ pub enum PacketError {
     NotIpv4,
     /// The IPv4 header length field is below 20 bytes or beyond the packet.
     BadHeaderLength,
-    /// The IPv4 header does not carry ICMP.
-    NotIcmp,
 }
 
 impl fmt::Display for PacketError {
@@ -129,7 +127,6 @@ impl fmt::Display for PacketError {
             PacketError::Truncated => "truncated packet",
             PacketError::NotIpv4 => "not an IPv4 packet",
             PacketError::BadHeaderLength => "bad IPv4 header length",
-            PacketError::NotIcmp => "not an ICMP packet",
         })
     }
 }

@@ -6,7 +6,7 @@
 //! themselves live in `serve`.
 
 pub mod hexdump;
-pub mod splice;
+pub(crate) mod splice;
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,17 +1,18 @@
-//! Serving accepted connections for `listen`: the accept loop (limits, access
-//! lists, TLS handshakes, graceful shutdown) and the per-connection services:
-//! stdio relay, greet, echo, broker and exec.
+//! Serving accepted connections for `listen`: binding, the server (limits,
+//! access lists, TLS handshakes, graceful shutdown) on the accept loop it
+//! shares with the chat (`accept`), and the per-connection services: stdio
+//! relay, greet, echo, broker and exec; datagram endpoints in [`dgram`].
 //!
-//! Servers take an already-bound listener and a shutdown future, so tests can
+//! Servers take an already-bound listener and a [`Shutdown`], so tests can
 //! bind `127.0.0.1:0` and the CLI binds what the user asked for.
 
-pub mod accept;
-pub mod acl;
+pub(crate) mod accept;
+pub(crate) mod acl;
 pub mod dgram;
-pub mod echo;
-pub mod exec;
-pub mod greet;
-pub mod hub;
+pub(crate) mod echo;
+pub(crate) mod exec;
+pub(crate) mod greet;
+pub(crate) mod hub;
 
 use crate::shutdown::Shutdown;
 use std::future::Future;

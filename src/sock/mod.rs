@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use crate::error::{Error, Result};
 
 pub use packet::{PacketListener, PacketSock};
-pub use unix::{bind_unix, connect_unix, unix_sockaddr, UnixBound, UnixPathGuard};
+pub use unix::{bind_unix, connect_unix, UnixPathGuard};
 
 /// Socket options a user can set from the command line (the tutorial's `setsockopt`).
 #[derive(Debug, Clone, Default)]

@@ -2,8 +2,6 @@
 //! lines of [`ServerLine`] (the grammar lives in `chat::protocol`, shared
 //! with the client's classifier, `chat::event`).
 
-use std::io::Write;
-
 use crate::chat::hub::{ChatHub, EventKind, Flow, HubCommand, Id, Notice, Refusal, RoomEvent};
 use crate::chat::protocol::{
     parse, Input, ServerLine, HELP_LINES, MAX_LISTED, OPERATOR_HELP, SHUTTING_DOWN,
@@ -74,11 +72,7 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
             reason: reason.as_deref(),
         }
         .append_to(out),
-        EventKind::Error(e) => {
-            out.extend_from_slice(b"! ");
-            let _ = write!(out, "{e}");
-            out.push(b'\n');
-        }
+        EventKind::Error(e) => ServerLine::Error(&e.to_string()).append_to(out),
     }
 }
 

@@ -19,7 +19,7 @@ pub enum Protocol {
     Line = 0,
     /// WebSocket with one JSON object per text frame.
     ///
-    /// Not wired yet: [`web_stub`] writes JSON lines so the hub's
+    /// Not wired yet: `web_stub` writes JSON lines so the hub's
     /// per-protocol batching can be tested; the web front-end replaces it
     /// with complete, unmasked WebSocket text frames (shared by every web
     /// member of the room, like line bytes).

@@ -290,11 +290,6 @@ impl ChatHub {
         self.lock().members.len()
     }
 
-    /// True with no members.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The nick of a member, if still present.
     pub fn nick(&self, id: Id) -> Option<String> {
         self.lock().members.get(&id).map(|m| m.nick.to_string())
