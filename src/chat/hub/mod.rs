@@ -644,42 +644,7 @@ impl ChatHub {
             return false;
         }
         // Encoding happens outside the hub's lock: members keep talking.
-        let mut batches = Vec::with_capacity(taken.len());
-        for t in taken {
-            let Taken {
-                events,
-                cost,
-                protocols,
-                runs,
-                authors,
-                entered,
-                roster,
-            } = t;
-            let mut encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT] = Default::default();
-            for p in Protocol::ALL {
-                if protocols[p.index()] == 0 {
-                    continue;
-                }
-                let mut data = Vec::with_capacity(cost);
-                let mut ends = Vec::with_capacity(events.len());
-                for ev in &events {
-                    p.encode_event(ev, &mut data);
-                    ends.push(data.len());
-                }
-                encoded[p.index()] = Some((Bytes::from(data), ends));
-                self.encodings.fetch_add(1, Ordering::Relaxed);
-            }
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.events
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            batches.push(Arc::new(Batch {
-                encoded,
-                runs,
-                authors,
-                entered,
-                roster,
-            }));
-        }
+        let batches: Vec<Arc<Batch>> = taken.into_iter().map(|t| self.encode(t)).collect();
         for shard in &self.shards {
             lock_unpoisoned(&shard.queue).extend(batches.iter().cloned());
             shard.ready.notify_one();
@@ -687,6 +652,45 @@ impl ChatHub {
         self.drained.notify_waiters();
         true
     }
+
+    /// One room's taken events as a batch: encoded once per protocol present
+    /// in the room.
+    fn encode(&self, t: Taken) -> Arc<Batch> {
+        let Taken {
+            events,
+            cost,
+            protocols,
+            runs,
+            authors,
+            entered,
+            roster,
+        } = t;
+        let mut encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT] = Default::default();
+        for p in Protocol::ALL {
+            if protocols[p.index()] == 0 {
+                continue;
+            }
+            let mut data = Vec::with_capacity(cost);
+            let mut ends = Vec::with_capacity(events.len());
+            for ev in &events {
+                p.encode_event(ev, &mut data);
+                ends.push(data.len());
+            }
+            encoded[p.index()] = Some((Bytes::from(data), ends));
+            self.encodings.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Arc::new(Batch {
+            encoded,
+            runs,
+            authors,
+            entered,
+            roster,
+        })
+    }
+
     /// Writes shard `n`'s queued batches, then drops the members found too slow.
     fn fan_out_shard(&self, n: usize) {
         let shard = &self.shards[n];
