@@ -178,38 +178,14 @@ fn check(args: &Args) -> Result<(), String> {
     if args.lag_bytes < args.bytes as u64 {
         return Err("--lag-bytes must be at least one line (--bytes)".into());
     }
-    let need = (args.clients + args.stalled + 32) as libc::rlim_t;
-    let have = raise_nofile();
+    let need = (args.clients + args.stalled + 32) as u64;
+    let have = sockit::raise_nofile_limit(need);
     if have < need {
         return Err(format!(
             "open-file limit is {have}, {need} needed; raise the hard limit (ulimit -Hn)"
         ));
     }
     Ok(())
-}
-
-/// Raises the soft open-file limit to the hard one; returns the soft limit.
-fn raise_nofile() -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 /// VmRSS of `pid` in KiB.
@@ -953,33 +929,26 @@ impl Report {
     }
 }
 
-async fn run(a: &Args) -> Report {
-    let mut rep = Report::default();
-    let sampler = a.server_pid.map(RssSampler::start);
-    if let Some(s) = &sampler {
-        rep.rss_base_kib = s.now();
-        if rep.rss_base_kib.is_none() {
-            rep.error = Some(format!("cannot read /proc/{}/status", s.pid));
-            rep.fatal = true;
-            return rep;
-        }
-    }
-    let sh = Arc::new(Shared {
-        base: Instant::now(),
-        senders: a.senders,
-        messages: a.messages,
-        pacer: Pacer::new((a.lag_bytes / a.bytes as u64).max(1), a.senders, a.clients),
-        lines: AtomicU64::new(0),
-        unique: AtomicU64::new(0),
-        last_delivery: AtomicU64::new(0),
-        closed: AtomicU64::new(0),
-    });
-    let stop = CancellationToken::new();
+/// What the connect phase leaves: one reader task per normal client, their
+/// write halves (by client number), and the stalled clients' sockets.
+struct Clients {
+    readers: JoinSet<ClientEnd>,
+    writers: Arc<Mutex<Vec<(usize, OwnedWriteHalf)>>>,
+    stalled: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+/// Connects every client (normal ones first, then the stalled ones), each
+/// bounded by --connect-timeout; records connect and greeting times in `rep`,
+/// and marks it fatal if any client failed.
+async fn connect_all(
+    a: &Args,
+    sh: &Arc<Shared>,
+    stop: &CancellationToken,
+    rep: &mut Report,
+) -> Clients {
     let mut readers: JoinSet<ClientEnd> = JoinSet::new();
     let writers: Arc<Mutex<Vec<(usize, OwnedWriteHalf)>>> = Arc::default();
     let stalled: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-
-    // Connect: normal clients first, then the stalled ones.
     let total = a.clients + a.stalled;
     let limit = Duration::from_secs_f64(a.connect_timeout);
     let permits = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
@@ -1045,15 +1014,17 @@ async fn run(a: &Args) -> Report {
             first_failure.unwrap_or_default()
         ));
         rep.fatal = true;
-        stop.cancel();
-        while readers.join_next().await.is_some() {}
-        if let Some(s) = sampler {
-            rep.rss_peak_kib = Some(s.finish());
-        }
-        return rep;
     }
+    Clients {
+        readers,
+        writers,
+        stalled,
+    }
+}
 
-    // Settle: wait for the join announcements to stop arriving.
+/// Waits (bounded by --settle-timeout) for the join announcements to stop
+/// arriving: --quiet-ms without a new line.
+async fn settle(a: &Args, sh: &Shared, rep: &mut Report) {
     let t1 = Instant::now();
     let quiet = Duration::from_millis(a.quiet_ms);
     let settle_limit = Duration::from_secs_f64(a.settle_timeout);
@@ -1074,11 +1045,21 @@ async fn run(a: &Args) -> Report {
         }
     }
     rep.settle_s = last_change.saturating_duration_since(t1).as_secs_f64();
-    if let Some(s) = &sampler {
-        rep.rss_idle_kib = s.now();
-    }
+}
 
-    // Send.
+/// What the send phase leaves.
+struct Sent {
+    /// Every client's write half, kept open until the end.
+    keep: Vec<OwnedWriteHalf>,
+    /// The first failure, if any.
+    error: Option<String>,
+    /// When the first line could leave (ns since `Shared::base`).
+    first_send: u64,
+}
+
+/// Sends --messages lines from each of the first --senders clients, paced,
+/// bounded by --send-timeout; records the lines sent and expected in `rep`.
+async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Report) -> Sent {
     let plan = Arc::new(SendPlan {
         senders: a.senders,
         messages: a.messages,
@@ -1102,7 +1083,7 @@ async fn run(a: &Args) -> Report {
     let first_send = sh.now_ns();
     // Write halves of the clients that only read stay here until the end.
     let mut keep = Vec::new();
-    for (id, w) in std::mem::take(&mut *writers.lock().expect("lock")) {
+    for (id, w) in std::mem::take(&mut *clients.writers.lock().expect("lock")) {
         if id < a.senders {
             sending.spawn(send_lines(id, w, plan.clone(), sh.clone()));
         } else {
@@ -1135,8 +1116,63 @@ async fn run(a: &Args) -> Report {
     pacing.cancel();
     rep.sent = sh.pacer.sent.load(Ordering::Relaxed);
     rep.expected = rep.sent * (a.clients as u64).saturating_sub(1);
+    Sent {
+        keep,
+        error: send_error,
+        first_send,
+    }
+}
 
-    // Drain: wait for the outstanding deliveries.
+async fn run(a: &Args) -> Report {
+    let mut rep = Report::default();
+    let sampler = a.server_pid.map(RssSampler::start);
+    if let Some(s) = &sampler {
+        rep.rss_base_kib = s.now();
+        if rep.rss_base_kib.is_none() {
+            rep.error = Some(format!("cannot read /proc/{}/status", s.pid));
+            rep.fatal = true;
+            return rep;
+        }
+    }
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        senders: a.senders,
+        messages: a.messages,
+        pacer: Pacer::new((a.lag_bytes / a.bytes as u64).max(1), a.senders, a.clients),
+        lines: AtomicU64::new(0),
+        unique: AtomicU64::new(0),
+        last_delivery: AtomicU64::new(0),
+        closed: AtomicU64::new(0),
+    });
+    let stop = CancellationToken::new();
+    let mut clients = connect_all(a, &sh, &stop, &mut rep).await;
+    if rep.fatal {
+        stop.cancel();
+        while clients.readers.join_next().await.is_some() {}
+        if let Some(s) = sampler {
+            rep.rss_peak_kib = Some(s.finish());
+        }
+        return rep;
+    }
+    settle(a, &sh, &mut rep).await;
+    if let Some(s) = &sampler {
+        rep.rss_idle_kib = s.now();
+    }
+    let sent = send_all(a, &sh, &clients, &mut rep).await;
+    drain_and_collect(a, &sh, stop, clients, sent, sampler, rep).await
+}
+
+/// Waits (bounded by --drain-timeout) for the outstanding deliveries, holds
+/// for --hold, stops the readers and fills in the rest of the report.
+async fn drain_and_collect(
+    a: &Args,
+    sh: &Shared,
+    stop: CancellationToken,
+    mut clients: Clients,
+    mut sent: Sent,
+    sampler: Option<RssSampler>,
+    mut rep: Report,
+) -> Report {
     let drain_limit = Duration::from_secs_f64(a.drain_timeout);
     let t2 = Instant::now();
     while sh.unique.load(Ordering::Relaxed) < rep.expected && t2.elapsed() < drain_limit {
@@ -1153,7 +1189,7 @@ async fn run(a: &Args) -> Report {
     }
     stop.cancel();
     let mut hist = Hist::new();
-    while let Some(r) = readers.join_next().await {
+    while let Some(r) = clients.readers.join_next().await {
         let Ok(end) = r else { continue };
         if let Some(h) = &end.hist {
             hist.merge(h);
@@ -1163,7 +1199,7 @@ async fn run(a: &Args) -> Report {
         rep.kicked_seen = rep.kicked_seen.max(end.kick_notices);
     }
     rep.disconnected = closed_in_run;
-    drop((stalled, keep));
+    drop((clients.stalled, sent.keep));
     if let Some(s) = sampler {
         rep.rss_peak_kib = Some(s.finish());
     }
@@ -1171,20 +1207,20 @@ async fn run(a: &Args) -> Report {
     rep.received = rep.unique + rep.duplicates;
     rep.lost = rep.expected.saturating_sub(rep.unique);
     let last = sh.last_delivery.load(Ordering::Relaxed);
-    rep.elapsed_s = last.saturating_sub(first_send) as f64 / 1e9;
+    rep.elapsed_s = last.saturating_sub(sent.first_send) as f64 / 1e9;
     if rep.elapsed_s > 0.0 {
         rep.deliveries_per_s = rep.received as f64 / rep.elapsed_s;
     }
     rep.lat_p50_us = hist.quantile(0.50).map(|v| v as f64 / 1e3);
     rep.lat_p99_us = hist.quantile(0.99).map(|v| v as f64 / 1e3);
     rep.lat_max_us = (hist.n > 0).then(|| hist.max as f64 / 1e3);
-    if !drained && send_error.is_none() {
-        send_error = Some(format!(
+    if !drained && sent.error.is_none() {
+        sent.error = Some(format!(
             "{} of {} deliveries missing after the {drain_limit:?} drain",
             rep.lost, rep.expected
         ));
     }
-    rep.error = send_error;
+    rep.error = sent.error;
     rep.complete = rep.error.is_none() && rep.lost == 0 && rep.settled;
     rep
 }

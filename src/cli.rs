@@ -168,6 +168,38 @@ impl TlsClientArgs {
     }
 }
 
+/// Access-list flags for servers (`listen`, `chat serve`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Access")]
+pub struct AclArgs {
+    /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Refuse peers in this network (repeatable): connections are closed unread,
+    /// datagrams dropped. ::ffff:a.b.c.d forms match IPv4 peers.
+    #[arg(long, value_name = "CIDR")]
+    deny: Vec<String>,
+    /// Read --allow networks from a file (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    allow_file: Option<PathBuf>,
+    /// Read --deny networks from a file.
+    #[arg(long, value_name = "FILE")]
+    deny_file: Option<PathBuf>,
+}
+
+impl AclArgs {
+    /// The access list for a server on `ep` (a usage error on a Unix socket).
+    pub fn acl(&self, ep: &crate::endpoint::Endpoint) -> Result<crate::serve::Acl> {
+        crate::serve::Acl::new(
+            &self.allow,
+            &self.deny,
+            self.allow_file.as_deref(),
+            self.deny_file.as_deref(),
+            ep,
+        )
+    }
+}
+
 /// TLS server flags.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "TLS server")]

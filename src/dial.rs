@@ -41,7 +41,7 @@ pub async fn dial(ep: &Endpoint, opts: &DialOpts) -> Result<Conn> {
 /// Like [`dial`], with an explicit deadline for resolve, connect and handshake.
 pub async fn dial_until(ep: &Endpoint, opts: &DialOpts, deadline: Instant) -> Result<Conn> {
     let client = match &opts.tls {
-        Some(tls_opts) => Some(tls::Client::new(tls_opts, &tls_name(ep))?),
+        Some(tls_opts) => Some(tls::TlsClient::new(tls_opts, &tls_name(ep))?),
         None => None,
     };
     let note = |step: Step<'_>| trace_step(ep, step);
@@ -98,7 +98,7 @@ pub struct Route<'a> {
     pub overrides: &'a [ResolveEntry],
     /// The TLS client to run the handshake with; `None`: plain. A caller that
     /// keeps its clients keeps their session caches (resumption).
-    pub tls: Option<&'a tls::Client>,
+    pub tls: Option<&'a tls::TlsClient>,
     /// Bytes of read buffer between the socket and TLS (0: none): rustls reads
     /// records in small pieces, so a buffer saves system calls on big transfers.
     pub tls_read_buffer: usize,
@@ -169,7 +169,7 @@ pub async fn dial_route(
 }
 
 /// TLS over a plain stream connection.
-async fn handshake(conn: Conn, client: &tls::Client, route: &Route<'_>) -> Result<Conn> {
+async fn handshake(conn: Conn, client: &tls::TlsClient, route: &Route<'_>) -> Result<Conn> {
     let buffer = route.tls_read_buffer;
     let stream = match conn.link {
         Link::Tcp(s) if buffer > 0 => {
@@ -193,7 +193,7 @@ async fn handshake(conn: Conn, client: &tls::Client, route: &Route<'_>) -> Resul
     })
 }
 
-async fn secure<S>(client: &tls::Client, io: S, route: &Route<'_>) -> Result<BoxStream>
+async fn secure<S>(client: &tls::TlsClient, io: S, route: &Route<'_>) -> Result<BoxStream>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

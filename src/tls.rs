@@ -51,14 +51,14 @@ pub struct ClientOptions {
 
 /// A ready TLS client: connector plus the name to verify.
 #[derive(Clone)]
-pub struct Client {
+pub struct TlsClient {
     connector: TlsConnector,
     server_name: ServerName<'static>,
     /// `--pin-sha256` given: the pin check's own error is a certificate failure.
     pinned: bool,
 }
 
-impl Client {
+impl TlsClient {
     /// Builds a client for `default_name` (the endpoint's host), overridden by `--sni`.
     pub fn new(opts: &ClientOptions, default_name: &str) -> Result<Self> {
         let name = opts.sni.as_deref().unwrap_or(default_name).to_string();
@@ -85,7 +85,7 @@ impl Client {
                 .with_no_client_auth()
         };
         config.alpn_protocols = opts.alpn.clone();
-        Ok(Client {
+        Ok(TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
             pinned: opts.pin_sha256.is_some(),
@@ -273,13 +273,25 @@ pub enum ServerIdentity {
 
 /// A ready TLS server: acceptor plus the leaf certificate's fingerprint.
 #[derive(Clone)]
-pub struct Server {
+pub struct TlsServer {
     acceptor: TlsAcceptor,
     /// SHA-256 fingerprint of the leaf certificate.
     pub fingerprint: String,
 }
 
-impl Server {
+impl TlsServer {
+    /// The server side of `--tls-*` flags: `None` without an identity; with
+    /// one, the config, after printing its certificate's fingerprint to
+    /// stderr (`sockit: TLS certificate SHA-256 ...`) for clients to pin.
+    pub fn announced(identity: Option<ServerIdentity>) -> Result<Option<Self>> {
+        let Some(id) = identity else {
+            return Ok(None);
+        };
+        let server = Self::new(&id)?;
+        eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
+        Ok(Some(server))
+    }
+
     /// Loads or generates the identity and builds the server config.
     pub fn new(identity: &ServerIdentity) -> Result<Self> {
         let (certs, key) = match identity {
@@ -299,7 +311,7 @@ impl Server {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .map_err(|e| setup_err("cannot use the TLS certificate and key", e))?;
-        Ok(Server {
+        Ok(TlsServer {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             fingerprint,
         })

@@ -1,7 +1,7 @@
 //! `sockit chat join`: the chat client's I/O. Connects (TCP, Unix, TLS over
 //! either), sends the nick, then moves lines both ways until the server closes:
 //! input lines to the server as they are, server lines through
-//! [`Event`](super::event::Event) (sanitized, classified) to the terminal or as
+//! `ServerEvent` (sanitized, classified) to the terminal or as
 //! JSON. Optionally reconnects with backoff and restores the nick.
 //!
 //! Input comes either from an interactive line editor (rustyline, on its own
@@ -9,6 +9,7 @@
 //! or from plain stdin for scripts. Every queue between the two sides is
 //! bounded, and no server byte reaches stdout without being sanitized.
 
+use crate::shutdown::Shutdown;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::IsTerminal;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{rfc3339, Event};
+use super::event::{rfc3339, ServerEvent};
 use super::protocol::is_kick_notice;
 use super::protocol::{parse, Frame, Input, LineFramer};
 use crate::conn::{Chunk, Conn, ConnReader, ConnWriter};
@@ -111,7 +112,7 @@ fn fmt_secs(d: Duration) -> String {
 
 /// One unit of user input.
 #[derive(Debug)]
-enum Line {
+enum UserInput {
     /// A line to send (no terminator).
     Text(Vec<u8>),
     /// Input ended: half-close and wait for the server to finish.
@@ -119,7 +120,7 @@ enum Line {
 }
 
 /// Where server lines and client notices go.
-enum Output {
+enum Screen {
     /// stdout (text or JSON); notices on stderr.
     Plain(tokio::io::Stdout),
     /// The line editor's external printer, fed by a thread (its `print` blocks).
@@ -132,10 +133,10 @@ enum Output {
 /// Stdout went away (e.g. `| head`): a quiet end, not an error.
 struct StdoutClosed;
 
-impl Output {
+impl Screen {
     async fn line(&mut self, text: String) -> std::result::Result<(), StdoutClosed> {
         match self {
-            Output::Plain(out) => {
+            Screen::Plain(out) => {
                 let mut text = text;
                 text.push('\n');
                 let r = match out.write_all(text.as_bytes()).await {
@@ -148,7 +149,7 @@ impl Output {
                 })
             }
             // With a newline: the printer writes as is while no prompt is shown.
-            Output::Printer { tx, .. } => match tx {
+            Screen::Printer { tx, .. } => match tx {
                 Some(tx) => tx.send(text + "\n").await.map_err(|_| StdoutClosed),
                 None => Err(StdoutClosed),
             },
@@ -159,8 +160,8 @@ impl Output {
     /// above the prompt when interactive.
     async fn notice(&mut self, text: &str) {
         match self {
-            Output::Plain(_) => stderr_line(text),
-            Output::Printer { .. } => {
+            Screen::Plain(_) => stderr_line(text),
+            Screen::Printer { .. } => {
                 let _ = self.line(text.to_string()).await;
             }
         }
@@ -168,7 +169,7 @@ impl Output {
 
     /// Hands every queued line to the printer.
     fn finish(&mut self) {
-        if let Output::Printer { tx, thread } = self {
+        if let Screen::Printer { tx, thread } = self {
             tx.take();
             if let Some(t) = thread.take() {
                 let _ = t.join();
@@ -223,10 +224,10 @@ impl Drop for TermGuard {
 /// Starts the line editor on its own thread. `None` if the terminal cannot
 /// support it (e.g. TERM=dumb), so the caller falls back to plain stdin.
 fn start_editor(
-    tx: mpsc::Sender<Line>,
+    tx: mpsc::Sender<UserInput>,
     quit: CancellationToken,
     max_line: usize,
-) -> Option<(Output, TermGuard)> {
+) -> Option<(Screen, TermGuard)> {
     use rustyline::error::ReadlineError;
     use rustyline::{Config as RlConfig, DefaultEditor, ExternalPrinter};
 
@@ -249,7 +250,10 @@ fn start_editor(
                         ));
                         continue;
                     }
-                    if tx.blocking_send(Line::Text(line.into_bytes())).is_err() {
+                    if tx
+                        .blocking_send(UserInput::Text(line.into_bytes()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -258,12 +262,12 @@ fn start_editor(
                     return;
                 }
                 Err(ReadlineError::Eof) => {
-                    let _ = tx.blocking_send(Line::Eof);
+                    let _ = tx.blocking_send(UserInput::Eof);
                     return;
                 }
                 Err(e) => {
                     tracing::warn!("line editor: {e}");
-                    let _ = tx.blocking_send(Line::Eof);
+                    let _ = tx.blocking_send(UserInput::Eof);
                     return;
                 }
             }
@@ -281,7 +285,7 @@ fn start_editor(
         })
         .ok()?;
     Some((
-        Output::Printer {
+        Screen::Printer {
             tx: Some(ptx),
             thread: Some(printer_thread),
         },
@@ -290,7 +294,7 @@ fn start_editor(
 }
 
 /// Reads stdin into lines of at most `max` bytes; a longer one is reported and skipped.
-async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
+async fn read_stdin(tx: mpsc::Sender<UserInput>, max: usize) {
     let mut stdin = tokio::io::stdin();
     let mut framer = LineFramer::new(max);
     let mut buf = vec![0u8; 16 * 1024];
@@ -313,7 +317,7 @@ async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
         for frame in frames.drain(..) {
             match frame {
                 Frame::Line(line) => {
-                    if tx.send(Line::Text(line)).await.is_err() {
+                    if tx.send(UserInput::Text(line)).await.is_err() {
                         return;
                     }
                 }
@@ -323,7 +327,7 @@ async fn read_stdin(tx: mpsc::Sender<Line>, max: usize) {
             }
         }
         if eof {
-            let _ = tx.send(Line::Eof).await;
+            let _ = tx.send(UserInput::Eof).await;
             return;
         }
     }
@@ -341,12 +345,12 @@ struct NickState {
 }
 
 impl NickState {
-    fn observe(&mut self, ev: &Event) {
+    fn observe(&mut self, ev: &ServerEvent) {
         if let Some(n) = ev.welcome_nick() {
             self.current = Some(n.to_string());
         }
         match ev {
-            Event::Nick { old, new }
+            ServerEvent::Nick { old, new }
                 if self
                     .current
                     .as_deref()
@@ -355,7 +359,7 @@ impl NickState {
                 self.current = Some(new.clone());
                 self.wanted = Some(new.clone());
             }
-            Event::Error { text } if is_kick_notice(text) => self.kicked = true,
+            ServerEvent::Error { text } if is_kick_notice(text) => self.kicked = true,
             _ => {}
         }
     }
@@ -371,7 +375,7 @@ struct SendState {
 }
 
 /// Why a connection ended.
-enum End {
+enum ConnEnd {
     /// The server closed its side cleanly.
     Closed,
     /// Reading or writing failed.
@@ -384,12 +388,12 @@ enum End {
 
 /// Runs the client until the server closes (or, with reconnect, until the user
 /// leaves).
-pub async fn run(cfg: Config) -> Result<()> {
+pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
     let quit = CancellationToken::new();
     {
         let quit = quit.clone();
         tokio::spawn(async move {
-            crate::cmd::shutdown_signal().await;
+            shutdown.wait().await;
             quit.cancel();
         });
     }
@@ -405,7 +409,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         conn.proto
     );
     // Input starts once connected, so a failed connect leaves the terminal alone.
-    let (tx, mut rx) = mpsc::channel::<Line>(INPUT_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<UserInput>(INPUT_QUEUE);
     let editor = if cfg.interactive {
         start_editor(tx.clone(), quit.clone(), cfg.max_line)
     } else {
@@ -415,7 +419,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         Some((out, guard)) => (out, Some(guard)),
         None => {
             tokio::spawn(read_stdin(tx.clone(), cfg.max_line));
-            (Output::Plain(tokio::io::stdout()), None)
+            (Screen::Plain(tokio::io::stdout()), None)
         }
     };
     drop(tx);
@@ -430,12 +434,12 @@ pub async fn run(cfg: Config) -> Result<()> {
         let started = Instant::now();
         let end = session(conn, &cfg, &mut nick, &mut sent, &mut rx, &mut out, &quit).await;
         let why = match end {
-            End::Interrupted | End::StdoutClosed => break Ok(()),
-            End::Closed => {
+            ConnEnd::Interrupted | ConnEnd::StdoutClosed => break Ok(()),
+            ConnEnd::Closed => {
                 tracing::info!("{peer} closed the connection");
                 "the server closed the connection".to_string()
             }
-            End::Lost(e) => {
+            ConnEnd::Lost(e) => {
                 if !cfg.reconnect || sent.input_done || sent.quit_sent {
                     break Err(e);
                 }
@@ -464,7 +468,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 async fn reconnect(
     cfg: &Config,
     backoff: &mut Backoff,
-    out: &mut Output,
+    out: &mut Screen,
     quit: &CancellationToken,
 ) -> Result<Option<Conn>> {
     loop {
@@ -497,12 +501,13 @@ async fn session(
     cfg: &Config,
     nick: &mut NickState,
     sent: &mut SendState,
-    rx: &mut mpsc::Receiver<Line>,
-    out: &mut Output,
+    rx: &mut mpsc::Receiver<UserInput>,
+    out: &mut Screen,
     quit: &CancellationToken,
-) -> End {
+) -> ConnEnd {
     let peer = conn.peer.clone();
-    let lost = |e: std::io::Error| End::Lost(Error::io(format!("connection to {peer} lost"), e));
+    let lost =
+        |e: std::io::Error| ConnEnd::Lost(Error::io(format!("connection to {peer} lost"), e));
     let (mut reader, mut writer) = conn.split();
     if let Some(name) = &nick.wanted {
         if let Err(e) = writer.write(format!("/nick {name}\n").as_bytes()).await {
@@ -517,18 +522,18 @@ async fn session(
             Err(e) => lost(e),
         },
         e = writing => lost(e),
-        _ = quit.cancelled() => End::Interrupted,
+        _ = quit.cancelled() => ConnEnd::Interrupted,
     }
 }
 
-/// Server lines to the output until EOF (`Ok(End::Closed)`), stdout closing,
+/// Server lines to the output until EOF (`Ok(ConnEnd::Closed)`), stdout closing,
 /// or a read error.
 async fn read_side(
     reader: &mut ConnReader,
     cfg: &Config,
     nick: &mut NickState,
-    out: &mut Output,
-) -> std::io::Result<End> {
+    out: &mut Screen,
+) -> std::io::Result<ConnEnd> {
     let mut framer = LineFramer::new(cfg.max_line);
     let mut buf = vec![0u8; 16 * 1024];
     let mut frames = Vec::new();
@@ -546,7 +551,7 @@ async fn read_side(
         for frame in frames.drain(..) {
             let text = match frame {
                 Frame::Line(line) => {
-                    let ev = Event::parse(&line);
+                    let ev = ServerEvent::parse(&line);
                     nick.observe(&ev);
                     if cfg.json {
                         ev.to_json(&rfc3339(SystemTime::now()))
@@ -564,11 +569,11 @@ async fn read_side(
                 }
             };
             if out.line(text).await.is_err() {
-                return Ok(End::StdoutClosed);
+                return Ok(ConnEnd::StdoutClosed);
             }
         }
         if eof {
-            return Ok(End::Closed);
+            return Ok(ConnEnd::Closed);
         }
         framer.shrink();
     }
@@ -580,14 +585,14 @@ async fn read_side(
 async fn write_side(
     writer: &mut ConnWriter,
     sent: &mut SendState,
-    rx: &mut mpsc::Receiver<Line>,
+    rx: &mut mpsc::Receiver<UserInput>,
 ) -> std::io::Error {
     loop {
         if sent.input_done {
             return std::future::pending().await;
         }
         match rx.recv().await {
-            Some(Line::Text(mut line)) => {
+            Some(UserInput::Text(mut line)) => {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
@@ -602,7 +607,7 @@ async fn write_side(
                     return e;
                 }
             }
-            Some(Line::Eof) | None => {
+            Some(UserInput::Eof) | None => {
                 sent.input_done = true;
                 tracing::debug!("input ended: half-closing");
                 if let Err(e) = writer.shutdown().await {
@@ -655,20 +660,20 @@ mod tests {
             wanted: Some("alice".into()),
             ..NickState::default()
         };
-        n.observe(&Event::parse(
+        n.observe(&ServerEvent::parse(
             b"* welcome, you are guest4, in lobby with 0 others",
         ));
         assert_eq!(n.current.as_deref(), Some("guest4"));
-        n.observe(&Event::parse(b"* guest9 is now bob"));
+        n.observe(&ServerEvent::parse(b"* guest9 is now bob"));
         assert_eq!(n.current.as_deref(), Some("guest4"));
-        n.observe(&Event::parse(b"* guest4 is now alice"));
-        n.observe(&Event::parse(b"* alice is now Carol"));
+        n.observe(&ServerEvent::parse(b"* guest4 is now alice"));
+        n.observe(&ServerEvent::parse(b"* alice is now Carol"));
         assert_eq!(
             (n.current.as_deref(), n.wanted.as_deref()),
             (Some("Carol"), Some("Carol"))
         );
         assert!(!n.kicked);
-        n.observe(&Event::parse(b"! you were kicked by op: spam"));
+        n.observe(&ServerEvent::parse(b"! you were kicked by op: spam"));
         assert!(n.kicked);
     }
 }

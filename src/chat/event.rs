@@ -1,11 +1,11 @@
 //! What a chat client makes of the server's lines, sans-IO: each line is
 //! sanitized, then classified by the grammar in [`super::protocol`] into an
-//! [`Event`], which renders either as a terminal line (nicks optionally
+//! [`ServerEvent`], which renders either as a terminal line (nicks optionally
 //! coloured) or as one JSON object.
 //!
 //! The server is not trusted either: every field is sanitized text, a line only
 //! counts as a message, join, etc. when its nick fields are valid nicks, and
-//! anything outside the grammar is kept as [`Event::Other`] rather than guessed at.
+//! anything outside the grammar is kept as [`ServerEvent::Other`] rather than guessed at.
 //! Nothing here touches a socket or a terminal.
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use super::sanitize::sanitize;
 /// escape sequences or bidi overrides).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
+pub enum ServerEvent {
     /// `<nick> text`: a message in your room.
     Message {
         /// Who said it.
@@ -123,28 +123,28 @@ fn starred_nick<'a>(s: &'a str, ok: NickCheck) -> Option<(&'a str, &'a str)> {
     ok(nick).then_some((nick, text))
 }
 
-impl Event {
+impl ServerEvent {
     /// Classifies one line from the server (terminator already removed). The
     /// bytes are sanitized first, so hostile bytes can only ever end up as
     /// visible text inside a field.
-    pub fn parse(line: &[u8]) -> Event {
+    pub fn parse(line: &[u8]) -> ServerEvent {
         let clean = sanitize(line);
         if clean.as_bytes() == line {
-            return Event::classify(&clean);
+            return ServerEvent::classify(&clean);
         }
         // Control characters are now visible text (`^[`...), and `^` and `[`
         // may be in nicks: a nick field must be bytes the server really sent.
         let sent = |n: &str| is_nick(n) && contains(line, n.as_bytes());
-        Event::classify_with(&clean, &sent)
+        ServerEvent::classify_with(&clean, &sent)
     }
 
     /// Classifies one already-sanitized line.
-    pub fn classify(line: &str) -> Event {
-        Event::classify_with(line, &is_nick)
+    pub fn classify(line: &str) -> ServerEvent {
+        ServerEvent::classify_with(line, &is_nick)
     }
 
-    fn classify_with(line: &str, ok: NickCheck) -> Event {
-        let other = || Event::Other {
+    fn classify_with(line: &str, ok: NickCheck) -> ServerEvent {
+        let other = || ServerEvent::Other {
             text: line.to_string(),
         };
         if let Some(rest) = line.strip_prefix('<') {
@@ -161,7 +161,7 @@ impl Event {
                 },
             };
             return match ok(nick) {
-                true => Event::Message {
+                true => ServerEvent::Message {
                     nick: nick.into(),
                     text: text.into(),
                 },
@@ -170,7 +170,7 @@ impl Event {
         }
         if let Some(rest) = line.strip_prefix("+ ") {
             return match nick_then_text(rest, ok) {
-                Some((nick, text)) => Event::Action {
+                Some((nick, text)) => ServerEvent::Action {
                     nick: nick.into(),
                     text: text.into(),
                 },
@@ -179,7 +179,7 @@ impl Event {
         }
         if let Some(rest) = line.strip_prefix("-> *") {
             return match starred_nick(rest, ok) {
-                Some((to, text)) => Event::PrivateSent {
+                Some((to, text)) => ServerEvent::PrivateSent {
                     to: to.into(),
                     text: text.into(),
                 },
@@ -187,10 +187,10 @@ impl Event {
             };
         }
         if let Some(rest) = line.strip_prefix("! ") {
-            return Event::Error { text: rest.into() };
+            return ServerEvent::Error { text: rest.into() };
         }
         if line == "!" {
-            return Event::Error {
+            return ServerEvent::Error {
                 text: String::new(),
             };
         }
@@ -198,13 +198,13 @@ impl Event {
             return classify_notice(rest, ok);
         }
         if line == "*" {
-            return Event::System {
+            return ServerEvent::System {
                 text: String::new(),
             };
         }
         if let Some(rest) = line.strip_prefix('*') {
             return match starred_nick(rest, ok) {
-                Some((from, text)) => Event::Private {
+                Some((from, text)) => ServerEvent::Private {
                     from: from.into(),
                     text: text.into(),
                 },
@@ -219,18 +219,18 @@ impl Event {
     pub fn render(&self, color: bool) -> String {
         let n = |nick: &str| paint_nick(nick, color);
         match self {
-            Event::Message { nick, text } => join_text(format!("<{}>", n(nick)), text),
-            Event::Action { nick, text } => join_text(format!("+ {}", n(nick)), text),
-            Event::Private { from, text } => join_text(format!("*{}*", n(from)), text),
-            Event::PrivateSent { to, text } => join_text(format!("-> *{}*", n(to)), text),
-            Event::Join { nick, room } => format!("* {} joined {room}", n(nick)),
-            Event::Leave { nick, room, reason } => match room {
+            ServerEvent::Message { nick, text } => join_text(format!("<{}>", n(nick)), text),
+            ServerEvent::Action { nick, text } => join_text(format!("+ {}", n(nick)), text),
+            ServerEvent::Private { from, text } => join_text(format!("*{}*", n(from)), text),
+            ServerEvent::PrivateSent { to, text } => join_text(format!("-> *{}*", n(to)), text),
+            ServerEvent::Join { nick, room } => format!("* {} joined {room}", n(nick)),
+            ServerEvent::Leave { nick, room, reason } => match room {
                 Some(room) => format!("* {} left {room} ({reason})", n(nick)),
                 None => format!("* {} left ({reason})", n(nick)),
             },
-            Event::Nick { old, new } => format!("* {} is now {}", n(old), n(new)),
-            Event::System { text } => join_text("*".into(), text),
-            Event::Error { text } => {
+            ServerEvent::Nick { old, new } => format!("* {} is now {}", n(old), n(new)),
+            ServerEvent::System { text } => join_text("*".into(), text),
+            ServerEvent::Error { text } => {
                 let line = join_text("!".into(), text);
                 if color {
                     format!("\x1b[1;31m{line}\x1b[0m")
@@ -238,7 +238,7 @@ impl Event {
                     line
                 }
             }
-            Event::Other { text } => text.clone(),
+            ServerEvent::Other { text } => text.clone(),
         }
     }
 
@@ -247,7 +247,7 @@ impl Event {
         #[derive(Serialize)]
         struct Stamped<'a> {
             #[serde(flatten)]
-            event: &'a Event,
+            event: &'a ServerEvent,
             ts: &'a str,
         }
         // Serializing strings into a String cannot fail; the fallback keeps the
@@ -259,7 +259,7 @@ impl Event {
     /// The nick the server gave us, from its welcome notice
     /// (`* welcome, you are guest3, in lobby ...`).
     pub fn welcome_nick(&self) -> Option<&str> {
-        let Event::System { text } = self else {
+        let ServerEvent::System { text } = self else {
             return None;
         };
         let nick = text.strip_prefix("welcome, you are ")?.split(',').next()?;
@@ -276,8 +276,8 @@ fn join_text(head: String, text: &str) -> String {
 }
 
 /// The part after `* `: a join, a leave, a nick change, or any other notice.
-fn classify_notice(rest: &str, ok: NickCheck) -> Event {
-    let system = || Event::System {
+fn classify_notice(rest: &str, ok: NickCheck) -> ServerEvent {
+    let system = || ServerEvent::System {
         text: rest.to_string(),
     };
     let Some((nick, tail)) = rest.split_once(' ') else {
@@ -288,7 +288,7 @@ fn classify_notice(rest: &str, ok: NickCheck) -> Event {
     }
     if let Some(room) = tail.strip_prefix("joined ") {
         if is_room(room) {
-            return Event::Join {
+            return ServerEvent::Join {
                 nick: nick.into(),
                 room: room.into(),
             };
@@ -296,7 +296,7 @@ fn classify_notice(rest: &str, ok: NickCheck) -> Event {
     }
     if let Some(new) = tail.strip_prefix("is now ") {
         if ok(new) {
-            return Event::Nick {
+            return ServerEvent::Nick {
                 old: nick.into(),
                 new: new.into(),
             };
@@ -308,7 +308,7 @@ fn classify_notice(rest: &str, ok: NickCheck) -> Event {
             _ => (None, after),
         };
         if let Some(reason) = paren.strip_prefix('(').and_then(|p| p.strip_suffix(')')) {
-            return Event::Leave {
+            return ServerEvent::Leave {
                 nick: nick.into(),
                 room: room.map(Into::into),
                 reason: reason.into(),
@@ -376,8 +376,8 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn ev(line: &str) -> Event {
-        Event::parse(line.as_bytes())
+    fn ev(line: &str) -> ServerEvent {
+        ServerEvent::parse(line.as_bytes())
     }
 
     /// Every kind of line the server writes classifies back to its event.
@@ -385,51 +385,51 @@ mod tests {
     fn every_server_line_classifies_back() {
         use crate::chat::protocol::ServerLine as L;
         let names = ["alice".to_string(), "bob".to_string()];
-        let cases: Vec<(L, Event)> = vec![
+        let cases: Vec<(L, ServerEvent)> = vec![
             (
                 L::Message { nick: "alice", text: "hi <bob> *x* ! * a" },
-                Event::Message { nick: s("alice"), text: s("hi <bob> *x* ! * a") },
+                ServerEvent::Message { nick: s("alice"), text: s("hi <bob> *x* ! * a") },
             ),
-            (L::Message { nick: "a.b-c_9", text: "" }, Event::Message { nick: s("a.b-c_9"), text: s("") }),
-            (L::Action { nick: "bob", text: "waves" }, Event::Action { nick: s("bob"), text: s("waves") }),
-            (L::Private { from: "bob", text: "psst" }, Event::Private { from: s("bob"), text: s("psst") }),
+            (L::Message { nick: "a.b-c_9", text: "" }, ServerEvent::Message { nick: s("a.b-c_9"), text: s("") }),
+            (L::Action { nick: "bob", text: "waves" }, ServerEvent::Action { nick: s("bob"), text: s("waves") }),
+            (L::Private { from: "bob", text: "psst" }, ServerEvent::Private { from: s("bob"), text: s("psst") }),
             (
                 L::PrivateSent { to: "bob", text: "psst" },
-                Event::PrivateSent { to: s("bob"), text: s("psst") },
+                ServerEvent::PrivateSent { to: s("bob"), text: s("psst") },
             ),
-            (L::Joined { nick: "bob", room: "games" }, Event::Join { nick: s("bob"), room: s("games") }),
+            (L::Joined { nick: "bob", room: "games" }, ServerEvent::Join { nick: s("bob"), room: s("games") }),
             (
                 L::Left { nick: "bob", reason: "kicked by op: spam (twice)" },
-                Event::Leave { nick: s("bob"), room: None, reason: s("kicked by op: spam (twice)") },
+                ServerEvent::Leave { nick: s("bob"), room: None, reason: s("kicked by op: spam (twice)") },
             ),
-            (L::Renamed { old: "guest1", new: "alice" }, Event::Nick { old: s("guest1"), new: s("alice") }),
+            (L::Renamed { old: "guest1", new: "alice" }, ServerEvent::Nick { old: s("guest1"), new: s("alice") }),
             (
                 L::Welcome { nick: "guest4", room: "lobby", others: 1 },
-                Event::System {
+                ServerEvent::System {
                     text: s("welcome, you are guest4, in lobby with 1 other; /nick NAME to change it, /help for commands"),
                 },
             ),
             (
                 L::Moved { room: "games", others: 0 },
-                Event::System { text: s("you are now in games with 0 others") },
+                ServerEvent::System { text: s("you are now in games with 0 others") },
             ),
             (
                 L::Listing { title: "lobby", total: 5, items: &names },
-                Event::System { text: s("lobby (5): alice, bob, ... and 3 more") },
+                ServerEvent::System { text: s("lobby (5): alice, bob, ... and 3 more") },
             ),
-            (L::Notice("server shutting down"), Event::System { text: s("server shutting down") }),
-            (L::Error("no such nick: x"), Event::Error { text: s("no such nick: x") }),
+            (L::Notice("server shutting down"), ServerEvent::System { text: s("server shutting down") }),
+            (L::Error("no such nick: x"), ServerEvent::Error { text: s("no such nick: x") }),
             (
                 L::Kicked { by: "op", reason: Some("spam") },
-                Event::Error { text: s("you were kicked by op: spam") },
+                ServerEvent::Error { text: s("you were kicked by op: spam") },
             ),
         ];
         for (line, want) in cases {
             let text = line.to_string();
-            assert_eq!(Event::classify(&text), want, "{text}");
+            assert_eq!(ServerEvent::classify(&text), want, "{text}");
             assert_eq!(line.to_bytes(), format!("{text}\n").as_bytes());
         }
-        let welcome = Event::classify(
+        let welcome = ServerEvent::classify(
             &L::Welcome {
                 nick: "guest4",
                 room: "lobby",
@@ -454,42 +454,42 @@ mod tests {
     fn every_line_kind_is_classified() {
         assert_eq!(
             ev("<alice> hello 你好"),
-            Event::Message {
+            ServerEvent::Message {
                 nick: s("alice"),
                 text: s("hello 你好")
             }
         );
         assert_eq!(
             ev("+ bob waves"),
-            Event::Action {
+            ServerEvent::Action {
                 nick: s("bob"),
                 text: s("waves")
             }
         );
         assert_eq!(
             ev("*bob* secret"),
-            Event::Private {
+            ServerEvent::Private {
                 from: s("bob"),
                 text: s("secret")
             }
         );
         assert_eq!(
             ev("-> *alice* secret"),
-            Event::PrivateSent {
+            ServerEvent::PrivateSent {
                 to: s("alice"),
                 text: s("secret")
             }
         );
         assert_eq!(
             ev("* bob joined lobby"),
-            Event::Join {
+            ServerEvent::Join {
                 nick: s("bob"),
                 room: s("lobby")
             }
         );
         assert_eq!(
             ev("* bob left (quit: bye now)"),
-            Event::Leave {
+            ServerEvent::Leave {
                 nick: s("bob"),
                 room: None,
                 reason: s("quit: bye now")
@@ -497,7 +497,7 @@ mod tests {
         );
         assert_eq!(
             ev("* carol left games (connection closed)"),
-            Event::Leave {
+            ServerEvent::Leave {
                 nick: s("carol"),
                 room: Some(s("games")),
                 reason: s("connection closed")
@@ -505,7 +505,7 @@ mod tests {
         );
         assert_eq!(
             ev("* carol left (moved to games)"),
-            Event::Leave {
+            ServerEvent::Leave {
                 nick: s("carol"),
                 room: None,
                 reason: s("moved to games")
@@ -513,26 +513,26 @@ mod tests {
         );
         assert_eq!(
             ev("* guest1 is now Alice"),
-            Event::Nick {
+            ServerEvent::Nick {
                 old: s("guest1"),
                 new: s("Alice")
             }
         );
         assert_eq!(
             ev("! no such nick: x"),
-            Event::Error {
+            ServerEvent::Error {
                 text: s("no such nick: x")
             }
         );
         assert_eq!(
             ev("! you were kicked by op: spam"),
-            Event::Error {
+            ServerEvent::Error {
                 text: s("you were kicked by op: spam")
             }
         );
         assert_eq!(
             ev("hello there"),
-            Event::Other {
+            ServerEvent::Other {
                 text: s("hello there")
             }
         );
@@ -554,39 +554,39 @@ mod tests {
             "* <evil> joined lobby",
             "* a joined <x>",
         ] {
-            let want = Event::System { text: s(&line[2..]) };
+            let want = ServerEvent::System { text: s(&line[2..]) };
             assert_eq!(ev(line), want, "{line}");
         }
-        assert_eq!(ev("*"), Event::System { text: s("") });
-        assert_eq!(ev("!"), Event::Error { text: s("") });
+        assert_eq!(ev("*"), ServerEvent::System { text: s("") });
+        assert_eq!(ev("!"), ServerEvent::Error { text: s("") });
     }
 
     #[test]
     fn a_nick_cannot_be_forged() {
         assert_eq!(
             ev("<bob> <alice> hi"),
-            Event::Message {
+            ServerEvent::Message {
                 nick: s("bob"),
                 text: s("<alice> hi")
             }
         );
         assert_eq!(
             ev("<bob> * alice joined lobby"),
-            Event::Message {
+            ServerEvent::Message {
                 nick: s("bob"),
                 text: s("* alice joined lobby")
             }
         );
         assert_eq!(
             ev("*bob* *alice* x"),
-            Event::Private {
+            ServerEvent::Private {
                 from: s("bob"),
                 text: s("*alice* x")
             }
         );
         assert_eq!(
             ev("+ bob <alice> hi"),
-            Event::Action {
+            ServerEvent::Action {
                 nick: s("bob"),
                 text: s("<alice> hi")
             }
@@ -594,7 +594,7 @@ mod tests {
         // Text before the first newline cannot carry a second line.
         assert_eq!(
             ev("<bob> innocent\r<alice> I owe bob $100"),
-            Event::Message {
+            ServerEvent::Message {
                 nick: s("bob"),
                 text: s("innocent^M<alice> I owe bob $100")
             }
@@ -617,20 +617,26 @@ mod tests {
             "**",
         ] {
             let got = ev(line);
-            assert!(matches!(got, Event::Other { .. }), "{line:?} -> {got:?}");
+            assert!(
+                matches!(got, ServerEvent::Other { .. }),
+                "{line:?} -> {got:?}"
+            );
         }
         let long = format!("<{}> hi", "a".repeat(33));
-        assert!(matches!(ev(&long), Event::Other { .. }));
+        assert!(matches!(ev(&long), ServerEvent::Other { .. }));
         // An escape is shown as `^[`, and `^[` may be in nicks, but only
         // bytes the server sent make a nick.
-        assert!(matches!(ev("<bob\u{1b}[31m> hi"), Event::Other { .. }));
         assert!(matches!(
-            Event::classify("<bob^[[31m> hi"),
-            Event::Message { .. }
+            ev("<bob\u{1b}[31m> hi"),
+            ServerEvent::Other { .. }
+        ));
+        assert!(matches!(
+            ServerEvent::classify("<bob^[[31m> hi"),
+            ServerEvent::Message { .. }
         ));
         assert_eq!(
             ev("<bob>"),
-            Event::Message {
+            ServerEvent::Message {
                 nick: s("bob"),
                 text: s("")
             }
@@ -639,15 +645,16 @@ mod tests {
 
     #[test]
     fn hostile_bytes_only_reach_fields_as_visible_text() {
-        let e = Event::parse(b"\x1b[2J<evil> hi");
+        let e = ServerEvent::parse(b"\x1b[2J<evil> hi");
         assert_eq!(
             e,
-            Event::Other {
+            ServerEvent::Other {
                 text: s("^[[2J<evil> hi")
             }
         );
-        let e = Event::parse(b"<mallory> \x1b]0;pwned\x07 \xc2\x9b31m bad\xff \xe2\x80\xaeevil");
-        let Event::Message { nick, text } = &e else {
+        let e =
+            ServerEvent::parse(b"<mallory> \x1b]0;pwned\x07 \xc2\x9b31m bad\xff \xe2\x80\xaeevil");
+        let ServerEvent::Message { nick, text } = &e else {
             panic!("{e:?}")
         };
         assert_eq!(nick, "mallory");

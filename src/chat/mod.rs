@@ -6,12 +6,15 @@
 //! server lines as events, and its I/O.
 
 pub mod client;
-pub mod console;
-pub mod event;
-pub mod front;
-pub mod hub;
-pub mod outbox;
-pub mod protocol;
-pub mod sanitize;
+pub(crate) mod console;
+pub(crate) mod event;
+pub(crate) mod front;
+pub(crate) mod hub;
+pub(crate) mod outbox;
+pub(crate) mod protocol;
+pub(crate) mod sanitize;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
+
+pub use front::Protocol;
+pub use session::SessionLimits;

@@ -12,6 +12,7 @@
 //! than the cap. Queued bytes count against the cap; a member over it is
 //! cancelled as too slow.
 
+use crate::util::lock_unpoisoned;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -100,7 +101,7 @@ pub fn advance(
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct OutboxState {
     /// Bytes waiting for the writer, in order, in the member's own buffer:
     /// never a slice of a room's batch, so what is queued is what is kept alive.
     queue: BytesMut,
@@ -124,7 +125,7 @@ const MIN_QUEUE_BUF: usize = 1024;
 /// Lines waiting for one member, shared by the hub and the member's session.
 #[derive(Debug)]
 pub struct Outbox {
-    state: Mutex<State>,
+    state: Mutex<OutboxState>,
     ready: Notify,
     sink: Option<Sink>,
     max: usize,
@@ -147,7 +148,7 @@ impl Outbox {
     /// An outbox holding at most `max` queued bytes, writing directly to `sink` when it can.
     pub fn new(sink: Option<Sink>, max: usize, kill: CancellationToken) -> Arc<Self> {
         Arc::new(Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(OutboxState::default()),
             ready: Notify::new(),
             sink,
             max,
@@ -161,7 +162,7 @@ impl Outbox {
     /// charged its bytes plus [`MESSAGE_COST`]. No direct writes.
     pub fn for_messages(max: usize, kill: CancellationToken) -> Arc<Self> {
         Arc::new(Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(OutboxState::default()),
             ready: Notify::new(),
             sink: None,
             max,
@@ -170,8 +171,8 @@ impl Outbox {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        lock_unpoisoned(&self.state)
     }
 
     /// Sends `parts` in order: straight to the socket when the writer is idle
@@ -220,7 +221,7 @@ impl Outbox {
     /// member if that would pass the cap.
     fn queue_locked(
         &self,
-        st: &mut State,
+        st: &mut OutboxState,
         parts: &[Bytes],
         (skip, offset): (usize, usize),
     ) -> Pushed {
@@ -328,7 +329,8 @@ impl Outbox {
         }
     }
 
-    /// Everything queued, without waiting (tests and the console).
+    /// Everything queued, without waiting (tests).
+    #[cfg(test)]
     pub fn try_take(&self) -> Option<Bytes> {
         let mut st = self.lock();
         if st.queue.is_empty() {
@@ -338,11 +340,6 @@ impl Outbox {
         st.queued -= b.len() + st.bounds.len() * MESSAGE_COST;
         st.bounds.clear();
         Some(b)
-    }
-
-    /// True once the member fell too far behind.
-    pub fn is_killed(&self) -> bool {
-        self.kill.is_cancelled()
     }
 }
 

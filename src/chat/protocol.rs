@@ -336,7 +336,7 @@ pub fn is_kick_notice(error_text: &str) -> bool {
 
 /// One line the server sends, by kind. Its `Display` is the exact text of
 /// the line (without the newline): the hub formats every line through this
-/// type, and `chat join` classifies them back (`chat::event::Event`).
+/// type, and `chat join` classifies them back (`chat::event::ServerEvent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerLine<'a> {
     /// `<nick> text`: a message in the reader's room.
@@ -503,7 +503,8 @@ impl ServerLine<'_> {
     }
 
     /// The line with its newline, ready to send.
-    pub fn to_bytes(&self) -> bytes::Bytes {
+    #[cfg(test)]
+    pub fn to_bytes(self) -> bytes::Bytes {
         let mut buf = Vec::new();
         self.append_to(&mut buf);
         bytes::Bytes::from(buf)

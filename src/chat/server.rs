@@ -1,11 +1,12 @@
-//! The chat server: accept loops, client cap, graceful shutdown.
+//! The chat server: one accept loop per listener (`serve::accept`), the
+//! shared client cap, graceful shutdown.
 //!
 //! Takes already-bound listeners, each with its front-end's protocol, and a
-//! shutdown future, so tests bind `127.0.0.1:0` and the CLI binds what the
+//! [`Shutdown`], so tests bind `127.0.0.1:0` and the CLI binds what the
 //! user asked for. Every listener feeds one hub and draws from one
 //! `--max-clients` pool.
 
-use std::future::Future;
+use crate::shutdown::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ pub struct ChatServer {
 
 /// What every listener and connection task of one server shares.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The hub.
     pub hub: Arc<ChatHub>,
     /// Per-client limits.
@@ -71,8 +72,8 @@ pub struct Shared {
 }
 
 impl ChatServer {
-    /// Serves until `shutdown` resolves, then says goodbye to everyone.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// Serves until `shutdown` is triggered, then says goodbye to everyone.
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let hub = ChatHub::new(self.max_queue);
         let shared = Shared {
             hub: hub.clone(),
@@ -102,7 +103,7 @@ impl ChatServer {
                 .map_err(crate::error::Error::Usage)?;
             tokio::spawn(console::run(hub.clone(), m, self.console_input));
         }
-        let accepting = CancellationToken::new();
+        let accepting = Shutdown::new();
         let mut loops = Vec::new();
         for l in self.listeners {
             loops.push(tokio::spawn(accept_loop(
@@ -111,8 +112,8 @@ impl ChatServer {
                 accepting.clone(),
             )));
         }
-        shutdown.await;
-        accepting.cancel();
+        shutdown.wait().await;
+        accepting.trigger();
         for l in loops {
             let _ = l.await;
         }
@@ -138,27 +139,13 @@ impl ChatServer {
 /// the shared pool first (a connection still in its TLS handshake counts as
 /// a client, so stalled handshakes cannot pile up), passes the gate, then
 /// gets its protocol's session.
-pub async fn accept_loop(l: ChatListener, shared: Shared, stop: CancellationToken) {
-    let local = l.listener.local_addr();
+pub(crate) async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown) {
     let gate = Arc::new(l.gate);
-    loop {
-        let acc = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = l.listener.accept(&local) => r,
-        };
-        let acc = match acc {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-            refuse(acc, &gate, l.protocol, shared.max_clients).await;
-            continue;
-        };
-        let (gate, shared2, protocol) = (gate.clone(), shared.clone(), l.protocol);
+    let (protocol, max) = (l.protocol, shared.max_clients);
+    let cap = format!("{max} clients already (--max-clients)");
+    let refuse = |acc| refuse(acc, &gate, protocol, max);
+    let serve = |acc, permit| {
+        let (gate, shared2) = (gate.clone(), shared.clone());
         shared.tracker.spawn(async move {
             let _permit = permit;
             let Some(conn) = gate.admit(acc).await else {
@@ -166,7 +153,9 @@ pub async fn accept_loop(l: ChatListener, shared: Shared, stop: CancellationToke
             };
             serve(protocol, conn, shared2).await;
         });
-    }
+    };
+    crate::serve::accept::accept_loop(&l.listener, &shared.permits, &stop, &cap, refuse, serve)
+        .await;
 }
 
 /// One admitted connection, by its listener's protocol.
@@ -180,14 +169,11 @@ async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
     }
 }
 
-/// Turns away a connection over `--max-clients` at once, without a task:
+/// Turns away a connection over `--max-clients` at once (the accept loop
+/// has logged it), without a task:
 /// a plain client is told so in one non-blocking write (a fresh socket's
 /// buffer takes it); a TLS one (no handshake is spent on it) is just closed.
 async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
-    tracing::info!(
-        "refused {}: {max} clients already (--max-clients)",
-        acc.peer()
-    );
     if gate.tls.is_some() || protocol != Protocol::Line {
         return;
     }
@@ -264,8 +250,8 @@ mod tests {
             console_input: false,
             drain_timeout: Duration::from_secs(1),
         };
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        let stop = Shutdown::new();
+        let run = tokio::spawn(server.run(stop.clone()));
         let (w1, _c1) = first_line(&a).await;
         let (w2, _c2) = first_line(&b).await;
         assert!(w1.starts_with("* welcome, you are guest1"), "{w1}");
@@ -276,7 +262,7 @@ mod tests {
             let (full, _) = first_line(addr).await;
             assert_eq!(full, "! server full (2 clients), try again later\n");
         }
-        stop.cancel();
+        stop.trigger();
         run.await.unwrap().unwrap();
     }
 }

@@ -11,6 +11,7 @@
 //! vectored writes, many lines per syscall. Plain TCP and Unix clients are read
 //! by readiness into a per-thread buffer, so an idle client holds no read buffer.
 
+use crate::util::sleep_until;
 use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
@@ -220,7 +221,7 @@ pub struct Flood {
 }
 
 /// What flood control makes of one more input line.
-pub enum Verdict {
+pub enum FloodVerdict {
     /// Take it.
     Pass,
     /// Drop it; `warn`: tell the client (at most once a second).
@@ -246,10 +247,10 @@ impl Flood {
     }
 
     /// Judges one more input line.
-    pub fn judge(&mut self) -> Verdict {
+    pub fn judge(&mut self) -> FloodVerdict {
         let now = Instant::now();
         if self.bucket.take(now) {
-            return Verdict::Pass;
+            return FloodVerdict::Pass;
         }
         if now.duration_since(self.window_start) > Duration::from_secs(10) {
             self.window_start = now;
@@ -257,7 +258,7 @@ impl Flood {
         }
         self.dropped += 1;
         if self.dropped > self.limit {
-            return Verdict::Disconnect;
+            return FloodVerdict::Disconnect;
         }
         let warn = self
             .warned
@@ -265,7 +266,7 @@ impl Flood {
         if warn {
             self.warned = Some(now);
         }
-        Verdict::Drop { warn }
+        FloodVerdict::Drop { warn }
     }
 }
 
@@ -419,14 +420,14 @@ fn dispatch(
             }
         };
         match flood.judge() {
-            Verdict::Pass => {}
-            Verdict::Drop { warn } => {
+            FloodVerdict::Pass => {}
+            FloodVerdict::Drop { warn } => {
                 if warn {
                     hub.refuse(id, Refusal::SlowDown(limits.rate));
                 }
                 continue;
             }
-            Verdict::Disconnect => return Some("flooding".into()),
+            FloodVerdict::Disconnect => return Some("flooding".into()),
         }
         if !text.starts_with('/') {
             says.push(text);
@@ -443,13 +444,6 @@ fn dispatch(
         hub.say_many(id, says.drain(..));
     }
     None
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Drains the member's outbox to `writer` until the member is removed and

@@ -1,6 +1,6 @@
 //! `sockit chat`: a multi-user chat server (`serve`) and its client (`join`).
 
-use std::path::PathBuf;
+use crate::shutdown::Shutdown;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
@@ -10,11 +10,11 @@ use crate::chat::front::Protocol;
 use crate::chat::protocol::check_nick;
 use crate::chat::server::{ChatListener, ChatServer};
 use crate::chat::session::SessionLimits;
-use crate::cli::{parse_millis, parse_secs, NetArgs, TlsClientArgs, TlsServerArgs};
+use crate::cli::{parse_millis, parse_secs, AclArgs, NetArgs, TlsClientArgs, TlsServerArgs};
 use crate::dial::DialOpts;
 use crate::endpoint::{Endpoint, Family};
 use crate::error::{Error, Result};
-use crate::serve::{bind, Acl, Bound, Gate};
+use crate::serve::{bind, Bound, Gate};
 use crate::sock::SockOpts;
 use crate::tls;
 
@@ -107,18 +107,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, help_heading = "Limits")]
     handshake_timeout: Duration,
 
-    /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
-    #[arg(long, value_name = "CIDR", help_heading = "Access")]
-    allow: Vec<String>,
-    /// Refuse peers in this network (repeatable).
-    #[arg(long, value_name = "CIDR", help_heading = "Access")]
-    deny: Vec<String>,
-    /// Read --allow networks from a file (one per line, # comments).
-    #[arg(long, value_name = "FILE", help_heading = "Access")]
-    allow_file: Option<PathBuf>,
-    /// Read --deny networks from a file.
-    #[arg(long, value_name = "FILE", help_heading = "Access")]
-    deny_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: AclArgs,
 
     #[command(flatten)]
     tls: TlsServerArgs,
@@ -133,7 +123,7 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let shutdown = crate::cmd::shutdown_signal();
+    let shutdown = Shutdown::on_signals();
     let ep = Endpoint::parse(&args.endpoint, args.net.udp)?;
     if !ep.is_stream() {
         return Err(Error::Usage(format!(
@@ -152,30 +142,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         return Err(Error::Usage(format!("invalid --rate {}", args.rate)));
     }
-    let acl = Acl::new(
-        &args.allow,
-        &args.deny,
-        args.allow_file.as_deref(),
-        args.deny_file.as_deref(),
-    )?;
-    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
-        return Err(Error::Usage(
-            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
-        ));
-    }
+    let acl = args.access.acl(&ep)?;
     crate::sock::raise_nofile_limit(args.max_clients as u64 + 64);
     let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &SockOpts::default()).await?;
     let Bound::Stream(listener) = bound else {
         return Err(Error::Usage("chat needs a stream endpoint".into()));
     };
-    let tls = match args.tls.identity() {
-        Some(id) => {
-            let server = tls::Server::new(&id)?;
-            eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
-            Some(server)
-        }
-        None => None,
-    };
+    let tls = tls::TlsServer::announced(args.tls.identity())?;
     tracing::info!(
         "chat listening on {} ({})",
         listener.local_addr(),
@@ -318,5 +291,5 @@ async fn join(args: JoinArgs) -> Result<()> {
         interactive: !args.json && client::stdio_is_terminal(),
         max_line: args.max_line as usize,
     };
-    client::run(config).await
+    client::run(config, Shutdown::on_signals()).await
 }

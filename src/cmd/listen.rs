@@ -1,18 +1,19 @@
 //! `sockit listen`: the tutorial's server, and `nc -l` done right.
 
-use std::path::PathBuf;
+use crate::shutdown::Shutdown;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
 use crate::cli::{
-    announce_listening, parse_millis, parse_secs, NetArgs, RelayArgs, SockArgs, TlsServerArgs,
+    announce_listening, parse_millis, parse_secs, AclArgs, NetArgs, RelayArgs, SockArgs,
+    TlsServerArgs,
 };
 use crate::endpoint::{Endpoint, UnixKind};
 use crate::error::{Error, Result};
 use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
-use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Limits, Server, Service};
+use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Server, ServerLimits, Service};
 use crate::sock::{fmt_sockaddr, PacketSock, SockOpts};
 use crate::tls;
 
@@ -64,19 +65,8 @@ pub struct Args {
     /// Pending-connection queue length (listen backlog).
     #[arg(long, value_name = "N", default_value_t = 128)]
     backlog: u32,
-    /// Only serve peers in this network (repeatable), e.g. 10.0.0.0/8.
-    #[arg(long, value_name = "CIDR")]
-    allow: Vec<String>,
-    /// Refuse peers in this network (repeatable): connections are closed unread,
-    /// datagrams dropped. ::ffff:a.b.c.d forms match IPv4 peers.
-    #[arg(long, value_name = "CIDR")]
-    deny: Vec<String>,
-    /// Read --allow networks from a file (one per line, # comments).
-    #[arg(long, value_name = "FILE")]
-    allow_file: Option<PathBuf>,
-    /// Read --deny networks from a file.
-    #[arg(long, value_name = "FILE")]
-    deny_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: AclArgs,
 
     /// Answer each message with 'hello <message>' (implies -k).
     #[arg(long, help_heading = "Services", group = "service")]
@@ -205,18 +195,13 @@ impl Args {
 
 /// Runs `sockit listen`.
 pub async fn run(args: Args) -> Result<()> {
-    let shutdown = crate::cmd::shutdown_signal();
+    let shutdown = Shutdown::on_signals();
     let ep = Endpoint::parse(&args.endpoint_text()?, args.net.udp)?;
     let service = args.service()?;
     let keep_open = args.keep_open || !matches!(service, Service::Stdio);
-    let acl = Acl::new(
-        &args.allow,
-        &args.deny,
-        args.allow_file.as_deref(),
-        args.deny_file.as_deref(),
-    )?;
+    let acl = args.access.acl(&ep)?;
     let identity = args.tls.identity();
-    check_endpoint(&ep, &service, &acl, identity.is_some())?;
+    check_endpoint(&ep, &service, identity.is_some())?;
     // As in `connect`: a client's half-close does not cut short what we send.
     let wait_for_stdin = !crate::relay::splice::stdin_is_terminal();
     let relay = args.relay.options(Duration::MAX, wait_for_stdin)?;
@@ -235,14 +220,7 @@ pub async fn run(args: Args) -> Result<()> {
             return serve_dgram(&ep, s, opts, shutdown).await;
         }
     };
-    let tls = match identity {
-        Some(id) => {
-            let server = tls::Server::new(&id)?;
-            eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
-            Some(server)
-        }
-        None => None,
-    };
+    let tls = tls::TlsServer::announced(identity)?;
     announce_listening(&ep, &format!("{} ({})", listener.local_addr(), ep.proto()));
     let server = Server {
         listener,
@@ -260,7 +238,7 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 /// Refuses combinations the endpoint cannot serve.
-fn check_endpoint(ep: &Endpoint, service: &Service, acl: &Acl, tls: bool) -> Result<()> {
+fn check_endpoint(ep: &Endpoint, service: &Service, tls: bool) -> Result<()> {
     let connected = ep.is_stream()
         || matches!(
             ep,
@@ -275,11 +253,6 @@ fn check_endpoint(ep: &Endpoint, service: &Service, acl: &Acl, tls: bool) -> Res
             ep.proto()
         )));
     }
-    if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
-        return Err(Error::Usage(
-            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
-        ));
-    }
     if !connected && matches!(service, Service::Exec(_)) {
         return Err(Error::Usage(format!(
             "--exec needs a connection-oriented endpoint, not {}",
@@ -290,13 +263,13 @@ fn check_endpoint(ep: &Endpoint, service: &Service, acl: &Acl, tls: bool) -> Res
 }
 
 impl Args {
-    fn limits(&self) -> Limits {
-        Limits {
+    fn limits(&self) -> ServerLimits {
+        ServerLimits {
             max_conns: self.max_conns as usize,
             max_line: self.max_line as usize,
             flush_partial: self.flush_partial,
             max_queue: self.max_queue as usize,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 
@@ -332,7 +305,7 @@ async fn serve_dgram(
     ep: &Endpoint,
     sock: PacketSock,
     opts: DgramOpts,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: Shutdown,
 ) -> Result<()> {
     let local = sock
         .local_addr()

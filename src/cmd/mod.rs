@@ -94,21 +94,12 @@ impl Command {
     pub fn error_exit_code(&self) -> fn(&Error) -> u8 {
         match self {
             Command::Http(_) => http::exit_code,
-            // iputils' numbering: 1 means "no reply", so every error is 2.
-            Command::Ping(_) => |_| 2,
+            Command::Ping(_) => ping::exit_code,
             Command::Connect(_) | Command::Listen(_) | Command::Relay(_) | Command::Chat(_) => {
                 |e| e.class().exit_code()
             }
         }
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM: the older form of
-/// [`Shutdown::on_signals`](crate::shutdown::Shutdown::on_signals), kept for
-/// the callers that do not take a `Shutdown` yet. New code passes a
-/// `Shutdown` down instead.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    crate::shutdown::Shutdown::on_signals().wait_owned()
 }
 
 /// One line for a command-line error clap found: clap's own message (its

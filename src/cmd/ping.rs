@@ -2,8 +2,9 @@
 //! socket), printed the way iputils `ping` prints it.
 //!
 //! This file owns the flags and what goes to stdout; the send/receive loop
-//! ([`crate::icmp::pinger`]), packets, bookkeeping and wording live in [`crate::icmp`].
+//! (`icmp::pinger`), packets, bookkeeping and wording live in `icmp`.
 
+use crate::shutdown::Shutdown;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
@@ -32,8 +33,48 @@ Examples:
 Sockets: a raw socket (SOCK_RAW) for root or CAP_NET_RAW, else the unprivileged
 ICMP datagram socket (allowed by net.ipv4.ping_group_range); -v says which.
 
-Exit status: 0 if any reply arrived, 1 if none did, 2 on errors (bad flags, no
-address, no ICMP socket allowed).";
+Exit status (iputils' numbering, not the other subcommands'):
+  0  a reply arrived
+  1  no reply arrived
+  2  error: bad flag, no address, or no ICMP socket allowed";
+
+/// `sockit ping`'s exit status, numbered as iputils' ping does (not by the
+/// crate's error classes): the `--help` table is checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PingExit {
+    /// At least one reply arrived (or stdout closed early).
+    Replied = 0,
+    /// Requests went out, no reply came back.
+    NoReply = 1,
+    /// Any error: bad flags, no address, no ICMP socket allowed.
+    Failed = 2,
+}
+
+impl PingExit {
+    /// Every status, in order.
+    pub const ALL: [PingExit; 3] = [PingExit::Replied, PingExit::NoReply, PingExit::Failed];
+
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The words in the `--help` table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PingExit::Replied => "a reply arrived",
+            PingExit::NoReply => "no reply arrived",
+            PingExit::Failed => "error: bad flag, no address, or no ICMP socket allowed",
+        }
+    }
+}
+
+/// The exit status for an error from `sockit ping`: always
+/// [`PingExit::Failed`], whatever its class.
+pub fn exit_code(_: &Error) -> u8 {
+    PingExit::Failed.code()
+}
 
 /// The shortest interval for users other than root, as in iputils.
 const MIN_USER_INTERVAL: Duration = Duration::from_millis(200);
@@ -152,13 +193,13 @@ async fn resolve(text: &str, family: Family) -> Result<SocketAddr> {
 }
 
 /// Lines to stdout, flushed one by one; a closed stdout is reported, not fatal.
-struct Output {
+struct Printer {
     json: bool,
     quiet: bool,
     closed: bool,
 }
 
-impl Output {
+impl Printer {
     fn line(&mut self, text: &str) -> Result<()> {
         if self.closed {
             return Ok(());
@@ -175,7 +216,7 @@ impl Output {
     }
 }
 
-impl Reporter for Output {
+impl Reporter for Printer {
     fn reply(&mut self, r: &Reply) -> Result<()> {
         if self.quiet {
             return Ok(());
@@ -232,7 +273,7 @@ fn check_for(args: &Args, version: Version) -> Result<()> {
     Ok(())
 }
 
-/// Runs `sockit ping`; `Ok` carries the exit status: 0 if any reply arrived, else 1.
+/// Runs `sockit ping`; `Ok` carries the exit status ([`PingExit`]).
 pub async fn run(args: Args) -> Result<u8> {
     check_timing(&args)?;
     let dest = resolve(&args.host, Family::from_flags(args.ipv4, args.ipv6)).await?;
@@ -249,7 +290,7 @@ pub async fn run(args: Args) -> Result<u8> {
         timeout: args.timeout,
         deadline: args.deadline,
     })?;
-    let mut out = Output {
+    let mut out = Printer {
         json: args.json,
         quiet: args.quiet,
         closed: false,
@@ -257,9 +298,9 @@ pub async fn run(args: Args) -> Result<u8> {
     if !args.json {
         out.line(&report::header(&args.host, target, args.size))?;
     }
-    let end = pinger.run(crate::cmd::shutdown_signal(), &mut out).await?;
+    let end = pinger.run(&Shutdown::on_signals(), &mut out).await?;
     if end == End::StdoutClosed {
-        return Ok(0);
+        return Ok(PingExit::Replied.code());
     }
     let summary = pinger.tracker().summary();
     let text = if args.json {
@@ -270,12 +311,27 @@ pub async fn run(args: Args) -> Result<u8> {
             .to_string()
     };
     out.line(&text)?;
-    Ok(if summary.received > 0 { 0 } else { 1 })
+    Ok(if summary.received > 0 {
+        PingExit::Replied
+    } else {
+        PingExit::NoReply
+    }
+    .code())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_table_is_the_exit_enum() {
+        let table = HELP.split_once("Exit status").unwrap().1;
+        let rows: Vec<&str> = table.lines().skip(1).collect();
+        assert_eq!(rows.len(), PingExit::ALL.len(), "{table}");
+        for (row, status) in rows.iter().zip(PingExit::ALL) {
+            assert_eq!(*row, format!("  {}  {}", status.code(), status.describe()));
+        }
+    }
     use std::net::Ipv4Addr;
 
     fn args(interval: f64) -> Args {

@@ -1,17 +1,18 @@
 //! `sockit relay A B`: a port forward (socat's `A B`): listen on A, and for
 //! each client dial B and relay both ways.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::{announce_listening, parse_secs, NetArgs, SockArgs, TlsClientArgs, TlsServerArgs};
+use crate::cli::{
+    announce_listening, parse_secs, AclArgs, NetArgs, SockArgs, TlsClientArgs, TlsServerArgs,
+};
 use crate::dial::DialOpts;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::forward::Forward;
-use crate::serve::{bind, Acl, Bound, Gate};
+use crate::serve::{bind, Bound, Gate};
 use crate::shutdown::Shutdown;
 use crate::sock::SockOpts;
 use crate::tls;
@@ -53,18 +54,8 @@ pub struct Args {
     /// Pending-connection queue length (listen backlog).
     #[arg(long, value_name = "N", default_value_t = 128)]
     backlog: u32,
-    /// Only accept peers in this network (repeatable), e.g. 10.0.0.0/8.
-    #[arg(long, value_name = "CIDR")]
-    allow: Vec<String>,
-    /// Refuse peers in this network (repeatable).
-    #[arg(long, value_name = "CIDR")]
-    deny: Vec<String>,
-    /// Read --allow networks from a file (one per line, # comments).
-    #[arg(long, value_name = "FILE")]
-    allow_file: Option<PathBuf>,
-    /// Read --deny networks from a file.
-    #[arg(long, value_name = "FILE")]
-    deny_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: AclArgs,
     /// Time limit for reaching B, in seconds: resolve, connect, TLS handshake
     /// (a UDP or unix-dgram B: how long it may still answer after A is done).
     #[arg(short = 'w', long = "wait", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -98,17 +89,7 @@ pub async fn run(args: Args) -> Result<()> {
             b.proto()
         )));
     }
-    let acl = Acl::new(
-        &args.allow,
-        &args.deny,
-        args.allow_file.as_deref(),
-        args.deny_file.as_deref(),
-    )?;
-    if !acl.is_empty() && matches!(a, Endpoint::Unix { .. }) {
-        return Err(Error::Usage(
-            "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
-        ));
-    }
+    let acl = args.access.acl(&a)?;
     let identity = args.tls_a.identity();
     if identity.is_some() && !a.is_stream() {
         return Err(Error::Usage(format!(
@@ -130,14 +111,7 @@ pub async fn run(args: Args) -> Result<()> {
             )))
         }
     };
-    let tls = match identity {
-        Some(id) => {
-            let server = tls::Server::new(&id)?;
-            eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
-            Some(server)
-        }
-        None => None,
-    };
+    let tls = tls::TlsServer::announced(identity)?;
     let where_ = format!("{} ({}) -> {b}", listener.local_addr(), a.proto());
     announce_listening(&a, &where_);
     let forward = Forward {

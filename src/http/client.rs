@@ -1,6 +1,6 @@
 //! The transfer engine: fetch a URL over the pool, following redirects, reusing
 //! connections, retrying once on a connection the server had already closed, and
-//! handing the body to the [`BodyWriter`] (which decodes and writes it).
+//! handing the body to the `BodyWriter` (which decodes and writes it).
 //!
 //! What is shown along the way (`-v` traces, the progress bar) is the caller's
 //! business, through [`Observer`]; so is where the body goes ([`FetchOutput`]). This

@@ -7,23 +7,23 @@
 //! - [`request`]: the request to send, and its bytes on the wire.
 //! - [`target`]: URL handling (default scheme, IDNA, `Host`, request target, `-O` names).
 //! - [`redirect`]: what a 3xx turns the next request into.
-//! - [`decode`]: content and transfer decoding (gzip, deflate, brotli) as the body streams.
+//! - `decode`: content and transfer decoding (gzip, deflate, brotli) as the body streams.
 //! - [`pool`]: new connections through [`crate::dial`] (TCP or Unix, TLS with ALPN), and one idle connection per origin.
-//! - [`exchange`]: one request/response over a pooled connection, the body piece by piece.
-//! - [`writer`]: the thread that decodes bodies and writes them to stdout or files.
+//! - `exchange`: one request/response over a pooled connection, the body piece by piece.
+//! - `writer`: the thread that decodes bodies and writes them to stdout or files.
 //!
 //! Nothing here prints or decides exit codes; `cmd::http` does. Sockets come from
 //! `sock` and TLS from `tls`; this module only moves HTTP over them.
 
 pub mod client;
-pub mod decode;
-pub mod exchange;
+pub(crate) mod decode;
+pub(crate) mod exchange;
 pub mod parse;
 pub mod pool;
 pub mod redirect;
 pub mod request;
 pub mod target;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::fmt;
 

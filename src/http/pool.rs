@@ -107,7 +107,7 @@ pub struct Timing {
 pub struct Pool {
     opts: ConnectOpts,
     idle: HashMap<Origin, Connection>,
-    tls_clients: HashMap<String, tls::Client>,
+    tls_clients: HashMap<String, tls::TlsClient>,
     next_id: u32,
 }
 
@@ -223,11 +223,11 @@ impl Pool {
         Ok((conn, timing))
     }
 
-    fn tls_client(&mut self, host: &str) -> Result<tls::Client> {
+    fn tls_client(&mut self, host: &str) -> Result<tls::TlsClient> {
         if let Some(c) = self.tls_clients.get(host) {
             return Ok(c.clone());
         }
-        let client = tls::Client::new(&self.opts.tls, host)?;
+        let client = tls::TlsClient::new(&self.opts.tls, host)?;
         self.tls_clients.insert(host.to_string(), client.clone());
         Ok(client)
     }

@@ -112,29 +112,26 @@ impl Version {
 
 /// Why bytes could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
+pub enum PacketError {
     /// Fewer bytes than the header needs.
     Truncated,
     /// The IP version nibble is not 4.
     NotIpv4,
     /// The IPv4 header length field is below 20 bytes or beyond the packet.
     BadHeaderLength,
-    /// The IPv4 header does not carry ICMP.
-    NotIcmp,
 }
 
-impl fmt::Display for ParseError {
+impl fmt::Display for PacketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ParseError::Truncated => "truncated packet",
-            ParseError::NotIpv4 => "not an IPv4 packet",
-            ParseError::BadHeaderLength => "bad IPv4 header length",
-            ParseError::NotIcmp => "not an ICMP packet",
+            PacketError::Truncated => "truncated packet",
+            PacketError::NotIpv4 => "not an IPv4 packet",
+            PacketError::BadHeaderLength => "bad IPv4 header length",
         })
     }
 }
 
-impl std::error::Error for ParseError {}
+impl std::error::Error for PacketError {}
 
 /// The Internet checksum (RFC 1071): one's complement of the one's complement sum of
 /// 16-bit big-endian words, an odd last byte padded with zero. A buffer that already
@@ -249,28 +246,28 @@ impl Ipv4Header {
 
     /// Parses the header at the start of `packet`; returns it and the payload it
     /// announces (cut to what is there, so a truncated capture still parses).
-    pub fn parse(packet: &[u8]) -> Result<(Ipv4Header, &[u8]), ParseError> {
-        let first = *packet.first().ok_or(ParseError::Truncated)?;
+    pub fn parse(packet: &[u8]) -> Result<(Ipv4Header, &[u8]), PacketError> {
+        let first = *packet.first().ok_or(PacketError::Truncated)?;
         if first >> 4 != 4 {
-            return Err(ParseError::NotIpv4);
+            return Err(PacketError::NotIpv4);
         }
         let header_len = usize::from(first & 0x0f) * 4;
         if header_len < IPV4_HEADER_LEN {
-            return Err(ParseError::BadHeaderLength);
+            return Err(PacketError::BadHeaderLength);
         }
         if packet.len() < IPV4_HEADER_LEN {
-            return Err(ParseError::Truncated);
+            return Err(PacketError::Truncated);
         }
         if packet.len() < header_len {
-            return Err(ParseError::BadHeaderLength);
+            return Err(PacketError::BadHeaderLength);
         }
-        let get16 = |at| be16(packet, at).ok_or(ParseError::Truncated);
+        let get16 = |at| be16(packet, at).ok_or(PacketError::Truncated);
         let total_len = get16(2)?;
         let flags_frag = get16(6)?;
         let addr = |at| {
             be32(packet, at)
                 .map(Ipv4Addr::from)
-                .ok_or(ParseError::Truncated)
+                .ok_or(PacketError::Truncated)
         };
         let h = Ipv4Header {
             header_len,
@@ -448,9 +445,9 @@ fn is_error_type(version: Version, t: u8) -> bool {
 }
 
 /// Parses an ICMP (`V4`) or ICMPv6 (`V6`) message, without any IP header in front.
-pub fn parse_icmp(version: Version, msg: &[u8]) -> Result<Message<'_>, ParseError> {
+pub fn parse_icmp(version: Version, msg: &[u8]) -> Result<Message<'_>, PacketError> {
     if msg.len() < ICMP_HEADER_LEN {
-        return Err(ParseError::Truncated);
+        return Err(PacketError::Truncated);
     }
     let icmp_type = msg[0];
     let code = msg[1];
@@ -458,8 +455,8 @@ pub fn parse_icmp(version: Version, msg: &[u8]) -> Result<Message<'_>, ParseErro
         Version::V4 => checksum(msg) == 0,
         Version::V6 => true,
     };
-    let ident = be16(msg, 4).ok_or(ParseError::Truncated)?;
-    let seq = be16(msg, 6).ok_or(ParseError::Truncated)?;
+    let ident = be16(msg, 4).ok_or(PacketError::Truncated)?;
+    let seq = be16(msg, 6).ok_or(PacketError::Truncated)?;
     let rest = &msg[ICMP_HEADER_LEN..];
     let body = if icmp_type == version.echo_reply() {
         Body::EchoReply {
@@ -785,18 +782,21 @@ mod tests {
 
     #[test]
     fn short_and_malformed_inputs_are_errors() {
-        assert_eq!(Ipv4Header::parse(&[]), Err(ParseError::Truncated));
-        assert_eq!(Ipv4Header::parse(&[0x60; 40]), Err(ParseError::NotIpv4));
+        assert_eq!(Ipv4Header::parse(&[]), Err(PacketError::Truncated));
+        assert_eq!(Ipv4Header::parse(&[0x60; 40]), Err(PacketError::NotIpv4));
         assert_eq!(
             Ipv4Header::parse(&[0x44; 40]),
-            Err(ParseError::BadHeaderLength)
+            Err(PacketError::BadHeaderLength)
         );
         assert_eq!(
             Ipv4Header::parse(&[0x4f; 40]),
-            Err(ParseError::BadHeaderLength)
+            Err(PacketError::BadHeaderLength)
         );
-        assert_eq!(Ipv4Header::parse(&[0x45; 19]), Err(ParseError::Truncated));
-        assert_eq!(parse_icmp(Version::V4, &[0; 7]), Err(ParseError::Truncated));
+        assert_eq!(Ipv4Header::parse(&[0x45; 19]), Err(PacketError::Truncated));
+        assert_eq!(
+            parse_icmp(Version::V4, &[0; 7]),
+            Err(PacketError::Truncated)
+        );
         assert_eq!(parse_quoted(Version::V6, &[0x60; 10]), None);
     }
 

@@ -4,7 +4,8 @@
 //! What is printed is the caller's: replies and errors go to a [`Reporter`] as
 //! they come, and [`Pinger::tracker`] holds the numbers for the summary.
 
-use std::future::Future;
+use crate::shutdown::Shutdown;
+use crate::util::sleep_until;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use socket2::SockAddr;
 
 use super::packet::{self, Body, Ipv4Header, Version};
 use super::report::{ErrorReport, Reply};
-use super::socket::{IcmpSocket, Kind, Options, QueuedError, Received};
+use super::socket::{IcmpSocket, Options, QueuedError, Received, SocketKind};
 use super::stats::{ArrivedAt, SentAt, Tracker, Verdict};
 use crate::error::{describe_io, Error, Result};
 
@@ -67,7 +68,7 @@ pub enum End {
 }
 
 /// What woke the loop.
-enum Event {
+enum Wake {
     Shutdown,
     Deadline,
     Received(io::Result<Received>),
@@ -118,12 +119,7 @@ impl Pinger {
 
     /// Sends and receives until the count, the deadline or `shutdown`; replies and
     /// errors go to `to` as they come.
-    pub async fn run(
-        &mut self,
-        shutdown: impl Future<Output = ()>,
-        to: &mut dyn Reporter,
-    ) -> Result<End> {
-        tokio::pin!(shutdown);
+    pub async fn run(&mut self, shutdown: &Shutdown, to: &mut dyn Reporter) -> Result<End> {
         self.start = Instant::now();
         let deadline = self
             .deadline
@@ -150,22 +146,22 @@ impl Pinger {
             };
             let event = tokio::select! {
                 biased;
-                _ = &mut shutdown => Event::Shutdown,
-                _ = sleep_until(deadline) => Event::Deadline,
-                r = self.sock.recv(&mut buf) => Event::Received(r),
-                _ = tokio::time::sleep_until(next_send), if sending => Event::SendDue,
-                _ = sleep_until(expiry), if expiry.is_some() => Event::Expired,
+                _ = shutdown.wait() => Wake::Shutdown,
+                _ = sleep_until(deadline) => Wake::Deadline,
+                r = self.sock.recv(&mut buf) => Wake::Received(r),
+                _ = tokio::time::sleep_until(next_send), if sending => Wake::SendDue,
+                _ = sleep_until(expiry), if expiry.is_some() => Wake::Expired,
             };
             match event {
-                Event::Shutdown => return Ok(End::Interrupted),
-                Event::Deadline => return Ok(End::Deadline),
-                Event::Received(Ok(r)) => {
+                Wake::Shutdown => return Ok(End::Interrupted),
+                Wake::Deadline => return Ok(End::Deadline),
+                Wake::Received(Ok(r)) => {
                     self.recv_errors = 0;
                     let data = buf.get(..r.len).unwrap_or(&buf);
                     self.on_datagram(&r, data, to)?;
                 }
-                Event::Received(Err(e)) => self.on_recv_error(e, &mut buf, to)?,
-                Event::SendDue => {
+                Wake::Received(Err(e)) => self.on_recv_error(e, &mut buf, to)?,
+                Wake::SendDue => {
                     self.send_one().await?;
                     let now = tokio::time::Instant::now();
                     next_send += self.interval;
@@ -175,7 +171,7 @@ impl Pinger {
                         next_send = now;
                     }
                 }
-                Event::Expired => {}
+                Wake::Expired => {}
             }
         }
     }
@@ -216,7 +212,7 @@ impl Pinger {
     }
 
     fn on_datagram(&mut self, r: &Received, data: &[u8], to: &mut dyn Reporter) -> Result<()> {
-        let (icmp, ttl) = if self.version == Version::V4 && self.sock.kind() == Kind::Raw {
+        let (icmp, ttl) = if self.version == Version::V4 && self.sock.kind() == SocketKind::Raw {
             match Ipv4Header::parse(data) {
                 Ok((h, rest)) => (rest, Some(h.ttl)),
                 Err(_) => return Ok(()),
@@ -343,13 +339,6 @@ impl Pinger {
     }
 }
 
-async fn sleep_until(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Pinger {
     /// Opens the socket (raw, else unprivileged datagram) and prepares the requests.
     pub fn open(o: &PingOptions) -> Result<Pinger> {
@@ -404,15 +393,15 @@ impl Pinger {
     }
 }
 
-fn log_socket(kind: Kind, version: Version, ident: u16) {
+fn log_socket(kind: SocketKind, version: Version, ident: u16) {
     let proto = if version == Version::V4 {
         "IPPROTO_ICMP"
     } else {
         "IPPROTO_ICMPV6"
     };
     match kind {
-        Kind::Raw => tracing::info!("using a raw socket (SOCK_RAW, {proto}), identifier {ident}"),
-        Kind::Dgram => tracing::info!(
+        SocketKind::Raw => tracing::info!("using a raw socket (SOCK_RAW, {proto}), identifier {ident}"),
+        SocketKind::Dgram => tracing::info!(
             "using an unprivileged ICMP datagram socket (SOCK_DGRAM, {proto}), identifier {ident} (chosen by the kernel)"
         ),
     }

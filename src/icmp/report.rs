@@ -186,7 +186,7 @@ fn json_line(value: &impl Serialize) -> String {
 /// One reply as a JSON object on one line.
 pub fn reply_json(r: &Reply) -> String {
     #[derive(Serialize)]
-    struct Line {
+    struct ReplyLine {
         r#type: &'static str,
         from: String,
         bytes: usize,
@@ -200,7 +200,7 @@ pub fn reply_json(r: &Reply) -> String {
         truncated: bool,
         wrong_data_byte: Option<usize>,
     }
-    json_line(&Line {
+    json_line(&ReplyLine {
         r#type: "reply",
         from: r.from.to_string(),
         bytes: r.bytes,
@@ -219,7 +219,7 @@ pub fn reply_json(r: &Reply) -> String {
 /// An ICMP error as a JSON object on one line.
 pub fn error_json(e: &ErrorReport) -> String {
     #[derive(Serialize)]
-    struct Line<'a> {
+    struct ErrorLine<'a> {
         r#type: &'static str,
         from: String,
         icmp_seq: u16,
@@ -227,7 +227,7 @@ pub fn error_json(e: &ErrorReport) -> String {
         icmp_code: u8,
         message: &'a str,
     }
-    json_line(&Line {
+    json_line(&ErrorLine {
         r#type: "error",
         from: e.from.to_string(),
         icmp_seq: e.seq,
@@ -283,7 +283,7 @@ pub fn summary_text(host: &str, s: &Summary) -> String {
 /// The closing statistics as one JSON object (RTT fields null without replies).
 pub fn summary_json(host: &str, addr: IpAddr, s: &Summary) -> String {
     #[derive(Serialize)]
-    struct Line<'a> {
+    struct SummaryLine<'a> {
         r#type: &'static str,
         host: &'a str,
         address: String,
@@ -303,7 +303,7 @@ pub fn summary_json(host: &str, addr: IpAddr, s: &Summary) -> String {
     let rtt = |f: fn(&super::stats::RttSummary) -> Duration| {
         s.rtt.filter(|_| s.received > 0).map(|r| ms_number(f(&r)))
     };
-    json_line(&Line {
+    json_line(&SummaryLine {
         r#type: "summary",
         host,
         address: addr.to_string(),

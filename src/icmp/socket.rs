@@ -7,8 +7,9 @@
 //! (`SO_TIMESTAMPNS`, read with `recvmsg` together with the TTL or hop limit). This
 //! module moves bytes and control messages; what the bytes mean is [`super::packet`]'s.
 
+use crate::util::as_uninit;
 use std::io;
-use std::mem::{offset_of, size_of, MaybeUninit};
+use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,7 +30,7 @@ const CONTROL_LEN: usize = 512;
 
 /// Which kind of ICMP socket is in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum SocketKind {
     /// `SOCK_RAW`: sees every ICMP message for the host; IPv4 reads include the IP header.
     Raw,
     /// `SOCK_DGRAM` + `IPPROTO_ICMP`/`IPPROTO_ICMPV6`: the kernel picks the echo
@@ -123,14 +124,8 @@ pub struct Ancillary {
 #[derive(Debug)]
 pub struct IcmpSocket {
     fd: AsyncFd<Socket>,
-    kind: Kind,
+    kind: SocketKind,
     version: Version,
-}
-
-fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the kernel only ever
-    // writes initialised bytes into the buffer.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 fn set_opt_bytes(
@@ -256,7 +251,7 @@ impl IcmpSocket {
         let (dom, proto) = domain(opts.version);
         let what = || format!("cannot open an {} socket", flavour(opts.version));
         let (sock, kind) = match Socket::new(dom, Type::RAW.cloexec(), Some(proto)) {
-            Ok(s) => (s, Kind::Raw),
+            Ok(s) => (s, SocketKind::Raw),
             Err(e) if opts.header_included => {
                 return Err(if is_permission(&e) {
                     Error::io(
@@ -273,7 +268,7 @@ impl IcmpSocket {
             Err(raw_err) => {
                 tracing::debug!("no raw ICMP socket ({raw_err}); trying SOCK_DGRAM");
                 match Socket::new(dom, Type::DGRAM.cloexec(), Some(proto)) {
-                    Ok(s) => (s, Kind::Dgram),
+                    Ok(s) => (s, SocketKind::Dgram),
                     Err(e) if is_permission(&e) && is_permission(&raw_err) => {
                         return Err(permission_error(opts.version));
                     }
@@ -304,11 +299,11 @@ impl IcmpSocket {
         })
     }
 
-    fn configure(sock: &Socket, kind: Kind, opts: &Options) -> io::Result<()> {
+    fn configure(sock: &Socket, kind: SocketKind, opts: &Options) -> io::Result<()> {
         sock.set_nonblocking(true)?;
         set_opt_int(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
         match (opts.version, kind) {
-            (Version::V4, Kind::Raw) => {
+            (Version::V4, SocketKind::Raw) => {
                 // Only an optimisation: replies are filtered in user space anyway.
                 if let Err(e) = set_opt_bytes(
                     sock,
@@ -319,11 +314,11 @@ impl IcmpSocket {
                     tracing::debug!("ICMP_FILTER not set ({e})");
                 }
             }
-            (Version::V4, Kind::Dgram) => {
+            (Version::V4, SocketKind::Dgram) => {
                 set_opt_int(sock, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
                 set_opt_int(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
             }
-            (Version::V6, Kind::Raw) => {
+            (Version::V6, SocketKind::Raw) => {
                 if let Err(e) =
                     set_opt_bytes(sock, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &icmp_filter_v6())
                 {
@@ -331,7 +326,7 @@ impl IcmpSocket {
                 }
                 sock.set_recv_hoplimit_v6(true)?;
             }
-            (Version::V6, Kind::Dgram) => {
+            (Version::V6, SocketKind::Dgram) => {
                 sock.set_recv_hoplimit_v6(true)?;
                 set_opt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
             }
@@ -352,7 +347,7 @@ impl IcmpSocket {
                 libc::IP_PMTUDISC_DO,
             )?;
         }
-        if kind == Kind::Dgram {
+        if kind == SocketKind::Dgram {
             // Binding now makes the kernel choose the echo identifier (the socket's
             // "port") before the first request, so replies can be matched to it.
             sock.bind(&SocketAddr::new(unspecified(opts.version), 0).into())?;
@@ -361,14 +356,14 @@ impl IcmpSocket {
     }
 
     /// Raw or datagram.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> SocketKind {
         self.kind
     }
 
     /// For a datagram socket, the identifier the kernel writes into every request
     /// (its local "port"); `None` for raw sockets, where the caller chooses.
     pub fn kernel_ident(&self) -> io::Result<Option<u16>> {
-        if self.kind == Kind::Raw {
+        if self.kind == SocketKind::Raw {
             return Ok(None);
         }
         let addr = self.fd.get_ref().local_addr()?;

@@ -304,6 +304,7 @@ impl Tracker {
     }
 
     /// Errors so far (ICMP errors and failed sends).
+    #[cfg(test)]
     pub fn errors(&self) -> u64 {
         self.errors
     }

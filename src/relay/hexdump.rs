@@ -62,31 +62,6 @@ impl HexDump {
             let _ = tx.send((dir, data.to_vec())).await;
         }
     }
-
-    /// Records `data` moving in `dir` from code that cannot await: the
-    /// synchronous form of [`dump`](Self::dump). When the queue is full it
-    /// blocks this thread (on a multi-thread runtime, handing its other tasks
-    /// to the other workers first).
-    pub fn record(&self, dir: Direction, data: &[u8]) {
-        let Some(tx) = &self.tx else { return };
-        let item = match tx.try_send((dir, data.to_vec())) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
-            Err(mpsc::error::TrySendError::Full(item)) => item,
-        };
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                let _ = tokio::task::block_in_place(|| tx.blocking_send(item));
-            }
-            // Outside any runtime context, another thread may wait.
-            _ => {
-                std::thread::scope(|s| {
-                    let _ = s.spawn(|| tx.blocking_send(item)).join();
-                });
-            }
-        }
-    }
 }
 
 impl Drop for HexDump {

@@ -6,7 +6,7 @@
 //! themselves live in `serve`.
 
 pub mod hexdump;
-pub mod splice;
+pub(crate) mod splice;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -128,7 +128,7 @@ async fn blocking(
     socket2::SockRef::from(&fd)
         .set_nonblocking(false)
         .map_err(|e| Error::io("cannot configure the socket", e))?;
-    let plan = splice::Plan {
+    let plan = splice::SpliceOpts {
         send: opts.send,
         recv: opts.recv,
         shutdown_on_eof: opts.shutdown_on_eof,

@@ -20,22 +20,22 @@ use nix::sys::stat::{fstat, SFlag};
 const CHUNK: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum FdKind {
     File,
     Pipe,
     Socket,
     Other,
 }
 
-fn kind(fd: BorrowedFd<'_>) -> Kind {
+fn kind(fd: BorrowedFd<'_>) -> FdKind {
     match fstat(fd.as_raw_fd()) {
         Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFREG => Kind::File,
-            SFlag::S_IFIFO => Kind::Pipe,
-            SFlag::S_IFSOCK => Kind::Socket,
-            _ => Kind::Other,
+            SFlag::S_IFREG => FdKind::File,
+            SFlag::S_IFIFO => FdKind::Pipe,
+            SFlag::S_IFSOCK => FdKind::Socket,
+            _ => FdKind::Other,
         },
-        Err(_) => Kind::Other,
+        Err(_) => FdKind::Other,
     }
 }
 
@@ -85,9 +85,9 @@ fn retry<T>(
 /// Copies `src` to `dst` until EOF on `src`, counting bytes into `counter`.
 pub fn copy(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
     let (ks, kd) = (kind(src), kind(dst));
-    let done = if ks == Kind::File && kd == Kind::Socket {
+    let done = if ks == FdKind::File && kd == FdKind::Socket {
         sendfile_loop(src, dst, counter)?
-    } else if ks == Kind::Pipe || kd == Kind::Pipe {
+    } else if ks == FdKind::Pipe || kd == FdKind::Pipe {
         splice_direct(src, dst, counter)?
     } else {
         splice_via_pipe(src, dst, counter)?
@@ -137,7 +137,7 @@ fn splice_direct(
     // read sleeps, so whoever reads that pipe (our stdout's reader) could not
     // take the bytes already delivered until more arrived. Waiting for data
     // first means the splice never sleeps on the socket.
-    let socket_into_pipe = kind(src) == Kind::Socket;
+    let socket_into_pipe = kind(src) == FdKind::Socket;
     let mut first = true;
     loop {
         if socket_into_pipe {
@@ -297,7 +297,7 @@ fn send_messages(
 /// messages already queued behind the first are gathered into one write,
 /// each with [`MESSAGE_ROOM`] of room.
 fn recv_messages(sock: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
-    use crate::sock::as_uninit;
+    use crate::util::as_uninit;
     let sock = socket2::SockRef::from(&sock);
     let mut buf = vec![0u8; 4 * MESSAGE_ROOM];
     loop {
@@ -343,7 +343,7 @@ pub struct Counters {
 
 /// Options for the zero-copy relay.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
+pub struct SpliceOpts {
     /// Copy stdin to the socket.
     pub send: bool,
     /// Copy the socket to stdout (otherwise its bytes are discarded).
@@ -383,7 +383,7 @@ pub struct Failed {
 /// Runs both directions over the blocking socket `sock`; returns when the peer
 /// has closed its side and, with `plan.wait_for_stdin`, stdin is finished too.
 /// Otherwise a stdin thread still blocked in `read` is left behind.
-pub fn relay(sock: OwnedFd, plan: Plan, counters: Arc<Counters>) -> Result<(), Failed> {
+pub fn relay(sock: OwnedFd, plan: SpliceOpts, counters: Arc<Counters>) -> Result<(), Failed> {
     let sock = Arc::new(sock);
     let up = |source| Failed {
         way: Way::Up,

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// Allow and deny lists. A peer is refused if any deny rule matches, or if allow
@@ -69,12 +70,14 @@ fn read_file(path: &Path) -> Result<Vec<IpNet>> {
 }
 
 impl Acl {
-    /// Builds the lists from flags and files.
+    /// Builds the lists from flags and files for a server on `ep`: rules on
+    /// a Unix socket are a usage error (its peers have no IP address).
     pub fn new(
         allow: &[String],
         deny: &[String],
         allow_file: Option<&Path>,
         deny_file: Option<&Path>,
+        ep: &Endpoint,
     ) -> Result<Self> {
         let mut acl = Acl::default();
         for a in allow {
@@ -88,6 +91,11 @@ impl Acl {
         }
         if let Some(p) = deny_file {
             acl.deny.extend(read_file(p)?);
+        }
+        if !acl.is_empty() && matches!(ep, Endpoint::Unix { .. }) {
+            return Err(Error::Usage(
+                "--allow/--deny filter IP addresses; they do not apply to Unix sockets".into(),
+            ));
         }
         Ok(acl)
     }
@@ -112,9 +120,20 @@ impl Acl {
 mod tests {
     use super::*;
 
+    fn tcp() -> Endpoint {
+        Endpoint::parse("127.0.0.1:80", false).unwrap()
+    }
+
     #[test]
     fn deny_wins_and_allow_restricts() {
-        let acl = Acl::new(&["127.0.0.0/8".into()], &["127.0.0.2".into()], None, None).unwrap();
+        let acl = Acl::new(
+            &["127.0.0.0/8".into()],
+            &["127.0.0.2".into()],
+            None,
+            None,
+            &tcp(),
+        )
+        .unwrap();
         assert!(acl.permits("127.0.0.1".parse().unwrap()));
         assert!(acl.permits("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!acl.permits("127.0.0.2".parse().unwrap()));
@@ -131,23 +150,23 @@ mod tests {
     #[test]
     fn mapped_and_plain_forms_are_the_same_peer() {
         // A mapped deny rule blocks the plain IPv4 peer, and the mapped peer.
-        let deny = Acl::new(&[], &["::ffff:127.0.0.1/128".into()], None, None).unwrap();
+        let deny = Acl::new(&[], &["::ffff:127.0.0.1/128".into()], None, None, &tcp()).unwrap();
         assert!(!deny.permits(ip("127.0.0.1")));
         assert!(!deny.permits(ip("::ffff:127.0.0.1")));
         assert!(deny.permits(ip("127.0.0.2")));
         // A mapped allow network lets the plain IPv4 peer in, and no other.
-        let allow = Acl::new(&["::ffff:127.0.0.0/104".into()], &[], None, None).unwrap();
+        let allow = Acl::new(&["::ffff:127.0.0.0/104".into()], &[], None, None, &tcp()).unwrap();
         assert!(allow.permits(ip("127.0.0.1")));
         assert!(allow.permits(ip("::ffff:127.9.9.9")));
         assert!(!allow.permits(ip("10.0.0.1")));
         assert!(!allow.permits(ip("::1")));
         // A plain IPv4 rule covers the mapped peer.
-        let plain = Acl::new(&[], &["127.0.0.0/8".into()], None, None).unwrap();
+        let plain = Acl::new(&[], &["127.0.0.0/8".into()], None, None, &tcp()).unwrap();
         assert!(!plain.permits(ip("::ffff:127.0.0.1")));
         // A broad IPv6 rule covers IPv4 peers through their mapped form.
-        let all6 = Acl::new(&[], &["::/0".into()], None, None).unwrap();
+        let all6 = Acl::new(&[], &["::/0".into()], None, None, &tcp()).unwrap();
         assert!(!all6.permits(ip("192.0.2.1")));
-        let other6 = Acl::new(&["2001:db8::/32".into()], &[], None, None).unwrap();
+        let other6 = Acl::new(&["2001:db8::/32".into()], &[], None, None, &tcp()).unwrap();
         assert!(!other6.permits(ip("192.0.2.1")));
         assert!(other6.permits(ip("2001:db8::1")));
         assert_eq!(
@@ -158,5 +177,13 @@ mod tests {
             parse_net("::ffff:10.1.2.3").unwrap(),
             parse_net("10.1.2.3").unwrap()
         );
+    }
+
+    #[test]
+    fn rules_on_a_unix_socket_are_a_usage_error() {
+        let unix = Endpoint::parse("unix:/tmp/x.sock", false).unwrap();
+        let e = Acl::new(&["10.0.0.0/8".into()], &[], None, None, &unix).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e}");
+        assert!(Acl::new(&[], &[], None, None, &unix).unwrap().is_empty());
     }
 }

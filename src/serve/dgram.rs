@@ -9,6 +9,8 @@
 //! peer list. Source addresses of datagrams can be forged, so the broker's
 //! fan-out is capped: one datagram becomes at most `max_peers - 1` sends.
 
+use crate::shutdown::Shutdown;
+use crate::util::lock_unpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -97,12 +99,8 @@ struct Dgram {
     activity: Activity,
 }
 
-/// Serves datagrams until `shutdown` resolves (or the idle timeout fires).
-pub async fn serve(
-    sock: PacketSock,
-    opts: DgramOpts,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// Serves datagrams until `shutdown` is triggered (or the idle timeout fires).
+pub async fn serve(sock: PacketSock, opts: DgramOpts, shutdown: Shutdown) -> Result<()> {
     let server = Dgram {
         sock: Arc::new(sock),
         peers: Mutex::new(Peers {
@@ -127,13 +125,13 @@ pub async fn serve(
             what: "idle timeout: no traffic".into(),
             after: server.opts.relay.idle.unwrap_or_default(),
         }),
-        _ = shutdown => Ok(()),
+        _ = shutdown.wait() => Ok(()),
     }
 }
 
 impl Dgram {
     fn peers(&self) -> MutexGuard<'_, Peers> {
-        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+        lock_unpoisoned(&self.peers)
     }
 
     /// Receives and answers datagrams; returns when stdout is gone.
@@ -157,7 +155,7 @@ impl Dgram {
             let data = &buf[..n];
             tracing::debug!("{n} bytes from {}", fmt_sockaddr(&from));
             if let Some(h) = &self.opts.relay.hexdump {
-                h.record(Direction::Received, data);
+                h.dump(Direction::Received, data).await;
             }
             match self.opts.service {
                 DgramService::Greet => self.reply(&greet::reply(data), &from).await,
@@ -233,7 +231,7 @@ impl Dgram {
             }
             for m in &msgs {
                 if let Some(h) = &relay.hexdump {
-                    h.record(Direction::Sent, m);
+                    h.dump(Direction::Sent, m).await;
                 }
                 for to in &targets {
                     if let Err(e) = self.sock.send_to(m, to).await {

@@ -8,6 +8,7 @@
 //! charges what is really kept; a member on a message socket gets a message
 //! outbox, which keeps each message's boundary (charged too).
 
+use crate::util::lock_unpoisoned;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +28,14 @@ const GATHER: usize = 16 * 1024;
 
 /// The connected members.
 #[derive(Debug)]
-pub struct Roster {
-    members: Mutex<HashMap<u64, Member>>,
+pub struct FanOut {
+    members: Mutex<HashMap<u64, Subscriber>>,
     next_id: AtomicU64,
     max_queue: usize,
 }
 
 #[derive(Debug)]
-struct Member {
+struct Subscriber {
     out: Arc<Outbox>,
     kill: CancellationToken,
     peer: String,
@@ -42,30 +43,30 @@ struct Member {
 
 /// One member's end: its queue, and its place in the roster until dropped.
 #[derive(Debug)]
-pub struct Seat {
+pub struct Subscription {
     /// The member's id, to exclude it from its own broadcasts.
     pub id: u64,
     out: Arc<Outbox>,
     kill: CancellationToken,
-    roster: Arc<Roster>,
+    roster: Arc<FanOut>,
 }
 
-impl Roster {
+impl FanOut {
     /// A roster whose members may each have at most `max_queue` bytes waiting.
     pub fn new(max_queue: usize) -> Arc<Self> {
-        Arc::new(Roster {
+        Arc::new(FanOut {
             members: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             max_queue,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Member>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Subscriber>> {
+        lock_unpoisoned(&self.members)
     }
 
     /// Adds a member; `messages` for a message socket (boundaries kept).
-    pub fn join(self: &Arc<Self>, peer: &str, messages: bool) -> Seat {
+    pub fn join(self: &Arc<Self>, peer: &str, messages: bool) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let kill = CancellationToken::new();
         let out = if messages {
@@ -75,13 +76,13 @@ impl Roster {
         };
         self.lock().insert(
             id,
-            Member {
+            Subscriber {
                 out: out.clone(),
                 kill: kill.clone(),
                 peer: peer.to_string(),
             },
         );
-        Seat {
+        Subscription {
             id,
             out,
             kill,
@@ -116,7 +117,7 @@ impl Roster {
     }
 }
 
-impl Seat {
+impl Subscription {
     /// Writes what is queued for this member to `wr` until the roster drops
     /// it (an error: too slow) or it leaves. A write stuck on a peer that does
     /// not read is abandoned as soon as the member is dropped.
@@ -141,7 +142,7 @@ impl Seat {
     }
 }
 
-impl Seat {
+impl Subscription {
     /// Whether the roster dropped this member as too slow.
     pub fn was_dropped(&self) -> bool {
         self.kill.is_cancelled()
@@ -153,7 +154,7 @@ impl Seat {
     }
 }
 
-impl Drop for Seat {
+impl Drop for Subscription {
     fn drop(&mut self) {
         self.roster.lock().remove(&self.id);
         self.out.close();
@@ -206,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn fans_out_except_sender_and_drops_slow_members() {
-        let roster = Roster::new(10);
+        let roster = FanOut::new(10);
         let a = roster.join("a", false);
         let b = roster.join("b", false);
         roster.send_all(Some(a.id), Bytes::from_static(b"hello"));
@@ -232,7 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn message_members_keep_boundaries_and_pay_for_them() {
-        let roster = Roster::new(10 * (1 + MESSAGE_COST));
+        let roster = FanOut::new(10 * (1 + MESSAGE_COST));
         let a = roster.join("a", true);
         let b = roster.join("b", true);
         for _ in 0..10 {

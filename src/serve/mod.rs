@@ -1,17 +1,20 @@
-//! Serving accepted connections for `listen`: the accept loop (limits, access
-//! lists, TLS handshakes, graceful shutdown) and the per-connection services:
-//! stdio relay, greet, echo, broker and exec.
+//! Serving accepted connections for `listen`: binding, the server (limits,
+//! access lists, TLS handshakes, graceful shutdown) on the accept loop it
+//! shares with the chat (`accept`), and the per-connection services: stdio
+//! relay, greet, echo, broker and exec; datagram endpoints in [`dgram`].
 //!
-//! Servers take an already-bound listener and a shutdown future, so tests can
+//! Servers take an already-bound listener and a [`Shutdown`], so tests can
 //! bind `127.0.0.1:0` and the CLI binds what the user asked for.
 
-pub mod acl;
+pub(crate) mod accept;
+pub(crate) mod acl;
 pub mod dgram;
-pub mod echo;
-pub mod exec;
-pub mod greet;
-pub mod hub;
+pub(crate) mod echo;
+pub(crate) mod exec;
+pub(crate) mod greet;
+pub(crate) mod hub;
 
+use crate::shutdown::Shutdown;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,7 +40,7 @@ use crate::tls;
 
 pub use acl::Acl;
 pub use exec::ExecSpec;
-use hub::Roster;
+use hub::FanOut;
 
 /// What each accepted connection gets.
 #[derive(Debug, Clone)]
@@ -56,7 +59,7 @@ pub enum Service {
 
 /// Caps on what peers can make the server hold.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ServerLimits {
     /// Most connections served at once; more are accepted and closed.
     pub max_conns: usize,
     /// Greeting: longest message before it is cut.
@@ -69,9 +72,9 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
-impl Default for Limits {
+impl Default for ServerLimits {
     fn default() -> Self {
-        Limits {
+        ServerLimits {
             max_conns: 1000,
             max_line: 64 * 1024,
             flush_partial: Duration::from_millis(250),
@@ -236,7 +239,7 @@ pub struct Server {
     /// Access list and TLS.
     pub gate: Gate,
     /// Caps.
-    pub limits: Limits,
+    pub limits: ServerLimits,
     /// Serve clients concurrently and keep going (`-k`).
     pub keep_open: bool,
     /// stdin/stdout behaviour.
@@ -248,7 +251,7 @@ pub struct Server {
 #[derive(Clone)]
 pub struct Gate {
     /// TLS, if serving it.
-    pub tls: Option<tls::Server>,
+    pub tls: Option<tls::TlsServer>,
     /// Who may connect.
     pub acl: Acl,
     /// Longest a TLS handshake may take.
@@ -306,16 +309,16 @@ impl Gate {
 impl Server {
     /// Runs until shutdown (or, without `-k` and in stdio mode, until the one
     /// client leaves).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let local = self.listener.local_addr();
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         if !self.keep_open && matches!(self.service, Service::Stdio) {
-            return self.run_single(&local, shutdown).await;
+            let local = self.listener.local_addr();
+            return self.run_single(&local, &shutdown).await;
         }
         let server = Arc::new(self);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(server.limits.max_conns));
-        let hub = Roster::new(server.limits.max_queue);
+        let hub = FanOut::new(server.limits.max_queue);
         let (stdout_tx, stdout_rx) = mpsc::channel::<Bytes>(64);
         if matches!(server.service, Service::Stdio) {
             tracker.spawn(stdout_writer(stdout_rx, cancel.clone()));
@@ -325,57 +328,21 @@ impl Server {
                 tokio::spawn(stdin_to_hub(hub.clone(), server.relay.clone()));
             }
         }
-        tokio::pin!(shutdown);
-        loop {
-            let acc = tokio::select! {
-                _ = &mut shutdown => break,
-                r = server.listener.accept(&local) => r,
-            };
-            let acc = match acc {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {}", crate::error::describe_io(&e));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::info!(
-                    "refused {}: {} connections already (-m/--max-conns)",
-                    acc.peer,
-                    server.limits.max_conns
-                );
-                continue;
-            };
+        let cap = format!(
+            "{} connections already (-m/--max-conns)",
+            server.limits.max_conns
+        );
+        // Over the cap: the connection is just closed.
+        let refuse = |_| std::future::ready(());
+        let serve = |acc: Accepted, permit: OwnedSemaphorePermit| {
             let server = server.clone();
-            let cancel = cancel.clone();
-            let hub = hub.clone();
-            let stdout_tx = stdout_tx.clone();
+            let (cancel, hub, stdout_tx) = (cancel.clone(), hub.clone(), stdout_tx.clone());
             tracker.spawn(async move {
                 let _permit = permit;
-                let peer = acc.peer.clone();
-                let Some(conn) = server.gate.admit(acc).await else {
-                    return;
-                };
-                let activity = Activity::new();
-                let work = server.serve_one(conn, &hub, stdout_tx, &activity);
-                let idle = async {
-                    match server.relay.idle {
-                        Some(d) => activity.idle_for(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    r = work => match r {
-                        Ok(()) => tracing::info!("{peer} disconnected"),
-                        Err(e) => tracing::info!("{peer} disconnected: {}", crate::error::describe_io(&e)),
-                    },
-                    _ = idle => tracing::info!("{peer} closed: idle timeout"),
-                    _ = cancel.cancelled() => {}
-                }
+                server.admit_and_serve(acc, hub, stdout_tx, cancel).await
             });
-        }
+        };
+        accept::accept_loop(&server.listener, &permits, &shutdown, &cap, refuse, serve).await;
         tracing::info!("shutting down");
         cancel.cancel();
         tracker.close();
@@ -388,11 +355,41 @@ impl Server {
         Ok(())
     }
 
-    async fn run_single(&self, local: &str, shutdown: impl Future<Output = ()>) -> Result<()> {
-        tokio::pin!(shutdown);
+    /// One accepted connection: the gate, then its service, until it ends,
+    /// goes idle or the server stops.
+    async fn admit_and_serve(
+        &self,
+        acc: Accepted,
+        hub: Arc<FanOut>,
+        stdout_tx: mpsc::Sender<Bytes>,
+        cancel: CancellationToken,
+    ) {
+        let peer = acc.peer.clone();
+        let Some(conn) = self.gate.admit(acc).await else {
+            return;
+        };
+        let activity = Activity::new();
+        let work = self.serve_one(conn, &hub, stdout_tx, &activity);
+        let idle = async {
+            match self.relay.idle {
+                Some(d) => activity.idle_for(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = work => match r {
+                Ok(()) => tracing::info!("{peer} disconnected"),
+                Err(e) => tracing::info!("{peer} disconnected: {}", crate::error::describe_io(&e)),
+            },
+            _ = idle => tracing::info!("{peer} closed: idle timeout"),
+            _ = cancel.cancelled() => {}
+        }
+    }
+
+    async fn run_single(&self, local: &str, shutdown: &Shutdown) -> Result<()> {
         let conn = loop {
             let acc = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = shutdown.wait() => return Ok(()),
                 r = self.listener.accept(local) => r.map_err(|e| Error::io("cannot accept", e))?,
             };
             if let Some(conn) = self.gate.admit(acc).await {
@@ -402,7 +399,7 @@ impl Server {
         let peer = conn.peer.clone();
         let stats = tokio::select! {
             r = relay::run(conn, &self.relay) => r?,
-            _ = &mut shutdown => return Ok(()),
+            _ = shutdown.wait() => return Ok(()),
         };
         tracing::info!(
             "{peer} disconnected: {} bytes sent, {} bytes received",
@@ -415,7 +412,7 @@ impl Server {
     async fn serve_one(
         &self,
         conn: Conn,
-        hub: &Arc<Roster>,
+        hub: &Arc<FanOut>,
         stdout: mpsc::Sender<Bytes>,
         activity: &Activity,
     ) -> io::Result<()> {
@@ -437,7 +434,7 @@ impl Server {
                     let stdout = stdout.clone();
                     async move {
                         if let Some(h) = &relay.hexdump {
-                            h.record(Direction::Received, &data);
+                            h.dump(Direction::Received, &data).await;
                         }
                         if relay.recv {
                             // Waiting here is flow control: stdout sets the pace.
@@ -465,7 +462,7 @@ const MEMBER_CHUNK: usize = 16 * 1024;
 /// `sink` (called with the member's own id).
 async fn member<F, Fut>(
     conn: Conn,
-    hub: &Arc<Roster>,
+    hub: &Arc<FanOut>,
     activity: &Activity,
     sink: F,
 ) -> io::Result<()>
@@ -536,7 +533,7 @@ async fn stdout_writer(mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken)
     }
 }
 
-async fn stdin_to_hub(hub: Arc<Roster>, relay: RelayOpts) {
+async fn stdin_to_hub(hub: Arc<FanOut>, relay: RelayOpts) {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut crlf = Crlf::default();
@@ -551,7 +548,7 @@ async fn stdin_to_hub(hub: Arc<Roster>, relay: RelayOpts) {
             buf[..n].to_vec()
         };
         if let Some(h) = &relay.hexdump {
-            h.record(Direction::Sent, &data);
+            h.dump(Direction::Sent, &data).await;
         }
         if hub.is_empty() {
             tracing::info!("no client connected; {} bytes of stdin dropped", data.len());

@@ -15,9 +15,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{Error, Result};
 
-pub(crate) use packet::as_uninit;
 pub use packet::{PacketListener, PacketSock};
-pub use unix::{bind_unix, connect_unix, unix_sockaddr, UnixBound, UnixPathGuard};
+pub use unix::{bind_unix, connect_unix, UnixPathGuard};
 
 /// Socket options a user can set from the command line (the tutorial's `setsockopt`).
 #[derive(Debug, Clone, Default)]
@@ -176,11 +175,12 @@ pub fn fmt_ip(addr: SocketAddr) -> String {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, so a server can hold
-/// `want` descriptors; warns when even the hard limit is lower.
-pub fn raise_nofile_limit(want: u64) {
+/// `want` descriptors; warns when even the hard limit is lower. Returns the
+/// soft limit now in force (0 when it cannot be read).
+pub fn raise_nofile_limit(want: u64) -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
+        return 0;
     };
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         soft = hard;
@@ -192,4 +192,5 @@ pub fn raise_nofile_limit(want: u64) {
             "open-file limit is {soft} but {clients} client{s} need about {want}; raise it with ulimit -n"
         );
     }
+    soft
 }

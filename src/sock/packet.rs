@@ -4,8 +4,8 @@
 //! abstract Unix address; one wrapper over a socket2 `Socket` covers all three kinds
 //! with the same `send`/`recv`/`sendto`/`recvfrom`.
 
+use crate::util::as_uninit;
 use std::io;
-use std::mem::MaybeUninit;
 
 use socket2::{SockAddr, Socket};
 use tokio::io::unix::AsyncFd;
@@ -17,13 +17,6 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct PacketSock {
     fd: AsyncFd<Socket>,
-}
-
-/// A byte buffer as the `MaybeUninit` slice socket2's `recv` takes.
-pub(crate) fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the kernel only
-    // ever writes initialised bytes into the buffer.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 fn register(sock: Socket) -> Result<AsyncFd<Socket>> {

@@ -3,112 +3,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::*;
 
-/// A line client with bounded reads.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    nick: String,
-}
-
-impl Client {
-    fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut c = Client {
-            stream,
-            reader,
-            nick: String::new(),
-        };
-        let welcome = c.line();
-        assert!(welcome.starts_with("* welcome, you are guest"), "{welcome}");
-        c.nick = welcome["* welcome, you are ".len()..]
-            .split(',')
-            .next()
-            .unwrap()
-            .to_string();
-        c
-    }
-
-    /// Connects and takes `nick`.
-    fn named(addr: &str, nick: &str) -> Client {
-        let mut c = Client::connect(addr);
-        c.send(&format!("/nick {nick}\n"));
-        c.expect(&format!("is now {nick}"));
-        c.nick = nick.to_string();
-        c
-    }
-
-    fn send(&mut self, text: &str) {
-        self.stream.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn send_bytes(&mut self, data: &[u8]) {
-        self.stream.write_all(data).unwrap();
-    }
-
-    /// The next line, without its newline; panics on timeout or EOF.
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut buf)
-            .expect("line before timeout");
-        assert!(n > 0, "connection closed");
-        assert_eq!(
-            buf.pop(),
-            Some(b'\n'),
-            "{:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        String::from_utf8(buf).expect("server sends UTF-8")
-    }
-
-    /// Reads lines until one contains `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no line with {needle:?}");
-            let l = self.line();
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
-
-    /// Asserts nothing arrives for `d`.
-    fn quiet(&mut self, d: Duration) {
-        self.stream.set_read_timeout(Some(d)).unwrap();
-        let mut buf = Vec::new();
-        let r = self.reader.read_until(b'\n', &mut buf);
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        match r {
-            Ok(0) => panic!("connection closed"),
-            Ok(_) => panic!("unexpected line {:?}", String::from_utf8_lossy(&buf)),
-            Err(_) => assert!(buf.is_empty()),
-        }
-    }
-
-    /// Reads until EOF (bounded); returns everything.
-    fn until_eof(&mut self) -> String {
-        let mut s = String::new();
-        let _ = self.reader.read_to_string(&mut s);
-        s
-    }
-}
-
 /// alice and bob in the lobby, with alice's view of bob's arrival consumed.
-fn pair(addr: &str) -> (Client, Client) {
-    let mut a = Client::named(addr, "alice");
-    let b = Client::named(addr, "bob");
+fn pair(addr: &str) -> (ChatClient, ChatClient) {
+    let mut a = ChatClient::named(addr, "alice");
+    let b = ChatClient::named(addr, "bob");
     a.expect("is now bob");
     (a, b)
 }
@@ -136,7 +38,7 @@ fn split_lines_arrive_whole_and_pauses_flush_partials() {
     assert_eq!(b.expect("<alice>"), "<alice> byte by byte");
     drop(b);
     let (_srv2, addr2) = chat_serve(&["--no-console", "--flush-partial", "100"]);
-    let mut c = Client::named(&addr2, "carol");
+    let mut c = ChatClient::named(&addr2, "carol");
     // The tutorial's client: text with no newline, then it waits.
     let mut tutorial = TcpStream::connect(&addr2).unwrap();
     tutorial.write_all(b"baihuixin").unwrap();
@@ -151,7 +53,7 @@ fn split_lines_arrive_whole_and_pauses_flush_partials() {
 fn nc_openbsd_is_a_client() {
     require("nc.openbsd");
     let (_srv, addr) = chat_serve(&["--no-console"]);
-    let mut a = Client::named(&addr, "alice");
+    let mut a = ChatClient::named(&addr, "alice");
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut nc = Command::new("nc.openbsd");
     nc.args(["-N", host, port]);
@@ -166,8 +68,8 @@ fn nc_openbsd_is_a_client() {
 #[test]
 fn nick_rules_and_commands() {
     let (_srv, addr) = chat_serve(&["--no-console"]);
-    let mut a = Client::named(&addr, "alice");
-    let mut b = Client::connect(&addr);
+    let mut a = ChatClient::named(&addr, "alice");
+    let mut b = ChatClient::connect(&addr);
     b.send("/nick ALICE\n");
     assert_eq!(b.line(), "! the nick ALICE is taken");
     b.send("/nick <alice>\n");
@@ -202,7 +104,7 @@ fn nick_rules_and_commands() {
 fn rooms_are_isolated() {
     let (_srv, addr) = chat_serve(&["--no-console"]);
     let (mut a, mut b) = pair(&addr);
-    let mut c = Client::named(&addr, "carol");
+    let mut c = ChatClient::named(&addr, "carol");
     a.expect("is now carol");
     b.expect("is now carol");
     c.send("/join games\n");
@@ -376,8 +278,8 @@ fn connect_flood_and_resets_do_not_hurt_others() {
 #[test]
 fn max_clients_refuses_with_a_line() {
     let (_srv, addr) = chat_serve(&["--no-console", "--max-clients", "2"]);
-    let _a = Client::connect(&addr);
-    let _b = Client::connect(&addr);
+    let _a = ChatClient::connect(&addr);
+    let _b = ChatClient::connect(&addr);
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut s = String::new();
@@ -388,15 +290,15 @@ fn max_clients_refuses_with_a_line() {
 #[test]
 fn shutdown_tells_everyone_and_exits_zero() {
     let (srv, addr) = chat_serve(&["--no-console"]);
-    let mut a = Client::connect(&addr);
-    let mut b = Client::connect(&addr);
+    let mut a = ChatClient::connect(&addr);
+    let mut b = ChatClient::connect(&addr);
     a.expect("joined lobby");
     srv.signal(libc::SIGTERM);
     assert_eq!(a.until_eof(), "* server shutting down\n");
     assert!(b.until_eof().ends_with("* server shutting down\n"));
     let (st, _, _) = srv.wait_exit();
     assert!(st.success(), "{st:?}");
-    let _ = a.stream.shutdown(Shutdown::Both);
+    a.shutdown(Shutdown::Both);
 }
 
 /// Resident set size of a process, in KiB.
@@ -459,8 +361,8 @@ fn unix_socket_clients_get_every_line_in_order() {
 #[test]
 fn every_line_form_is_what_nc_users_always_got() {
     let (_srv, addr) = chat_serve(&["--no-console", "--rate", "0"]);
-    let mut a = Client::connect(&addr);
-    let mut b = Client::connect(&addr);
+    let mut a = ChatClient::connect(&addr);
+    let mut b = ChatClient::connect(&addr);
     let (ga, gb) = (a.nick.clone(), b.nick.clone());
     assert_eq!(a.line(), format!("* {gb} joined lobby"));
     a.send("/nick alice\n");

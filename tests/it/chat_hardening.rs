@@ -1,74 +1,11 @@
 //! `sockit chat serve` under attack: memory and client caps that hold, text
 //! that cannot hide, nicks that cannot be taken.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-
-/// A line client over any stream socket, every read bounded.
-struct Peer {
-    w: Box<dyn Write + Send>,
-    r: BufReader<Box<dyn Read + Send>>,
-    nick: String,
-}
-
-impl Peer {
-    fn tcp(addr: &str) -> Peer {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        Peer::welcomed(Box::new(s.try_clone().unwrap()), Box::new(s))
-    }
-
-    fn unix(path: &str) -> Peer {
-        let s = UnixStream::connect(path).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        Peer::welcomed(Box::new(s.try_clone().unwrap()), Box::new(s))
-    }
-
-    fn welcomed(w: Box<dyn Write + Send>, r: Box<dyn Read + Send>) -> Peer {
-        let mut p = Peer {
-            w,
-            r: BufReader::new(r),
-            nick: String::new(),
-        };
-        let welcome = p.line();
-        let rest = welcome
-            .strip_prefix("* welcome, you are ")
-            .unwrap_or_else(|| panic!("{welcome}"));
-        p.nick = rest.split(',').next().unwrap().to_string();
-        p
-    }
-
-    fn send(&mut self, data: &[u8]) {
-        self.w.write_all(data).unwrap();
-    }
-
-    /// The next line without its newline; panics on timeout or EOF.
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        let n = self
-            .r
-            .read_until(b'\n', &mut buf)
-            .expect("line before timeout");
-        assert!(n > 0 && buf.pop() == Some(b'\n'), "connection closed");
-        String::from_utf8(buf).expect("server sends UTF-8")
-    }
-
-    /// Reads lines until one contains `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no line with {needle:?}");
-            let l = self.line();
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
-}
 
 /// A field of /proc/PID/status, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -110,13 +47,13 @@ fn a_slow_member_cannot_pin_room_batches_past_its_queue_cap() {
         &MAX_QUEUE.to_string(),
     ]);
     let pid = srv.child.id();
-    let mut pairs: Vec<(Peer, Peer)> = (0..PAIRS)
+    let mut pairs: Vec<(ChatClient, ChatClient)> = (0..PAIRS)
         .map(|i| {
-            let mut slow = Peer::unix(&path);
-            slow.send(format!("/join room{i}\n").as_bytes());
+            let mut slow = ChatClient::unix(&path);
+            slow.send_bytes(format!("/join room{i}\n").as_bytes());
             slow.expect(&format!("you are now in room{i}"));
-            let mut fast = Peer::unix(&path);
-            fast.send(format!("/join room{i}\n").as_bytes());
+            let mut fast = ChatClient::unix(&path);
+            fast.send_bytes(format!("/join room{i}\n").as_bytes());
             fast.expect(&format!("you are now in room{i}"));
             (slow, fast)
         })
@@ -134,7 +71,7 @@ fn a_slow_member_cannot_pin_room_batches_past_its_queue_cap() {
     let big = format!("{}\n", "f".repeat(3999));
     for (_, fast) in pairs.iter_mut() {
         for _ in 0..(wmem * 3 / 2 + 32 * 1024) / big.len() {
-            fast.send(big.as_bytes());
+            fast.send_bytes(big.as_bytes());
         }
     }
 
@@ -152,8 +89,8 @@ fn a_slow_member_cannot_pin_room_batches_past_its_queue_cap() {
         for (i, (slow, fast)) in pairs.iter_mut().enumerate() {
             if !dropped[i] {
                 // The server may have closed it already.
-                let _ = slow.w.write_all(slow_lines.as_bytes());
-                fast.send(short.as_bytes());
+                let _ = slow.try_send_bytes(slow_lines.as_bytes());
+                fast.send_bytes(short.as_bytes());
             }
         }
         for (i, (slow, fast)) in pairs.iter_mut().enumerate() {
@@ -251,14 +188,14 @@ fn stalled_tls_handshakes_count_against_max_clients() {
 #[test]
 fn who_lists_at_most_200_sorted_without_case() {
     let (_srv, addr) = chat_serve(&["--no-console", "--rate", "0"]);
-    let mut first = Peer::tcp(&addr);
-    let mut others: Vec<Peer> = (0..200).map(|_| Peer::tcp(&addr)).collect();
+    let mut first = ChatClient::connect(&addr);
+    let mut others: Vec<ChatClient> = (0..200).map(|_| ChatClient::connect(&addr)).collect();
     let last = others.last().unwrap().nick.clone();
     first.expect(&format!("{last} joined"));
     // Renamed members are listed under their new nick, sorted without case.
-    first.send(b"/nick bcd\n");
+    first.send_bytes(b"/nick bcd\n");
     first.expect("is now bcd");
-    others[10].send(b"/nick Abc\n");
+    others[10].send_bytes(b"/nick Abc\n");
     first.expect("is now Abc");
 
     let mut all: Vec<String> = others.iter().map(|p| p.nick.clone()).collect();
@@ -267,7 +204,7 @@ fn who_lists_at_most_200_sorted_without_case() {
     all.sort_by_key(|n| n.to_ascii_lowercase());
     assert_eq!(&all[..2], ["Abc", "bcd"]);
 
-    first.send(b"/who\n");
+    first.send_bytes(b"/who\n");
     let l = first.expect("* lobby (");
     let listed = l
         .strip_prefix("* lobby (201): ")
@@ -282,7 +219,7 @@ fn who_lists_at_most_200_sorted_without_case() {
     let gone = others.pop().unwrap();
     drop(gone);
     first.expect(&format!("* {last} left"));
-    first.send(b"/who\n");
+    first.send_bytes(b"/who\n");
     let l = first.expect("* lobby (");
     let listed = l
         .strip_prefix("* lobby (200): ")
@@ -294,10 +231,10 @@ fn who_lists_at_most_200_sorted_without_case() {
 #[test]
 fn invisible_characters_reach_peers_visible() {
     let (_srv, addr) = chat_serve(&["--no-console"]);
-    let mut a = Peer::tcp(&addr);
-    let mut b = Peer::tcp(&addr);
+    let mut a = ChatClient::connect(&addr);
+    let mut b = ChatClient::connect(&addr);
     a.expect("joined lobby");
-    a.send(
+    a.send_bytes(
         "soft\u{ad}hyphen \u{3164} \u{115f}\u{1160}\u{ffa0} mvs\u{180e} tag\u{e0041}\u{e007f}\n"
             .as_bytes(),
     );
@@ -313,34 +250,34 @@ fn invisible_characters_reach_peers_visible() {
 #[test]
 fn a_partial_line_flush_never_splits_a_character() {
     let (_srv, addr) = chat_serve(&["--no-console", "--flush-partial", "100"]);
-    let mut a = Peer::tcp(&addr);
-    let mut b = Peer::tcp(&addr);
+    let mut a = ChatClient::connect(&addr);
+    let mut b = ChatClient::connect(&addr);
     a.expect("joined lobby");
     let zhong = "中".as_bytes();
     // Text and the first two bytes of a character, then a pause past the flush.
     let mut data = b"x".to_vec();
     data.extend_from_slice(&zhong[..2]);
-    a.send(&data);
+    a.send_bytes(&data);
     assert_eq!(b.line(), format!("<{}> x", a.nick));
     // Only the unfinished character is left: it waits however long it takes.
     std::thread::sleep(Duration::from_millis(400));
-    a.send(&[zhong[2]]);
-    a.send("文\n".as_bytes());
+    a.send_bytes(&[zhong[2]]);
+    a.send_bytes("文\n".as_bytes());
     assert_eq!(b.line(), format!("<{}> 中文", a.nick));
 }
 
 #[test]
 fn the_operator_nick_is_reserved_without_a_console() {
     let (_srv, addr) = chat_serve(&["--no-console"]);
-    let mut a = Peer::tcp(&addr);
+    let mut a = ChatClient::connect(&addr);
     for nick in ["server", "SERVER"] {
-        a.send(format!("/nick {nick}\n").as_bytes());
+        a.send_bytes(format!("/nick {nick}\n").as_bytes());
         assert_eq!(a.line(), format!("! the nick {nick} is taken"));
     }
     let (_srv, addr) = chat_serve(&["--no-console", "--operator-nick", "admin"]);
-    let mut a = Peer::tcp(&addr);
-    a.send(b"/nick Admin\n");
+    let mut a = ChatClient::connect(&addr);
+    a.send_bytes(b"/nick Admin\n");
     assert_eq!(a.line(), "! the nick Admin is taken");
-    a.send(b"/nick server\n");
+    a.send_bytes(b"/nick server\n");
     assert_eq!(a.line(), format!("* {} is now server", a.nick));
 }

@@ -1,8 +1,8 @@
 //! `sockit chat join` through the real binary: against `sockit chat serve`, raw
 //! line clients, a hostile raw server, TLS, reconnects, and a real terminal (tmux).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,53 +23,6 @@ fn join(args: &[&str]) -> Proc {
     Proc::spawn(cmd)
 }
 
-/// A raw line client with bounded reads.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    /// Connects, reads the welcome, takes `nick`.
-    fn named(addr: &str, nick: &str) -> Client {
-        let stream = tcp(addr);
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut c = Client { stream, reader };
-        c.expect("* welcome, you are guest");
-        c.send(&format!("/nick {nick}\n"));
-        c.expect(&format!("is now {nick}"));
-        c
-    }
-
-    fn send(&mut self, text: &str) {
-        self.stream.write_all(text.as_bytes()).unwrap();
-    }
-
-    /// The next line, without its newline; panics on timeout or EOF.
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut buf)
-            .expect("line before timeout");
-        assert!(n > 0, "connection closed");
-        assert_eq!(buf.pop(), Some(b'\n'));
-        String::from_utf8(buf).expect("server sends UTF-8")
-    }
-
-    /// Reads lines until one contains `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no line with {needle:?}");
-            let l = self.line();
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
-}
-
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
@@ -77,7 +30,7 @@ fn text(out: &[u8]) -> String {
 #[test]
 fn piped_lines_go_both_ways_under_the_given_nick() {
     let (_srv, addr) = serve(&[]);
-    let mut alice = Client::named(&addr, "alice");
+    let mut alice = ChatClient::named(&addr, "alice");
     let mut bob = join(&["--nick", "bob", &addr]);
     bob.wait_stdout(b"* welcome, you are guest");
     bob.wait_stdout(b" is now bob\n");
@@ -99,7 +52,7 @@ fn piped_lines_go_both_ways_under_the_given_nick() {
 #[test]
 fn stdin_eof_half_closes_and_the_replies_are_still_printed() {
     let (_srv, addr) = serve(&[]);
-    let mut alice = Client::named(&addr, "alice");
+    let mut alice = ChatClient::named(&addr, "alice");
     let out = run(&["chat", "join", &addr], b"hi from a script\n/who\n/quit\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let o = text(&out.stdout);
@@ -127,7 +80,7 @@ fn json_gives_one_typed_object_per_line() {
     let (_srv, addr) = serve(&[]);
     let mut carol = join(&["--json", "--nick", "carol", &addr]);
     carol.wait_stdout(br#""new":"carol""#);
-    let mut alice = Client::named(&addr, "alice");
+    let mut alice = ChatClient::named(&addr, "alice");
     alice.send("hi <bob> x\n/me waves\n/msg carol psst\n");
     carol.wait_stdout(br#""type":"private""#);
     carol.write(b"/msg alice back\n/bogus\n");
@@ -358,7 +311,7 @@ fn reconnect_comes_back_on_the_same_port_with_the_nick() {
     assert_eq!(addr2, addr);
     dave.wait_stderr(&format!("* reconnected to {addr}"));
     wait_stdout_count(&dave, "is now dave\n", 2);
-    let mut erin = Client::named(&addr, "erin");
+    let mut erin = ChatClient::named(&addr, "erin");
     dave.write(b"back again\n");
     assert_eq!(erin.expect("back again"), "<dave> back again");
     erin.send("welcome back\n");
@@ -478,7 +431,7 @@ fn rows(screen: &str) -> Vec<&str> {
 fn terminal_mode_prints_above_the_prompt_and_keeps_the_typed_text() {
     require("tmux");
     let (_srv, addr) = serve(&[]);
-    let mut alice = Client::named(&addr, "alice");
+    let mut alice = ChatClient::named(&addr, "alice");
     let tmux = Tmux {
         socket: abstract_name("tmux"),
     };

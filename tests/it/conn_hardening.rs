@@ -411,22 +411,12 @@ fn in_syn_sent(pid: u32) -> bool {
 /// A TLS server (rustls, in this process) that answers one client with
 /// `data`, then closes the TCP connection without close_notify.
 fn tls_server_without_close_notify(data: &'static [u8]) -> (String, thread::JoinHandle<()>) {
-    use std::sync::Arc;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![ck.cert.der().clone()], key)
-    .unwrap();
+    let config = self_signed_server_config();
     let t = thread::spawn(move || {
         let (tcp, _) = accept_one(&l);
-        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         tls.write_all(data).unwrap();
         tls.flush().unwrap();

@@ -58,7 +58,7 @@ fn tcp_scheme_round_trip() {
 #[test]
 fn tcp_v6_round_trip() {
     if !have_ipv6_loopback() {
-        eprintln!("note: no IPv6 loopback on this machine; tcp_v6_round_trip skipped");
+        skipped("tcp_v6_round_trip", "no IPv6 loopback on this machine");
         return;
     }
     let (_l, addr) = listen(&["[::1]:0"]);
@@ -70,7 +70,10 @@ fn tcp_v6_round_trip() {
 #[test]
 fn tcp_v6_verbose_shows_bracketed_addresses() {
     if !have_ipv6_loopback() {
-        eprintln!("note: no IPv6 loopback on this machine; test skipped");
+        skipped(
+            "tcp_v6_verbose_shows_bracketed_addresses",
+            "no IPv6 loopback on this machine",
+        );
         return;
     }
     let l = TcpListener::bind("[::1]:0").unwrap();

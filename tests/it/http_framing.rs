@@ -678,23 +678,13 @@ fn unix_socket() {
 /// A TLS server (rustls, blocking) that sends a close-delimited body, with or
 /// without close_notify.
 fn tls_close_delimited(close_notify: bool) -> (i32, Vec<u8>, String) {
-    use std::sync::Arc;
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![ck.cert.der().clone()], key)
-    .unwrap();
+    let config = self_signed_server_config();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
         let mut tls = rustls::Stream::new(&mut conn, &mut s);
         let mut req = Vec::new();
         let mut b = [0u8; 1];

@@ -95,22 +95,8 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with piped stdin, stdout and stderr.
-    pub fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stdout = Arc::new(Captured::default());
-        let stderr = Arc::new(Captured::default());
-        stdout.spawn_reader(child.stdout.take().unwrap());
-        stderr.spawn_reader(child.stderr.take().unwrap());
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
+    pub fn spawn(cmd: Command) -> Proc {
+        Proc::spawn_with_stdin(cmd, Stdio::piped())
     }
 
     /// Writes to the process's stdin.
@@ -160,18 +146,7 @@ impl Proc {
 
     /// Waits for exit (bounded); returns status, stdout, stderr.
     pub fn wait_exit(mut self) -> (ExitStatus, Vec<u8>, String) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; stderr: {}",
-                self.stderr_now()
-            );
-            thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_child(&mut self.child, &self.stderr);
         let out = self.stdout.wait_closed(WAIT);
         let err = String::from_utf8_lossy(&self.stderr.wait_closed(WAIT)).into_owned();
         (status, out, err)
@@ -585,18 +560,7 @@ impl PipedStdout {
 
     /// Waits for exit (bounded); returns status and stderr.
     pub fn wait_exit(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; stderr: {}",
-                String::from_utf8_lossy(&self.stderr.snapshot())
-            );
-            thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_child(&mut self.child, &self.stderr);
         let err = String::from_utf8_lossy(&self.stderr.wait_closed(WAIT)).into_owned();
         (status, err)
     }
@@ -698,4 +662,184 @@ static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 pub fn skipped(test: &str, why: &str) {
     let n = SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     eprintln!("skipped: {test}: {why} (skip #{n} in this run)");
+}
+
+/// A chat line client over TCP or a Unix socket, every read bounded by
+/// [`WAIT`]: the one the chat suites share.
+pub struct ChatClient {
+    stream: ChatStream,
+    reader: std::io::BufReader<Box<dyn Read + Send>>,
+    /// The nick the server gave it (or it took).
+    pub nick: String,
+}
+
+enum ChatStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl ChatClient {
+    /// Connects over TCP and reads the welcome.
+    pub fn connect(addr: &str) -> ChatClient {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        let r: Box<dyn Read + Send> = Box::new(s.try_clone().unwrap());
+        ChatClient::welcomed(ChatStream::Tcp(s), r)
+    }
+
+    /// Connects over a Unix stream socket and reads the welcome.
+    pub fn unix(path: &str) -> ChatClient {
+        let s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        let r: Box<dyn Read + Send> = Box::new(s.try_clone().unwrap());
+        ChatClient::welcomed(ChatStream::Unix(s), r)
+    }
+
+    /// Connects over TCP and takes `nick`.
+    pub fn named(addr: &str, nick: &str) -> ChatClient {
+        let mut c = ChatClient::connect(addr);
+        c.send(&format!("/nick {nick}\n"));
+        c.expect(&format!("is now {nick}"));
+        c.nick = nick.to_string();
+        c
+    }
+
+    fn welcomed(stream: ChatStream, r: Box<dyn Read + Send>) -> ChatClient {
+        let mut c = ChatClient {
+            stream,
+            reader: std::io::BufReader::new(r),
+            nick: String::new(),
+        };
+        c.set_read_timeout(WAIT);
+        match &c.stream {
+            ChatStream::Tcp(s) => s.set_write_timeout(Some(WAIT)).unwrap(),
+            ChatStream::Unix(s) => s.set_write_timeout(Some(WAIT)).unwrap(),
+        }
+        let welcome = c.line();
+        let rest = welcome
+            .strip_prefix("* welcome, you are ")
+            .unwrap_or_else(|| panic!("{welcome}"));
+        c.nick = rest.split(',').next().unwrap().to_string();
+        c
+    }
+
+    fn set_read_timeout(&self, d: Duration) {
+        match &self.stream {
+            ChatStream::Tcp(s) => s.set_read_timeout(Some(d)).unwrap(),
+            ChatStream::Unix(s) => s.set_read_timeout(Some(d)).unwrap(),
+        }
+    }
+
+    /// Sends `text` as is (include the newline).
+    pub fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, data: &[u8]) {
+        self.try_send_bytes(data).unwrap();
+    }
+
+    /// Sends raw bytes; the error, if the server closed the connection.
+    pub fn try_send_bytes(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.stream {
+            ChatStream::Tcp(s) => s.write_all(data),
+            ChatStream::Unix(s) => s.write_all(data),
+        }
+    }
+
+    /// Shuts down one or both directions; errors are ignored.
+    pub fn shutdown(&self, how: std::net::Shutdown) {
+        let _ = match &self.stream {
+            ChatStream::Tcp(s) => s.shutdown(how),
+            ChatStream::Unix(s) => s.shutdown(how),
+        };
+    }
+
+    /// The next line, without its newline; panics on timeout or EOF.
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("line before timeout");
+        assert!(n > 0, "connection closed");
+        assert_eq!(
+            buf.pop(),
+            Some(b'\n'),
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        String::from_utf8(buf).expect("server sends UTF-8")
+    }
+
+    /// Reads lines until one contains `needle`; returns it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no line with {needle:?}");
+            let l = self.line();
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `d`.
+    pub fn quiet(&mut self, d: Duration) {
+        use std::io::BufRead;
+        self.set_read_timeout(d);
+        let mut buf = Vec::new();
+        let r = self.reader.read_until(b'\n', &mut buf);
+        self.set_read_timeout(WAIT);
+        match r {
+            Ok(0) => panic!("connection closed"),
+            Ok(_) => panic!("unexpected line {:?}", String::from_utf8_lossy(&buf)),
+            Err(_) => assert!(buf.is_empty()),
+        }
+    }
+
+    /// Reads until EOF (bounded); returns everything.
+    pub fn until_eof(&mut self) -> String {
+        let mut s = String::new();
+        let _ = self.reader.read_to_string(&mut s);
+        s
+    }
+
+    /// The reading half, for tests that read bytes rather than lines.
+    pub fn reader(&mut self) -> &mut std::io::BufReader<Box<dyn Read + Send>> {
+        &mut self.reader
+    }
+}
+
+/// Waits (bounded by [`WAIT`]) for `child` to exit; on timeout, fails with
+/// its stderr so far.
+fn wait_child(child: &mut Child, stderr: &Captured) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit; stderr: {}",
+            String::from_utf8_lossy(&stderr.snapshot())
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A rustls server config with a fresh self-signed certificate for
+/// `localhost`, for test servers that speak TLS themselves.
+pub fn self_signed_server_config() -> std::sync::Arc<rustls::ServerConfig> {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
+    Arc::new(config)
 }

@@ -2,35 +2,33 @@
 //! lines of [`ServerLine`] (the grammar lives in `chat::protocol`, shared
 //! with the client's classifier, `chat::event`).
 
-use std::io::Write;
-
-use crate::chat::hub::{ChatHub, Command, EventKind, Flow, Id, Notice, Refusal, RoomEvent};
+use crate::chat::hub::{ChatHub, EventKind, Flow, HubCommand, Id, Notice, Refusal, RoomEvent};
 use crate::chat::protocol::{
     parse, Input, ServerLine, HELP_LINES, MAX_LISTED, OPERATOR_HELP, SHUTTING_DOWN,
 };
 
 /// What a (sanitized) input line asks for: a command, or a refusal to
 /// send back (bad usage, unknown command). `None` for blank text.
-pub fn command(line: &str) -> Option<Result<Command, Refusal>> {
+pub fn command(line: &str) -> Option<Result<HubCommand, Refusal>> {
     Some(Ok(match parse(line) {
         Input::Say(t) => {
             if t.trim().is_empty() {
                 return None;
             }
-            Command::Say(t.to_string())
+            HubCommand::Say(t.to_string())
         }
-        Input::Me(t) => Command::Action(t.to_string()),
-        Input::Nick(n) => Command::Nick(n.to_string()),
-        Input::Who => Command::Who,
-        Input::Rooms => Command::Rooms,
-        Input::Msg { to, text } => Command::Msg {
+        Input::Me(t) => HubCommand::Action(t.to_string()),
+        Input::Nick(n) => HubCommand::Nick(n.to_string()),
+        Input::Who => HubCommand::Who,
+        Input::Rooms => HubCommand::Rooms,
+        Input::Msg { to, text } => HubCommand::Msg {
             to: to.to_string(),
             text: text.to_string(),
         },
-        Input::Join(r) => Command::Join(r.to_string()),
-        Input::Quit(r) => Command::Quit(r.map(str::to_string)),
-        Input::Help => Command::Help,
-        Input::Kick { nick, reason } => Command::Kick {
+        Input::Join(r) => HubCommand::Join(r.to_string()),
+        Input::Quit(r) => HubCommand::Quit(r.map(str::to_string)),
+        Input::Help => HubCommand::Help,
+        Input::Kick { nick, reason } => HubCommand::Kick {
             nick: nick.to_string(),
             reason: reason.map(str::to_string),
         },
@@ -74,11 +72,7 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
             reason: reason.as_deref(),
         }
         .append_to(out),
-        EventKind::Error(e) => {
-            out.extend_from_slice(b"! ");
-            let _ = write!(out, "{e}");
-            out.push(b'\n');
-        }
+        EventKind::Error(e) => ServerLine::Error(&e.to_string()).append_to(out),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Front-ends: one per protocol. Each turns a member's input into hub
-//! [`Command`](super::hub::Command)s and hub [`RoomEvent`]s into its own bytes.
+//! [`HubCommand`](super::hub::HubCommand)s and hub [`RoomEvent`]s into its own bytes.
 //!
 //! The seam is [`Protocol`]: every member is tagged with one when it joins
 //! ([`ChatHub::join`](super::hub::ChatHub::join)), and the hub encodes each
@@ -20,7 +20,7 @@ pub enum Protocol {
     Line = 0,
     /// WebSocket with one JSON object per text frame.
     ///
-    /// Not wired yet: [`web_stub`] writes JSON lines so the hub's
+    /// Not wired yet: `web_stub` writes JSON lines so the hub's
     /// per-protocol batching can be tested; the web front-end replaces it
     /// with complete, unmasked WebSocket text frames (shared by every web
     /// member of the room, like line bytes).

@@ -1,6 +1,6 @@
 //! What the hub carries: structured events out, protocol-neutral commands in.
 //! No protocol text here: each front-end (`chat::front`) shows events in its
-//! own form and turns its own input into [`Command`]s.
+//! own form and turns its own input into [`HubCommand`]s.
 
 use std::sync::Arc;
 
@@ -189,7 +189,7 @@ impl std::fmt::Display for Refusal {
 
 /// What a member asks of the hub, whatever its protocol.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub enum HubCommand {
     /// Text for the room.
     Say(String),
     /// An action for the room (`/me`).

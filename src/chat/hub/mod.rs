@@ -20,6 +20,7 @@
 
 pub mod event;
 
+use crate::util::lock_unpoisoned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use self::event::{now_ms, Command, EventKind, Id, Notice, Refusal, RoomEvent};
+pub use self::event::{now_ms, EventKind, HubCommand, Id, Notice, Refusal, RoomEvent};
 use super::front::Protocol;
 use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_nick, check_room, nick_key, MAX_LISTED};
@@ -89,12 +90,12 @@ struct Room {
     /// Members who came in while events were pending, and how many of them
     /// predate each (not theirs to receive).
     entered: Vec<(Id, usize)>,
-    /// Listed in `State::dirty`.
+    /// Listed in `HubState::dirty`.
     dirty: bool,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct HubState {
     members: HashMap<Id, Member>,
     /// Case-folded nick -> member.
     nicks: HashMap<String, Id>,
@@ -126,7 +127,7 @@ pub struct FanOutStats {
 /// The hub.
 #[derive(Debug)]
 pub struct ChatHub {
-    state: Mutex<State>,
+    state: Mutex<HubState>,
     max_queue: usize,
     /// About the bytes in every room's pending events.
     pending: AtomicUsize,
@@ -236,10 +237,10 @@ impl ChatHub {
     /// A hub whose members may each have `max_queue` bytes waiting.
     pub fn new(max_queue: usize) -> Arc<Self> {
         Arc::new(ChatHub {
-            state: Mutex::new(State {
+            state: Mutex::new(HubState {
                 next_id: 1,
                 next_guest: 1,
-                ..State::default()
+                ..HubState::default()
             }),
             max_queue,
             pending: AtomicUsize::new(0),
@@ -254,14 +255,14 @@ impl ChatHub {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        lock_unpoisoned(&self.state)
     }
 
     /// Releases the hub's lock, then writes the bytes queued under it: no
     /// socket call is made while the hub is locked. Each member's bytes were
     /// queued in order under the lock, and are written from its queue's head.
-    fn unlock(&self, mut st: MutexGuard<'_, State>) {
+    fn unlock(&self, mut st: MutexGuard<'_, HubState>) {
         let touched = std::mem::take(&mut st.touched);
         drop(st);
         for out in touched {
@@ -287,11 +288,6 @@ impl ChatHub {
     /// Number of members (the operator included).
     pub fn len(&self) -> usize {
         self.lock().members.len()
-    }
-
-    /// True with no members.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The nick of a member, if still present.
@@ -361,7 +357,7 @@ impl ChatHub {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         nick: Arc<str>,
         protocol: Protocol,
         operator: bool,
@@ -403,7 +399,7 @@ impl ChatHub {
 
     /// Queues `ev` for one member, encoded for its protocol, to be written
     /// once the lock is released; drops the member if it is too slow.
-    fn deliver(&self, st: &mut State, to: Id, ev: &RoomEvent) {
+    fn deliver(&self, st: &mut HubState, to: Id, ev: &RoomEvent) {
         let slow = match st.members.get(&to) {
             Some(m) => {
                 let data = m.protocol.encode(ev);
@@ -422,7 +418,7 @@ impl ChatHub {
     }
 
     /// An event for member `to` alone, in its room, outside the room's sequence.
-    fn reply(&self, st: &mut State, to: Id, kind: EventKind) {
+    fn reply(&self, st: &mut HubState, to: Id, kind: EventKind) {
         let Some(m) = st.members.get(&to) else {
             return;
         };
@@ -440,7 +436,7 @@ impl ChatHub {
     /// `author`; returns the last one's sequence number (0 without a room).
     fn post(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         room: &str,
         author: Option<Id>,
         events: impl IntoIterator<Item = (Arc<str>, EventKind)>,
@@ -486,7 +482,7 @@ impl ChatHub {
     /// operator wherever it is.
     fn announce(
         &self,
-        st: &mut State,
+        st: &mut HubState,
         room: &str,
         except: Option<Id>,
         from: Arc<str>,
@@ -514,7 +510,7 @@ impl ChatHub {
     }
 
     /// Takes a member out and tells the room (and the operator) why.
-    fn remove(&self, st: &mut State, id: Id, reason: &str) {
+    fn remove(&self, st: &mut HubState, id: Id, reason: &str) {
         let Some(m) = st.members.remove(&id) else {
             return;
         };
@@ -532,7 +528,7 @@ impl ChatHub {
         self.announce(st, &m.room, None, m.nick.clone(), left);
     }
 
-    fn leave_room(&self, st: &mut State, id: Id, nick: &str, room: &str) {
+    fn leave_room(&self, st: &mut HubState, id: Id, nick: &str, room: &str) {
         let Some(r) = st.rooms.get_mut(room) else {
             return;
         };
@@ -603,7 +599,7 @@ impl ChatHub {
     /// protocol in the room) and hands them to the shards; false if there
     /// were none.
     fn collect(&self) -> bool {
-        let _collecting = lock(&self.collecting);
+        let _collecting = lock_unpoisoned(&self.collecting);
         let taken = {
             let mut st = self.lock();
             let dirty = std::mem::take(&mut st.dirty);
@@ -648,57 +644,61 @@ impl ChatHub {
             return false;
         }
         // Encoding happens outside the hub's lock: members keep talking.
-        let mut batches = Vec::with_capacity(taken.len());
-        for t in taken {
-            let Taken {
-                events,
-                cost,
-                protocols,
-                runs,
-                authors,
-                entered,
-                roster,
-            } = t;
-            let mut encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT] = Default::default();
-            for p in Protocol::ALL {
-                if protocols[p.index()] == 0 {
-                    continue;
-                }
-                let mut data = Vec::with_capacity(cost);
-                let mut ends = Vec::with_capacity(events.len());
-                for ev in &events {
-                    p.encode_event(ev, &mut data);
-                    ends.push(data.len());
-                }
-                encoded[p.index()] = Some((Bytes::from(data), ends));
-                self.encodings.fetch_add(1, Ordering::Relaxed);
-            }
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.events
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            batches.push(Arc::new(Batch {
-                encoded,
-                runs,
-                authors,
-                entered,
-                roster,
-            }));
-        }
+        let batches: Vec<Arc<Batch>> = taken.into_iter().map(|t| self.encode(t)).collect();
         for shard in &self.shards {
-            lock(&shard.queue).extend(batches.iter().cloned());
+            lock_unpoisoned(&shard.queue).extend(batches.iter().cloned());
             shard.ready.notify_one();
         }
         self.drained.notify_waiters();
         true
     }
+
+    /// One room's taken events as a batch: encoded once per protocol present
+    /// in the room.
+    fn encode(&self, t: Taken) -> Arc<Batch> {
+        let Taken {
+            events,
+            cost,
+            protocols,
+            runs,
+            authors,
+            entered,
+            roster,
+        } = t;
+        let mut encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT] = Default::default();
+        for p in Protocol::ALL {
+            if protocols[p.index()] == 0 {
+                continue;
+            }
+            let mut data = Vec::with_capacity(cost);
+            let mut ends = Vec::with_capacity(events.len());
+            for ev in &events {
+                p.encode_event(ev, &mut data);
+                ends.push(data.len());
+            }
+            encoded[p.index()] = Some((Bytes::from(data), ends));
+            self.encodings.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Arc::new(Batch {
+            encoded,
+            runs,
+            authors,
+            entered,
+            roster,
+        })
+    }
+
     /// Writes shard `n`'s queued batches, then drops the members found too slow.
     fn fan_out_shard(&self, n: usize) {
         let shard = &self.shards[n];
         let mut slow = Vec::new();
         {
-            let _fanning = lock(&shard.fanning);
+            let _fanning = lock_unpoisoned(&shard.fanning);
             loop {
-                let Some(batch) = lock(&shard.queue).pop_front() else {
+                let Some(batch) = lock_unpoisoned(&shard.queue).pop_front() else {
                     break;
                 };
                 fan_out(&batch, n, self.shards.len(), &mut slow);
@@ -753,14 +753,14 @@ impl ChatHub {
     }
 
     /// Carries out one command of member `id`.
-    pub fn command(&self, id: Id, cmd: Command) -> Flow {
+    pub fn command(&self, id: Id, cmd: HubCommand) -> Flow {
         let mut st = self.lock();
         let flow = self.command_locked(&mut st, id, cmd);
         self.unlock(st);
         flow
     }
 
-    fn command_locked(&self, st: &mut State, id: Id, cmd: Command) -> Flow {
+    fn command_locked(&self, st: &mut HubState, id: Id, cmd: HubCommand) -> Flow {
         let Some(m) = st.members.get(&id) else {
             return Flow::Continue;
         };
@@ -771,44 +771,44 @@ impl ChatHub {
             operator: m.operator,
         };
         match cmd {
-            Command::Say(text) => {
+            HubCommand::Say(text) => {
                 if !text.trim().is_empty() {
                     let said = (me.nick.clone(), EventKind::Message { text });
                     self.post(st, &me.room, Some(id), [said]);
                 }
             }
-            Command::Action(text) => {
+            HubCommand::Action(text) => {
                 let did = (me.nick.clone(), EventKind::Action { text });
                 self.post(st, &me.room, Some(id), [did]);
             }
-            Command::Nick(new) => self.rename(st, &me, &new),
-            Command::Who => self.who(st, &me),
-            Command::Rooms => self.list_rooms(st, &me),
-            Command::Msg { to, text } => self.private(st, &me, &to, text),
-            Command::Join(room) => self.move_to(st, &me, &room),
-            Command::Quit(reason) => {
+            HubCommand::Nick(new) => self.rename(st, &me, &new),
+            HubCommand::Who => self.who(st, &me),
+            HubCommand::Rooms => self.list_rooms(st, &me),
+            HubCommand::Msg { to, text } => self.private(st, &me, &to, text),
+            HubCommand::Join(room) => self.move_to(st, &me, &room),
+            HubCommand::Quit(reason) => {
                 return Flow::Quit(match reason {
                     Some(r) => format!("quit: {r}"),
                     None => "quit".to_string(),
                 });
             }
-            Command::Help => {
+            HubCommand::Help => {
                 let help = Notice::Help {
                     operator: me.operator,
                 };
                 self.reply(st, id, EventKind::Notice(help));
             }
-            Command::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
+            HubCommand::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
         }
         Flow::Continue
     }
 
-    fn error(&self, st: &mut State, id: Id, refusal: Refusal) {
+    fn error(&self, st: &mut HubState, id: Id, refusal: Refusal) {
         self.reply(st, id, EventKind::Error(refusal));
     }
 
     /// Nick changes.
-    fn rename(&self, st: &mut State, me: &Caller, new: &str) {
+    fn rename(&self, st: &mut HubState, me: &Caller, new: &str) {
         let id = me.id;
         let key = nick_key(new);
         if let Err(e) = check_nick(new) {
@@ -849,7 +849,7 @@ impl ChatHub {
 
     /// `who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
     /// index, so the cost is what is listed, not the room's size.
-    fn who(&self, st: &mut State, me: &Caller) {
+    fn who(&self, st: &mut HubState, me: &Caller) {
         let (total, nicks) = st.rooms.get(&me.room).map_or((0, Vec::new()), |r| {
             (
                 r.names.len(),
@@ -865,7 +865,7 @@ impl ChatHub {
     }
 
     /// `rooms`.
-    fn list_rooms(&self, st: &mut State, me: &Caller) {
+    fn list_rooms(&self, st: &mut HubState, me: &Caller) {
         let mut rooms: Vec<(String, usize)> = st
             .rooms
             .iter()
@@ -879,7 +879,7 @@ impl ChatHub {
     }
 
     /// A private message.
-    fn private(&self, st: &mut State, me: &Caller, to: &str, text: String) {
+    fn private(&self, st: &mut HubState, me: &Caller, to: &str, text: String) {
         match st.nicks.get(&nick_key(to)).copied() {
             Some(target) if target != me.id => {
                 let Some(target_nick) = st.members.get(&target).map(|m| m.nick.clone()) else {
@@ -908,7 +908,7 @@ impl ChatHub {
     }
 
     /// Moves a member to another room.
-    fn move_to(&self, st: &mut State, me: &Caller, new_room: &str) {
+    fn move_to(&self, st: &mut HubState, me: &Caller, new_room: &str) {
         let (id, nick, room) = (me.id, me.nick.clone(), me.room.clone());
         if let Err(e) = check_room(new_room) {
             return self.error(st, id, Refusal::BadRoom(e));
@@ -943,7 +943,7 @@ impl ChatHub {
     }
 
     /// Kicks, for the operator.
-    fn kick(&self, st: &mut State, me: &Caller, target: &str, reason: Option<String>) {
+    fn kick(&self, st: &mut HubState, me: &Caller, target: &str, reason: Option<String>) {
         if !me.operator {
             return self.error(st, me.id, Refusal::NotOperator);
         }
@@ -1008,7 +1008,7 @@ impl ChatHub {
 }
 
 /// Seats a member in `room` (created if need be); returns the room's name.
-fn enter_room(st: &mut State, room: &str, seat: Seat, nick: &str) -> Arc<str> {
+fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str> {
     let r = match st.rooms.get_mut(room) {
         Some(r) => r,
         None => {
@@ -1026,10 +1026,6 @@ fn enter_room(st: &mut State, room: &str, seat: Seat, nick: &str) -> Arc<str> {
     Arc::make_mut(&mut r.members).push(seat);
     r.names.insert(nick_key(nick), nick.to_string());
     r.name.clone()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Fan-out shards: one per thread the machine runs at once, at most four.

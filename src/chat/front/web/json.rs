@@ -263,7 +263,7 @@ struct Wire<'a> {
 
 impl WireEvent<'_> {
     /// The JSON object (no newline), as one text frame's payload.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(self) -> String {
         let wire = Wire {
             kind: &self.kind,
             room: self.room,
@@ -505,7 +505,7 @@ mod tests {
     fn the_event_names_match_chat_join_json() {
         // The same `type` values as `chat join --json` (event.rs), so one
         // program can read both.
-        use crate::chat::event::Event;
+        use crate::chat::event::ServerEvent as Event;
         let join = Event::Message {
             nick: "a".into(),
             text: "x".into(),
