@@ -286,6 +286,17 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
+/// The whole response to a web connection over `--max-clients`, written
+/// once at accept, without reading the request: `503 Service Unavailable`.
+pub fn server_full(max: usize) -> bytes::Bytes {
+    let body = format!("server full ({max} clients), try again later\n");
+    bytes::Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
 /// Serves one accepted connection of the `--web` listener: the page, or the
 /// WebSocket handshake. On a successful upgrade, `on_member` gets the raw
 /// stream and runs (its future is awaited here, so the caller's task becomes
