@@ -90,7 +90,7 @@ fn notice(n: &Notice, out: &mut Vec<u8>) {
             others: *others,
         }
         .append_to(out),
-        Notice::Moved { room, others, .. } => ServerLine::Moved {
+        Notice::Moved { room, others } => ServerLine::Moved {
             room,
             others: *others,
         }

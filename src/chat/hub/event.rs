@@ -89,8 +89,6 @@ pub enum Notice {
     },
     /// After a move to another room.
     Moved {
-        /// The member's nick.
-        nick: Arc<str>,
         /// The new room.
         room: Arc<str>,
         /// How many others are there.

@@ -875,7 +875,11 @@ impl ChatHub {
             from: me.nick.clone(),
             kind: renamed.clone(),
         };
-        self.deliver(st, id, &ev);
+        // A member whose protocol echoes its own events gets the room's copy.
+        let echoes = st.members.get(&id).is_some_and(|m| m.protocol.echoes_own());
+        if !echoes {
+            self.deliver(st, id, &ev);
+        }
         self.announce(st, &me.room, Some(id), me.nick.clone(), renamed);
     }
 
@@ -967,7 +971,6 @@ impl ChatHub {
         self.announce(st, &room, None, nick.clone(), left);
         let others = st.rooms.get(new_room).map_or(0, |r| r.members.len()) - 1;
         let moved = Notice::Moved {
-            nick: nick.clone(),
             room: entered.clone(),
             others,
         };

@@ -69,12 +69,6 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
             wire(WireKind::Welcome { nick }, Some(room), out);
             system_lines(ev, &mut wire, out);
         }
-        EventKind::Notice(Notice::Moved { nick, room, .. }) => {
-            // The room's own join announcement skips the mover: this one
-            // tells the page where it is now (it then asks `who`).
-            wire(WireKind::Join { nick }, Some(room), out);
-            system_lines(ev, &mut wire, out);
-        }
         EventKind::Notice(Notice::Who { room, nicks, .. }) => {
             wire(WireKind::Members { nicks }, Some(room), out)
         }
