@@ -586,3 +586,79 @@ fn flood_control_applies_to_web_members() {
     let l = line.line();
     assert!(l.starts_with("* lobby (2)"), "{l}");
 }
+
+/// Whether the browser harness can run here: Debian's chromium and
+/// chromedriver, and selenium for python3.
+fn browser_missing() -> Option<String> {
+    for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        if !std::path::Path::new(bin).exists() {
+            return Some(format!(
+                "{bin} is missing (apt-get install chromium chromium-driver)"
+            ));
+        }
+    }
+    let selenium = std::process::Command::new("python3")
+        .args(["-c", "import selenium"])
+        .output();
+    match selenium {
+        Ok(o) if o.status.success() => None,
+        _ => Some("python3 cannot import selenium (pip install selenium)".into()),
+    }
+}
+
+#[test]
+fn the_page_in_a_real_browser() {
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if let Some(why) = browser_missing() {
+        assert!(!in_ci, "CI is set, so the browser test must run: {why}");
+        skipped("chat_web::the_page_in_a_real_browser", &why);
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = format!("{root}/target/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let (srv, line_addr, web_addr) = web_serve(&["--rate", "0"]);
+    // The restart: stop this server (SIGTERM: the page is told 1001) and,
+    // after a pause long enough for the page to show it is disconnected,
+    // start another on the same ports; its pid is kept to stop it after.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let restart = format!(
+        "kill -TERM {pid}; sleep 1.5; {bin} chat serve --no-console --web {web_addr} {line_addr} \
+         </dev/null >/dev/null 2>&1 & echo $! > {pid_file}",
+        pid = srv.child.id(),
+        bin = env!("CARGO_BIN_EXE_sockit"),
+        pid_file = pid_file.display(),
+    );
+    let run = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/browser/chat_browser.py"))
+        .args(["--url", &format!("http://{web_addr}/")])
+        .args(["--tcp", &line_addr])
+        .args(["--out", &out])
+        .args(["--restart-cmd", &restart])
+        .output()
+        .expect("run python3");
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        // SAFETY: kill(2) on the server the restart command started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    drop(srv);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("browser: "))
+        .unwrap_or_else(|| panic!("no summary from the browser script:\n{stdout}\n{stderr}"));
+    assert!(
+        run.status.success() && summary.ends_with(" 0 failed"),
+        "{summary}\n{stdout}\n{stderr}"
+    );
+    assert!(std::path::Path::new(&format!("{out}/chat-desktop.png")).exists());
+}
