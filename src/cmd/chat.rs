@@ -209,6 +209,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ..WebSettings::default()
     };
     web.config.allow_no_origin = args.web_echo;
+    web.config.upgrade_any_path = args.web_echo;
     web.config.handshake_timeout = args.handshake_timeout;
     for o in &args.web_origin {
         let o = parse_origin(o).map_err(|e| Error::Usage(format!("--web-origin {o}: {e}")))?;
