@@ -25,8 +25,10 @@ fn web_serve(extra: &[&str]) -> (Proc, String, String) {
     let deadline = Instant::now() + WAIT;
     let web = loop {
         // The whole line, not just its start.
-        let err = srv.wait_stderr("chat web page on http://");
-        let rest = err.split("chat web page on http://").nth(1).unwrap_or("");
+        let err = srv.wait_stderr("chat web page on http");
+        let rest = err.split("chat web page on http").nth(1).unwrap_or("");
+        let rest = rest.strip_prefix('s').unwrap_or(rest);
+        let rest = rest.strip_prefix("://").unwrap_or("");
         if let Some((addr, _)) = rest.split_once("/\n") {
             break addr.to_string();
         }
@@ -661,4 +663,33 @@ fn the_page_in_a_real_browser() {
         "{summary}\n{stdout}\n{stderr}"
     );
     assert!(std::path::Path::new(&format!("{out}/chat-desktop.png")).exists());
+}
+
+#[test]
+fn the_web_listener_speaks_wss_with_the_tls_flags() {
+    let (srv, line_addr, web_addr) = web_serve(&["--tls-self-signed"]);
+    assert!(srv
+        .stderr_now()
+        .contains(&format!("chat web page on https://{web_addr}/")));
+    // sockit connect --tls is the TLS client; the upgrade and one masked
+    // frame are written through it.
+    let mut c = spawn_connect(&["--tls", "--insecure", &web_addr]);
+    let mut req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {web_addr}\r\nOrigin: https://{web_addr}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend(client_frame(
+        true,
+        0x1,
+        br#"{"type":"say","text":"over wss"}"#,
+    ));
+    // The line listener is TLS too.
+    let l = spawn_connect(&["--tls", "--insecure", &line_addr]);
+    l.wait_stdout(b"* welcome");
+    c.write(&req);
+    c.wait_stdout(b"HTTP/1.1 101 Switching Protocols");
+    c.wait_stdout(br#""type":"welcome""#);
+    l.wait_stdout(b"> over wss\n");
 }
