@@ -226,7 +226,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shown = wl.local_addr();
-        let host = match shown.strip_prefix("0.0.0.0:") {
+        // A wildcard address is no URL to open: name this machine instead.
+        let host = match shown
+            .strip_prefix("0.0.0.0:")
+            .or_else(|| shown.strip_prefix("[::]:"))
+        {
             Some(port) => format!("localhost:{port}"),
             None => shown.clone(),
         };
