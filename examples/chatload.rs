@@ -610,7 +610,23 @@ impl Receiver {
                 break;
             }
             let payload = &all[at + head..at + head + len];
-            self.line(payload, now, sh);
+            // The benchmark line is the event's "text": up to its closing quote.
+            let text = match find_marker(payload) {
+                Some(m) => {
+                    let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
+                    &payload[..end]
+                }
+                None => payload,
+            };
+            // A web member gets its own lines back: not a delivery.
+            let own = find_marker(text)
+                .and_then(|m| parse_payload(&text[m + MARKER.len()..]))
+                .is_some_and(|(sender, _, _)| sender == self.index as u64);
+            if own {
+                self.lines += 1;
+            } else {
+                self.line(text, now, sh);
+            }
             at += head + len;
         }
         self.partial.extend_from_slice(&all[at..]);
