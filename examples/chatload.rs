@@ -48,6 +48,10 @@ enum Format {
     Sockit,
     /// `ncat --chat`: greets with `<announce> ... is connected as <userN>.`.
     Ncat,
+    /// `sockit chat serve --web`: the address is the web listener's; each
+    /// client upgrades `/ws` to WebSocket, sends `say` commands in masked
+    /// text frames and reads one JSON event per frame.
+    Web,
 }
 
 /// Chat server load generator (see the file's doc comment).
@@ -485,6 +489,8 @@ struct Shared {
     last_delivery: AtomicU64,
     /// Normal clients whose connection ended before the run did.
     closed: AtomicU64,
+    /// WebSocket framing (`--format web`).
+    web: bool,
 }
 
 impl Shared {
@@ -529,6 +535,9 @@ impl Receiver {
     }
 
     fn feed(&mut self, data: &[u8], sh: &Shared) {
+        if sh.web {
+            return self.feed_frames(data, sh);
+        }
         let now = sh.now_ns();
         let mut rest = data;
         if !self.partial.is_empty() {
@@ -556,6 +565,50 @@ impl Receiver {
         }
         let rest = &rest[start..];
         self.partial.extend_from_slice(rest);
+        self.flush(now, sh);
+    }
+
+    /// WebSocket: each server frame's payload (one JSON event) is a line.
+    fn feed_frames(&mut self, data: &[u8], sh: &Shared) {
+        let now = sh.now_ns();
+        let mut buf = std::mem::take(&mut self.partial);
+        let owned;
+        let all: &[u8] = if buf.is_empty() {
+            data
+        } else {
+            buf.extend_from_slice(data);
+            owned = std::mem::take(&mut buf);
+            &owned
+        };
+        let mut at = 0;
+        while let Some((head, len)) = frame_len(&all[at..]) {
+            if all.len() - at < head + len {
+                break;
+            }
+            let payload = &all[at + head..at + head + len];
+            // The benchmark line is the event's "text": up to its closing quote.
+            let text = match find_marker(payload) {
+                Some(m) => {
+                    let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
+                    &payload[..end]
+                }
+                None => payload,
+            };
+            // A web member gets its own lines back: not a delivery.
+            let own = find_marker(text)
+                .and_then(|m| parse_payload(&text[m + MARKER.len()..]))
+                .is_some_and(|(sender, _, _)| sender == self.index as u64);
+            if own {
+                self.lines += 1;
+            } else {
+                self.line(text, now, sh);
+            }
+            at += head + len;
+        }
+        self.partial.extend_from_slice(&all[at..]);
+        if self.partial.is_empty() && buf.capacity() <= 4096 {
+            self.partial = buf;
+        }
         self.flush(now, sh);
     }
 
@@ -609,6 +662,48 @@ impl Receiver {
     }
 }
 
+/// An unmasked server frame's header length and payload length, once the
+/// header is complete.
+fn frame_len(b: &[u8]) -> Option<(usize, usize)> {
+    if b.len() < 2 {
+        return None;
+    }
+    match b[1] & 0x7f {
+        126 if b.len() >= 4 => Some((4, u16::from_be_bytes([b[2], b[3]]) as usize)),
+        127 if b.len() >= 10 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[2..10]);
+            Some((10, u64::from_be_bytes(n) as usize))
+        }
+        126 | 127 => None,
+        n => Some((2, n as usize)),
+    }
+}
+
+/// Appends `line` (without its newline) as the text of a `say` command in
+/// one masked client text frame (the mask key is zero: a valid mask that
+/// leaves the bytes as they are).
+fn web_say(out: &mut Vec<u8>, line: &[u8]) {
+    let mut json = Vec::with_capacity(line.len() + 24);
+    json.extend_from_slice(br#"{"type":"say","text":""#);
+    json.extend_from_slice(line);
+    json.extend_from_slice(br#""}"#);
+    out.push(0x81);
+    match json.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&json);
+}
+
 thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 128 * 1024]);
 }
@@ -636,6 +731,18 @@ async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, 
     let _ = stream.set_nodelay(true);
     // Close with RST so thousands of clients leave no TIME_WAIT behind.
     let _ = stream.set_zero_linger();
+    if format == Format::Web {
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let mut s = stream;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        return web_greeting(s, t0).await;
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -654,6 +761,7 @@ async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, 
             let ok = match format {
                 Format::Sockit => first.starts_with(b"* welcome, you are "),
                 Format::Ncat => first.starts_with(b"<announce> ") && find_marker(first).is_none(),
+                Format::Web => first.starts_with(b"HTTP/1.1 101 "),
             };
             if !ok {
                 return Err(format!(
@@ -670,6 +778,35 @@ async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, 
         }
         if got.len() > 64 * 1024 {
             return Err("no greeting line in the first 64 KiB".into());
+        }
+    }
+}
+
+/// Reads the `101 Switching Protocols` head; what follows is WebSocket.
+async fn web_greeting(stream: TcpStream, t0: Instant) -> Result<Greeted, String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.readable().await.map_err(|e| format!("read: {e}"))?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Err("closed during the WebSocket handshake".into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !got.starts_with(b"HTTP/1.1 101 ") {
+                let head = String::from_utf8_lossy(&got[..i]).into_owned();
+                return Err(format!("handshake refused: {head:?}"));
+            }
+            return Ok(Greeted {
+                took: t0.elapsed(),
+                stream,
+                leftover: got[i + 4..].to_vec(),
+            });
+        }
+        if got.len() > 64 * 1024 {
+            return Err("no handshake response in the first 64 KiB".into());
         }
     }
 }
@@ -763,7 +900,14 @@ async fn send_lines(
         buf.clear();
         let ts = sh.now_ns();
         for q in seq..upto {
-            compose(&mut buf, id as u64, q, ts, plan.bytes);
+            if sh.web {
+                let mut line = Vec::with_capacity(plan.bytes);
+                compose(&mut line, id as u64, q, ts, plan.bytes);
+                line.pop();
+                web_say(&mut buf, &line);
+            } else {
+                compose(&mut buf, id as u64, q, ts, plan.bytes);
+            }
         }
         w.write_all(&buf)
             .await
@@ -1143,6 +1287,7 @@ async fn run(a: &Args) -> Report {
         unique: AtomicU64::new(0),
         last_delivery: AtomicU64::new(0),
         closed: AtomicU64::new(0),
+        web: a.format == Format::Web,
     });
     let stop = CancellationToken::new();
     let mut clients = connect_all(a, &sh, &stop, &mut rep).await;

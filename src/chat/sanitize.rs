@@ -19,7 +19,6 @@ pub fn sanitize(input: &[u8]) -> String {
 }
 
 /// True when `s` would come out of [`sanitize`] unchanged.
-#[cfg(test)]
 pub fn is_clean(s: &str) -> bool {
     s.chars().all(|c| !needs_escape(c))
 }

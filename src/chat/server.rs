@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::console;
+use super::front::web::session::WebSettings;
 use super::front::Protocol;
 use super::hub::{ChatHub, EventKind, Refusal, RoomEvent};
 use super::protocol::check_nick;
@@ -52,6 +53,8 @@ pub struct ChatServer {
     pub console_input: bool,
     /// Longest the shutdown may spend flushing queues.
     pub drain_timeout: Duration,
+    /// How `Protocol::Web` listeners serve (origins, echo endpoint).
+    pub web: WebSettings,
 }
 
 /// What every listener and connection task of one server shares.
@@ -65,6 +68,8 @@ pub(crate) struct Shared {
     pub stop_reading: CancellationToken,
     /// Cancelled when the drain time is up: close now.
     pub hard_stop: CancellationToken,
+    /// How web listeners serve.
+    pub web: Arc<WebSettings>,
     /// `--max-clients` permits, shared by every listener.
     permits: Arc<Semaphore>,
     max_clients: usize,
@@ -78,6 +83,7 @@ impl ChatServer {
         let shared = Shared {
             hub: hub.clone(),
             limits: Arc::new(self.session.clone()),
+            web: Arc::new(self.web.clone()),
             stop_reading: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(self.max_clients)),
@@ -162,19 +168,28 @@ pub(crate) async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown)
 async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
     match protocol {
         Protocol::Line => session::run(conn, s.hub, &s.limits, s.stop_reading, s.hard_stop).await,
-        // The web front-end plugs in here: HTTP, the WebSocket upgrade, then
-        // a member of `Protocol::Web` (see `session::split`, `ChatHub::join`
-        // and `session::serve_member`).
-        Protocol::Web => tracing::warn!("{}: no web front-end yet", conn.peer),
+        Protocol::Web => {
+            let web = s.web.clone();
+            super::front::web::session::run(
+                conn,
+                &web,
+                s.hub,
+                &s.limits,
+                s.stop_reading,
+                s.hard_stop,
+            )
+            .await
+        }
     }
 }
 
 /// Turns away a connection over `--max-clients` at once (the accept loop
 /// has logged it), without a task:
 /// a plain client is told so in one non-blocking write (a fresh socket's
-/// buffer takes it); a TLS one (no handshake is spent on it) is just closed.
+/// buffer takes it): a line, or for the web listener an HTTP 503; a TLS one
+/// (no handshake is spent on it) is just closed.
 async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
-    if gate.tls.is_some() || protocol != Protocol::Line {
+    if gate.tls.is_some() {
         return;
     }
     // Without TLS, admitting is only the access-list check: it never waits.
@@ -188,7 +203,10 @@ async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
         from: "".into(),
         kind: EventKind::Error(Refusal::ServerFull(max)),
     };
-    let msg = Protocol::Line.encode(&full);
+    let msg = match protocol {
+        Protocol::Line => Protocol::Line.encode(&full),
+        Protocol::Web => super::front::web::http::server_full(max),
+    };
     let _ = match &conn.link {
         Link::Tcp(s) => s.try_write(&msg),
         Link::Unix(s) => s.try_write(&msg),
@@ -249,6 +267,7 @@ mod tests {
             console: false,
             console_input: false,
             drain_timeout: Duration::from_secs(1),
+            web: WebSettings::default(),
         };
         let stop = Shutdown::new();
         let run = tokio::spawn(server.run(stop.clone()));

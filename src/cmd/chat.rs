@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 
 use crate::chat::client;
+use crate::chat::front::web::http::parse_origin;
+use crate::chat::front::web::session::WebSettings;
 use crate::chat::front::Protocol;
 use crate::chat::protocol::check_nick;
 use crate::chat::server::{ChatListener, ChatServer};
@@ -110,6 +112,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     access: AclArgs,
 
+    /// Also serve the web page and its WebSocket on ADDR (HOST:PORT or :PORT):
+    /// GET / is the page, GET /ws the chat. With the TLS flags, https and wss.
+    #[arg(long, value_name = "ADDR", help_heading = "Web")]
+    web: Option<String>,
+    /// Origin allowed to open the web chat, e.g. https://chat.example
+    /// (repeatable). Default: a page served by this host (the request's Host).
+    #[arg(long, value_name = "ORIGIN", requires = "web", help_heading = "Web")]
+    web_origin: Vec<String>,
+    /// /ws echoes every message (WebSocket conformance runs) instead of chatting.
+    #[arg(long, hide = true, requires = "web")]
+    web_echo: bool,
+
     #[command(flatten)]
     tls: TlsServerArgs,
 }
@@ -154,16 +168,58 @@ async fn serve(args: ServeArgs) -> Result<()> {
         listener.local_addr(),
         ep.proto()
     );
-    let server = ChatServer {
-        listeners: vec![ChatListener {
-            listener,
+    let mut listeners = vec![ChatListener {
+        listener,
+        gate: Gate {
+            tls: tls.clone(),
+            acl: acl.clone(),
+            handshake_timeout: args.handshake_timeout,
+        },
+        protocol: Protocol::Line,
+    }];
+    let mut web = WebSettings {
+        echo: args.web_echo,
+        ..WebSettings::default()
+    };
+    web.config.allow_no_origin = args.web_echo;
+    web.config.upgrade_any_path = args.web_echo;
+    web.config.handshake_timeout = args.handshake_timeout;
+    for o in &args.web_origin {
+        let o = parse_origin(o).map_err(|e| Error::Usage(format!("--web-origin {o}: {e}")))?;
+        web.config.origins.push(o);
+    }
+    if let Some(addr) = &args.web {
+        let wep = Endpoint::parse(addr, false)?;
+        if !matches!(wep, Endpoint::Ip { .. }) || !wep.is_stream() {
+            return Err(Error::Usage(format!("--web needs HOST:PORT, not {addr}")));
+        }
+        let (bound, _) = bind(&wep, args.net.family(), args.backlog, &SockOpts::default()).await?;
+        let Bound::Stream(wl) = bound else {
+            return Err(Error::Usage("--web needs a TCP address".into()));
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let shown = wl.local_addr();
+        // A wildcard address is no URL to open: name this machine instead.
+        let host = match shown
+            .strip_prefix("0.0.0.0:")
+            .or_else(|| shown.strip_prefix("[::]:"))
+        {
+            Some(port) => format!("localhost:{port}"),
+            None => shown.clone(),
+        };
+        eprintln!("sockit: chat web page on {scheme}://{host}/");
+        listeners.push(ChatListener {
+            listener: wl,
             gate: Gate {
                 tls,
                 acl,
                 handshake_timeout: args.handshake_timeout,
             },
-            protocol: Protocol::Line,
-        }],
+            protocol: Protocol::Web,
+        });
+    }
+    let server = ChatServer {
+        listeners,
         session: SessionLimits {
             max_line: args.max_line as usize,
             flush_partial: args.flush_partial,
@@ -178,6 +234,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         console: !args.no_console,
         console_input: !args.no_console && stdin_is_open(),
         drain_timeout: args.drain_timeout,
+        web,
     };
     server.run(shutdown).await
 }

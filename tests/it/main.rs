@@ -5,6 +5,7 @@ mod util;
 mod chat;
 mod chat_hardening;
 mod chat_join;
+mod chat_web;
 mod conn_hardening;
 mod endpoints;
 mod errors;

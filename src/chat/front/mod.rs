@@ -18,12 +18,9 @@ use super::hub::RoomEvent;
 pub enum Protocol {
     /// The line protocol (`nc`, telnet, `chat join`, the operator console).
     Line = 0,
-    /// WebSocket with one JSON object per text frame.
-    ///
-    /// Not wired yet: `web_stub` writes JSON lines so the hub's
-    /// per-protocol batching can be tested; the web front-end replaces it
-    /// with complete, unmasked WebSocket text frames (shared by every web
-    /// member of the room, like line bytes).
+    /// WebSocket with one JSON object per text frame: each event is one
+    /// complete, unmasked text frame, so a batch's frames are shared by every
+    /// web member of the room, like line bytes.
     Web = 1,
 }
 
@@ -43,8 +40,15 @@ impl Protocol {
     pub fn encode_event(self, ev: &RoomEvent, out: &mut Vec<u8>) {
         match self {
             Protocol::Line => line::encode_event(ev, out),
-            Protocol::Web => web_stub(ev, out),
+            Protocol::Web => web::encode_event(ev, out),
         }
+    }
+
+    /// Whether members see their own room messages come back (the page
+    /// shows what was said once the room has it, with its sequence number;
+    /// a terminal already shows what was typed).
+    pub fn echoes_own(self) -> bool {
+        self == Protocol::Web
     }
 
     /// `ev` alone, encoded.
@@ -53,31 +57,4 @@ impl Protocol {
         self.encode_event(ev, &mut out);
         bytes::Bytes::from(out)
     }
-}
-
-/// Stand-in encoder for [`Protocol::Web`] until the web front-end lands:
-/// one JSON object per line with the event's type, nick, room, text, `ts` and
-/// `seq`. Only the hub's tests use it.
-fn web_stub(ev: &RoomEvent, out: &mut Vec<u8>) {
-    use super::hub::EventKind as K;
-    let (kind, text) = match &ev.kind {
-        K::Message { text } => ("message", text.clone()),
-        K::Action { text } => ("action", text.clone()),
-        K::Private { text, .. } => ("private", text.clone()),
-        K::Join => ("join", String::new()),
-        K::Leave { reason } => ("leave", reason.clone()),
-        K::Nick { new } => ("nick", new.to_string()),
-        K::Notice(n) => ("system", format!("{n:?}")),
-        K::Error(e) => ("error", e.to_string()),
-    };
-    let obj = serde_json::json!({
-        "type": kind,
-        "nick": &*ev.from,
-        "room": &*ev.room,
-        "text": text,
-        "ts": ev.ts,
-        "seq": ev.seq,
-    });
-    out.extend_from_slice(obj.to_string().as_bytes());
-    out.push(b'\n');
 }

@@ -33,6 +33,22 @@ pub use self::event::{now_ms, EventKind, HubCommand, Id, Notice, Refusal, RoomEv
 use super::front::Protocol;
 use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_nick, check_room, nick_key, MAX_LISTED};
+use super::sanitize::{is_clean, sanitize};
+
+/// Peer text as every front-end may show it: the one sanitizer, applied in
+/// the hub whatever the protocol it came in by (a line front-end has already
+/// cleaned its lines; clean text passes without a copy).
+fn clean(text: String) -> String {
+    if is_clean(&text) {
+        text
+    } else {
+        sanitize(text.as_bytes())
+    }
+}
+
+fn clean_opt(text: Option<String>) -> Option<String> {
+    text.map(clean)
+}
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -577,7 +593,7 @@ impl ChatHub {
         let events = texts
             .into_iter()
             .filter(|t| !t.trim().is_empty())
-            .map(|text| (nick.clone(), EventKind::Message { text }));
+            .map(|text| (nick.clone(), EventKind::Message { text: clean(text) }));
         self.post(&mut st, &room, Some(id), events);
     }
 
@@ -770,6 +786,22 @@ impl ChatHub {
             room: m.room.clone(),
             operator: m.operator,
         };
+        let cmd = match cmd {
+            HubCommand::Say(t) => HubCommand::Say(clean(t)),
+            HubCommand::Action(t) => HubCommand::Action(clean(t)),
+            HubCommand::Msg { to, text } => HubCommand::Msg {
+                to,
+                text: clean(text),
+            },
+            HubCommand::Quit(r) => HubCommand::Quit(clean_opt(r)),
+            HubCommand::Kick { nick, reason } => HubCommand::Kick {
+                nick,
+                reason: clean_opt(reason),
+            },
+            // Nicks and room names follow their grammars (checked below),
+            // which admit no control or format character.
+            other => other,
+        };
         match cmd {
             HubCommand::Say(text) => {
                 if !text.trim().is_empty() {
@@ -843,7 +875,11 @@ impl ChatHub {
             from: me.nick.clone(),
             kind: renamed.clone(),
         };
-        self.deliver(st, id, &ev);
+        // A member whose protocol echoes its own events gets the room's copy.
+        let echoes = st.members.get(&id).is_some_and(|m| m.protocol.echoes_own());
+        if !echoes {
+            self.deliver(st, id, &ev);
+        }
         self.announce(st, &me.room, Some(id), me.nick.clone(), renamed);
     }
 
@@ -1042,6 +1078,7 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
         if id as usize % shards != n {
             continue;
         }
+        let echo = seat.protocol.echoes_own();
         let Some((data, ends)) = &b.encoded[seat.protocol.index()] else {
             continue;
         };
@@ -1049,7 +1086,7 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
             .entered
             .binary_search_by_key(&id, |e| e.0)
             .map_or(0, |i| b.entered[i].1);
-        let pushed = if since == 0 && b.authors.binary_search(&id).is_err() {
+        let pushed = if since == 0 && (echo || b.authors.binary_search(&id).is_err()) {
             if data.is_empty() {
                 continue;
             }
@@ -1064,7 +1101,7 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
             let mut kept: Option<usize> = None;
             for &(author, end) in &b.runs {
                 let lo = start.max(since);
-                if author == Some(id) || lo >= end {
+                if (author == Some(id) && !echo) || lo >= end {
                     if let Some(from) = kept.take() {
                         parts.push(data.slice(at(from)..at(start)));
                     }
@@ -1112,6 +1149,29 @@ mod tests {
         let mut s = String::new();
         while let Some(b) = m.out.try_take() {
             s.push_str(std::str::from_utf8(&b).unwrap());
+        }
+        s
+    }
+
+    /// As `drain`, for a web member: the payloads of its (unmasked, short)
+    /// text frames, one per line.
+    fn drain_web(hub: &ChatHub, m: &ChatMember) -> String {
+        while hub.flush() {}
+        let mut raw = Vec::new();
+        while let Some(b) = m.out.try_take() {
+            raw.extend_from_slice(&b);
+        }
+        let mut s = String::new();
+        let mut at = 0;
+        while at < raw.len() {
+            assert_eq!(raw[at], 0x81, "a text frame");
+            let (len, head) = match raw[at + 1] {
+                126 => (u16::from_be_bytes([raw[at + 2], raw[at + 3]]) as usize, 4),
+                n => (n as usize, 2),
+            };
+            s.push_str(std::str::from_utf8(&raw[at + head..at + head + len]).unwrap());
+            s.push('\n');
+            at += head + len;
         }
         s
     }
@@ -1315,8 +1375,11 @@ mod tests {
 
         let webs: Vec<_> = (0..2).map(|_| joined(&hub, Protocol::Web)).collect();
         while hub.flush() {}
-        for m in lines.iter().chain(&webs) {
+        for m in &lines {
             drain(&hub, m);
+        }
+        for m in &webs {
+            drain_web(&hub, m);
         }
         let before = hub.stats();
         hub.say_many(lines[0].id, ["from a line client".into()]);
@@ -1331,12 +1394,14 @@ mod tests {
             "<guest1> from a line client\n<guest4> from a web client\n"
         );
         assert_eq!(drain(&hub, &lines[0]), "<guest4> from a web client\n");
-        let web = drain(&hub, &webs[1]);
+        let web = drain_web(&hub, &webs[1]);
         assert_eq!(web.lines().count(), 2, "{web}");
         assert!(web.contains(r#""text":"from a line client""#), "{web}");
-        let own = drain(&hub, &webs[0]);
+        // Web members see their own messages come back (the page shows them
+        // from the room's stream).
+        let own = drain_web(&hub, &webs[0]);
         assert!(
-            own.contains("from a line client") && !own.contains("from a web client"),
+            own.contains("from a line client") && own.contains("from a web client"),
             "{own}"
         );
         // A room with web members only needs the web encoding.
@@ -1347,6 +1412,25 @@ mod tests {
         hub.say_many(webs[0].id, ["just us".into()]);
         while hub.flush() {}
         assert_eq!(hub.stats().encodings - before.encodings, 1);
+    }
+
+    #[test]
+    fn the_hub_sanitizes_text_whatever_the_protocol() {
+        let hub = ChatHub::new(1 << 20);
+        let line = member(&hub);
+        let web = joined(&hub, Protocol::Web);
+        while hub.flush() {}
+        drain(&hub, &line);
+        drain_web(&hub, &web);
+        hub.command(web.id, HubCommand::Say("\x1b[31mred \u{202e}evil".into()));
+        hub.command(web.id, HubCommand::Action("\x07waves".into()));
+        let got = drain(&hub, &line);
+        assert_eq!(got, "<guest2> ^[[31mred <U+202E>evil\n+ guest2 ^Gwaves\n");
+        let echo = drain_web(&hub, &web);
+        assert!(
+            echo.contains(r#""text":"^[[31mred <U+202E>evil""#),
+            "{echo}"
+        );
     }
 
     #[test]

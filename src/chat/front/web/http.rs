@@ -56,6 +56,9 @@ pub struct WebConfig {
     /// Autobahn suite, scripts) and opens no cross-site hole; a foreign
     /// origin is refused either way.
     pub allow_no_origin: bool,
+    /// Take a WebSocket upgrade on any path, not only `/ws` (the echo
+    /// endpoint: conformance runners connect to `/`).
+    pub upgrade_any_path: bool,
 }
 
 impl Default for WebConfig {
@@ -65,6 +68,7 @@ impl Default for WebConfig {
             max_head: MIN_HEAD,
             handshake_timeout: Duration::from_secs(10),
             allow_no_origin: false,
+            upgrade_any_path: false,
         }
     }
 }
@@ -213,7 +217,9 @@ type Slot = Arc<Mutex<Option<(OnUpgrade, String)>>>;
 fn route(mut req: Request<Incoming>, cfg: &WebConfig, slot: &Slot) -> Response<Body> {
     let path = req.uri().path();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let upgrade_here = cfg.upgrade_any_path && has_token(&req, header::UPGRADE, "websocket");
     let asset = match path {
+        _ if upgrade_here => None,
         "/" | "/index.html" => Some((page::INDEX_HTML, "text/html; charset=utf-8")),
         "/chat.js" => Some((page::CHAT_JS, "text/javascript; charset=utf-8")),
         "/chat.css" => Some((page::CHAT_CSS, "text/css; charset=utf-8")),
@@ -226,7 +232,7 @@ fn route(mut req: Request<Incoming>, cfg: &WebConfig, slot: &Slot) -> Response<B
         }
         return respond(StatusCode::OK, ty, Bytes::from_static(body.as_bytes()));
     }
-    if path != "/ws" {
+    if path != "/ws" && !upgrade_here {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }
     if req.method() != Method::GET {
@@ -284,6 +290,17 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+/// The whole response to a web connection over `--max-clients`, written
+/// once at accept, without reading the request: `503 Service Unavailable`.
+pub fn server_full(max: usize) -> bytes::Bytes {
+    let body = format!("server full ({max} clients), try again later\n");
+    bytes::Bytes::from(format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
 }
 
 /// Serves one accepted connection of the `--web` listener: the page, or the

@@ -28,14 +28,94 @@
 //! }).await
 //! ```
 
-// The hub wiring (a web member's task, its outbox, mapping hub events onto
-// `WireEvent`) lands with the protocol-neutral hub; until then only the tests
-// use these items.
-#![allow(dead_code)]
-
 pub mod http;
 pub mod json;
+pub mod session;
 pub mod ws;
+
+use crate::chat::front::line;
+use crate::chat::hub::{EventKind, Notice, Refusal, RoomEvent};
+use json::{RoomCount, WireEvent, WireKind};
+
+/// Appends `ev` as a web member receives it: one complete, unmasked
+/// WebSocket text frame per JSON object (see [`json`]). A kick and the
+/// server's shutdown also append the close frame (1008, 1001) after their
+/// notice, so the close follows the last event on the wire.
+pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
+    let from = &*ev.from;
+    let in_room = ev.seq > 0;
+    let mut wire = |kind: WireKind<'_>, room: Option<&str>, out: &mut Vec<u8>| {
+        WireEvent {
+            kind,
+            room,
+            seq: if in_room { Some(ev.seq) } else { None },
+            ts_ms: ev.ts,
+            history: false,
+        }
+        .encode(out)
+    };
+    let room = Some(&*ev.room);
+    match &ev.kind {
+        EventKind::Message { text } => wire(WireKind::Message { nick: from, text }, room, out),
+        EventKind::Action { text } => wire(WireKind::Action { nick: from, text }, room, out),
+        EventKind::Private { to, text, echo } => match echo {
+            false => wire(WireKind::Private { from, text }, None, out),
+            true => wire(WireKind::PrivateSent { to, text }, None, out),
+        },
+        EventKind::Join => wire(WireKind::Join { nick: from }, room, out),
+        EventKind::Leave { reason } => wire(WireKind::Leave { nick: from, reason }, room, out),
+        EventKind::Nick { new } => wire(WireKind::Nick { old: from, new }, room, out),
+        EventKind::Notice(Notice::Welcome { nick, room, .. }) => {
+            wire(WireKind::Welcome { nick }, Some(room), out);
+            system_lines(ev, &mut wire, out);
+        }
+        EventKind::Notice(Notice::Who { room, nicks, .. }) => {
+            wire(WireKind::Members { nicks }, Some(room), out)
+        }
+        EventKind::Notice(Notice::Rooms { rooms, .. }) => {
+            let rooms: Vec<RoomCount> = rooms
+                .iter()
+                .map(|(name, members)| RoomCount {
+                    name: name.clone(),
+                    members: *members,
+                })
+                .collect();
+            wire(WireKind::Rooms { rooms: &rooms }, None, out)
+        }
+        EventKind::Notice(Notice::ShuttingDown) => {
+            system_lines(ev, &mut wire, out);
+            ws::encode_close(ws::status::GOING_AWAY, "server shutting down", out);
+        }
+        EventKind::Notice(_) => system_lines(ev, &mut wire, out),
+        EventKind::Error(e @ Refusal::Kicked { .. }) => {
+            let text = e.to_string();
+            wire(WireKind::Error { text: &text }, None, out);
+            ws::encode_close(ws::status::POLICY, &text, out);
+        }
+        EventKind::Error(e) => wire(
+            WireKind::Error {
+                text: &e.to_string(),
+            },
+            None,
+            out,
+        ),
+    }
+}
+
+/// A notice as `system` events, one per line of its line-protocol text (the
+/// same English everywhere), without the line protocol's `* `.
+fn system_lines(
+    ev: &RoomEvent,
+    wire: &mut impl FnMut(WireKind<'_>, Option<&str>, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    let mut lines = Vec::new();
+    line::encode_event(ev, &mut lines);
+    for l in String::from_utf8_lossy(&lines).lines() {
+        let text = l.strip_prefix("* ").unwrap_or(l);
+        wire(WireKind::System { text }, None, out);
+    }
+}
 
 /// The page, embedded in the binary: no build step, no CDN, works offline.
 pub mod page {

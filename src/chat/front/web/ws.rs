@@ -54,8 +54,6 @@ pub mod status {
     pub const POLICY: u16 = 1008;
     /// A message over the size limit (`--max-line`).
     pub const TOO_BIG: u16 = 1009;
-    /// Try again later (server full).
-    pub const TRY_AGAIN: u16 = 1013;
 }
 
 /// Appends one complete, unmasked server text frame (FIN, opcode text, 7-, 16-
@@ -84,18 +82,10 @@ pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
 }
 
 /// Appends a pong frame echoing `data` (at most 125 bytes are kept).
+#[cfg(test)]
 pub fn encode_pong(data: &[u8], out: &mut Vec<u8>) {
     encode(
         OpCode::Control(Control::Pong),
-        &data[..data.len().min(125)],
-        out,
-    );
-}
-
-/// Appends a ping frame (servers ping idle members; the reply is a pong input).
-pub fn encode_ping(data: &[u8], out: &mut Vec<u8>) {
-    encode(
-        OpCode::Control(Control::Ping),
         &data[..data.len().min(125)],
         out,
     );
