@@ -278,16 +278,35 @@ pub async fn run(
     stop_reading: CancellationToken,
     hard_stop: CancellationToken,
 ) {
+    let Some((mut reader, mut writer, m)) =
+        enter(conn, &hub, Protocol::Line, stop_reading, hard_stop).await
+    else {
+        return;
+    };
+    let read = read_loop(&mut reader, &hub, m.id, limits, &m.removed);
+    serve_member(&hub, &m, &mut writer, limits, read).await;
+}
+
+/// Makes `conn` a member of `hub` speaking `protocol`: splits it, joins, and
+/// logs who joined. `None` (the connection told why, if it could be) when the
+/// socket cannot be split or the server is shutting down.
+pub async fn enter(
+    conn: Conn,
+    hub: &ChatHub,
+    protocol: Protocol,
+    stop_reading: CancellationToken,
+    hard_stop: CancellationToken,
+) -> Option<(Reader, Writer, ChatMember)> {
     let peer = conn.peer.clone();
-    let (mut reader, mut writer, sink) = match split(conn, Bytes::new()) {
+    let (reader, mut writer, sink) = match split(conn, Bytes::new()) {
         Ok(halves) => halves,
         Err(e) => {
             tracing::info!("{peer}: {e}");
-            return;
+            return None;
         }
     };
     let joined = hub.join(
-        Protocol::Line,
+        protocol,
         sink,
         stop_reading.child_token(),
         hard_stop.child_token(),
@@ -300,16 +319,18 @@ pub async fn run(
             from: "".into(),
             kind: super::hub::EventKind::Notice(Notice::ShuttingDown),
         };
-        let _ = writer
-            .write_all_vectored(&[Protocol::Line.encode(&bye)])
-            .await;
-        return;
+        let _ = writer.write_all_vectored(&[protocol.encode(&bye)]).await;
+        return None;
     };
     if let Some(nick) = hub.nick(m.id) {
-        tracing::info!("{peer} joined as {nick}");
+        let via = if protocol == Protocol::Line {
+            ""
+        } else {
+            " (web)"
+        };
+        tracing::info!("{peer} joined as {nick}{via}");
     }
-    let read = read_loop(&mut reader, &hub, m.id, limits, &m.removed);
-    serve_member(&hub, &m, &mut writer, limits, read).await;
+    Some((reader, writer, m))
 }
 
 /// Runs a member's reading (`read`, which returns the reason to announce, or

@@ -21,8 +21,7 @@ use super::http::{echo_member, serve_web_conn, WebConfig, WebMember};
 use super::json::{WebCommand, WireEvent, WireKind};
 use super::ws::{status, WsInput, WsReader};
 use crate::chat::front::Protocol;
-use crate::chat::hub::RoomEvent;
-use crate::chat::hub::{now_ms, ChatHub, ChatMember, EventKind, Flow, HubCommand, Notice, Refusal};
+use crate::chat::hub::{now_ms, ChatHub, ChatMember, Flow, HubCommand, Refusal};
 use crate::chat::session::{self, Flood, FloodVerdict, SessionLimits};
 use crate::conn::{BoxStream, Conn, Link};
 
@@ -128,35 +127,11 @@ async fn member(
         }
         return;
     }
-    let (mut reader, mut writer, sink) = match session::split(conn, Bytes::new()) {
-        Ok(halves) => halves,
-        Err(e) => {
-            tracing::info!("{peer}: {e}");
-            return;
-        }
-    };
-    let joined = hub.join(
-        Protocol::Web,
-        sink,
-        stop_reading.child_token(),
-        hard_stop.child_token(),
-    );
-    let Ok(m) = joined else {
-        let bye = RoomEvent {
-            room: "".into(),
-            seq: 0,
-            ts: now_ms(),
-            from: "".into(),
-            kind: EventKind::Notice(Notice::ShuttingDown),
-        };
-        let _ = writer
-            .write_all_vectored(&[Protocol::Web.encode(&bye)])
-            .await;
+    let Some((mut reader, mut writer, m)) =
+        session::enter(conn, &hub, Protocol::Web, stop_reading, hard_stop).await
+    else {
         return;
     };
-    if let Some(nick) = hub.nick(m.id) {
-        tracing::info!("{peer} joined as {nick} (web)");
-    }
     let read = read_loop(&mut reader, &hub, &m, limits, read_ahead);
     session::serve_member(&hub, &m, &mut writer, limits, read).await;
 }
