@@ -456,3 +456,62 @@ fn large_binary_download_is_intact() {
     assert_eq!(Sha256::digest(&out.stdout), want);
     let _ = std::io::stderr().flush();
 }
+
+/// curl, run the same way as `sockit http`: exit code, stdout, stderr.
+fn curl(args: &[&str]) -> (i32, Vec<u8>) {
+    require("curl");
+    let out = std::process::Command::new("curl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run curl");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+#[test]
+fn same_bytes_and_exit_code_as_curl() {
+    let ng = Nginx::start();
+    let cases: Vec<Vec<String>> = vec![
+        vec![ng.url("/hello.txt")],
+        vec!["-s".into(), "-L".into(), ng.url("/redirect")],
+        vec!["-s".into(), "-f".into(), ng.url("/missing")],
+        vec!["-s".into(), ng.url("/missing")],
+        vec!["-s".into(), "--compressed".into(), ng.url("/text.txt")],
+        vec!["-s".into(), ng.url("/chunked/hello.txt")],
+        vec![
+            "-s".into(),
+            "-d".into(),
+            "a=1&b=two".into(),
+            ng.url("/post"),
+        ],
+        vec![
+            "-s".into(),
+            "-X".into(),
+            "DELETE".into(),
+            ng.url("/echo-method"),
+        ],
+        vec![
+            "-s".into(),
+            "--cacert".into(),
+            ng.ca(),
+            ng.tls_url("localhost", "/hello.txt"),
+        ],
+        vec![
+            "-s".into(),
+            "--max-redirs".into(),
+            "3".into(),
+            "-L".into(),
+            ng.url("/loop"),
+        ],
+    ];
+    for case in &cases {
+        let args: Vec<&str> = case.iter().map(String::as_str).collect();
+        let (code, out, err) = http(&args);
+        let (curl_code, curl_out) = curl(&args);
+        assert_eq!(
+            code, curl_code,
+            "exit code for {args:?} (sockit stderr: {err})"
+        );
+        assert!(out == curl_out, "stdout differs from curl's for {args:?}");
+    }
+}
