@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::{Chunk, Conn, ConnReader, ConnWriter, Link};
 use crate::dial::{dial, DialOpts};
 use crate::endpoint::Endpoint;
-use crate::error::{describe_io, Error, Result};
+use crate::error::{Error, Result};
 use crate::relay::{plural, splice, Stats, BUF_SIZE};
-use crate::serve::{Gate, Listener};
+use crate::serve::accept::accept_loop;
+use crate::serve::{Accepted, Gate, Listener};
 use crate::shutdown::Shutdown;
 
 /// What a forward needs besides its listener.
@@ -44,44 +45,50 @@ impl Forward {
     /// target is the command's error; with it, it is logged and the client
     /// closed.
     pub async fn run(self, listener: Listener, shutdown: &Shutdown) -> Result<()> {
-        let local = listener.local_addr();
         let me = Arc::new(self);
+        if !me.keep_open {
+            return me.run_one(&listener, shutdown).await;
+        }
         let permits = Arc::new(Semaphore::new(me.max_conns));
-        loop {
-            let acc = match shutdown.race(listener.accept(&local)).await {
-                Err(_) => return Ok(()),
-                Ok(Ok(acc)) => acc,
-                Ok(Err(e)) => {
-                    tracing::warn!("accept failed: {}", describe_io(&e));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::info!(
-                    "refused {}: {} already (-m/--max-conns)",
-                    acc.peer(),
-                    plural(me.max_conns as u64, "connection")
-                );
-                continue;
-            };
-            let Some(client) = me.gate.admit(acc).await else {
-                continue;
-            };
-            if !me.keep_open {
-                return match shutdown.race(me.serve(client)).await {
-                    Ok(r) => r.map(drop),
-                    Err(_) => Ok(()),
-                };
-            }
+        let cap = format!(
+            "{} already (-m/--max-conns)",
+            plural(me.max_conns as u64, "connection")
+        );
+        // Over the cap: the connection is just closed.
+        let refuse = |_| std::future::ready(());
+        let serve = |acc: Accepted, permit: OwnedSemaphorePermit| {
             let me = me.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let Some(client) = me.gate.admit(acc).await else {
+                    return;
+                };
                 let peer = client.peer.clone();
                 if let Err(e) = me.serve(client).await {
                     tracing::warn!("{peer}: {e}");
                 }
             });
+        };
+        accept_loop(&listener, &permits, shutdown, &cap, refuse, serve).await;
+        Ok(())
+    }
+
+    /// Without `-k`: the first client the gate admits is served, and its
+    /// failure is the command's.
+    async fn run_one(&self, listener: &Listener, shutdown: &Shutdown) -> Result<()> {
+        let local = listener.local_addr();
+        let client = loop {
+            let acc = match shutdown.race(listener.accept(&local)).await {
+                Err(_) => return Ok(()),
+                Ok(r) => r.map_err(|e| Error::io("cannot accept", e))?,
+            };
+            if let Some(client) = self.gate.admit(acc).await {
+                break client;
+            }
+        };
+        match shutdown.race(self.serve(client)).await {
+            Ok(r) => r.map(drop),
+            Err(_) => Ok(()),
         }
     }
 
