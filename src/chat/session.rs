@@ -390,7 +390,12 @@ async fn read_loop(
             .then(|| last_input + limits.flush_partial);
         let idle_at = limits.idle.map(|d| last_input + d);
         let read = reader.read_with(|data| framer.push(data, &mut frames));
+        // Removal first (a client that never pauses can still be kicked);
+        // then input that is already there, which wins over a timer that ran
+        // out while this task waited for a core: the client was not idle.
         let eof = tokio::select! {
+            biased;
+            _ = removed.cancelled() => return None,
             r = read => match r {
                 Ok(0) => true,
                 Ok(_) => false,
@@ -401,9 +406,7 @@ async fn read_loop(
                 false
             }
             _ = sleep_until(idle_at) => return Some("idle timeout".into()),
-            _ = removed.cancelled() => return None,
         };
-        last_input = Instant::now();
         if eof {
             frames.extend(framer.finish());
         }
@@ -418,6 +421,10 @@ async fn read_loop(
         // their lines to this turn's fan-out before reading more.
         hub.backpressure().await;
         tokio::task::yield_now().await;
+        // Idle time (for --flush-partial and --idle-timeout) is the client's,
+        // counted from when this loop is ready to read again, not time the
+        // server spent holding reads back.
+        last_input = Instant::now();
     }
 }
 
