@@ -285,6 +285,26 @@ impl ResponseParser {
         r
     }
 
+    /// Up to `remaining` body bytes of `rest` (after `used` bytes of the
+    /// input) as one data event; `next` gives the state for what is left.
+    fn counted<'a>(
+        &mut self,
+        rest: &'a [u8],
+        used: usize,
+        remaining: u64,
+        next: impl FnOnce(u64) -> State,
+    ) -> (usize, Option<Event<'a>>) {
+        let n = rest
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        if n == 0 {
+            return (used, None);
+        }
+        self.body += n as u64;
+        self.state = next(remaining - n as u64);
+        (used + n, Some(Event::Data(&rest[..n])))
+    }
+
     fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Event<'a>>), ParseError> {
         let mut used = 0;
         loop {
@@ -292,20 +312,10 @@ impl ResponseParser {
             match self.state {
                 State::Head { scanned } => return self.head(input, used, scanned),
                 State::Length { remaining } => {
-                    let n = rest
-                        .len()
-                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    if n == 0 {
-                        return Ok((used, None));
-                    }
-                    let left = remaining - n as u64;
-                    self.body += n as u64;
-                    self.state = if left == 0 {
-                        State::Finished
-                    } else {
-                        State::Length { remaining: left }
-                    };
-                    return Ok((used + n, Some(Event::Data(&rest[..n]))));
+                    return Ok(self.counted(rest, used, remaining, |left| match left {
+                        0 => State::Finished,
+                        _ => State::Length { remaining: left },
+                    }));
                 }
                 State::UntilClose => {
                     if rest.is_empty() {
@@ -319,20 +329,10 @@ impl ResponseParser {
                     None => return Ok((used, None)),
                 },
                 State::ChunkData { remaining } => {
-                    let n = rest
-                        .len()
-                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    if n == 0 {
-                        return Ok((used, None));
-                    }
-                    let left = remaining - n as u64;
-                    self.body += n as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData { remaining: left }
-                    };
-                    return Ok((used + n, Some(Event::Data(&rest[..n]))));
+                    return Ok(self.counted(rest, used, remaining, |left| match left {
+                        0 => State::ChunkEnd,
+                        _ => State::ChunkData { remaining: left },
+                    }));
                 }
                 State::ChunkEnd => match rest {
                     [] | [b'\r'] => return Ok((used, None)),
