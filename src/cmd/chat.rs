@@ -163,11 +163,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         return Err(Error::Usage("chat needs a stream endpoint".into()));
     };
     let tls = tls::TlsServer::announced(args.tls.identity())?;
-    tracing::info!(
-        "chat listening on {} ({})",
-        listener.local_addr(),
-        ep.proto()
-    );
+    announce(&listener.local_addr(), &ep, &args);
     let mut listeners = vec![ChatListener {
         listener,
         gate: Gate {
@@ -237,6 +233,48 @@ async fn serve(args: ServeArgs) -> Result<()> {
         web,
     };
     server.run(shutdown).await
+}
+
+/// Says on stderr where the chat listens, how to join it, and who the
+/// terminal is, so a first run explains itself.
+fn announce(local: &str, ep: &Endpoint, args: &ServeArgs) {
+    // A wildcard address is no place to connect to: name this machine.
+    let reach = match local
+        .strip_prefix("0.0.0.0:")
+        .or_else(|| local.strip_prefix("[::]:"))
+    {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => local.to_string(),
+    };
+    let nc = match ep {
+        Endpoint::Ip { .. } => match reach.rsplit_once(':') {
+            Some((host, port)) => format!("nc {} {port}", host.trim_matches(['[', ']'])),
+            None => format!("nc {reach}"),
+        },
+        _ => format!("nc -U {reach}"),
+    };
+    let join = match ep {
+        Endpoint::Ip { .. } => reach.clone(),
+        _ => format!("unix:{reach}"),
+    };
+    let tls = if args.tls.identity().is_some() {
+        " --tls --insecure"
+    } else {
+        ""
+    };
+    let mut text = format!(
+        "sockit: chat listening on {local} ({})\nsockit: join with: {} or sockit chat join{tls} {join}\n",
+        ep.proto(),
+        if tls.is_empty() { nc } else { format!("ncat --ssl {}", &nc[3..]) },
+    );
+    if !args.no_console {
+        text.push_str(&format!(
+            "sockit: this terminal is the operator, {}: type to talk, /help for commands\n",
+            args.operator_nick
+        ));
+    }
+    // One write, so a reader never sees half of it.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
 }
 
 /// False when stdin is closed (`<&-`), so the console does not spin on it.

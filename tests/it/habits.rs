@@ -390,3 +390,32 @@ fn seqpacket_file_transfer_is_exact() {
         assert_same(&format!("seqpacket {extra:?}"), &out, &data);
     }
 }
+
+#[test]
+fn chat_serve_says_where_and_how_to_join_without_v() {
+    let mut cmd = sockit();
+    cmd.args(["chat", "serve", "127.0.0.1:0"]);
+    let p = Proc::spawn(cmd);
+    let err = p.wait_stderr("/help for commands\n");
+    let addr = err
+        .split("chat listening on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    assert!(
+        err.contains(&format!(
+            "sockit: join with: nc {host} {port} or sockit chat join {addr}\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("this terminal is the operator, server"),
+        "{err}"
+    );
+    // The instructions work: an nc-style client is welcomed.
+    let mut s = tcp(&addr);
+    s.write_all(b"/nick newcomer\n").unwrap();
+    p.wait_stdout(b"newcomer");
+}
