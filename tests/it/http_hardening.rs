@@ -351,18 +351,7 @@ fn max_time_fires_while_stdout_is_blocked() {
         .unwrap();
     let _unread = child.stdout.take();
     let mut err = child.stderr.take().unwrap();
-    let deadline = start + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(10));
     let took = start.elapsed();
     let status = status.unwrap_or_else(|| panic!("still running after {took:?}: -m did not fire"));
     let mut text = String::new();

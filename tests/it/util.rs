@@ -843,3 +843,20 @@ pub fn self_signed_server_config() -> std::sync::Arc<rustls::ServerConfig> {
     .unwrap();
     Arc::new(config)
 }
+
+/// Waits for `child` to exit within `limit`; kills and reaps it and returns
+/// `None` if it is still running then.
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
