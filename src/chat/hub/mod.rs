@@ -18,6 +18,7 @@
 //! queues, and a member whose queue passes the cap is dropped as too slow.
 //! Replies meant for one member are encoded and queued at once.
 
+mod cluster;
 pub mod event;
 
 use crate::util::lock_unpoisoned;
@@ -127,6 +128,10 @@ struct HubState {
     next_id: Id,
     next_guest: u64,
     closed: bool,
+    /// The link to the other nodes (`--cluster`).
+    cluster: Option<Arc<super::cluster::Link>>,
+    /// Events being posted came from another node (not published again).
+    inbound: bool,
 }
 
 /// Counters of the fan-out, for tests, benchmarks and `-vv`.
@@ -322,15 +327,12 @@ impl ChatHub {
         kill: CancellationToken,
     ) -> Result<ChatMember, JoinError> {
         let mut st = self.lock();
-        let nick = loop {
-            let n = format!("guest{}", st.next_guest);
-            st.next_guest += 1;
-            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
-                break n;
-            }
-        };
-        let nick: Arc<str> = nick.into();
+        let nick: Arc<str> = self.next_guest(&mut st).into();
         let m = self.add(&mut st, nick.clone(), protocol, false, sink, removed, kill)?;
+        if let Some(link) = &st.cluster {
+            link.present(LOBBY, &nick, true);
+            link.claim(m.id, &nick, true);
+        }
         let (room, others) = match st.rooms.get(LOBBY) {
             Some(r) => (r.name.clone(), r.members.len() - 1),
             None => (Arc::from(LOBBY), 0),
@@ -344,6 +346,17 @@ impl ChatHub {
         self.announce(&mut st, &room, Some(m.id), nick, EventKind::Join);
         self.unlock(st);
         Ok(m)
+    }
+
+    /// The next free guest nick.
+    fn next_guest(&self, st: &mut HubState) -> String {
+        loop {
+            let n = format!("guest{}", st.next_guest);
+            st.next_guest += 1;
+            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
+                break n;
+            }
+        }
     }
 
     /// Adds the server's operator (the console, a line-protocol member) under `nick`.
@@ -473,6 +486,9 @@ impl ChatHub {
                 kind,
             };
             added += cost(&ev);
+            if let (Some(link), false) = (&st.cluster, st.inbound) {
+                link.publish(&ev);
+            }
             r.pending.push(ev);
         }
         if r.pending.len() == before {
@@ -532,6 +548,10 @@ impl ChatHub {
         };
         m.out.close();
         st.nicks.remove(&nick_key(&m.nick));
+        if let (Some(link), false) = (&st.cluster, m.operator) {
+            link.present(&m.room, &m.nick, false);
+            link.release(&m.nick);
+        }
         if st.operator == Some(id) {
             st.operator = None;
         }
@@ -557,6 +577,9 @@ impl ChatHub {
         if list.is_empty() && room != LOBBY {
             if let Some(r) = st.rooms.remove(room) {
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
+                if let Some(link) = &st.cluster {
+                    link.interest(&r.name, false);
+                }
             }
         }
     }
@@ -854,6 +877,25 @@ impl ChatHub {
         if taken {
             return self.error(st, id, Refusal::NickTaken(new.to_string()));
         }
+        match &st.cluster {
+            // The cluster's bucket decides; `nick_claimed` carries on.
+            Some(link) if !me.operator => link.claim(id, new, false),
+            _ => self.rename_now(st, me, new),
+        }
+    }
+
+    /// A nick change the nick registry has granted.
+    fn rename_now(&self, st: &mut HubState, me: &Caller, new: &str) {
+        let id = me.id;
+        let key = nick_key(new);
+        if st.nicks.get(&key).is_some_and(|other| *other != id) {
+            return self.error(st, id, Refusal::NickTaken(new.to_string()));
+        }
+        if let (Some(link), false) = (&st.cluster, me.operator) {
+            link.present(&me.room, &me.nick, false);
+            link.present(&me.room, new, true);
+            link.release(&me.nick);
+        }
         let new: Arc<str> = new.into();
         st.nicks.remove(&nick_key(&me.nick));
         st.nicks.insert(key.clone(), id);
@@ -886,6 +928,10 @@ impl ChatHub {
     /// `who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
     /// index, so the cost is what is listed, not the room's size.
     fn who(&self, st: &mut HubState, me: &Caller) {
+        if let Some(link) = st.cluster.clone() {
+            let who = self.who_cluster(st, &link, me);
+            return self.reply(st, me.id, EventKind::Notice(who));
+        }
         let (total, nicks) = st.rooms.get(&me.room).map_or((0, Vec::new()), |r| {
             (
                 r.names.len(),
@@ -939,7 +985,10 @@ impl ChatHub {
                 self.deliver(st, me.id, &ev);
             }
             Some(_) => self.error(st, me.id, Refusal::ThatIsYou),
-            None => self.error(st, me.id, Refusal::NoSuchNick(to.to_string())),
+            None => match &st.cluster {
+                Some(link) => link.private(me.id, me.nick.clone(), me.room.clone(), to, text),
+                None => self.error(st, me.id, Refusal::NoSuchNick(to.to_string())),
+            },
         }
     }
 
@@ -964,6 +1013,10 @@ impl ChatHub {
         let entered = enter_room(st, new_room, seat, &nick);
         if let Some(m) = st.members.get_mut(&id) {
             m.room = entered.clone();
+        }
+        if let (Some(link), false) = (&st.cluster, me.operator) {
+            link.present(&room, &nick, false);
+            link.present(&entered, &nick, true);
         }
         let left = EventKind::Leave {
             reason: format!("moved to {new_room}"),
@@ -997,7 +1050,10 @@ impl ChatHub {
                 self.remove(st, t, &why);
             }
             Some(_) => self.error(st, me.id, Refusal::ThatIsYou),
-            None => self.error(st, me.id, Refusal::NoSuchNick(target.to_string())),
+            None => match &st.cluster {
+                Some(link) => link.kick(me.id, me.nick.clone(), target, reason),
+                None => self.error(st, me.id, Refusal::NoSuchNick(target.to_string())),
+            },
         }
     }
 
@@ -1049,6 +1105,9 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         Some(r) => r,
         None => {
             let name: Arc<str> = room.into();
+            if let Some(link) = &st.cluster {
+                link.interest(&name, true);
+            }
             st.rooms.entry(name.clone()).or_insert_with(|| Room {
                 name,
                 ..Room::default()
