@@ -3,6 +3,7 @@
 mod util;
 
 mod chat;
+mod chat_cluster;
 mod chat_hardening;
 mod chat_join;
 mod chat_web;

@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::wire::{node_subject, room_subject, token, Direct, Holder, WireEvent, WireKind};
-use super::hub::{ChatHub, EventKind, Id, RoomEvent};
+use super::hub::{ChatHub, EventKind, Id, RoomEvent, LOBBY};
 use super::protocol::nick_key;
 use crate::error::{Error, Result, TlsFailure};
 use crate::util::lock_unpoisoned;
@@ -308,6 +308,8 @@ pub struct Link {
     owned: Mutex<HashMap<String, (Bytes, u64)>>,
     /// Presence keys this node holds, and their values.
     present: Mutex<HashMap<String, Bytes>>,
+    /// Rooms subscribed to, and what stops each one's reader.
+    subs: Mutex<HashMap<Arc<str>, CancellationToken>>,
     /// Counters.
     pub stats: LinkStats,
     stop: CancellationToken,
@@ -356,12 +358,17 @@ impl Link {
             seen: Mutex::default(),
             owned: Mutex::default(),
             present: Mutex::default(),
+            subs: Mutex::default(),
             stats: LinkStats::default(),
             stop,
         });
         link.beat().await;
+        // The lobby (everyone's first room) is listened to before the first
+        // member can come in.
+        link.subscribe(LOBBY.into()).await;
+        let _ = link.client.flush().await;
         tracing::info!(
-            "cluster: node {} (nick lease {}s)",
+            "cluster: node {} ready (nick lease {}s)",
             link.node,
             link.cfg.lease.as_secs_f64()
         );
@@ -434,6 +441,22 @@ impl Link {
         }
         self.backlog.fetch_add(data.len(), Ordering::Relaxed);
         let _ = self.ops.send(Op::Publish(room_subject(&ev.room), data));
+    }
+
+    /// Events for a room with no local member left (its last one's leave).
+    pub fn publish_all(&self, room: &str, events: impl IntoIterator<Item = (Arc<str>, EventKind)>) {
+        let room: Arc<str> = room.into();
+        let ts = super::hub::now_ms();
+        for (from, kind) in events {
+            let ev = RoomEvent {
+                room: room.clone(),
+                seq: 0,
+                ts,
+                from,
+                kind,
+            };
+            self.publish(&ev);
+        }
     }
 
     /// A local member sits in `room` (`true`) or left it.
@@ -571,7 +594,6 @@ impl Link {
 
     /// Publishes, subscribes and unsubscribes in the order the hub asked.
     async fn run_ops(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Op>) {
-        let mut subs: HashMap<Arc<str>, CancellationToken> = HashMap::new();
         loop {
             let op = tokio::select! {
                 op = rx.recv() => op,
@@ -589,22 +611,9 @@ impl Link {
                     self.backlog.fetch_sub(n, Ordering::Relaxed);
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
                 }
-                Op::Subscribe(room) => {
-                    if subs.contains_key(&room) {
-                        continue;
-                    }
-                    match self.client.subscribe(room_subject(&room)).await {
-                        Ok(sub) => {
-                            let token = self.stop.child_token();
-                            subs.insert(room.clone(), token.clone());
-                            tokio::spawn(self.clone().run_room(room.clone(), sub, token));
-                            tokio::spawn(self.clone().load_presence(room));
-                        }
-                        Err(e) => tracing::warn!("cluster: cannot subscribe to {room}: {e}"),
-                    }
-                }
+                Op::Subscribe(room) => self.subscribe(room).await,
                 Op::Unsubscribe(room) => {
-                    if let Some(t) = subs.remove(&room) {
+                    if let Some(t) = lock_unpoisoned(&self.subs).remove(&room) {
                         t.cancel();
                     }
                     let mut seen = lock_unpoisoned(&self.seen);
@@ -613,6 +622,25 @@ impl Link {
             }
         }
         let _ = self.client.flush().await;
+    }
+
+    /// Listens to a room's subject (once), and reads who is already there.
+    async fn subscribe(self: &Arc<Self>, room: Arc<str>) {
+        if lock_unpoisoned(&self.subs).contains_key(&room) {
+            return;
+        }
+        lock_unpoisoned(&self.remote)
+            .entry(room.clone())
+            .or_default();
+        match self.client.subscribe(room_subject(&room)).await {
+            Ok(sub) => {
+                let token = self.stop.child_token();
+                lock_unpoisoned(&self.subs).insert(room.clone(), token.clone());
+                tokio::spawn(self.clone().run_room(room.clone(), sub, token));
+                tokio::spawn(self.clone().load_presence(room));
+            }
+            Err(e) => tracing::warn!("cluster: cannot subscribe to {room}: {e}"),
+        }
     }
 
     /// One room's events from the other nodes, into the hub.
@@ -697,9 +725,6 @@ impl Link {
 
     /// Reads who already sits in `room` on other nodes.
     async fn load_presence(self: Arc<Self>, room: Arc<str>) {
-        lock_unpoisoned(&self.remote)
-            .entry(room.clone())
-            .or_default();
         let filter = format!("{}.>", token(&room));
         let Ok(mut watch) = self.presence.watch_with_history(filter).await else {
             return;

@@ -471,6 +471,11 @@ impl ChatHub {
         events: impl IntoIterator<Item = (Arc<str>, EventKind)>,
     ) -> u64 {
         let Some(r) = st.rooms.get_mut(room) else {
+            // The room's last local member just left: the other nodes
+            // still hear it.
+            if let (Some(link), false) = (&st.cluster, st.inbound) {
+                link.publish_all(room, events);
+            }
             return 0;
         };
         let ts = now_ms();
