@@ -414,6 +414,16 @@ impl Link {
             EventKind::Nick { new } => WireKind::Nick {
                 new: new.to_string(),
             },
+            EventKind::Part { reason } => WireKind::Part {
+                reason: reason.clone(),
+            },
+            EventKind::Kick { target, reason } => WireKind::Kick {
+                target: target.to_string(),
+                reason: reason.clone(),
+            },
+            EventKind::Topic { text } => WireKind::Topic { text: text.clone() },
+            EventKind::Away { text } => WireKind::Away { text: text.clone() },
+            // Modes and styled (notice, CTCP) room messages stay on their node.
             _ => return,
         };
         let seq = {
@@ -712,8 +722,11 @@ impl Link {
             WireKind::Join => {
                 room.insert(nick_key(&ev.from), holder(&ev.from));
             }
-            WireKind::Leave { .. } => {
+            WireKind::Leave { .. } | WireKind::Part { .. } => {
                 room.remove(&nick_key(&ev.from));
+            }
+            WireKind::Kick { target, .. } => {
+                room.remove(&nick_key(target));
             }
             WireKind::Nick { new } => {
                 room.remove(&nick_key(&ev.from));

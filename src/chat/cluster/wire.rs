@@ -105,6 +105,28 @@ pub enum WireKind {
         /// The new nick.
         new: String,
     },
+    /// A member left the room but stays in the chat.
+    Part {
+        /// Why.
+        reason: String,
+    },
+    /// A room operator put `target` out of the room.
+    Kick {
+        /// Who was put out.
+        target: String,
+        /// Why, if said.
+        reason: Option<String>,
+    },
+    /// The room's topic changed.
+    Topic {
+        /// The new topic.
+        text: String,
+    },
+    /// A member is away, or back (`None`).
+    Away {
+        /// Why, while away.
+        text: Option<String>,
+    },
 }
 
 /// What is sent to one node.

@@ -36,6 +36,19 @@ impl ChatHub {
                 reason: super::clean(reason),
             },
             WireKind::Nick { new } => EventKind::Nick { new: new.into() },
+            WireKind::Part { reason } => EventKind::Part {
+                reason: super::clean(reason),
+            },
+            WireKind::Kick { target, reason } => EventKind::Kick {
+                target: target.into(),
+                reason: super::clean_opt(reason),
+            },
+            WireKind::Topic { text } => EventKind::Topic {
+                text: super::clean(text),
+            },
+            WireKind::Away { text } => EventKind::Away {
+                text: super::clean_opt(text),
+            },
         };
         let mut st = self.lock();
         self.post_inbound(&mut st, room, [(from, kind)]);
