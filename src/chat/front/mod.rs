@@ -8,6 +8,7 @@
 //! A new protocol adds a variant here, an encoder, and a session that reads
 //! its input into commands.
 
+pub mod irc;
 pub mod line;
 pub mod web;
 
@@ -22,14 +23,40 @@ pub enum Protocol {
     /// complete, unmasked text frame, so a batch's frames are shared by every
     /// web member of the room, like line bytes.
     Web = 1,
+    /// IRC (`--irc`), plain.
+    Irc = 2,
+    /// IRC with `away-notify`.
+    IrcAway = 3,
+    /// IRC with `server-time` tags.
+    IrcTime = 4,
+    /// IRC with `server-time` tags and `away-notify`.
+    IrcTimeAway = 5,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 6;
 
     /// Every protocol, in slot order.
-    pub const ALL: [Protocol; Protocol::COUNT] = [Protocol::Line, Protocol::Web];
+    pub const ALL: [Protocol; Protocol::COUNT] = [
+        Protocol::Line,
+        Protocol::Web,
+        Protocol::Irc,
+        Protocol::IrcAway,
+        Protocol::IrcTime,
+        Protocol::IrcTimeAway,
+    ];
+
+    /// The IRC encoding with these options: four in all, whatever the
+    /// members' other capabilities, so a batch never needs more.
+    pub fn irc(time: bool, away: bool) -> Protocol {
+        match (time, away) {
+            (false, false) => Protocol::Irc,
+            (false, true) => Protocol::IrcAway,
+            (true, false) => Protocol::IrcTime,
+            (true, true) => Protocol::IrcTimeAway,
+        }
+    }
 
     /// This protocol's slot, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -41,6 +68,13 @@ impl Protocol {
         match self {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
+            irc => {
+                let flavor = irc::Flavor {
+                    time: matches!(irc, Protocol::IrcTime | Protocol::IrcTimeAway),
+                    away: matches!(irc, Protocol::IrcAway | Protocol::IrcTimeAway),
+                };
+                irc::encode_event(ev, out, flavor)
+            }
         }
     }
 
@@ -56,7 +90,7 @@ impl Protocol {
 
     /// Whether this is one of IRC's encodings.
     pub fn is_irc(self) -> bool {
-        false
+        self.index() >= Protocol::Irc.index()
     }
 
     /// `ev` alone, encoded.
