@@ -134,6 +134,8 @@ pub struct Template {
     pub user: Vec<UserHeader>,
     /// How the body is delimited (from [`body_framing`] of `user`).
     pub body_framing: BodyFraming,
+    /// `.netrc` entries (`--netrc`): credentials by host, after `-u` and the URL's.
+    pub netrc: Vec<super::netrc::Entry>,
 }
 
 /// One request, ready to write.
@@ -147,6 +149,9 @@ pub struct Request {
     pub body: Option<std::sync::Arc<Vec<u8>>>,
     /// Send `Authorization` and `Cookie` (false after a cross-origin redirect).
     pub credentials: bool,
+    /// Headers of this request only (`Cookie`, `Referer`, `Range`), after the
+    /// defaults; `-H` still replaces or removes them.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Request {
@@ -165,7 +170,11 @@ impl Request {
             let auth = t
                 .basic
                 .clone()
-                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")));
+                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")))
+                .or_else(|| {
+                    let host = self.url.host_str()?;
+                    super::netrc::lookup(&t.netrc, host.trim_matches(['[', ']']))
+                });
             if let Some(auth) = auth {
                 headers.push((
                     "Authorization".into(),
@@ -181,6 +190,7 @@ impl Request {
                 headers.push(("Content-Length".into(), body.len().to_string()));
             }
         }
+        headers.extend(self.extra.iter().cloned());
         for h in &t.user {
             let name = match h {
                 UserHeader::Set(n, _) | UserHeader::Remove(n) => n,
@@ -292,6 +302,7 @@ mod tests {
             url: Url::parse("http://h:8080/p?q").unwrap(),
             body: Some(std::sync::Arc::new(b"a=1".to_vec())),
             credentials: true,
+            extra: Vec::new(),
         };
         assert_eq!(
             String::from_utf8(r.head(&t)).unwrap(),
@@ -333,6 +344,7 @@ mod tests {
             url: Url::parse("http://h/").unwrap(),
             body: Some(std::sync::Arc::new(b"x".to_vec())),
             credentials: true,
+            extra: Vec::new(),
         };
         let head = String::from_utf8(r.head(&t)).unwrap();
         assert!(!head.contains("Content-Length"), "{head}");
