@@ -26,10 +26,21 @@ Examples:
   sockit http --resolve example.com:443:127.0.0.1 https://example.com/
   sockit http --unix-socket /var/run/docker.sock http://localhost/version
   sockit http --cacert ca.pem https://[::1]:8443/   or -k to skip verification
+  sockit http -fsS http://host/api                  quiet, but say why it failed
+  sockit http -L -c jar.txt -b jar.txt http://host/login  cookies across redirects
+  sockit http -F name=Ann -F 'cv=@cv.pdf;type=application/pdf' http://host/apply
+  sockit http -G --data-urlencode 'q=two words' http://host/search
+  sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
+  sockit http -C - -o big.iso http://host/big.iso   resume a download
+  sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
+  sockit http --retry 5 --retry-max-time 60 http://host/flaky
+  sockit http -# --limit-rate 2M -O http://host/file.iso
+  sockit http -D - -o /dev/null -w '%{json}\\n' http://host/
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
   %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}
-  %{speed_download} %{url_effective} %{num_redirects}; escapes \\n \\r \\t, %%.
+  %{speed_download} %{url_effective} %{num_redirects} %{remote_ip}
+  %{remote_port} %{http_version} %{redirect_url} %{json}; escapes \\n \\r \\t, %%.
 
 Exit status (curl's numbering):
   0    success (an HTTP error status is success too, unless -f)
