@@ -278,6 +278,7 @@ impl Client {
         url: &Url,
         method: &str,
         body: Option<Arc<Vec<u8>>>,
+        upload: Option<Arc<super::exchange::Upload>>,
         out: &FetchOutput,
         obs: &mut dyn Observer,
     ) -> Result<Transfer> {
@@ -289,6 +290,7 @@ impl Client {
                 body,
                 credentials: true,
                 extra: Vec::new(),
+                upload,
             },
             out,
             dest: out.dest.clone(),
@@ -314,6 +316,7 @@ impl Client {
                     req.method = next.method;
                     if !next.keep_body {
                         req.body = None;
+                        req.upload = None;
                     }
                     stats.url_effective = target::display(&req.url);
                 }
@@ -387,7 +390,14 @@ impl Client {
             .jar
             .as_ref()
             .and_then(|j| j.header(&attempt.req.url, super::cookie::now()));
-        let cookie = match (&self.settings.cookie, jar) {
+        // A `-b 'a=b'` string is the user's, like `-H Cookie`: not sent to
+        // another origin after a redirect. Jar cookies follow their own rules.
+        let literal = self
+            .settings
+            .cookie
+            .as_ref()
+            .filter(|_| attempt.req.credentials);
+        let cookie = match (literal, jar) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (Some(a), None) => Some(a.clone()),
             (None, b) => b,
@@ -452,7 +462,9 @@ impl Client {
             }
         };
         let limits = settings.limits;
-        let Some(mut ex) = Exchange::send(conn, buf, head, body, is_head, limits).await? else {
+        let upload = req.upload.as_deref();
+        let Some(mut ex) = Exchange::send(conn, buf, head, body, upload, is_head, limits).await?
+        else {
             return Ok(Outcome::Stale);
         };
         let mut header_bytes = 0u64;

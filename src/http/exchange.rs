@@ -107,6 +107,29 @@ fn recv_error(peer: &str, e: &io::Error) -> Error {
     .into()
 }
 
+/// A file sent as the request body (`-T FILE`), its length taken when the run
+/// began (the `Content-Length` sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Bytes to send.
+    pub len: u64,
+}
+
+impl Upload {
+    async fn open(&self) -> Result<tokio::fs::File> {
+        tokio::fs::File::open(&self.path).await.map_err(|e| {
+            HttpError::new(
+                Kind::ReadFile,
+                format!("cannot read {}", self.path.display()),
+                crate::error::describe_io(&e),
+            )
+            .into()
+        })
+    }
+}
+
 fn is_stale(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -118,16 +141,22 @@ fn is_stale(e: &io::Error) -> bool {
 }
 
 impl<'a> Exchange<'a> {
-    /// Writes the request (`head` then `body`). A write failure on a reused
-    /// connection is reported as `Ok(None)` (stale), so the caller can retry.
+    /// Writes the request (`head`, then `body`, then `upload`'s bytes read as they
+    /// go). A write failure on a reused connection is reported as `Ok(None)`
+    /// (stale), so the caller can retry.
     pub async fn send(
         conn: &'a mut Connection,
         buf: &'a mut Buffer,
         head: &[u8],
         body: Option<&[u8]>,
+        upload: Option<&Upload>,
         head_request: bool,
         limits: Limits,
     ) -> Result<Option<Exchange<'a>>> {
+        let mut file = match upload {
+            Some(u) => Some((u.open().await?, u)),
+            None => None,
+        };
         buf.clear();
         let reused = conn.uses > 0;
         conn.uses += 1;
@@ -146,6 +175,29 @@ impl<'a> Exchange<'a> {
                     stream.write_all(b).await?;
                 }
                 None => stream.write_all(head).await?,
+            }
+            if let Some((f, u)) = file.as_mut() {
+                // The file in read-buffer-sized pieces: memory stays flat whatever its size.
+                let mut piece = vec![0u8; 256 * 1024];
+                let mut left = u.len;
+                while left > 0 {
+                    let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = f.read(&mut piece[..want]).await.map_err(|e| {
+                        io::Error::other(format!(
+                            "cannot read {}: {}",
+                            u.path.display(),
+                            crate::error::describe_io(&e)
+                        ))
+                    })?;
+                    if n == 0 {
+                        return Err(io::Error::other(format!(
+                            "{} shrank while it was sent",
+                            u.path.display()
+                        )));
+                    }
+                    stream.write_all(&piece[..n]).await?;
+                    left -= n as u64;
+                }
             }
             stream.flush().await
         }

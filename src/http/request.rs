@@ -147,6 +147,8 @@ pub struct Request {
     pub url: Url,
     /// Body, if any.
     pub body: Option<std::sync::Arc<Vec<u8>>>,
+    /// A file sent as the body instead (`-T FILE`), read as it is sent.
+    pub upload: Option<std::sync::Arc<super::exchange::Upload>>,
     /// Send `Authorization` and `Cookie` (false after a cross-origin redirect).
     pub credentials: bool,
     /// Headers of this request only (`Cookie`, `Referer`, `Range`), after the
@@ -189,6 +191,8 @@ impl Request {
             if t.body_framing == BodyFraming::Length {
                 headers.push(("Content-Length".into(), body.len().to_string()));
             }
+        } else if let Some(u) = &self.upload {
+            headers.push(("Content-Length".into(), u.len.to_string()));
         }
         headers.extend(self.extra.iter().cloned());
         for h in &t.user {
@@ -303,6 +307,7 @@ mod tests {
             body: Some(std::sync::Arc::new(b"a=1".to_vec())),
             credentials: true,
             extra: Vec::new(),
+            upload: None,
         };
         assert_eq!(
             String::from_utf8(r.head(&t)).unwrap(),
@@ -345,6 +350,7 @@ mod tests {
             body: Some(std::sync::Arc::new(b"x".to_vec())),
             credentials: true,
             extra: Vec::new(),
+            upload: None,
         };
         let head = String::from_utf8(r.head(&t)).unwrap();
         assert!(!head.contains("Content-Length"), "{head}");

@@ -123,6 +123,7 @@ http {{
         location = /only/showcookie {{ return 200 "cookie=[$http_cookie]\n"; }}
         location = /showhdr {{ return 200 "referer=[$http_referer] range=[$http_range]\n"; }}
         location = /toshow {{ return 302 /showhdr; }}
+        location = /away {{ return 302 http://a.example.test:$server_port/showcookie; }}
         location = /redirect {{ return 301 /hello.txt; }}
         location = /dl {{
             add_header Content-Disposition 'attachment; filename="../x/../report.txt"';
@@ -423,6 +424,24 @@ fn cookies_across_redirects_into_a_jar_like_curls() {
     // -b 'a=b; c=d': sent as given.
     let (_, out, _) = sk(&["-b", "x=1; y=2", &ng.url("/showcookie")]);
     assert_eq!(text(&out), "cookie=[x=1; y=2]\n");
+    // Across origins: the -b string stays behind, the jar's domain cookie goes on.
+    let (code, out, err) = sk(&[
+        "-L",
+        "--resolve",
+        &resolve,
+        "--resolve",
+        &other,
+        "-b",
+        "x=1",
+        "-b",
+        mine.to_str().unwrap(),
+        &format!("http://{host}/away"),
+    ]);
+    assert_eq!(
+        (code, text(&out).as_str()),
+        (0, "cookie=[dom=5]\n"),
+        "{err}"
+    );
     // -c -: the jar on stdout after the body.
     let (_, out, _) = sk(&["-c", "-", &ng.url("/setcookie")]);
     assert!(text(&out).contains("127.0.0.1\tFALSE\t/\tFALSE\t0\ta\t1\n"));
@@ -1048,4 +1067,50 @@ fn write_out_variables_like_curl() {
     assert_eq!(v["http_version"], "1.1");
     assert_eq!(v["url_effective"], url.as_str());
     assert_eq!(v["time_appconnect"], 0.0);
+}
+
+/// VmHWM (peak resident set) of a process, in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_large_upload_is_streamed_not_loaded() {
+    const SIZE: usize = 96 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("large.bin");
+    let data = random_bytes(SIZE, 11);
+    std::fs::write(&src, &data).unwrap();
+    let pid: Arc<Mutex<Option<u32>>> = Arc::default();
+    let peak: Arc<Mutex<Option<u64>>> = Arc::default();
+    let (p, k) = (pid.clone(), peak.clone());
+    // The reply waits until the whole body is in: the client's peak is read then.
+    let srv = Scripted::start(move |_, req| {
+        let body = req.len() - (req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4);
+        if let Some(pid) = *p.lock().unwrap() {
+            *k.lock().unwrap() = Some(vm_hwm_kib(pid));
+        }
+        Some(ok(format!("{body}\n").as_bytes()))
+    });
+    let mut cmd = sockit();
+    cmd.args(["http", "-sS", "-T", src.to_str().unwrap(), &srv.url("/up")]);
+    let proc = Proc::spawn(cmd);
+    *pid.lock().unwrap() = Some(proc.child.id());
+    let (st, out, err) = proc.wait_exit();
+    assert!(st.success(), "{err}");
+    assert_eq!(text(&out), format!("{SIZE}\n"));
+    let req = text(&srv.seen()[0][..200]);
+    assert!(req.starts_with("PUT /up HTTP/1.1\r\n"), "{req}");
+    assert_eq!(header(&req, "content-length"), Some(SIZE.to_string()));
+    let peak = peak.lock().unwrap().expect("the peak was read");
+    // A 96 MiB file loaded first would put the peak above 96 MiB.
+    assert!(
+        peak < 48 * 1024,
+        "peak RSS {peak} KiB while uploading 96 MiB"
+    );
 }

@@ -183,7 +183,14 @@ async fn fetch_one(
     let mut backoff = Duration::from_secs(1);
     loop {
         out.retry_status = left > 0;
-        let fetch = client.fetch(url, &plan.method, plan.body.clone(), out, trace);
+        let fetch = client.fetch(
+            url,
+            &plan.method,
+            plan.body.clone(),
+            plan.upload.clone(),
+            out,
+            trace,
+        );
         let r = match max_time {
             Some(limit) => match tokio::time::timeout(limit, fetch).await {
                 Ok(r) => r,

@@ -12,6 +12,7 @@ use url::Url;
 use super::args::Args;
 use crate::error::{Error, Result};
 use crate::http::client::{ClientSettings, FetchOutput};
+use crate::http::exchange::Upload;
 use crate::http::parse::Limits;
 use crate::http::request::{self, check_method, parse_header, Template};
 use crate::http::target;
@@ -36,6 +37,8 @@ pub(super) struct Plan {
     pub urls: Vec<Url>,
     pub method: String,
     pub body: Option<Arc<Vec<u8>>>,
+    /// `-T FILE`, sent as it is read.
+    pub upload: Option<Arc<Upload>>,
     pub settings: ClientSettings,
     pub include: bool,
     outputs: Vec<PathBuf>,
@@ -128,6 +131,30 @@ fn urlencoded_part(arg: &str) -> Result<Vec<u8>> {
 /// The request body, and the data for the query with `-G`.
 type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// `-T FILE` for a regular file sent with `Content-Length`: read as it is sent,
+/// not loaded first. Stdin, a FIFO or a chunked body (`-H 'Transfer-Encoding:
+/// chunked'`) are read into memory instead.
+fn streamed_upload(args: &Args) -> Result<Option<Upload>> {
+    let Some(f) = args.extra.upload_file.as_deref().filter(|f| *f != "-") else {
+        return Ok(None);
+    };
+    let chunked = args.headers.iter().any(|h| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("transfer-encoding"))
+    });
+    let meta = std::fs::metadata(f).map_err(|e| {
+        Error::from(HttpError::new(
+            Kind::ReadFile,
+            format!("cannot read {f}"),
+            crate::error::describe_io(&e),
+        ))
+    })?;
+    Ok((meta.is_file() && !chunked && !args.head).then(|| Upload {
+        path: PathBuf::from(f),
+        len: meta.len(),
+    }))
+}
+
 /// The `-F` parts, files read.
 fn form_parts(args: &Args) -> Result<Vec<multipart::Part>> {
     let mut parts = Vec::new();
@@ -157,7 +184,7 @@ fn form_parts(args: &Args) -> Result<Vec<multipart::Part>> {
 
 /// The request body from `--json`, `-d`, `--data-binary`, `--data-urlencode`,
 /// `-F` and `-T`; with `-G` the -d data is returned separately, for the query.
-fn body(args: &Args) -> Result<Bodies> {
+fn body(args: &Args, streamed: bool) -> Result<Bodies> {
     let x = &args.extra;
     let form =
         !args.data.is_empty() || !args.data_binary.is_empty() || !x.data_urlencode.is_empty();
@@ -188,6 +215,9 @@ fn body(args: &Args) -> Result<Bodies> {
     if let Some(f) = &x.upload_file {
         if args.head {
             return Err(Error::Usage("-I (HEAD) cannot send a body (-T)".into()));
+        }
+        if streamed {
+            return Ok((None, None));
         }
         return Ok((Some(read_input(f)?), None));
     }
@@ -389,7 +419,8 @@ impl Plan {
             .iter()
             .map(|u| target::parse(u).map_err(Error::from))
             .collect::<Result<Vec<_>>>()?;
-        let (body, query) = body(args)?;
+        let upload = streamed_upload(args)?;
+        let (body, query) = body(args, upload.is_some())?;
         if let Some(q) = &query {
             urls = urls.into_iter().map(|u| with_query(u, q)).collect();
         }
@@ -411,7 +442,7 @@ impl Plan {
                 }
             }
         }
-        let method = method(args, body.is_some())?;
+        let method = method(args, body.is_some() || upload.is_some())?;
         let template = template(args, body.as_ref())?;
         if let Some(r) = &x.range {
             let ok = !r.is_empty()
@@ -499,6 +530,7 @@ impl Plan {
             urls,
             method,
             body: body.map(Arc::new),
+            upload: upload.map(Arc::new),
             settings,
             include: args.include || args.head,
             outputs: args.output.clone(),
