@@ -525,7 +525,7 @@ impl Client {
             return Ok(Outcome::Redirect(next, reusable));
         }
         if attempt.out.fail_on_error && resp.head.status >= 400 {
-            return Err(status_error(&req.url, &resp.head));
+            return Err(status_error(&req.url, &resp.head, "-f"));
         }
         if attempt.out.resume && resp.head.status == 416 {
             // Nothing left to fetch: the file is complete (curl says so with 0).
@@ -564,7 +564,11 @@ impl Client {
         if attempt.out.fail_with_body && resp.head.status >= 400 {
             let r = out.writer.sync(false).await;
             out.written(r, &peer)?;
-            return Err(status_error(&attempt.req.url, &resp.head));
+            return Err(status_error(
+                &attempt.req.url,
+                &resp.head,
+                "--fail-with-body",
+            ));
         }
         Ok(Outcome::Done(reusable))
     }
@@ -620,11 +624,11 @@ fn disposition_name(head: &Head) -> Result<Option<String>> {
 }
 
 /// `-f`: the final status was 400 or above.
-fn status_error(url: &Url, head: &Head) -> Error {
+fn status_error(url: &Url, head: &Head, flag: &str) -> Error {
     HttpError::new(
         Kind::HttpStatus,
         format!("{} returned HTTP {}", target::display(url), head.status),
-        format!("{}; -f", super::shown(&head.reason)),
+        format!("{}; {flag}", super::shown(&head.reason)),
     )
     .into()
 }

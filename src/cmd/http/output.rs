@@ -125,21 +125,19 @@ fn bar_template(hashes: bool, known: bool, width: usize) -> String {
             "{spinner} {bytes:>10} {elapsed}".into()
         };
     }
-    // Figures: 10 + 1 + 10 = 21, speed 13, ETA 8: each only if the bar keeps 10.
+    // Figures at their widest: "1023.99 MiB/1023.99 MiB" (23), the speed
+    // " 1023.99 MiB/s" (14) and " ETA 59m" (8); the speed and ETA only if the
+    // bar keeps 10 columns, the bar ("[...]") only if it keeps 5.
     let mut fixed = "{bytes:>10}/{total_bytes:10}".to_string();
-    let mut used = 21;
-    if width >= used + 13 + 9 + 3 + 10 {
-        fixed.push_str(" {binary_bytes_per_sec:>12} ETA {eta:>4}");
-        used += 13 + 9;
+    let mut used = 23;
+    if width >= used + 22 + 3 + 10 {
+        fixed.push_str(" {binary_bytes_per_sec:>12} ETA {eta:>3}");
+        used += 22;
     }
     if width >= used + 3 + 5 {
-        let bar = width - used - 3;
-        format!("{fixed} [{{bar:{bar}}}]")
+        format!("{fixed} [{{bar:{}}}]", width - used - 3)
     } else {
-        format!(
-            "{{percent:>3}}% [{{bar:{}}}]",
-            width.saturating_sub(7).max(3)
-        )
+        format!("{{percent:>3}}% [{{bar:{}}}]", width.saturating_sub(7).max(3))
     }
 }
 
@@ -282,6 +280,38 @@ pub(super) fn write_out(s: &Transfer, fmt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_leave_the_last_column_free() {
+        // The widest each field can be, by template.
+        let widest = |t: &str| -> usize {
+            let mut n = t.len();
+            for (field, max) in [
+                ("{bytes:>10}", 11),
+                ("{total_bytes:10}", 11),
+                ("{binary_bytes_per_sec:>12}", 13),
+                ("{eta:>3}", 3),
+                ("{percent:>3}", 3),
+            ] {
+                if t.contains(field) {
+                    n = n - field.len() + max;
+                }
+            }
+            if let Some(i) = t.find("{bar:") {
+                let rest = &t[i + 5..];
+                let j = rest.find('}').unwrap();
+                n = n - (j + 6) + rest[..j].parse::<usize>().unwrap();
+            }
+            n
+        };
+        for w in 20..200 {
+            for hashes in [false, true] {
+                let t = bar_template(hashes, true, w);
+                assert!(widest(&t) < w, "{w} columns: {t} is {} wide", widest(&t));
+            }
+        }
+        assert!(bar_template(false, true, 120).contains("ETA"));
+    }
 
     #[test]
     fn write_out_format() {
