@@ -117,6 +117,7 @@ http {{
             add_header Set-Cookie "ex=4; Expires=Wed, 21 Oct 2037 07:28:00 GMT";
             add_header Set-Cookie "dom=5; Domain=example.test; Path=/";
             add_header Set-Cookie "foreign=6; Domain=other.test";
+            add_header Set-Cookie "sec=7; Secure";
             return 302 /showcookie;
         }}
         location = /showcookie {{ return 200 "cookie=[$http_cookie]\n"; }}
@@ -396,6 +397,10 @@ fn cookies_across_redirects_into_a_jar_like_curls() {
         jar.contains(".example.test\tTRUE\t/\tFALSE\t0\tdom\t5\n"),
         "{jar}"
     );
+    // Not kept: another site's, an expired one, a Secure one set over http.
+    for name in ["\tforeign\t", "\tgone\t", "\tsec\t"] {
+        assert!(!jar.contains(name), "{name} in {jar}");
+    }
     // -b FILE sends what matches: the path cookie under /only, the domain
     // cookie to another host of the domain, nothing to an unrelated host.
     let only = format!("http://{host}/only/showcookie");

@@ -137,7 +137,10 @@ fn bar_template(hashes: bool, known: bool, width: usize) -> String {
     if width >= used + 3 + 5 {
         format!("{fixed} [{{bar:{}}}]", width - used - 3)
     } else {
-        format!("{{percent:>3}}% [{{bar:{}}}]", width.saturating_sub(7).max(3))
+        format!(
+            "{{percent:>3}}% [{{bar:{}}}]",
+            width.saturating_sub(7).max(3)
+        )
     }
 }
 
