@@ -550,6 +550,23 @@ fn get_with_data_urlencode_and_upload_like_curl() {
     let body = |r: &[u8]| text(r).split_once("\r\n\r\n").unwrap().1.to_string();
     assert_eq!(body(&seen[2]), "v=a%20b%0A");
     assert_eq!(norm(body(&seen[2])), norm(body(&seen[3])));
+    // -d and --data-urlencode mixed: joined in command-line order, as curl.
+    let args = [
+        "--data-urlencode",
+        "b=x y",
+        "-d",
+        "a=1",
+        "--data-urlencode",
+        "c",
+        &url,
+    ];
+    assert_eq!(sk(&args).0, 0);
+    let mut c = vec!["-s"];
+    c.extend_from_slice(&args);
+    assert_eq!(curl(&c).0, 0);
+    let seen = echo.seen();
+    assert_eq!(body(&seen[4]), "b=x%20y&a=1&c");
+    assert_eq!(norm(body(&seen[4])), norm(body(&seen[5])));
 }
 
 #[test]

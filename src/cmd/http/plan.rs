@@ -103,6 +103,65 @@ fn body_part(arg: &str, strip_newlines: bool) -> Result<Vec<u8>> {
     }
 }
 
+/// The order in which `-d` (0), `--data-binary` (1) and `--data-urlencode` (2)
+/// were given on the command line `raw`, so their parts are joined in that
+/// order, as curl does. clap keeps each flag's values apart; this scan of the
+/// raw arguments is used only when it finds exactly `counts` of each, and
+/// otherwise the parts go in flag order.
+fn data_order(raw: &[String], counts: [usize; 3]) -> Vec<usize> {
+    // Short flags that take a value: the rest of a cluster, or the next argument.
+    const VALUED: &str = "XdHAuowmbcFTrCeDxE";
+    let mut order = Vec::new();
+    let mut it = raw.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (long, false),
+            };
+            let kind = match name {
+                "data" | "data-ascii" => Some(0),
+                "data-binary" => Some(1),
+                "data-urlencode" => Some(2),
+                _ => None,
+            };
+            if let Some(k) = kind {
+                order.push(k);
+                if !inline {
+                    it.next();
+                }
+            }
+            continue;
+        }
+        let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            continue;
+        };
+        for (i, c) in cluster.char_indices() {
+            if VALUED.contains(c) {
+                if c == 'd' {
+                    order.push(0);
+                }
+                if i + c.len_utf8() == cluster.len() {
+                    it.next();
+                }
+                break;
+            }
+        }
+    }
+    let found = [0, 1, 2].map(|k| order.iter().filter(|&&o| o == k).count());
+    if found == counts {
+        order
+    } else {
+        [0, 1, 2]
+            .iter()
+            .flat_map(|&k| std::iter::repeat_n(k, counts[k]))
+            .collect()
+    }
+}
+
 /// `--data-urlencode`: curl's forms `content`, `=content`, `name=content`,
 /// `@file`, `name@file`.
 fn urlencoded_part(arg: &str) -> Result<Vec<u8>> {
@@ -228,15 +287,22 @@ fn body(args: &Args, streamed: bool) -> Result<Bodies> {
         }
         Some(all)
     } else if form {
+        let counts = [
+            args.data.len(),
+            args.data_binary.len(),
+            x.data_urlencode.len(),
+        ];
+        let raw: Vec<String> = std::env::args().skip(1).collect();
+        let mut next = [0usize; 3];
         let mut parts = Vec::new();
-        for d in &args.data {
-            parts.push(body_part(d, true)?);
-        }
-        for d in &args.data_binary {
-            parts.push(body_part(d, false)?);
-        }
-        for d in &x.data_urlencode {
-            parts.push(urlencoded_part(d)?);
+        for kind in data_order(&raw, counts) {
+            let i = next[kind];
+            next[kind] += 1;
+            parts.push(match kind {
+                0 => body_part(&args.data[i], true)?,
+                1 => body_part(&args.data_binary[i], false)?,
+                _ => urlencoded_part(&x.data_urlencode[i])?,
+            });
         }
         if x.get {
             return Ok((None, Some(parts.join(&b'&'))));
@@ -621,5 +687,32 @@ impl Plan {
             header_name,
             retry_status: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_parts_keep_their_command_line_order() {
+        let raw = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            data_order(
+                &raw("--data-urlencode a -sd b --data-binary=c -H -d -d e URL"),
+                [2, 1, 1]
+            ),
+            vec![2, 0, 1, 0]
+        );
+        assert_eq!(data_order(&raw("-dx --data y URL"), [2, 0, 0]), vec![0, 0]);
+        // A count that does not match (a value that looks like a flag): flag order.
+        assert_eq!(
+            data_order(&raw("--data-urlencode a -o -d -d b URL"), [2, 0, 1]),
+            vec![0, 0, 2]
+        );
+        assert_eq!(
+            data_order(&raw("--data-urlencode a -d b"), [1, 0, 2]),
+            vec![0, 2, 2]
+        );
     }
 }
