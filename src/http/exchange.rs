@@ -96,6 +96,12 @@ pub struct Exchange<'a> {
     pub first_byte: Option<Instant>,
     /// Trailer fields, once the body is complete.
     pub trailers: Vec<Header>,
+    /// Sending failed (the server closed while the body was going out): a
+    /// response it sent first (a 401, a 413) is still read and shown; without
+    /// one, this is the error.
+    send_failed: Option<Error>,
+    /// The request was not sent whole: the connection cannot be reused.
+    broken: bool,
 }
 
 fn recv_error(peer: &str, e: &io::Error) -> Error {
@@ -202,16 +208,22 @@ impl<'a> Exchange<'a> {
             stream.flush().await
         }
         .await;
+        let mut send_failed = None;
         match r {
             Ok(()) => {}
             Err(e) if reused && is_stale(&e) => return Ok(None),
             Err(e) => {
-                return Err(HttpError::new(
+                let err: Error = HttpError::new(
                     Kind::Send,
                     format!("failed sending the request to {}", conn.peer),
                     crate::error::describe_io(&e),
                 )
-                .into())
+                .into();
+                if !is_stale(&e) {
+                    return Err(err);
+                }
+                // The server may have answered before closing (curl shows it too).
+                send_failed = Some(err);
             }
         }
         Ok(Some(Exchange {
@@ -220,6 +232,8 @@ impl<'a> Exchange<'a> {
             parser: ResponseParser::new(head_request, limits),
             first_byte: None,
             trailers: Vec::new(),
+            broken: send_failed.is_some(),
+            send_failed,
         }))
     }
 
@@ -247,7 +261,18 @@ impl<'a> Exchange<'a> {
     }
 
     /// Reads up to the final response's head; interim (1xx) heads go to `on_interim`.
+    /// After a failed send, a response is still taken; anything else reports
+    /// the send failure.
     pub async fn start(&mut self, on_interim: &mut (dyn FnMut(&Head) + Send)) -> Result<Started> {
+        let r = self.read_head(on_interim).await;
+        match (r, self.send_failed.take()) {
+            (Ok(Started::Response(resp)), _) => Ok(Started::Response(resp)),
+            (_, Some(e)) => Err(e),
+            (r, None) => r,
+        }
+    }
+
+    async fn read_head(&mut self, on_interim: &mut (dyn FnMut(&Head) + Send)) -> Result<Started> {
         let reused = self.conn.uses > 1;
         loop {
             let parsed = self
@@ -322,7 +347,7 @@ impl<'a> Exchange<'a> {
                 // Bytes after the end of a response mean the server and this client
                 // disagree on framing: never reuse such a connection.
                 Step::End(reusable) => {
-                    let reusable = reusable && self.buf.pos == self.buf.end;
+                    let reusable = reusable && self.buf.pos == self.buf.end && !self.broken;
                     return Ok(BodyPart::End { reusable });
                 }
                 Step::Unexpected => {

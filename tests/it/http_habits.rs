@@ -1136,3 +1136,38 @@ fn a_large_upload_is_streamed_not_loaded() {
         "peak RSS {peak} KiB while uploading 96 MiB"
     );
 }
+
+#[test]
+fn an_answer_before_the_upload_ends_is_shown_like_curl() {
+    // The server answers 413 after the head and closes without reading the
+    // body: the write fails, but the answer is there to read.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/up", l.local_addr().unwrap());
+    thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = c.write_all(
+                b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n",
+            );
+            // Closing with unread bytes sends a reset.
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("large.bin");
+    std::fs::write(&src, random_bytes(16 << 20, 5)).unwrap();
+    let src = src.to_str().unwrap();
+    for (args, want) in [
+        (vec!["-sS", "-T", src, &url], (0, "big\n")),
+        (vec!["-sS", "-f", "-T", src, &url], (22, "")),
+    ] {
+        let (code, out, err) = sk(&args);
+        assert_eq!((code, text(&out).as_str()), want, "{args:?}: {err}");
+        let (ccode, cout, _) = curl(&args);
+        assert_eq!((ccode, text(&cout).as_str()), want, "curl {args:?}");
+    }
+}
