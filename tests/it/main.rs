@@ -16,6 +16,7 @@ mod habits;
 mod http;
 mod http_dial_hardening;
 mod http_framing;
+mod http_habits;
 mod http_hardening;
 mod http_output_hardening;
 mod interop;
