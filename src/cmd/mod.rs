@@ -8,7 +8,7 @@ pub mod listen;
 pub mod ping;
 pub mod relay;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::{Error, Result};
 
@@ -50,6 +50,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, like clap's `try_parse`, except that
+    /// every subcommand's `--version` says `sockit VERSION` (clap would say
+    /// `sockit-http VERSION`).
+    pub fn try_parse_args() -> Result<Cli, clap::Error> {
+        fn named(cmd: clap::Command) -> clap::Command {
+            cmd.mut_subcommands(|c| named(c.display_name("sockit")))
+        }
+        let mut matches = named(Cli::command()).try_get_matches()?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
 }
 
 /// The subcommands.

@@ -255,7 +255,8 @@ impl Client {
         obs: &mut dyn Observer,
     ) -> Result<Outcome> {
         let origin = Origin::of(&attempt.req.url);
-        let head = attempt.req.head(&self.settings.template);
+        let proxy = self.pool.forward_proxy(&origin);
+        let head = attempt.req.head_via(&self.settings.template, proxy);
         let mut retried = false;
         loop {
             let (mut conn, timing) = {

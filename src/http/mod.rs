@@ -167,6 +167,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (1, "unsupported protocol (only http:// and https://)"),
     (2, "usage error: bad flag or value"),
     (3, "malformed URL"),
+    (5, "the proxy's host name could not be resolved"),
     (6, "host name could not be resolved"),
     (7, "could not connect (refused, unreachable)"),
     (8, "malformed response (what and at which byte)"),
@@ -184,6 +185,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         61,
         "unknown or corrupt content/transfer encoding, or more codings than --max-codings",
+    ),
+    (
+        97,
+        "the proxy refused (credentials, target) or sent a bad reply",
     ),
     (
         100,
