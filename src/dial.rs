@@ -15,7 +15,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::conn::{BoxStream, Conn, Link};
 use crate::endpoint::{resolve, Endpoint, Family, Host, Transport, UnixKind, UnixName};
-use crate::error::{Error, ProxyFailure, Result};
+use crate::error::{Error, Result};
 use crate::proxy::{Proxy, Target};
 use crate::sock::{self, fmt_ip, fmt_sockaddr, PacketSock, SockOpts};
 use crate::tls;
@@ -315,14 +315,7 @@ async fn through_proxy(
         Some(addrs) => addrs,
         None => resolve(&proxy.host, proxy.port, opts.family)
             .await
-            .map_err(|e| match e {
-                Error::Resolve { host, source } => Error::Proxy {
-                    what: format!("cannot resolve proxy host {host}"),
-                    reason: crate::error::describe_io(&source),
-                    failure: ProxyFailure::Resolve,
-                },
-                e => e,
-            })?,
+            .map_err(|e| proxy.unresolved(e))?,
     };
     let stream = connect_any(&addrs, opts, route, deadline)
         .await

@@ -95,6 +95,8 @@ pub enum ProxyFailure {
     Refused,
     /// The reply was not the proxy protocol, or the proxy hung up.
     Reply,
+    /// An HTTP proxy answered CONNECT with this status (407: credentials).
+    Status(u16),
 }
 
 /// An error from a protocol layered on the sockets (HTTP). It knows its own

@@ -81,7 +81,7 @@ impl Proxy {
     pub fn parse(text: &str) -> Result<Proxy> {
         let bad = |why: &str| {
             Error::Usage(format!(
-                "invalid proxy '{}' ({why}; e.g. socks5h://127.0.0.1:1080 or http://user:pw@proxy:3128)",
+                "invalid proxy '{}' ({why}; e.g. socks5h://127.0.0.1:1080 or http://USER:PASSWORD@proxy:3128)",
                 shown(text)
             ))
         };
@@ -135,6 +135,22 @@ impl Proxy {
         )
     }
 
+    /// A resolve error for the proxy's own name as a proxy error (curl's
+    /// exit 5 tells it from the target's); other errors unchanged.
+    pub fn unresolved(&self, e: Error) -> Error {
+        if !matches!(e, Error::Resolve { .. }) {
+            return e;
+        }
+        // "cannot resolve HOST (why)": keep the why.
+        let text = e.to_string();
+        let why = text.split_once(" (").map_or("", |(_, why)| why);
+        Error::Proxy {
+            what: format!("cannot resolve proxy host {}", self.host),
+            reason: why.strip_suffix(')').unwrap_or(why).to_string(),
+            failure: ProxyFailure::Resolve,
+        }
+    }
+
     /// `Proxy-Authorization` value for an HTTP proxy with credentials.
     pub fn authorization(&self) -> Option<String> {
         let (user, pass) = self.auth.as_ref()?;
@@ -148,7 +164,7 @@ impl Proxy {
     /// target: `name` when the proxy resolves it, else `addr` (resolved here).
     pub async fn handshake(&self, stream: TcpStream, target: Target<'_>) -> Result<TcpStream> {
         let failed = |failure: ProxyFailure, reason: String| Error::Proxy {
-            what: format!("proxy {self} cannot reach {target}"),
+            what: format!("cannot connect to {target} through {self}"),
             reason,
             failure,
         };
@@ -203,7 +219,7 @@ impl Proxy {
             req.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
         }
         req.push_str("\r\n");
-        let what = format!("proxy {self} cannot reach {target}");
+        let what = format!("cannot connect to {target} through {self}");
         let io_err = |e: std::io::Error| Error::Proxy {
             what: what.clone(),
             reason: crate::error::describe_io(&e),
@@ -237,18 +253,18 @@ impl Proxy {
         let text = crate::chat::sanitize::sanitize(status_line.as_bytes());
         match code {
             Some(200..=299) if version.starts_with("HTTP/1.") => Ok(stream),
-            Some(407) => Err(Error::Proxy {
+            Some(code @ (401 | 407)) => Err(Error::Proxy {
                 what,
                 reason: match &self.auth {
                     Some(_) => format!("credentials refused: {text}"),
                     None => format!("the proxy wants credentials (--proxy-user): {text}"),
                 },
-                failure: ProxyFailure::Auth,
+                failure: ProxyFailure::Status(code),
             }),
-            Some(_) if version.starts_with("HTTP/1.") => Err(Error::Proxy {
+            Some(code) if version.starts_with("HTTP/1.") => Err(Error::Proxy {
                 what,
                 reason: format!("CONNECT refused: {text}"),
-                failure: ProxyFailure::Refused,
+                failure: ProxyFailure::Status(code),
             }),
             _ => Err(Error::Proxy {
                 what,

@@ -180,7 +180,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (47, "too many redirects (--max-redirs)"),
     (52, "empty reply from server"),
     (55, "failed sending the request"),
-    (56, "failed receiving the response (reset)"),
+    (
+        56,
+        "failed receiving the response (reset), or the proxy refused CONNECT",
+    ),
     (60, "the server certificate could not be verified"),
     (
         61,
@@ -188,7 +191,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         97,
-        "the proxy refused (credentials, target) or sent a bad reply",
+        "a SOCKS proxy refused (credentials, target), or a proxy's reply was bad",
     ),
     (
         100,

@@ -228,7 +228,15 @@ impl Pool {
             tls_read_buffer: TLS_READ_BUFFER,
             note: &note,
         };
-        let dialed = dial_route(&ep, &dial, &route, deadline).await?;
+        let dialed = match dial_route(&ep, &dial, &route, deadline).await {
+            Ok(dialed) => dialed,
+            Err(e) => {
+                return Err(match &forward {
+                    Some(p) => p.unresolved(e),
+                    None => e,
+                })
+            }
+        };
         let conn = Connection {
             stream: match dialed.conn.link {
                 Link::Tcp(s) => Box::new(s),

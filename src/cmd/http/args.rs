@@ -52,10 +52,10 @@ Exit status (curl's numbering):
   47   too many redirects (--max-redirs)
   52   empty reply from server
   55   failed sending the request
-  56   failed receiving the response (reset)
+  56   failed receiving the response (reset), or the proxy refused CONNECT
   60   the server certificate could not be verified
   61   unknown or corrupt content/transfer encoding, or more codings than --max-codings
-  97   the proxy refused (credentials, target) or sent a bad reply
+  97   a SOCKS proxy refused (credentials, target), or a proxy's reply was bad
   100  response head over a limit (--max-header-bytes, --max-headers)";
 
 /// Flags for `sockit http`.

@@ -42,6 +42,11 @@ pub fn exit_code(e: &Error) -> u8 {
             failure: ProxyFailure::Resolve,
             ..
         } => 5,
+        // curl: "CONNECT tunnel failed, response 407" is a receive error.
+        Error::Proxy {
+            failure: ProxyFailure::Status(_),
+            ..
+        } => 56,
         Error::Proxy { .. } => 97,
         Error::Io { .. } | Error::Transfer { .. } | Error::Protocol(_) => match e.class() {
             Class::Timeout => 28,
