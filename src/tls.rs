@@ -150,6 +150,38 @@ impl TlsClient {
     }
 }
 
+/// An error reading a TLS connection after the handshake, as the error to
+/// report: a server that refuses the client's certificate (or the lack of
+/// one) says so with an alert that TLS 1.3 delivers only on the first read,
+/// so it is told apart here as a certificate failure; anything else is
+/// `what` with the I/O error.
+pub fn read_error(what: impl Into<String>, e: std::io::Error) -> Error {
+    use rustls::AlertDescription as A;
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::AlertReceived(a) => Some(*a),
+            _ => None,
+        });
+    let reason = match alert {
+        Some(A::CertificateRequired) => {
+            "the server requires a client certificate: give one with --cert"
+        }
+        Some(A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError) => {
+            "the server refused the client certificate"
+        }
+        Some(A::CertificateExpired) => "the server refused the client certificate as expired",
+        Some(A::CertificateRevoked) => "the server refused the client certificate as revoked",
+        _ => return Error::io(what, e),
+    };
+    tls_err(
+        what,
+        format!("{reason}; {}", crate::error::describe_io(&e)),
+        TlsFailure::Certificate,
+    )
+}
+
 /// Wraps a failed handshake, telling a refused certificate from the rest by
 /// the rustls error inside (the pin check reports through `General`).
 fn handshake_error(what: String, e: std::io::Error, pinned: bool) -> Error {

@@ -17,6 +17,7 @@ mod http_hardening;
 mod http_output_hardening;
 mod interop;
 mod limits;
+mod mtls;
 mod peers;
 mod ping;
 mod proxy;
