@@ -376,15 +376,8 @@ impl ServerCertVerifier for CaFile {
                 now,
             );
         }
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(e),
-            )))
-        })?;
-        cert.verify_is_valid_for_subject_name(server_name)
-            .map_err(|_| {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
-            })?;
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&cert, server_name)?;
         let (_, parsed) =
             x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
                 rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)

@@ -592,6 +592,41 @@ fn http_proxy_connect_and_absolute_form() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "over tls\n");
 
+    // https:// through CONNECT, next to curl, against openssl s_server.
+    if peer(test, "openssl") {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        let port = closed_port();
+        let mut s = Command::new("openssl");
+        s.args(["s_server", "-www", "-accept", &port.to_string()])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut s = s.spawn().unwrap();
+        wait_tcp_listening(port);
+        let url = format!("https://localhost:{port}/");
+        let ca = cert.to_str().unwrap();
+        let ours = sockit_out(&["http", "-s", "--cacert", ca, "-x", &proxy, &url], &[]);
+        let theirs = curl_out(&["-s", "--cacert", ca, "-x", &proxy, &url], &[]);
+        let _ = s.kill();
+        let _ = s.wait();
+        assert_eq!(ours.status.code(), Some(0), "{}", text(&ours.stderr));
+        assert_eq!(theirs.status.code(), Some(0));
+        assert!(
+            text(&ours.stdout).contains("<HTML>"),
+            "{}",
+            text(&ours.stdout)
+        );
+        t.wait_log(&format!("CONNECT localhost:{port} HTTP/1.1"));
+    }
+
     // chat join through CONNECT.
     let (chat, addr) = chat_serve(&[]);
     let mut join = sockit();
