@@ -171,7 +171,7 @@ impl Proxy {
         match self.scheme {
             Scheme::Http => self.connect_http(stream, &target).await,
             Scheme::Socks5 | Scheme::Socks5h => {
-                let dest = target.socks()?;
+                let dest = target.socks();
                 let done = match &self.auth {
                     Some((user, pass)) => {
                         tokio_socks::tcp::Socks5Stream::connect_with_password_and_socket(
@@ -185,7 +185,7 @@ impl Proxy {
                     .map_err(|e| socks_error(e, &failed))
             }
             Scheme::Socks4 | Scheme::Socks4a => {
-                let dest = target.socks()?;
+                let dest = target.socks();
                 if let tokio_socks::TargetAddr::Ip(SocketAddr::V6(_)) = dest {
                     return Err(failed(
                         ProxyFailure::Refused,
@@ -285,13 +285,13 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
-    fn socks(&self) -> Result<tokio_socks::TargetAddr<'_>> {
-        Ok(match *self {
+    fn socks(&self) -> tokio_socks::TargetAddr<'_> {
+        match *self {
             Target::Name(name, port) => {
                 tokio_socks::TargetAddr::Domain(std::borrow::Cow::Borrowed(name), port)
             }
             Target::Addr(a) => tokio_socks::TargetAddr::Ip(a),
-        })
+        }
     }
 
     fn authority(&self) -> String {
@@ -523,6 +523,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    /// A one-shot proxy on 127.0.0.1: reads `expect.len()` bytes, checks
+    /// them, answers `reply`; returns its proxy URL.
+    async fn fake_proxy(scheme: &str, expect: Vec<u8>, reply: &'static [u8]) -> Proxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = vec![0u8; expect.len()];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, expect, "{}", String::from_utf8_lossy(&got));
+            s.write_all(reply).await.unwrap();
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        Proxy::parse(&format!("{scheme}://127.0.0.1:{port}")).unwrap()
+    }
+
+    async fn through(proxy: &Proxy, target: Target<'_>) -> Result<TcpStream> {
+        let s = TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, proxy.port))
+            .await
+            .unwrap();
+        proxy.handshake(s, target).await
+    }
+
+    // dante has no SOCKS4a, so its wire format is checked here.
+    #[tokio::test]
+    async fn socks4a_sends_the_name() {
+        let mut req = vec![4, 1, 0, 80, 0, 0, 0, 1, 0];
+        req.extend_from_slice(b"name.only.there\0");
+        let p = fake_proxy("socks4a", req, &[0, 90, 0, 0, 0, 0, 0, 0]).await;
+        through(&p, Target::Name("name.only.there", 80))
+            .await
+            .unwrap();
+        let mut req = vec![4, 1, 0, 80, 0, 0, 0, 1, 0];
+        req.extend_from_slice(b"x\0");
+        let p = fake_proxy("socks4a", req, &[0, 91, 0, 0, 0, 0, 0, 0]).await;
+        match through(&p, Target::Name("x", 80)).await {
+            Err(Error::Proxy { failure, .. }) => assert_eq!(failure, ProxyFailure::Refused),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_replies_that_are_not_http_or_not_2xx() {
+        let req = b"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n".to_vec();
+        let p = fake_proxy("http", req.clone(), b"SSH-2.0-OpenSSH\r\n\r\n").await;
+        match through(&p, Target::Name("h", 1)).await {
+            Err(Error::Proxy {
+                failure, reason, ..
+            }) => {
+                assert_eq!(failure, ProxyFailure::Reply);
+                assert!(reason.starts_with("not an HTTP reply: SSH-2.0"), "{reason}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let p = fake_proxy("http", req, b"HTTP/1.1 403 Filtered\r\nX: \x1b[31m\r\n\r\n").await;
+        match through(&p, Target::Name("h", 1)).await {
+            Err(Error::Proxy {
+                failure, reason, ..
+            }) => {
+                assert_eq!(failure, ProxyFailure::Status(403));
+                assert_eq!(reason, "CONNECT refused: HTTP/1.1 403 Filtered");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
