@@ -43,7 +43,7 @@ pub enum ChatCommand {
     Serve(Box<ServeArgs>),
     /// Join a chat server: line editing on a terminal, plain lines or JSON in scripts.
     #[command(after_help = JOIN_HELP)]
-    Join(JoinArgs),
+    Join(Box<JoinArgs>),
 }
 
 /// Flags for `sockit chat`.
@@ -156,7 +156,7 @@ pub struct ServeArgs {
 pub async fn run(args: Args) -> Result<()> {
     match args.command {
         ChatCommand::Serve(a) => serve(*a).await,
-        ChatCommand::Join(a) => join(a).await,
+        ChatCommand::Join(a) => join(*a).await,
     }
 }
 
