@@ -422,15 +422,19 @@ fn announce(local: &str, ep: &Endpoint, args: &ServeArgs) {
         Endpoint::Ip { .. } => reach.clone(),
         _ => format!("unix:{reach}"),
     };
-    let tls = if args.tls.identity().is_some() {
-        " --tls --insecure"
-    } else {
-        ""
+    // With --tls-client-ca a client must bring a certificate.
+    let (tls, ncat) = match (args.tls.identity(), &args.tls.tls_client_ca) {
+        (Some(_), Some(_)) => (
+            " --tls --insecure --cert CLIENT.pem",
+            "ncat --ssl --ssl-cert CLIENT.pem --ssl-key CLIENT.key",
+        ),
+        (Some(_), None) => (" --tls --insecure", "ncat --ssl"),
+        (None, _) => ("", ""),
     };
     let mut text = format!(
         "sockit: chat listening on {local} ({})\nsockit: join with: {} or sockit chat join{tls} {join}\n",
         ep.proto(),
-        if tls.is_empty() { nc } else { format!("ncat --ssl {}", &nc[3..]) },
+        if tls.is_empty() { nc } else { format!("{ncat} {}", &nc[3..]) },
     );
     if !args.no_console {
         text.push_str(&format!(
