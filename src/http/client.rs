@@ -338,7 +338,8 @@ impl Client {
     ) -> Result<Outcome> {
         let origin = Origin::of(&attempt.req.url);
         attempt.req.extra = self.extra_headers(attempt);
-        let head = attempt.req.head(&self.settings.template);
+        let proxy = self.pool.forward_proxy(&origin);
+        let head = attempt.req.head_via(&self.settings.template, proxy);
         let mut retried = false;
         loop {
             let (mut conn, timing) = {

@@ -176,6 +176,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (1, "unsupported protocol (only http:// and https://)"),
     (2, "usage error: bad flag or value"),
     (3, "malformed URL"),
+    (5, "the proxy's host name could not be resolved"),
     (6, "host name could not be resolved"),
     (7, "could not connect (refused, unreachable)"),
     (8, "malformed response (what and at which byte)"),
@@ -195,11 +196,18 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (47, "too many redirects (--max-redirs)"),
     (52, "empty reply from server"),
     (55, "failed sending the request"),
-    (56, "failed receiving the response (reset)"),
+    (
+        56,
+        "failed receiving the response (reset), or the proxy refused CONNECT",
+    ),
     (60, "the server certificate could not be verified"),
     (
         61,
         "unknown or corrupt content/transfer encoding, or more codings than --max-codings",
+    ),
+    (
+        97,
+        "a SOCKS proxy refused (credentials, target), or a proxy's reply was bad",
     ),
     (
         100,

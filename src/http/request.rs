@@ -159,6 +159,13 @@ pub struct Request {
 impl Request {
     /// The request line and header block, CRLF-terminated.
     pub fn head(&self, t: &Template) -> Vec<u8> {
+        self.head_via(t, None)
+    }
+
+    /// [`Request::head`] for a server or, with `proxy`, for an HTTP proxy:
+    /// then the target is the absolute URL (without user info), with the
+    /// proxy's credentials and `Proxy-Connection` as curl sends them.
+    pub fn head_via(&self, t: &Template, proxy: Option<&crate::proxy::Proxy>) -> Vec<u8> {
         let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + t.user.len());
         headers.push(("Host".into(), target::host_header(&self.url)));
         if let Some(ua) = &t.user_agent {
@@ -183,6 +190,12 @@ impl Request {
                     format!("Basic {}", base64(auth.as_bytes())),
                 ));
             }
+        }
+        if let Some(p) = proxy {
+            if let Some(auth) = p.authorization() {
+                headers.push(("Proxy-Authorization".into(), auth));
+            }
+            headers.push(("Proxy-Connection".into(), "Keep-Alive".into()));
         }
         if let Some(body) = &self.body {
             if let Some(ct) = &t.content_type {
@@ -219,7 +232,10 @@ impl Request {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(target::request_target(&self.url).as_bytes());
+        match proxy {
+            Some(_) => out.extend_from_slice(target::display(&self.url).as_bytes()),
+            None => out.extend_from_slice(target::request_target(&self.url).as_bytes()),
+        }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for (n, v) in headers {
             out.extend_from_slice(n.as_bytes());

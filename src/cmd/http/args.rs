@@ -36,6 +36,9 @@ Examples:
   sockit http --retry 5 --retry-max-time 60 http://host/flaky
   sockit http -# --limit-rate 2M -O http://host/file.iso
   sockit http -D - -o /dev/null -w '%{json}\\n' http://host/
+  sockit http -x socks5h://127.0.0.1:1080 https://example.com/
+  sockit http -x http://me:pw@proxy:3128 http://example.com/   (https_proxy etc. work too)
+  sockit http --cert me.pem --key me.key https://mtls.example/
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
   %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}
@@ -47,6 +50,7 @@ Exit status (curl's numbering):
   1    unsupported protocol (only http:// and https://)
   2    usage error: bad flag or value
   3    malformed URL
+  5    the proxy's host name could not be resolved
   6    host name could not be resolved
   7    could not connect (refused, unreachable)
   8    malformed response (what and at which byte)
@@ -60,9 +64,10 @@ Exit status (curl's numbering):
   47   too many redirects (--max-redirs)
   52   empty reply from server
   55   failed sending the request
-  56   failed receiving the response (reset)
+  56   failed receiving the response (reset), or the proxy refused CONNECT
   60   the server certificate could not be verified
   61   unknown or corrupt content/transfer encoding, or more codings than --max-codings
+  97   a SOCKS proxy refused (credentials, target), or a proxy's reply was bad
   100  response head over a limit (--max-header-bytes, --max-headers)";
 
 /// Flags for `sockit http`.
@@ -195,6 +200,32 @@ pub struct Args {
     /// Do not verify the server certificate (the connection is still encrypted).
     #[arg(short = 'k', long = "insecure", help_heading = "TLS")]
     pub insecure: bool,
+    /// Client certificate (PEM, chain allowed) for servers that ask for one (mTLS).
+    #[arg(short = 'E', long, value_name = "PEM", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
+    /// Private key for --cert (PEM; default: the key inside the --cert file).
+    #[arg(long, value_name = "PEM", requires = "cert", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+
+    /// Use this proxy: http://HOST:PORT (the default scheme; CONNECT for https://,
+    /// absolute-form requests for http://), socks5:// (names resolved here),
+    /// socks5h:// (by the proxy), socks4://, socks4a://; USER:PASSWORD@ allowed,
+    /// port 1080 by default. '' turns off the proxy from the environment
+    /// (http_proxy, https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY).
+    #[arg(short = 'x', long, value_name = "URL", help_heading = "Proxy")]
+    pub proxy: Option<String>,
+    /// User name and password for the proxy (instead of the URL's).
+    #[arg(
+        short = 'U',
+        long,
+        value_name = "USER:PASSWORD",
+        help_heading = "Proxy"
+    )]
+    pub proxy_user: Option<String>,
+    /// Hosts to reach without the proxy, comma-separated: names (with their
+    /// subdomains), addresses, CIDR ranges, or '*' (instead of no_proxy/NO_PROXY).
+    #[arg(long, value_name = "LIST", help_heading = "Proxy")]
+    pub noproxy: Option<String>,
 
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location", help_heading = "Redirects")]

@@ -14,10 +14,11 @@ mod plan;
 pub use args::{Args, HELP};
 
 use crate::endpoint::Family;
-use crate::error::{Class, Error, Result, TlsFailure};
+use crate::error::{Class, Error, ProxyFailure, Result, TlsFailure};
 use crate::http::client::{Client, Dump, Transfer};
 use crate::http::pool::{parse_resolve, ConnectOpts};
 use crate::http::{Error as HttpError, Kind};
+use crate::proxy::ProxyRules;
 use crate::tls;
 
 use output::Trace;
@@ -38,6 +39,16 @@ pub fn exit_code(e: &Error) -> u8 {
         } => 60,
         Error::Tls { .. } => 35,
         Error::Truncated { .. } => 18,
+        Error::Proxy {
+            failure: ProxyFailure::Resolve,
+            ..
+        } => 5,
+        // curl: "CONNECT tunnel failed, response 407" is a receive error.
+        Error::Proxy {
+            failure: ProxyFailure::Status(_),
+            ..
+        } => 56,
+        Error::Proxy { .. } => 97,
         Error::Io { .. } | Error::Transfer { .. } | Error::Protocol(_) => match e.class() {
             Class::Timeout => 28,
             Class::Usage => 2,
@@ -67,8 +78,18 @@ fn connect_opts(args: &Args) -> Result<ConnectOpts> {
             cacert: args.cacert.clone(),
             insecure: args.insecure,
             alpn: vec![b"http/1.1".to_vec()],
+            identity: args.cert.as_ref().map(|cert| tls::ClientIdentity {
+                cert: cert.clone(),
+                key: args.key.clone(),
+            }),
             ..tls::ClientOptions::default()
         },
+        proxy: ProxyRules::new(
+            args.proxy.as_deref(),
+            args.proxy_user.as_deref(),
+            args.noproxy.as_deref(),
+            |name| std::env::var(name).ok(),
+        )?,
     })
 }
 
