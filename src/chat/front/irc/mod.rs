@@ -252,7 +252,7 @@ fn notice(o: &mut Out, ev: &RoomEvent, n: &Notice) {
         } => {
             let room = chan(room);
             o.line(&user(me), &format!("JOIN {room}"));
-            topic(o, me, &room, t, false);
+            topic(o, me, &room, t, true);
             let tag = o.tag.clone();
             names(
                 o.out,

@@ -67,6 +67,10 @@ struct Caps {
     echo: bool,
     away: bool,
     tags: bool,
+    /// Enabled, though they change nothing here: NAMES and WHO show the
+    /// one prefix there is, and capabilities never change.
+    multi_prefix: bool,
+    cap_notify: bool,
 }
 
 impl Caps {
@@ -76,16 +80,20 @@ impl Caps {
             "echo-message" => self.echo = on,
             "away-notify" => self.away = on,
             "message-tags" => self.tags = on,
+            "multi-prefix" => self.multi_prefix = on,
+            "cap-notify" => self.cap_notify = on,
             _ => {}
         }
     }
 
     fn enabled(&self) -> String {
-        let mut v = vec!["cap-notify", "multi-prefix"];
+        let mut v = Vec::new();
         for (on, name) in [
             (self.away, "away-notify"),
+            (self.cap_notify, "cap-notify"),
             (self.echo, "echo-message"),
             (self.tags, "message-tags"),
+            (self.multi_prefix, "multi-prefix"),
             (self.time, "server-time"),
         ] {
             if on {
@@ -639,7 +647,13 @@ impl Member<'_> {
         };
         match msg.command.as_str() {
             "PING" => match msg.params.first() {
-                Some(t) => self.send(line(SERVER, &format!("PONG {SERVER} :{t}"))),
+                Some(t) => {
+                    // What the rooms hold for this member comes first: a
+                    // PONG then tells a client that everything said
+                    // before its PING has reached it.
+                    self.hub.flush();
+                    self.send(line(SERVER, &format!("PONG {SERVER} :{t}")))
+                }
                 None => self.send(num("409", &me, ":No origin specified")),
             },
             "PONG" => {}
