@@ -330,6 +330,10 @@ struct Taken {
 /// line's punctuation).
 fn cost(ev: &RoomEvent) -> usize {
     let text = match &ev.kind {
+        EventKind::Tagged { tags, event } => match &**event {
+            EventKind::Message { text } | EventKind::Action { text } => text.len() + tags.len(),
+            _ => tags.len() + ev.room.len() + 8,
+        },
         EventKind::Message { text } | EventKind::Action { text } => text.len(),
         EventKind::Leave { reason } => reason.len() + ev.room.len(),
         EventKind::Nick { new } => new.len() + 8,
