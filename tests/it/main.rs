@@ -7,6 +7,8 @@ mod chat_cluster;
 mod chat_hardening;
 mod chat_irc;
 mod chat_irc_clients;
+mod chat_irc_conformance;
+mod chat_irc_tags;
 mod chat_join;
 mod chat_web;
 mod conn_hardening;
