@@ -199,6 +199,25 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User plus system CPU time of process `pid` (`self` for this one) from
+/// /proc/PID/stat, in seconds.
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime and stime the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let (u, s): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((u + s) as f64 / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+/// CPU seconds of the server (if known) and of this process, now.
+fn cpu_now(server: Option<u32>) -> (Option<f64>, Option<f64>) {
+    (server.and_then(|p| cpu_s(&p.to_string())), cpu_s("self"))
+}
+
 /// Samples a process's RSS every 20 ms on a plain thread, keeping the peak.
 struct RssSampler {
     pid: u32,
@@ -569,47 +588,61 @@ impl Receiver {
     }
 
     /// WebSocket: each server frame's payload (one JSON event) is a line.
+    /// Frames are decoded where they lie in `data`; only a frame cut by the
+    /// end of a read is copied (into `partial`), and completed from the next.
     fn feed_frames(&mut self, data: &[u8], sh: &Shared) {
         let now = sh.now_ns();
-        let mut buf = std::mem::take(&mut self.partial);
-        let owned;
-        let all: &[u8] = if buf.is_empty() {
-            data
-        } else {
-            buf.extend_from_slice(data);
-            owned = std::mem::take(&mut buf);
-            &owned
-        };
+        let mut rest = data;
+        if !self.partial.is_empty() {
+            // The header first (at most 10 bytes), then exactly the frame's rest.
+            while frame_len(&self.partial).is_none() && !rest.is_empty() {
+                self.partial.push(rest[0]);
+                rest = &rest[1..];
+            }
+            let Some((head, len)) = frame_len(&self.partial) else {
+                return;
+            };
+            let take = (head + len)
+                .saturating_sub(self.partial.len())
+                .min(rest.len());
+            self.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.partial.len() < head + len {
+                return;
+            }
+            let mut frame = std::mem::take(&mut self.partial);
+            self.frame(&frame[head..head + len], now, sh);
+            frame.clear();
+            if frame.capacity() <= 4096 {
+                self.partial = frame;
+            }
+        }
         let mut at = 0;
-        while let Some((head, len)) = frame_len(&all[at..]) {
-            if all.len() - at < head + len {
+        while let Some((head, len)) = frame_len(&rest[at..]) {
+            if rest.len() - at < head + len {
                 break;
             }
-            let payload = &all[at + head..at + head + len];
-            // The benchmark line is the event's "text": up to its closing quote.
-            let text = match find_marker(payload) {
-                Some(m) => {
-                    let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
-                    &payload[..end]
-                }
-                None => payload,
-            };
-            // A web member gets its own lines back: not a delivery.
-            let own = find_marker(text)
-                .and_then(|m| parse_payload(&text[m + MARKER.len()..]))
-                .is_some_and(|(sender, _, _)| sender == self.index as u64);
-            if own {
-                self.lines += 1;
-            } else {
-                self.line(text, now, sh);
-            }
+            self.frame(&rest[at + head..at + head + len], now, sh);
             at += head + len;
         }
-        self.partial.extend_from_slice(&all[at..]);
-        if self.partial.is_empty() && buf.capacity() <= 4096 {
-            self.partial = buf;
-        }
+        self.partial.extend_from_slice(&rest[at..]);
         self.flush(now, sh);
+    }
+
+    /// One JSON event: the benchmark line is its "text", up to the closing quote.
+    fn frame(&mut self, payload: &[u8], now: u64, sh: &Shared) {
+        let Some(m) = find_marker(payload) else {
+            return self.line(payload, now, sh);
+        };
+        let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
+        let parsed = parse_payload(&payload[m + MARKER.len()..end]);
+        self.lines += 1;
+        // A web member gets its own lines back: not a delivery.
+        if parsed.is_some_and(|(sender, _, _)| sender == self.index as u64) {
+            return;
+        }
+        self.progress += 1;
+        self.count(parsed, now, sh);
     }
 
     fn line(&mut self, line: &[u8], now: u64, sh: &Shared) {
@@ -621,7 +654,12 @@ impl Receiver {
             return;
         };
         self.progress += 1;
-        let Some((sender, seq, ts)) = parse_payload(&line[at + MARKER.len()..]) else {
+        self.count(parse_payload(&line[at + MARKER.len()..]), now, sh);
+    }
+
+    /// A benchmark line's fields (`sender seq ts`), if well-formed.
+    fn count(&mut self, parsed: Option<(u64, u64, u64)>, now: u64, sh: &Shared) {
+        let Some((sender, seq, ts)) = parsed else {
             self.malformed += 1;
             return;
         };
@@ -955,6 +993,10 @@ struct Report {
     rss_idle_kib: Option<u64>,
     rss_peak_kib: Option<u64>,
     rss_end_kib: Option<u64>,
+    /// Server CPU seconds (utime+stime) from the first send to the last delivery.
+    server_cpu_s: Option<f64>,
+    /// This process's CPU seconds over the same window.
+    load_cpu_s: Option<f64>,
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -979,7 +1021,8 @@ impl Report {
                 "\"sent\":{},\"expected\":{},\"received\":{},\"unique\":{},\"duplicates\":{},\"malformed\":{},",
                 "\"lost\":{},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},",
                 "\"lat_max_us\":{},\"disconnected\":{},\"kicked_seen\":{},\"rss_base_kib\":{},\"rss_idle_kib\":{},",
-                "\"rss_peak_kib\":{},\"rss_end_kib\":{}}}"
+                "\"rss_peak_kib\":{},\"rss_end_kib\":{},\"server_cpu_s\":{},\"load_cpu_s\":{},",
+                "\"server_ns_per_delivery\":{},\"load_ns_per_delivery\":{}}}"
             ),
             a.label.replace('"', ""),
             a.format,
@@ -1017,7 +1060,17 @@ impl Report {
             opt(self.rss_idle_kib),
             opt(self.rss_peak_kib),
             opt(self.rss_end_kib),
+            opt(self.server_cpu_s.map(|c| format!("{c:.3}"))),
+            opt(self.load_cpu_s.map(|c| format!("{c:.3}"))),
+            opt(self.per_delivery_ns(self.server_cpu_s)),
+            opt(self.per_delivery_ns(self.load_cpu_s)),
         )
+    }
+
+    /// CPU nanoseconds per delivery, over the measured window.
+    fn per_delivery_ns(&self, cpu_s: Option<f64>) -> Option<String> {
+        let cpu = cpu_s?;
+        (self.received > 0).then(|| format!("{:.1}", cpu * 1e9 / self.received as f64))
     }
 
     fn human(&self, a: &Args) -> String {
@@ -1058,6 +1111,12 @@ impl Report {
                 self.disconnected,
                 self.kicked_seen,
             );
+            if let Some(ns) = self.per_delivery_ns(self.server_cpu_s) {
+                let _ = write!(s, ", server CPU {ns} ns/delivery");
+            }
+            if let Some(ns) = self.per_delivery_ns(self.load_cpu_s) {
+                let _ = write!(s, ", load CPU {ns} ns/delivery");
+            }
         }
         if let Some(peak) = self.rss_peak_kib {
             let _ = write!(
@@ -1199,6 +1258,8 @@ struct Sent {
     error: Option<String>,
     /// When the first line could leave (ns since `Shared::base`).
     first_send: u64,
+    /// CPU seconds (server, this process) when the first line could leave.
+    cpu_start: (Option<f64>, Option<f64>),
 }
 
 /// Sends --messages lines from each of the first --senders clients, paced,
@@ -1224,6 +1285,7 @@ async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Repor
         });
     }
     let mut sending: JoinSet<Result<OwnedWriteHalf, String>> = JoinSet::new();
+    let cpu_start = cpu_now(a.server_pid);
     let first_send = sh.now_ns();
     // Write halves of the clients that only read stay here until the end.
     let mut keep = Vec::new();
@@ -1264,6 +1326,7 @@ async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Repor
         keep,
         error: send_error,
         first_send,
+        cpu_start,
     }
 }
 
@@ -1324,6 +1387,10 @@ async fn drain_and_collect(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drained = sh.unique.load(Ordering::Relaxed) >= rep.expected;
+    let cpu_end = cpu_now(a.server_pid);
+    let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    rep.server_cpu_s = used(sent.cpu_start.0, cpu_end.0);
+    rep.load_cpu_s = used(sent.cpu_start.1, cpu_end.1);
     if let Some(s) = &sampler {
         rep.rss_end_kib = s.now();
     }
