@@ -19,6 +19,7 @@ mod interop;
 mod limits;
 mod peers;
 mod ping;
+mod ping_habits;
 mod serve_hardening;
 mod services;
 mod tls;
