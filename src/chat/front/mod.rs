@@ -8,10 +8,11 @@
 //! A new protocol adds a variant here, an encoder, and a session that reads
 //! its input into commands.
 
+pub mod irc;
 pub mod line;
 pub mod web;
 
-use super::hub::RoomEvent;
+use super::hub::{Echo, RoomEvent};
 
 /// How a member speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,14 +23,40 @@ pub enum Protocol {
     /// complete, unmasked text frame, so a batch's frames are shared by every
     /// web member of the room, like line bytes.
     Web = 1,
+    /// IRC (`--irc`), plain.
+    Irc = 2,
+    /// IRC with `away-notify`.
+    IrcAway = 3,
+    /// IRC with `server-time` tags.
+    IrcTime = 4,
+    /// IRC with `server-time` tags and `away-notify`.
+    IrcTimeAway = 5,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 6;
 
     /// Every protocol, in slot order.
-    pub const ALL: [Protocol; Protocol::COUNT] = [Protocol::Line, Protocol::Web];
+    pub const ALL: [Protocol; Protocol::COUNT] = [
+        Protocol::Line,
+        Protocol::Web,
+        Protocol::Irc,
+        Protocol::IrcAway,
+        Protocol::IrcTime,
+        Protocol::IrcTimeAway,
+    ];
+
+    /// The IRC encoding with these options: four in all, whatever the
+    /// members' other capabilities, so a batch never needs more.
+    pub fn irc(time: bool, away: bool) -> Protocol {
+        match (time, away) {
+            (false, false) => Protocol::Irc,
+            (false, true) => Protocol::IrcAway,
+            (true, false) => Protocol::IrcTime,
+            (true, true) => Protocol::IrcTimeAway,
+        }
+    }
 
     /// This protocol's slot, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -41,6 +68,13 @@ impl Protocol {
         match self {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
+            irc => {
+                let flavor = irc::Flavor {
+                    time: matches!(irc, Protocol::IrcTime | Protocol::IrcTimeAway),
+                    away: matches!(irc, Protocol::IrcAway | Protocol::IrcTimeAway),
+                };
+                irc::encode_event(ev, out, flavor)
+            }
         }
     }
 
@@ -52,8 +86,10 @@ impl Protocol {
     /// a run end where the run starts, so a member arriving in the middle
     /// gets the whole run (it is told of the joins just before its own, of
     /// members who are in the room anyway). That is only sound for a
-    /// protocol whose members get their own events back ([`Self::echoes_own`]),
-    /// since no author's run is ever cut out of theirs.
+    /// protocol whose members get all their own events back ([`Echo::All`],
+    /// the web's [`Self::default_echo`]), since no author's run is ever cut
+    /// out of theirs, and because a member's skips (events it gets through
+    /// another room) are nick changes and leaves, never joins.
     pub fn encode_batch(self, events: &[RoomEvent], out: &mut Vec<u8>, ends: &mut Vec<usize>) {
         match self {
             Protocol::Web => web::encode_batch(events, out, ends),
@@ -66,11 +102,19 @@ impl Protocol {
         }
     }
 
-    /// Whether members see their own room messages come back (the page
-    /// shows what was said once the room has it, with its sequence number;
-    /// a terminal already shows what was typed).
-    pub fn echoes_own(self) -> bool {
-        self == Protocol::Web
+    /// Which of their own room events members get back by default (the
+    /// page shows what was said once the room has it, with its sequence
+    /// number; a terminal already shows what was typed).
+    pub fn default_echo(self) -> Echo {
+        match self {
+            Protocol::Web => Echo::All,
+            _ => Echo::None,
+        }
+    }
+
+    /// Whether this is one of IRC's encodings.
+    pub fn is_irc(self) -> bool {
+        self.index() >= Protocol::Irc.index()
     }
 
     /// `ev` alone, encoded.
