@@ -24,7 +24,7 @@ Examples:
   sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
   sockit connect --tls example.com:443      TLS client
   sockit relay -k :8080 127.0.0.1:80        port forward: each client of :8080 to 127.0.0.1:80
-  sockit http -L https://example.com/       HTTP/1.1 client like curl (own exit codes: sockit http --help)
+  sockit http -L https://example.com/       HTTP/1.1 client like curl (exit codes: its --help)
 
 Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
            unix:/PATH, unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT

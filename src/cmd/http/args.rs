@@ -19,12 +19,16 @@ Examples:
   sockit http -d 'a=1&b=2' http://host/form         POST a form; -d @file, --data-binary @file
   sockit http --json '{\"k\":1}' http://host/api      POST JSON
   sockit http -X PUT -H 'X-Token: t' -u me:pw http://host/x
+                                                    a PUT with a header and basic auth
   sockit http -L --max-redirs 5 http://host/old     follow redirects
   sockit http --compressed -s http://host/ | wc -c  gzip/deflate/br decoded
   sockit http -w '%{http_code} %{time_total}\\n' -o /dev/null -s http://host/
+                                                    status and time only, as curl -w
   sockit http http://h/a http://h/b http://h/c      one keep-alive connection for all three
   sockit http --resolve example.com:443:127.0.0.1 https://example.com/
+                                                    that name at that address (TLS name kept)
   sockit http --unix-socket /var/run/docker.sock http://localhost/version
+                                                    HTTP over a Unix socket
   sockit http --cacert ca.pem https://[::1]:8443/   or -k to skip verification
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
