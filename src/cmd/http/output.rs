@@ -92,8 +92,9 @@ fn progress_bar(framing: Framing) -> indicatif::ProgressBar {
     match framing {
         Framing::Length(n) => {
             let pb = ProgressBar::new(n);
+            // 25 columns of text at most, so the bar fits a 40-column terminal.
             if let Ok(style) = ProgressStyle::with_template(
-                "{bytes:>10}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} ETA {eta}",
+                "{percent:>3}% [{wide_bar}] {binary_bytes_per_sec:>12} {eta:>3}",
             ) {
                 pb.set_style(style.progress_chars("=> "));
             }
@@ -186,6 +187,109 @@ pub(super) fn write_out(s: &Transfer, fmt: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A terminal of some width that keeps what is drawn on it.
+    #[derive(Debug, Default)]
+    struct Narrow {
+        width: u16,
+        drawn: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl indicatif::TermLike for Narrow {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.is_empty() {
+                self.drawn.lock().unwrap().push(s.to_string());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_progress_bar_fits_40_columns() {
+        for framing in [Framing::Length(3 << 30), Framing::UntilClose] {
+            let term = std::sync::Arc::new(Narrow {
+                width: 40,
+                ..Narrow::default()
+            });
+            let pb = super::progress_bar(framing);
+            pb.set_draw_target(indicatif::ProgressDrawTarget::term_like(Box::new(TermRef(
+                term.clone(),
+            ))));
+            for _ in 0..4 {
+                pb.inc(700 << 20);
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                pb.tick();
+            }
+            pb.finish();
+            let drawn = term.drawn.lock().unwrap();
+            assert!(!drawn.is_empty());
+            for line in drawn.iter() {
+                assert!(
+                    line.chars().count() <= 40,
+                    "{} columns: {line:?}",
+                    line.chars().count()
+                );
+            }
+        }
+    }
+
+    /// The terminal shared between the bar and the test.
+    #[derive(Debug)]
+    struct TermRef(std::sync::Arc<Narrow>);
+
+    impl indicatif::TermLike for TermRef {
+        fn width(&self) -> u16 {
+            self.0.width()
+        }
+        fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+            self.0.move_cursor_up(n)
+        }
+        fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+            self.0.move_cursor_down(n)
+        }
+        fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+            self.0.move_cursor_right(n)
+        }
+        fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+            self.0.move_cursor_left(n)
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.0.write_line(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.write_str(s)
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.0.clear_line()
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+
     use super::*;
 
     #[test]
