@@ -12,6 +12,8 @@ mod conn_hardening;
 mod endpoints;
 mod errors;
 mod habits;
+mod habits_help;
+mod habits_verbose;
 mod http;
 mod http_dial_hardening;
 mod http_framing;
