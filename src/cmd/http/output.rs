@@ -92,10 +92,10 @@ fn progress_bar(framing: Framing) -> indicatif::ProgressBar {
     match framing {
         Framing::Length(n) => {
             let pb = ProgressBar::new(n);
-            // 25 columns of text at most, so the bar fits a 40-column terminal.
-            if let Ok(style) = ProgressStyle::with_template(
-                "{percent:>3}% [{wide_bar}] {binary_bytes_per_sec:>12} {eta:>3}",
-            ) {
+            // About 30 columns of text at most, so the bar fits a 40-column terminal.
+            if let Ok(style) =
+                ProgressStyle::with_template("{bytes}/{total_bytes} [{wide_bar}] {eta}")
+            {
                 pb.set_style(style.progress_chars("=> "));
             }
             pb
