@@ -20,7 +20,10 @@
 
   let ws = null, attempt = 0, timer = null, stopped = false;
   // Set on each connect until the welcome: the room to go back to is decided then.
-  let rejoin = false, roomsTimer = null;
+  // After the welcome, while the remembered nick is still being taken: the
+  // room to go back to (asked for once the nick change lands, so the room
+  // move cannot overtake it).
+  let rejoin = false, rejoinRoom = "", roomsTimer = null;
   let me = store.get("nick"), room = store.get("room");
   let members = [];
   const typed = []; let typedAt = 0;
@@ -172,7 +175,7 @@
       case "nick":
         line("nick", ["* ", nickEl(s(ev.old)), " is now ", nickEl(s(ev.new))], ev.ts, h);
         if (!h) {
-          if (ev.old === me) setMe(s(ev.new), true);
+          if (ev.old === me) { setMe(s(ev.new), true); rejoinNow(); }
           members = members.map((n) => (n === ev.old ? s(ev.new) : n));
           renderMembers();
         }
@@ -183,7 +186,10 @@
         if (ev.room) setRoom(s(ev.room));
         if (rejoin) {
           rejoin = false;
-          if (was && ev.room && was !== ev.room) send({ type: "join", room: was });
+          rejoinRoom = was && ev.room && was !== ev.room ? was : "";
+          // Without a nick to take back, or with it already, go at once.
+          const wanted = store.get("nick");
+          if (!wanted || wanted === me) rejoinNow();
         }
         break;
       }
@@ -196,13 +202,23 @@
       case "system":
         line("system", ["* ", text(s(ev.text))], ev.ts, h); break;
       case "error":
-        line("error", ["! ", text(s(ev.text))], ev.ts, h); break;
+        line("error", ["! ", text(s(ev.text))], ev.ts, h);
+        rejoinNow(); // e.g. the nick was taken: go back to the room anyway
+        break;
       default:
         break; // a newer server's event: ignore rather than guess
     }
   }
 
   // ---- connection ------------------------------------------------------------
+
+  // Back to the room the page was in, once (see `rejoinRoom`).
+  function rejoinNow() {
+    if (!rejoinRoom) return;
+    const r = rejoinRoom;
+    rejoinRoom = "";
+    send({ type: "join", room: r });
+  }
 
   // The room counts change as people come, go and move: ask again, at most
   // once a second however busy the room is.
@@ -237,6 +253,7 @@
       const wanted = store.get("nick");
       if (wanted) send({ type: "nick", nick: wanted });
       rejoin = true;
+      rejoinRoom = "";
       send({ type: "rooms" });
       send({ type: "who" });
     };
