@@ -134,6 +134,8 @@ pub struct Template {
     pub user: Vec<UserHeader>,
     /// How the body is delimited (from [`body_framing`] of `user`).
     pub body_framing: BodyFraming,
+    /// `.netrc` entries (`--netrc`): credentials by host, after `-u` and the URL's.
+    pub netrc: Vec<super::netrc::Entry>,
 }
 
 /// One request, ready to write.
@@ -145,8 +147,13 @@ pub struct Request {
     pub url: Url,
     /// Body, if any.
     pub body: Option<std::sync::Arc<Vec<u8>>>,
+    /// A file sent as the body instead (`-T FILE`), read as it is sent.
+    pub upload: Option<std::sync::Arc<super::exchange::Upload>>,
     /// Send `Authorization` and `Cookie` (false after a cross-origin redirect).
     pub credentials: bool,
+    /// Headers of this request only (`Cookie`, `Referer`, `Range`), after the
+    /// defaults; `-H` still replaces or removes them.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Request {
@@ -165,7 +172,11 @@ impl Request {
             let auth = t
                 .basic
                 .clone()
-                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")));
+                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")))
+                .or_else(|| {
+                    let host = self.url.host_str()?;
+                    super::netrc::lookup(&t.netrc, host.trim_matches(['[', ']']))
+                });
             if let Some(auth) = auth {
                 headers.push((
                     "Authorization".into(),
@@ -180,7 +191,10 @@ impl Request {
             if t.body_framing == BodyFraming::Length {
                 headers.push(("Content-Length".into(), body.len().to_string()));
             }
+        } else if let Some(u) = &self.upload {
+            headers.push(("Content-Length".into(), u.len.to_string()));
         }
+        headers.extend(self.extra.iter().cloned());
         for h in &t.user {
             let name = match h {
                 UserHeader::Set(n, _) | UserHeader::Remove(n) => n,
@@ -292,6 +306,8 @@ mod tests {
             url: Url::parse("http://h:8080/p?q").unwrap(),
             body: Some(std::sync::Arc::new(b"a=1".to_vec())),
             credentials: true,
+            extra: Vec::new(),
+            upload: None,
         };
         assert_eq!(
             String::from_utf8(r.head(&t)).unwrap(),
@@ -333,6 +349,8 @@ mod tests {
             url: Url::parse("http://h/").unwrap(),
             body: Some(std::sync::Arc::new(b"x".to_vec())),
             credentials: true,
+            extra: Vec::new(),
+            upload: None,
         };
         let head = String::from_utf8(r.head(&t)).unwrap();
         assert!(!head.contains("Content-Length"), "{head}");

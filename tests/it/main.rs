@@ -18,6 +18,7 @@ mod habits_verbose;
 mod http;
 mod http_dial_hardening;
 mod http_framing;
+mod http_habits;
 mod http_hardening;
 mod http_output_hardening;
 mod interop;
