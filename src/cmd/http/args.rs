@@ -31,15 +31,22 @@ Examples:
                                                     HTTP over a Unix socket
   sockit http --cacert ca.pem https://[::1]:8443/   or -k to skip verification
   sockit http -fsS http://host/api                  quiet, but say why it failed
-  sockit http -L -c jar.txt -b jar.txt http://host/login  cookies across redirects
+  sockit http -L -c jar.txt -b jar.txt http://host/login
+                                                    cookies across redirects
   sockit http -F name=Ann -F 'cv=@cv.pdf;type=application/pdf' http://host/apply
+                                                    a multipart form with a file
   sockit http -G --data-urlencode 'q=two words' http://host/search
+                                                    the data in the query string
   sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
   sockit http -C - -o big.iso http://host/big.iso   resume a download
   sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
+                                                    saved under the server's name, in dl/
   sockit http --retry 5 --retry-max-time 60 http://host/flaky
+                                                    retry transient failures for up to a minute
   sockit http -# --limit-rate 2M -O http://host/file.iso
+                                                    a # bar, at most 2 MB/s
   sockit http -D - -o /dev/null -w '%{json}\\n' http://host/
+                                                    headers to stdout, then every -w figure as JSON
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
   %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}
