@@ -9,6 +9,7 @@ pub mod client;
 pub(crate) mod console;
 pub(crate) mod event;
 pub(crate) mod front;
+pub mod history;
 pub(crate) mod hub;
 pub(crate) mod outbox;
 pub(crate) mod protocol;

@@ -22,14 +22,20 @@ pub enum Protocol {
     /// complete, unmasked text frame, so a batch's frames are shared by every
     /// web member of the room, like line bytes.
     Web = 1,
+    /// The line protocol with cursor marks: a line member that asked for them
+    /// (`/cursors`, as `chat join --reconnect` does) gets each room event as
+    /// `@ROOM#SEQ ` followed by its line, and its own messages back, so it
+    /// knows the last sequence number it has and can resume from it.
+    LineCursor = 2,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 
     /// Every protocol, in slot order.
-    pub const ALL: [Protocol; Protocol::COUNT] = [Protocol::Line, Protocol::Web];
+    pub const ALL: [Protocol; Protocol::COUNT] =
+        [Protocol::Line, Protocol::Web, Protocol::LineCursor];
 
     /// This protocol's slot, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -41,6 +47,16 @@ impl Protocol {
         match self {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
+            Protocol::LineCursor => line::encode_marked(ev, out),
+        }
+    }
+
+    /// Appends `ev`, replayed from history, marked so that it cannot be
+    /// mistaken for a live event.
+    pub fn encode_history(self, ev: &RoomEvent, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Line | Protocol::LineCursor => line::encode_history(ev, out),
+            Protocol::Web => web::encode_history(ev, out),
         }
     }
 
@@ -48,7 +64,7 @@ impl Protocol {
     /// shows what was said once the room has it, with its sequence number;
     /// a terminal already shows what was typed).
     pub fn echoes_own(self) -> bool {
-        self == Protocol::Web
+        matches!(self, Protocol::Web | Protocol::LineCursor)
     }
 
     /// `ev` alone, encoded.

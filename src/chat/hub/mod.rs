@@ -19,6 +19,7 @@
 //! Replies meant for one member are encoded and queued at once.
 
 pub mod event;
+mod history;
 
 use crate::util::lock_unpoisoned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::event::{now_ms, EventKind, HubCommand, Id, Notice, Refusal, RoomEvent};
 use super::front::Protocol;
+use super::history::History;
 use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_nick, check_room, nick_key, MAX_LISTED};
 use super::sanitize::{is_clean, sanitize};
@@ -127,6 +129,10 @@ struct HubState {
     next_id: Id,
     next_guest: u64,
     closed: bool,
+    /// With history: each room's last sequence number, for rooms not open
+    /// now (stored at start, kept when a room empties), so that numbering
+    /// continues and cursors stay valid.
+    seqs: HashMap<String, u64>,
 }
 
 /// Counters of the fan-out, for tests, benchmarks and `-vv`.
@@ -161,6 +167,8 @@ pub struct ChatHub {
     batches: AtomicU64,
     encodings: AtomicU64,
     events: AtomicU64,
+    /// Where room batches are kept, and how many messages a newcomer sees.
+    history: Option<(Arc<History>, usize)>,
 }
 
 /// One share of the fan-out: batches not yet written to its members.
@@ -227,7 +235,7 @@ struct Batch {
 
 /// A room's pending events, taken under the lock to be encoded outside it.
 struct Taken {
-    events: Vec<RoomEvent>,
+    events: Arc<Vec<RoomEvent>>,
     /// Their estimated size (the first encoding's capacity).
     cost: usize,
     protocols: [usize; Protocol::COUNT],
@@ -251,11 +259,23 @@ fn cost(ev: &RoomEvent) -> usize {
 
 impl ChatHub {
     /// A hub whose members may each have `max_queue` bytes waiting.
+    #[cfg(test)]
     pub fn new(max_queue: usize) -> Arc<Self> {
+        Self::with_history(max_queue, None)
+    }
+
+    /// A hub that hands its room batches to `history` and replays the last
+    /// `on_join` messages of a room to whoever enters it.
+    pub fn with_history(max_queue: usize, history: Option<(Arc<History>, usize)>) -> Arc<Self> {
+        let seqs = history
+            .as_ref()
+            .map(|h| h.0.take_seqs())
+            .unwrap_or_default();
         Arc::new(ChatHub {
             state: Mutex::new(HubState {
                 next_id: 1,
                 next_guest: 1,
+                seqs,
                 ..HubState::default()
             }),
             max_queue,
@@ -268,6 +288,7 @@ impl ChatHub {
             batches: AtomicU64::new(0),
             encodings: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            history,
         })
     }
 
@@ -341,6 +362,7 @@ impl ChatHub {
             others,
         };
         self.reply(&mut st, m.id, EventKind::Notice(welcome));
+        self.replay(&mut st, m.id, &room);
         self.announce(&mut st, &room, Some(m.id), nick, EventKind::Join);
         self.unlock(st);
         Ok(m)
@@ -557,6 +579,7 @@ impl ChatHub {
         if list.is_empty() && room != LOBBY {
             if let Some(r) = st.rooms.remove(room) {
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
+                self.room_closed(st, r.name, r.seq, r.pending);
             }
         }
     }
@@ -643,7 +666,12 @@ impl ChatHub {
                         true
                     }
                 });
-                let events = std::mem::take(&mut r.pending);
+                let events = Arc::new(std::mem::take(&mut r.pending));
+                // Handed over under the lock: a history read under it then
+                // finds every event either pending or with the writer.
+                if let Some((h, _)) = &self.history {
+                    h.submit(events.clone());
+                }
                 taken.push(Taken {
                     events,
                     cost,
@@ -688,7 +716,7 @@ impl ChatHub {
             }
             let mut data = Vec::with_capacity(cost);
             let mut ends = Vec::with_capacity(events.len());
-            for ev in &events {
+            for ev in events.iter() {
                 p.encode_event(ev, &mut data);
                 ends.push(data.len());
             }
@@ -831,6 +859,11 @@ impl ChatHub {
                 self.reply(st, id, EventKind::Notice(help));
             }
             HubCommand::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
+            HubCommand::History(n) => self.show_history(st, id, &me.room, n),
+            HubCommand::Resume { room, epoch, after } => {
+                self.resume(st, id, &me.room, &room, &epoch, after)
+            }
+            HubCommand::Cursors => self.cursors(st, id, &me.room),
         }
         Flow::Continue
     }
@@ -933,6 +966,9 @@ impl ChatHub {
                     },
                 };
                 self.deliver(st, target, &ev);
+                if let Some((h, _)) = &self.history {
+                    h.submit_private(ev.clone());
+                }
                 if let EventKind::Private { echo, .. } = &mut ev.kind {
                     *echo = true;
                 }
@@ -975,6 +1011,7 @@ impl ChatHub {
             others,
         };
         self.reply(st, id, EventKind::Notice(moved));
+        self.replay(st, id, &entered);
         self.announce(st, &entered, Some(id), nick, EventKind::Join);
     }
 
@@ -1033,6 +1070,9 @@ impl ChatHub {
         self.unlock(st);
         drop(members);
         self.drained.notify_waiters();
+        if let Some((h, _)) = &self.history {
+            h.close();
+        }
         let s = self.stats();
         tracing::debug!(
             "fan-out: {} batches, {} events, {} encodings",
@@ -1049,8 +1089,10 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         Some(r) => r,
         None => {
             let name: Arc<str> = room.into();
+            let seq = st.seqs.get(room).copied().unwrap_or(0);
             st.rooms.entry(name.clone()).or_insert_with(|| Room {
                 name,
+                seq,
                 ..Room::default()
             })
         }
