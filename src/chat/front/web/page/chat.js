@@ -19,6 +19,12 @@
   let ws = null, attempt = 0, timer = null, stopped = false;
   let me = store.get("nick"), room = store.get("room");
   let members = [];
+  // Where the page stands in its room's history: the last event shown
+  // (sequence number) of `room`, in database `epoch`. After a reconnect it
+  // asks for what it missed (`resume`); nothing past a hole is shown, and
+  // nothing twice.
+  const cur = { room: null, epoch: null, last: null };
+  let resuming = false;
   const typed = []; let typedAt = 0;
 
   // ---- rendering -------------------------------------------------------------
@@ -125,8 +131,45 @@
 
   // ---- events from the server --------------------------------------------------
 
+  function sendResume() {
+    if (resuming || cur.room === null || cur.epoch === null || cur.last === null) return;
+    resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
+  }
+
+  // Whether to show a room event: not twice, not past a hole (a resume
+  // fills it). History outside a resume (on entering a room, /history) is
+  // shown as it comes.
+  function admit(ev, h) {
+    if (typeof ev.seq !== "number" || ev.room !== cur.room || cur.last === null) return true;
+    if (h && !resuming) return true;
+    if (ev.seq <= cur.last) return false;
+    if (ev.seq > cur.last + 1) { sendResume(); return false; }
+    cur.last = ev.seq;
+    return true;
+  }
+
   function onEvent(ev) {
     const h = ev.history === true;
+    if (ev.type === "cursor") {
+      if (typeof ev.seq !== "number" || typeof ev.epoch !== "string") return;
+      if (ev.room === cur.room && ev.epoch === cur.epoch && cur.last !== null) {
+        if (ev.seq <= cur.last) resuming = false; // caught up
+      } else if (!(resuming && ev.room !== cur.room)) {
+        // Entered a room (or the history was reset): start from here. While
+        // resuming, the lobby's cursor on the way back is not ours.
+        cur.room = ev.room; cur.epoch = ev.epoch; cur.last = ev.seq; resuming = false;
+      }
+      return;
+    }
+    if (ev.type === "gap") {
+      if (ev.room === cur.room) { cur.last = null; resuming = false; }
+      line("error", ["! ", text(typeof ev.text === "string" ? ev.text : "gap")], ev.ts, false);
+      while (log.firstElementChild) log.firstElementChild.remove();
+      local("history was reset or pruned: showing the latest");
+      send({ type: "history" });
+      return;
+    }
+    if (!admit(ev, h)) return;
     const s = (v) => (typeof v === "string" ? v : "");
     switch (ev.type) {
       case "message":
@@ -199,6 +242,10 @@
       const wanted = store.get("nick");
       if (wanted) send({ type: "nick", nick: wanted });
       if (room) send({ type: "join", room: room });
+      // After a drop: what was missed in the room we were in.
+      if (cur.room !== null && cur.last !== null && cur.epoch !== null) {
+        resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
+      }
       send({ type: "rooms" });
       send({ type: "who" });
     };
