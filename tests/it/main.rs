@@ -4,6 +4,7 @@ mod util;
 
 mod chat;
 mod chat_hardening;
+mod chat_history;
 mod chat_join;
 mod chat_web;
 mod conn_hardening;

@@ -201,11 +201,13 @@ impl ChatHub {
         let Some(m) = st.members.get_mut(&id) else {
             return;
         };
-        if m.protocol != Protocol::Line {
-            return;
+        let switched = m.protocol == Protocol::Line;
+        if m.protocol == Protocol::Line {
+            m.protocol = Protocol::LineCursor;
+        } else if m.protocol != Protocol::LineCursor {
+            return self.error(st, id, Refusal::Usage("/cursors is for the line protocol"));
         }
-        m.protocol = Protocol::LineCursor;
-        if let Some(r) = st.rooms.get_mut(room) {
+        if let Some(r) = st.rooms.get_mut(room).filter(|_| switched) {
             r.protocols[Protocol::Line.index()] -= 1;
             r.protocols[Protocol::LineCursor.index()] += 1;
             let list = Arc::make_mut(&mut r.members);
