@@ -18,7 +18,9 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::chat::event::rfc3339;
-use crate::chat::hub::{ChatHub, EventKind, Flow, HubCommand, Id, Notice, Refusal, RoomEvent};
+use crate::chat::hub::{
+    ChatHub, EventKind, Flow, HubCommand, Id, ModeChange, Notice, Refusal, RoomEvent, Style,
+};
 use crate::chat::protocol::{
     parse, Input, ServerLine, HELP_LINES, MAX_LISTED, OPERATOR_HELP, SHUTTING_DOWN,
 };
@@ -116,6 +118,63 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
         .append_to(out),
         EventKind::Leave { reason } => ServerLine::Left { nick: from, reason }.append_to(out),
         EventKind::Nick { new } => ServerLine::Renamed { old: from, new }.append_to(out),
+        EventKind::Part { reason } => {
+            let reason = if reason.is_empty() {
+                "left the room"
+            } else {
+                reason
+            };
+            ServerLine::Left { nick: from, reason }.append_to(out)
+        }
+        EventKind::Kick { target, reason } => {
+            let why = match reason {
+                Some(r) => format!("put out of {} by {from}: {r}", ev.room),
+                None => format!("put out of {} by {from}", ev.room),
+            };
+            ServerLine::Left {
+                nick: target,
+                reason: &why,
+            }
+            .append_to(out)
+        }
+        EventKind::Topic { text } if text.is_empty() => {
+            ServerLine::Notice(&format!("{from} cleared the topic of {}", ev.room)).append_to(out)
+        }
+        EventKind::Topic { text } => {
+            ServerLine::Notice(&format!("{from} set the topic of {}: {text}", ev.room))
+                .append_to(out)
+        }
+        EventKind::Mode(change) => {
+            ServerLine::Notice(&format!("{from} {}", mode_text(change, &ev.room))).append_to(out)
+        }
+        EventKind::Away { text: Some(t) } => {
+            ServerLine::Notice(&format!("{from} is away: {t}")).append_to(out)
+        }
+        EventKind::Away { text: None } => {
+            ServerLine::Notice(&format!("{from} is back")).append_to(out)
+        }
+        // A notice shows as talk; client-to-client requests are not for terminals.
+        EventKind::Styled { text, style } => match style {
+            Style::Notice => ServerLine::Message { nick: from, text }.append_to(out),
+            Style::Action => ServerLine::Action { nick: from, text }.append_to(out),
+            Style::Ctcp | Style::CtcpReply => {}
+        },
+        EventKind::PrivateStyled {
+            to,
+            text,
+            echo,
+            style,
+        } => {
+            let text = match style {
+                Style::Notice => text.clone(),
+                Style::Action => format!("/me {text}"),
+                Style::Ctcp | Style::CtcpReply => return,
+            };
+            match echo {
+                false => ServerLine::Private { from, text: &text }.append_to(out),
+                true => ServerLine::PrivateSent { to, text: &text }.append_to(out),
+            }
+        }
         EventKind::Notice(n) => notice(n, out),
         EventKind::Error(Refusal::Kicked { by, reason }) => ServerLine::Kicked {
             by,
@@ -147,6 +206,21 @@ pub fn encode_history(ev: &RoomEvent, out: &mut Vec<u8>) {
     let time = rfc3339(UNIX_EPOCH + Duration::from_millis(ev.ts));
     let _ = write!(out, "={}#{} {time} ", ev.room, ev.seq);
     encode_event(ev, out);
+}
+
+/// A mode change in words: `made alice an operator of games`.
+fn mode_text(change: &ModeChange, room: &str) -> String {
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    match change {
+        ModeChange::TopicLock(on) => format!("turned {} topic lock in {room}", on_off(*on)),
+        ModeChange::NoOutside(on) => {
+            format!("turned {} members-only talk in {room}", on_off(*on))
+        }
+        ModeChange::Operator { nick, on: true } => format!("made {nick} an operator of {room}"),
+        ModeChange::Operator { nick, on: false } => {
+            format!("took operator of {room} from {nick}")
+        }
+    }
 }
 
 fn notice(n: &Notice, out: &mut Vec<u8>) {
@@ -193,6 +267,17 @@ fn notice(n: &Notice, out: &mut Vec<u8>) {
             }
         }
         Notice::ShuttingDown => ServerLine::Notice(SHUTTING_DOWN).append_to(out),
+        Notice::Entered { room, names, .. } => ServerLine::Moved {
+            room,
+            others: names.len().saturating_sub(1),
+        }
+        .append_to(out),
+        Notice::Topic { room, topic } => match topic {
+            Some(t) => ServerLine::Notice(&format!("topic of {room}: {}", t.text)).append_to(out),
+            None => ServerLine::Notice(&format!("{room} has no topic")).append_to(out),
+        },
+        Notice::Away(true) => ServerLine::Notice("you are marked away").append_to(out),
+        Notice::Away(false) => ServerLine::Notice("you are back").append_to(out),
         Notice::ConsoleStays => {
             ServerLine::Notice("the operator console stays; stop the server with Ctrl-C")
                 .append_to(out)

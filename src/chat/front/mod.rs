@@ -11,7 +11,7 @@
 pub mod line;
 pub mod web;
 
-use super::hub::RoomEvent;
+use super::hub::{Echo, RoomEvent};
 
 /// How a member speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,11 +60,19 @@ impl Protocol {
         }
     }
 
-    /// Whether members see their own room messages come back (the page
-    /// shows what was said once the room has it, with its sequence number;
-    /// a terminal already shows what was typed).
-    pub fn echoes_own(self) -> bool {
-        matches!(self, Protocol::Web | Protocol::LineCursor)
+    /// Which of their own room events members get back by default (the
+    /// page shows what was said once the room has it, with its sequence
+    /// number; a terminal already shows what was typed).
+    pub fn default_echo(self) -> Echo {
+        match self {
+            Protocol::Web | Protocol::LineCursor => Echo::All,
+            _ => Echo::None,
+        }
+    }
+
+    /// Whether this is one of IRC's encodings.
+    pub fn is_irc(self) -> bool {
+        false
     }
 
     /// `ev` alone, encoded.

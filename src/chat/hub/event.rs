@@ -19,7 +19,8 @@ pub fn now_ms() -> u64 {
 /// One event, as the hub hands it to front-ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomEvent {
-    /// The room it happened in (for replies to one member: that member's room).
+    /// The room it happened in (for replies to one member: that member's
+    /// current room, empty when it is in none).
     pub room: Arc<str>,
     /// The room's sequence number, assigned when the event entered the room:
     /// 1, 2, 3... per room, from the room's creation. 0 for what was never in
@@ -27,7 +28,8 @@ pub struct RoomEvent {
     pub seq: u64,
     /// Server time in milliseconds since the Unix epoch.
     pub ts: u64,
-    /// The sender's nick; empty for the server itself.
+    /// The sender's nick; for replies to one member (notices, errors), the
+    /// recipient's own nick.
     pub from: Arc<str>,
     /// What happened.
     pub kind: EventKind,
@@ -69,10 +71,99 @@ pub enum EventKind {
         /// The new nick.
         new: Arc<str>,
     },
+    /// `from` left this room but stays in the chat (a part, or a move to
+    /// another room).
+    Part {
+        /// Why: `moved to games`, or what the member said when leaving.
+        reason: String,
+    },
+    /// `from` (a room operator) put `target` out of this room; `target`
+    /// stays in the chat.
+    Kick {
+        /// Who was put out.
+        target: Arc<str>,
+        /// Why, if said.
+        reason: Option<String>,
+    },
+    /// `from` set the room's topic (empty: cleared it).
+    Topic {
+        /// The new topic.
+        text: String,
+    },
+    /// `from` changed one of the room's modes.
+    Mode(ModeChange),
+    /// `from` is away (`Some(why)`) or back (`None`). Posted to every room
+    /// the member is in.
+    Away {
+        /// Why, while away.
+        text: Option<String>,
+    },
+    /// A room message in another style than plain talk (a notice, a CTCP
+    /// request or reply): front-ends that have no such style show notices
+    /// as messages and drop CTCP.
+    Styled {
+        /// The text (for CTCP: the command and its arguments, without the
+        /// \x01 delimiters).
+        text: String,
+        /// Which style.
+        style: Style,
+    },
+    /// A private message in another style than plain talk, as
+    /// [`EventKind::Private`] otherwise.
+    PrivateStyled {
+        /// The recipient's nick.
+        to: Arc<str>,
+        /// The text.
+        text: String,
+        /// The sender's own copy.
+        echo: bool,
+        /// Which style.
+        style: Style,
+    },
     /// Something the server tells one member.
     Notice(Notice),
     /// A refusal or a problem, for one member.
     Error(Refusal),
+}
+
+/// How a message is meant: the styles other than plain talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A notice: never to be answered automatically.
+    Notice,
+    /// An action (private; a room action is [`EventKind::Action`]).
+    Action,
+    /// A client-to-client request (CTCP, e.g. `VERSION`).
+    Ctcp,
+    /// A client-to-client reply.
+    CtcpReply,
+}
+
+/// A change to a room's modes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeChange {
+    /// Only room operators may set the topic (IRC `+t`).
+    TopicLock(bool),
+    /// Only members may talk in the room (IRC `+n`).
+    NoOutside(bool),
+    /// `nick` is (or is no longer) a room operator (IRC `+o`).
+    Operator {
+        /// Who.
+        nick: Arc<str>,
+        /// Given or taken.
+        on: bool,
+    },
+}
+
+/// A room's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The text.
+    pub text: String,
+    /// Who set it.
+    pub by: Arc<str>,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
 }
 
 /// What the server tells one member, as data.
@@ -115,6 +206,25 @@ pub enum Notice {
         /// The reader is the operator.
         operator: bool,
     },
+    /// After entering a room in addition to the others (IRC `JOIN`): the
+    /// room, its topic and who is there, room operators first marked.
+    Entered {
+        /// The room.
+        room: Arc<str>,
+        /// Its topic, if set.
+        topic: Option<TopicInfo>,
+        /// Its members (nick, room operator), sorted case-folded.
+        names: Vec<(String, bool)>,
+    },
+    /// The answer to a topic query.
+    Topic {
+        /// The room.
+        room: Arc<str>,
+        /// Its topic, if set.
+        topic: Option<TopicInfo>,
+    },
+    /// The member is now away (true) or back (false).
+    Away(bool),
     /// The server is stopping.
     ShuttingDown,
     /// The console asked to quit: it cannot.
@@ -168,6 +278,28 @@ pub enum Refusal {
     SlowDown(f64),
     /// `--max-clients` reached (the limit).
     ServerFull(usize),
+    /// The member is not in that room (its name).
+    NotInRoom(String),
+    /// No such room (as asked).
+    NoSuchRoom(String),
+    /// Only the room's operators may do that (the room).
+    NotRoomOperator(String),
+    /// Someone is not in the room.
+    TheyAreNotIn {
+        /// Who.
+        nick: String,
+        /// The room.
+        room: String,
+    },
+    /// Outsiders may not talk in that room (the room).
+    CannotSend(String),
+    /// The member is in as many rooms as it may be.
+    TooManyRooms {
+        /// The room it asked for.
+        room: String,
+        /// The cap.
+        max: usize,
+    },
     /// The member was kicked.
     Kicked {
         /// By whom.
@@ -196,6 +328,14 @@ impl std::fmt::Display for Refusal {
                 "slow down: more than {rate} lines/s; lines are being dropped"
             ),
             Refusal::ServerFull(n) => write!(f, "server full ({n} clients), try again later"),
+            Refusal::NotInRoom(r) => write!(f, "you are not in {r}"),
+            Refusal::NoSuchRoom(r) => write!(f, "no such room: {r}"),
+            Refusal::NotRoomOperator(r) => write!(f, "you are not an operator of {r}"),
+            Refusal::TheyAreNotIn { nick, room } => write!(f, "{nick} is not in {room}"),
+            Refusal::CannotSend(r) => write!(f, "only members of {r} may talk there"),
+            Refusal::TooManyRooms { room, max } => {
+                write!(f, "cannot enter {room}: you are in {max} rooms already")
+            }
             Refusal::Kicked { by, reason } => match reason {
                 Some(r) => write!(f, "{KICKED}{by}: {r}"),
                 None => write!(f, "{KICKED}{by}"),
@@ -205,6 +345,7 @@ impl std::fmt::Display for Refusal {
 }
 
 /// What a member asks of the hub, whatever its protocol.
+#[allow(dead_code)] // some are for front-ends with channels (IRC)
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubCommand {
     /// Text for the room.
@@ -251,4 +392,77 @@ pub enum HubCommand {
     /// Mark my room events with their cursors (the line protocol's
     /// `/cursors`: for clients that resume, e.g. `chat join --reconnect`).
     Cursors,
+    /// Enter a room in addition to the others (created on first entry).
+    /// Entering a room one is in does nothing.
+    Enter(String),
+    /// Leave one room, staying in the chat.
+    Part {
+        /// Which.
+        room: String,
+        /// Why, if said.
+        reason: Option<String>,
+    },
+    /// Leave every room, staying in the chat.
+    PartAll,
+    /// A message to a given room (one the member is in, or any room that
+    /// lets outsiders talk), in plain talk, as an action, or in a style.
+    SayTo {
+        /// The room.
+        room: String,
+        /// The text.
+        text: String,
+        /// `None`: talk; `Some(Style::Action)`: an action; others as named.
+        style: Option<Style>,
+    },
+    /// A private message in a style.
+    MsgStyled {
+        /// The recipient's nick.
+        to: String,
+        /// The text.
+        text: String,
+        /// The style.
+        style: Style,
+    },
+    /// Ask for a room's topic (`None`) or set it (`Some("")` clears it).
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic.
+        text: Option<String>,
+    },
+    /// Change a room's mode (room operators).
+    Mode {
+        /// The room.
+        room: String,
+        /// The change.
+        change: ModeChangeRequest,
+    },
+    /// Put someone out of a room (room operators).
+    KickFrom {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Why, if said.
+        reason: Option<String>,
+    },
+    /// Mark oneself away (`Some(why)`) or back (`None`).
+    Away(Option<String>),
+}
+
+/// A mode change as asked (the nick not yet resolved).
+#[allow(dead_code)] // for front-ends with channels (IRC)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeChangeRequest {
+    /// `+t` / `-t`.
+    TopicLock(bool),
+    /// `+n` / `-n`.
+    NoOutside(bool),
+    /// `+o nick` / `-o nick`.
+    Operator {
+        /// Who.
+        nick: String,
+        /// Given or taken.
+        on: bool,
+    },
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::{ChatHub, EventKind, HubState, Id, Notice, Pushed, Refusal, RoomEvent};
+use super::{ChatHub, Echo, EventKind, HubState, Id, Notice, Pushed, Refusal, RoomEvent};
 use crate::chat::front::Protocol;
 use crate::chat::history::{Query, HISTORY_MAX, RESUME_MAX};
 use crate::chat::hub::now_ms;
@@ -52,8 +52,17 @@ impl ChatHub {
         }
     }
 
-    /// Sends `events` to member `to` as history, then its cursor for `room`.
-    fn send_history(&self, st: &mut HubState, to: Id, room: &Arc<str>, events: &[RoomEvent]) {
+    /// Sends `events` to member `to` as history, with its cursor for `room`
+    /// before them (`first`: on entering a room, so that a client knows the
+    /// epoch before any of the room's events) or after them.
+    fn send_history(
+        &self,
+        st: &mut HubState,
+        to: Id,
+        room: &Arc<str>,
+        events: &[RoomEvent],
+        first: bool,
+    ) {
         let Some((h, _)) = &self.history else {
             return;
         };
@@ -61,9 +70,6 @@ impl ChatHub {
         let slow = match st.members.get(&to) {
             Some(m) => {
                 let mut data = Vec::new();
-                for ev in events {
-                    m.protocol.encode_history(ev, &mut data);
-                }
                 let cursor = RoomEvent {
                     room: room.clone(),
                     seq: 0,
@@ -75,7 +81,15 @@ impl ChatHub {
                         seq,
                     }),
                 };
-                m.protocol.encode_event(&cursor, &mut data);
+                if first {
+                    m.protocol.encode_event(&cursor, &mut data);
+                }
+                for ev in events {
+                    m.protocol.encode_history(ev, &mut data);
+                }
+                if !first {
+                    m.protocol.encode_event(&cursor, &mut data);
+                }
                 if data.is_empty() {
                     return;
                 }
@@ -104,7 +118,7 @@ impl ChatHub {
             None => return,
         };
         debug_assert!(events.iter().all(|e| e.seq < hi));
-        self.send_history(st, id, room, &events);
+        self.send_history(st, id, room, &events, true);
     }
 
     /// `/history [N]`: the last N messages of the member's room.
@@ -121,20 +135,12 @@ impl ChatHub {
             Some(r) => h.range(room, 0, r.seq + 1, n, true, true, &r.pending),
             None => Vec::new(),
         };
-        self.send_history(st, id, room, &events);
+        self.send_history(st, id, room, &events, false);
     }
 
     /// A resume: every event of `room` after `after`, or a gap notice when
     /// they are not all kept (pruned, another epoch, paused history, too many).
-    pub(super) fn resume(
-        &self,
-        st: &mut HubState,
-        id: Id,
-        my_room: &Arc<str>,
-        room: &str,
-        epoch: &str,
-        after: u64,
-    ) {
+    pub(super) fn resume(&self, st: &mut HubState, id: Id, room: &str, epoch: &str, after: u64) {
         let Some((h, _)) = &self.history else {
             return self.error(
                 st,
@@ -142,10 +148,13 @@ impl ChatHub {
                 Refusal::Usage("this server keeps no history (--no-history)"),
             );
         };
-        if room != &**my_room {
+        let mine = st
+            .members
+            .get(&id)
+            .and_then(|m| m.rooms.iter().find(|r| &***r == room).cloned());
+        let Some(room) = mine else {
             return self.error(st, id, Refusal::Usage("/resume: you are not in that room"));
-        }
-        let room = my_room.clone();
+        };
         let gap = |st: &mut HubState, reason: String| {
             let kind = EventKind::Notice(Notice::Gap {
                 room: room.clone(),
@@ -192,29 +201,48 @@ impl ChatHub {
             };
             return gap(st, why);
         }
-        self.send_history(st, id, &room, &events);
+        self.send_history(st, id, &room, &events, false);
     }
 
     /// `/cursors`: from now on, this line member's room events carry their
-    /// cursor marks (and its own messages come back, so none is unnumbered).
-    pub(super) fn cursors(&self, st: &mut HubState, id: Id, room: &Arc<str>) {
+    /// cursor marks, and its own events come back (so none is unnumbered);
+    /// then a cursor for each room it is in.
+    pub(super) fn cursors(&self, st: &mut HubState, id: Id) {
+        // Without history there is nothing to resume: no marks either.
+        if self.history.is_none() {
+            return;
+        }
         let Some(m) = st.members.get_mut(&id) else {
             return;
         };
-        let switched = m.protocol == Protocol::Line;
-        if m.protocol == Protocol::Line {
-            m.protocol = Protocol::LineCursor;
-        } else if m.protocol != Protocol::LineCursor {
-            return self.error(st, id, Refusal::Usage("/cursors is for the line protocol"));
-        }
-        if let Some(r) = st.rooms.get_mut(room).filter(|_| switched) {
-            r.protocols[Protocol::Line.index()] -= 1;
-            r.protocols[Protocol::LineCursor.index()] += 1;
-            let list = Arc::make_mut(&mut r.members);
-            if let Some(seat) = list.iter_mut().find(|s| s.id == id) {
-                seat.protocol = Protocol::LineCursor;
+        match m.protocol {
+            Protocol::Line => {
+                m.protocol = Protocol::LineCursor;
+                m.echo = Echo::All;
+                let rooms = m.rooms.clone();
+                for room in &rooms {
+                    let Some(r) = st.rooms.get_mut(room) else {
+                        continue;
+                    };
+                    r.protocols[Protocol::Line.index()] -= 1;
+                    r.protocols[Protocol::LineCursor.index()] += 1;
+                    let list = Arc::make_mut(&mut r.members);
+                    if let Some(seat) = list.iter_mut().find(|s| s.id == id) {
+                        seat.protocol = Protocol::LineCursor;
+                        seat.echo = Echo::All;
+                    }
+                }
             }
+            Protocol::LineCursor => {}
+            _ => return self.error(st, id, Refusal::Usage("/cursors is for the line protocol")),
         }
-        self.send_history(st, id, room, &[]);
+        let rooms = st
+            .members
+            .get(&id)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default();
+        for room in rooms {
+            self.send_history(st, id, &room, &[], false);
+        }
     }
 }

@@ -20,6 +20,8 @@
 
 pub mod event;
 mod history;
+mod rooms;
+mod view;
 
 use crate::util::lock_unpoisoned;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -30,7 +32,12 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use self::event::{now_ms, EventKind, HubCommand, Id, Notice, Refusal, RoomEvent};
+pub use self::event::{
+    now_ms, EventKind, HubCommand, Id, ModeChange, ModeChangeRequest, Notice, Refusal, RoomEvent,
+    Style, TopicInfo,
+};
+#[allow(unused_imports)] // for front-ends with channels (IRC)
+pub use self::view::{MemberView, RoomView};
 use super::front::Protocol;
 use super::history::History;
 use super::outbox::{Outbox, Pushed, Sink};
@@ -55,6 +62,9 @@ fn clean_opt(text: Option<String>) -> Option<String> {
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
 
+/// Most rooms a member may be in at once, by default.
+pub const DEFAULT_MAX_ROOMS: usize = 50;
+
 /// Most bytes waiting for fan-out (all rooms) before readers pause, as a
 /// share of the per-member queue cap: one turn's fan-out can then never push
 /// a member with a full socket far toward its cap.
@@ -64,13 +74,34 @@ const PENDING_SHARE: usize = 4;
 const PENDING_MIN: usize = 4 * 1024;
 const PENDING_MAX: usize = 256 * 1024;
 
+/// Which of its own room events come back to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// None (a terminal shows what was typed).
+    None,
+    /// Its talk (messages, actions, styled messages), not its joins, parts
+    /// or nick changes (IRC's `echo-message`).
+    Talk,
+    /// Everything (the web page shows what the room has, with its number).
+    All,
+}
+
 #[derive(Debug)]
 struct Member {
     nick: Arc<str>,
+    /// The room line and web commands act on: their only room. A member in
+    /// several rooms (IRC) has here the last it entered, or "" in none.
     room: Arc<str>,
+    /// Every room the member is in, in the order entered.
+    rooms: Vec<Arc<str>>,
     out: Arc<Outbox>,
     protocol: Protocol,
+    echo: Echo,
     operator: bool,
+    /// Why the member is away, if it is.
+    away: Option<String>,
+    /// When it came, ms since the epoch.
+    since: u64,
     /// Cancelled when the member is removed (kick, shutdown): stop reading,
     /// flush what is queued, close.
     removed: CancellationToken,
@@ -82,6 +113,17 @@ struct Seat {
     id: Id,
     out: Arc<Outbox>,
     protocol: Protocol,
+    echo: Echo,
+}
+
+/// A run of pending events by one author (or none: the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    author: Option<Id>,
+    /// The index of the event after the run.
+    end: usize,
+    /// Only talk (messages, actions): what [`Echo::Talk`] sends back.
+    talk: bool,
 }
 
 /// The members of a room, shared with a fan-out in progress (copied on
@@ -102,14 +144,24 @@ struct Room {
     pending: Vec<RoomEvent>,
     /// About the bytes `pending` will take (the backpressure measure).
     pending_cost: usize,
-    /// `pending` in runs: who wrote them (kept from that member), and the
-    /// index of the event after each run.
-    runs: Vec<(Option<Id>, usize)>,
+    /// `pending` in runs: who wrote them (kept from that member).
+    runs: Vec<Run>,
     /// Members who came in while events were pending, and how many of them
     /// predate each (not theirs to receive).
     entered: Vec<(Id, usize)>,
+    /// (member, event index): pending events a member gets through another
+    /// room (a nick change or quit of someone it shares several rooms with).
+    skips: Vec<(Id, usize)>,
     /// Listed in `HubState::dirty`.
     dirty: bool,
+    /// The topic, if set.
+    topic: Option<TopicInfo>,
+    /// Only room operators may set the topic.
+    topic_lock: bool,
+    /// Only members may talk in the room.
+    no_outside: bool,
+    /// The room's operators (the server's operator is one in every room).
+    ops: Vec<Id>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +170,9 @@ struct HubState {
     /// Case-folded nick -> member.
     nicks: HashMap<String, Id>,
     rooms: HashMap<Arc<str>, Room>,
+    /// Case-folded room name -> room name: rooms are unique ignoring ASCII
+    /// case, and keep the case they were created with.
+    room_keys: HashMap<String, Arc<str>>,
     /// Rooms with pending events, in the order they got them.
     dirty: Vec<Arc<str>>,
     operator: Option<Id>,
@@ -169,6 +224,8 @@ pub struct ChatHub {
     events: AtomicU64,
     /// Where room batches are kept, and how many messages a newcomer sees.
     history: Option<(Arc<History>, usize)>,
+    /// Most rooms a member may be in at once (entering, not moving).
+    max_rooms: AtomicUsize,
 }
 
 /// One share of the fan-out: batches not yet written to its members.
@@ -202,6 +259,18 @@ struct Caller {
     operator: bool,
 }
 
+/// Why [`ChatHub::register`] refused a member.
+#[allow(dead_code)] // for front-ends with channels (IRC)
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The server is shutting down.
+    Closed,
+    /// The nick breaks the grammar (why).
+    BadNick(String),
+    /// Someone has the nick.
+    Taken,
+}
+
 /// What a session should do after a command.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
@@ -224,7 +293,9 @@ struct Batch {
     /// Per protocol slot: the bytes, and where each event's bytes end.
     encoded: [Option<(Bytes, Vec<usize>)>; Protocol::COUNT],
     /// Runs of events: who wrote them, and the index after the run.
-    runs: Vec<(Option<Id>, usize)>,
+    runs: Vec<Run>,
+    /// (member, event index) pairs to leave out, sorted.
+    skips: Vec<(Id, usize)>,
     /// The members who wrote runs, sorted.
     authors: Vec<Id>,
     /// Members who came in after the first events, sorted, and the index of
@@ -239,7 +310,8 @@ struct Taken {
     /// Their estimated size (the first encoding's capacity).
     cost: usize,
     protocols: [usize; Protocol::COUNT],
-    runs: Vec<(Option<Id>, usize)>,
+    runs: Vec<Run>,
+    skips: Vec<(Id, usize)>,
     authors: Vec<Id>,
     entered: Vec<(Id, usize)>,
     roster: Roster,
@@ -289,7 +361,14 @@ impl ChatHub {
             encodings: AtomicU64::new(0),
             events: AtomicU64::new(0),
             history,
+            max_rooms: AtomicUsize::new(DEFAULT_MAX_ROOMS),
         })
+    }
+
+    /// Caps the rooms a member may be in at once (see [`HubCommand::Enter`]).
+    #[allow(dead_code)] // for front-ends with channels (IRC)
+    pub fn set_max_rooms(&self, max: usize) {
+        self.max_rooms.store(max.max(1), Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -351,7 +430,16 @@ impl ChatHub {
             }
         };
         let nick: Arc<str> = nick.into();
-        let m = self.add(&mut st, nick.clone(), protocol, false, sink, removed, kill)?;
+        let m = self.add(
+            &mut st,
+            nick.clone(),
+            protocol,
+            false,
+            true,
+            sink,
+            removed,
+            kill,
+        )?;
         let (room, others) = match st.rooms.get(LOBBY) {
             Some(r) => (r.name.clone(), r.members.len() - 1),
             None => (Arc::from(LOBBY), 0),
@@ -383,6 +471,7 @@ impl ChatHub {
                 nick.into(),
                 Protocol::Line,
                 true,
+                true,
                 None,
                 removed,
                 kill,
@@ -399,6 +488,7 @@ impl ChatHub {
         nick: Arc<str>,
         protocol: Protocol,
         operator: bool,
+        lobby: bool,
         sink: Option<Sink>,
         removed: CancellationToken,
         kill: CancellationToken,
@@ -410,20 +500,31 @@ impl ChatHub {
         st.next_id += 1;
         let out = Outbox::new(sink, self.max_queue, kill.clone());
         st.nicks.insert(nick_key(&nick), id);
-        let seat = Seat {
-            id,
-            out: out.clone(),
-            protocol,
+        let echo = protocol.default_echo();
+        let (room, rooms) = if lobby {
+            let seat = Seat {
+                id,
+                out: out.clone(),
+                protocol,
+                echo,
+            };
+            let room = enter_room(st, LOBBY, seat, &nick);
+            (room.clone(), vec![room])
+        } else {
+            (Arc::from(""), Vec::new())
         };
-        let room = enter_room(st, LOBBY, seat, &nick);
         st.members.insert(
             id,
             Member {
                 nick,
                 room,
+                rooms,
                 out: out.clone(),
                 protocol,
+                echo,
                 operator,
+                away: None,
+                since: now_ms(),
                 removed: removed.clone(),
             },
         );
@@ -464,7 +565,7 @@ impl ChatHub {
             room: m.room.clone(),
             seq: 0,
             ts: now_ms(),
-            from: Arc::from(""),
+            from: m.nick.clone(),
             kind,
         };
         self.deliver(st, to, &ev);
@@ -487,6 +588,7 @@ impl ChatHub {
         let mut added = 0;
         for (from, kind) in events {
             r.seq += 1;
+            let talk = is_talk(&kind);
             let ev = RoomEvent {
                 room: r.name.clone(),
                 seq: r.seq,
@@ -496,13 +598,14 @@ impl ChatHub {
             };
             added += cost(&ev);
             r.pending.push(ev);
+            let end = r.pending.len();
+            match r.runs.last_mut() {
+                Some(run) if run.author == author && run.talk == talk => run.end = end,
+                _ => r.runs.push(Run { author, end, talk }),
+            }
         }
         if r.pending.len() == before {
             return r.seq;
-        }
-        match r.runs.last_mut() {
-            Some((who, end)) if *who == author => *end = r.pending.len(),
-            _ => r.runs.push((author, r.pending.len())),
         }
         r.pending_cost += added;
         self.pending.fetch_add(added, Ordering::Relaxed);
@@ -530,7 +633,7 @@ impl ChatHub {
             Some(op) if Some(op) != except => st
                 .members
                 .get(&op)
-                .is_some_and(|m| &*m.room != room)
+                .is_some_and(|m| !m.rooms.iter().any(|r| &**r == room))
                 .then(|| (op, from.clone(), kind.clone())),
             _ => None,
         };
@@ -557,13 +660,15 @@ impl ChatHub {
         if st.operator == Some(id) {
             st.operator = None;
         }
-        self.leave_room(st, id, &m.nick, &m.room);
+        for room in &m.rooms {
+            self.leave_room(st, id, &m.nick, room);
+        }
         m.removed.cancel();
         tracing::info!("{} left ({reason})", m.nick);
         let left = EventKind::Leave {
             reason: reason.to_string(),
         };
-        self.announce(st, &m.room, None, m.nick.clone(), left);
+        self.announce_everywhere(st, &m.rooms, None, m.nick.clone(), left);
     }
 
     fn leave_room(&self, st: &mut HubState, id: Id, nick: &str, room: &str) {
@@ -571,6 +676,7 @@ impl ChatHub {
             return;
         };
         r.names.remove(&nick_key(nick));
+        r.ops.retain(|o| *o != id);
         let list = Arc::make_mut(&mut r.members);
         if let Some(pos) = list.iter().position(|s| s.id == id) {
             let seat = list.swap_remove(pos);
@@ -578,6 +684,7 @@ impl ChatHub {
         }
         if list.is_empty() && room != LOBBY {
             if let Some(r) = st.rooms.remove(room) {
+                st.room_keys.remove(&room_key(&r.name));
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
                 self.room_closed(st, r.name, r.seq, r.pending);
             }
@@ -654,7 +761,9 @@ impl ChatHub {
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
                 let cost = std::mem::take(&mut r.pending_cost);
                 let runs = std::mem::take(&mut r.runs);
-                let mut authors: Vec<Id> = runs.iter().filter_map(|r| r.0).collect();
+                let mut skips = std::mem::take(&mut r.skips);
+                skips.sort_unstable();
+                let mut authors: Vec<Id> = runs.iter().filter_map(|r| r.author).collect();
                 authors.sort_unstable();
                 authors.dedup();
                 let mut entered = std::mem::take(&mut r.entered);
@@ -677,6 +786,7 @@ impl ChatHub {
                     cost,
                     protocols: r.protocols,
                     runs,
+                    skips,
                     authors,
                     entered,
                     roster: r.members.clone(),
@@ -705,6 +815,7 @@ impl ChatHub {
             cost,
             protocols,
             runs,
+            skips,
             authors,
             entered,
             roster,
@@ -729,6 +840,7 @@ impl ChatHub {
         Arc::new(Batch {
             encoded,
             runs,
+            skips,
             authors,
             entered,
             roster,
@@ -826,6 +938,30 @@ impl ChatHub {
                 nick,
                 reason: clean_opt(reason),
             },
+            HubCommand::KickFrom { room, nick, reason } => HubCommand::KickFrom {
+                room,
+                nick,
+                reason: clean_opt(reason),
+            },
+            HubCommand::Part { room, reason } => HubCommand::Part {
+                room,
+                reason: clean_opt(reason),
+            },
+            HubCommand::SayTo { room, text, style } => HubCommand::SayTo {
+                room,
+                text: clean(text),
+                style,
+            },
+            HubCommand::MsgStyled { to, text, style } => HubCommand::MsgStyled {
+                to,
+                text: clean(text),
+                style,
+            },
+            HubCommand::Topic { room, text } => HubCommand::Topic {
+                room,
+                text: clean_opt(text),
+            },
+            HubCommand::Away(text) => HubCommand::Away(clean_opt(text)),
             // Nicks and room names follow their grammars (checked below),
             // which admit no control or format character.
             other => other,
@@ -860,10 +996,21 @@ impl ChatHub {
             }
             HubCommand::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
             HubCommand::History(n) => self.show_history(st, id, &me.room, n),
-            HubCommand::Resume { room, epoch, after } => {
-                self.resume(st, id, &me.room, &room, &epoch, after)
+            HubCommand::Resume { room, epoch, after } => self.resume(st, id, &room, &epoch, after),
+            HubCommand::Cursors => self.cursors(st, id),
+            HubCommand::Enter(room) => self.enter(st, &me, &room),
+            HubCommand::Part { room, reason } => self.part(st, &me, &room, reason),
+            HubCommand::PartAll => self.part_all(st, &me),
+            HubCommand::SayTo { room, text, style } => self.say_to(st, &me, &room, text, style),
+            HubCommand::MsgStyled { to, text, style } => {
+                self.private_styled(st, &me, &to, text, style)
             }
-            HubCommand::Cursors => self.cursors(st, id, &me.room),
+            HubCommand::Topic { room, text } => self.topic(st, &me, &room, text),
+            HubCommand::Mode { room, change } => self.mode(st, &me, &room, change),
+            HubCommand::KickFrom { room, nick, reason } => {
+                self.kick_from(st, &me, &room, &nick, reason)
+            }
+            HubCommand::Away(text) => self.away(st, &me, text),
         }
         Flow::Continue
     }
@@ -890,9 +1037,16 @@ impl ChatHub {
         let new: Arc<str> = new.into();
         st.nicks.remove(&nick_key(&me.nick));
         st.nicks.insert(key.clone(), id);
-        if let Some(r) = st.rooms.get_mut(&me.room) {
-            r.names.remove(&nick_key(&me.nick));
-            r.names.insert(key, new.to_string());
+        let rooms = st
+            .members
+            .get(&id)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default();
+        for room in &rooms {
+            if let Some(r) = st.rooms.get_mut(room) {
+                r.names.remove(&nick_key(&me.nick));
+                r.names.insert(key.clone(), new.to_string());
+            }
         }
         if let Some(m) = st.members.get_mut(&id) {
             m.nick = new.clone();
@@ -909,11 +1063,11 @@ impl ChatHub {
             kind: renamed.clone(),
         };
         // A member whose protocol echoes its own events gets the room's copy.
-        let echoes = st.members.get(&id).is_some_and(|m| m.protocol.echoes_own());
-        if !echoes {
+        let echoes = st.members.get(&id).is_some_and(|m| m.echo == Echo::All);
+        if !echoes || rooms.is_empty() {
             self.deliver(st, id, &ev);
         }
-        self.announce(st, &me.room, Some(id), me.nick.clone(), renamed);
+        self.announce_everywhere(st, &rooms, Some(id), me.nick.clone(), renamed);
     }
 
     /// `who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
@@ -972,7 +1126,9 @@ impl ChatHub {
                 if let EventKind::Private { echo, .. } = &mut ev.kind {
                     *echo = true;
                 }
-                self.deliver(st, me.id, &ev);
+                if wants_own_private(st, me.id) {
+                    self.deliver(st, me.id, &ev);
+                }
             }
             Some(_) => self.error(st, me.id, Refusal::ThatIsYou),
             None => self.error(st, me.id, Refusal::NoSuchNick(to.to_string())),
@@ -985,23 +1141,27 @@ impl ChatHub {
         if let Err(e) = check_room(new_room) {
             return self.error(st, id, Refusal::BadRoom(e));
         }
+        let new_room = &*resolve_room(st, new_room);
         if new_room == &*room {
             return self.error(st, id, Refusal::AlreadyIn(room.to_string()));
         }
-        self.leave_room(st, id, &nick, &room);
-        let seat = st.members.get(&id).map(|m| Seat {
-            id,
-            out: m.out.clone(),
-            protocol: m.protocol,
-        });
-        let Some(seat) = seat else {
+        let rooms = st
+            .members
+            .get(&id)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default();
+        for r in &rooms {
+            self.leave_room(st, id, &nick, r);
+        }
+        let Some(seat) = seat_of(st, id) else {
             return;
         };
         let entered = enter_room(st, new_room, seat, &nick);
         if let Some(m) = st.members.get_mut(&id) {
             m.room = entered.clone();
+            m.rooms = vec![entered.clone()];
         }
-        let left = EventKind::Leave {
+        let left = EventKind::Part {
             reason: format!("moved to {new_room}"),
         };
         self.announce(st, &room, None, nick.clone(), left);
@@ -1063,6 +1223,7 @@ impl ChatHub {
             st.touched.push(m.out.clone());
         }
         st.rooms.clear();
+        st.room_keys.clear();
         st.dirty.clear();
         st.nicks.clear();
         st.operator = None;
@@ -1090,8 +1251,19 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         None => {
             let name: Arc<str> = room.into();
             let seq = st.seqs.get(room).copied().unwrap_or(0);
+            st.room_keys.insert(room_key(room), name.clone());
+            // The first member of a new room is its operator; the lobby
+            // has only the server's.
+            let ops = if room == LOBBY {
+                Vec::new()
+            } else {
+                vec![seat.id]
+            };
             st.rooms.entry(name.clone()).or_insert_with(|| Room {
                 name,
+                topic_lock: true,
+                no_outside: true,
+                ops,
                 seq,
                 ..Room::default()
             })
@@ -1112,15 +1284,16 @@ fn fan_out_threads() -> usize {
 }
 
 /// Pushes one room's batch to the members of shard `n` of `shards`, each in
-/// its protocol's encoding, minus the events each of them wrote.
+/// its protocol's encoding, minus the events each of them wrote (unless it
+/// wants them back) and those it gets through another room.
 fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
     let mut parts = Vec::new();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     for seat in b.roster.iter() {
         let id = seat.id;
         if id as usize % shards != n {
             continue;
         }
-        let echo = seat.protocol.echoes_own();
         let Some((data, ends)) = &b.encoded[seat.protocol.index()] else {
             continue;
         };
@@ -1128,34 +1301,54 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
             .entered
             .binary_search_by_key(&id, |e| e.0)
             .map_or(0, |i| b.entered[i].1);
-        let pushed = if since == 0 && (echo || b.authors.binary_search(&id).is_err()) {
+        let skip_at = b.skips.partition_point(|s| s.0 < id);
+        let skips = &b.skips[skip_at..b.skips[skip_at..].partition_point(|s| s.0 == id) + skip_at];
+        let all_own = seat.echo == Echo::All || b.authors.binary_search(&id).is_err();
+        let pushed = if since == 0 && all_own && skips.is_empty() {
             if data.is_empty() {
                 continue;
             }
             seat.out.push(std::slice::from_ref(data))
         } else {
-            parts.clear();
             // Where event `i` starts in this encoding.
             let at = |i: usize| if i == 0 { 0 } else { ends[i - 1] };
-            // Everything from its arrival on but its own runs, neighbouring
-            // runs as one slice.
+            // Everything from its arrival on but the runs it wrote (unless
+            // they come back to it) and its skips, neighbours as one slice.
+            ranges.clear();
             let mut start = 0;
-            let mut kept: Option<usize> = None;
-            for &(author, end) in &b.runs {
+            for run in &b.runs {
                 let lo = start.max(since);
-                if (author == Some(id) && !echo) || lo >= end {
-                    if let Some(from) = kept.take() {
-                        parts.push(data.slice(at(from)..at(start)));
+                let own = run.author == Some(id)
+                    && match seat.echo {
+                        Echo::All => false,
+                        Echo::Talk => !run.talk,
+                        Echo::None => true,
+                    };
+                if !own && lo < run.end {
+                    match ranges.last_mut() {
+                        Some(last) if last.1 == lo => last.1 = run.end,
+                        _ => ranges.push((lo, run.end)),
                     }
-                } else if kept.is_none() {
-                    kept = Some(lo);
                 }
-                start = end;
+                start = run.end;
             }
-            if let Some(from) = kept {
-                parts.push(data.slice(at(from)..at(start)));
+            for &(_, i) in skips {
+                if let Some(k) = ranges.iter().position(|r| r.0 <= i && i < r.1) {
+                    let (lo, hi) = ranges[k];
+                    ranges[k] = (i + 1, hi);
+                    if lo < i {
+                        ranges.insert(k, (lo, i));
+                    }
+                }
             }
-            parts.retain(|p| !p.is_empty());
+            parts.clear();
+            parts.extend(
+                ranges
+                    .iter()
+                    .filter(|r| r.0 < r.1)
+                    .map(|&(lo, hi)| data.slice(at(lo)..at(hi)))
+                    .filter(|p| !p.is_empty()),
+            );
             if parts.is_empty() {
                 continue;
             }
@@ -1165,6 +1358,49 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
             slow.push(id);
         }
     }
+}
+
+/// Whether an event is talk (what [`Echo::Talk`] sends back).
+fn is_talk(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Message { .. } | EventKind::Action { .. } | EventKind::Styled { .. }
+    )
+}
+
+/// Rooms are unique ignoring ASCII case.
+fn room_key(room: &str) -> String {
+    room.to_ascii_lowercase()
+}
+
+/// The name of the existing room `room` means (ignoring case), or `room`.
+fn resolve_room(st: &HubState, room: &str) -> Arc<str> {
+    if st.rooms.contains_key(room) {
+        return room.into();
+    }
+    st.room_keys
+        .get(&room_key(room))
+        .cloned()
+        .unwrap_or_else(|| room.into())
+}
+
+/// A member's seat, for entering a room.
+fn seat_of(st: &HubState, id: Id) -> Option<Seat> {
+    st.members.get(&id).map(|m| Seat {
+        id,
+        out: m.out.clone(),
+        protocol: m.protocol,
+        echo: m.echo,
+    })
+}
+
+/// Whether the sender of a private message gets its copy: always in the
+/// line and web protocols (they show it as sent), with IRC only when it
+/// asked for its talk back.
+fn wants_own_private(st: &HubState, id: Id) -> bool {
+    st.members
+        .get(&id)
+        .is_some_and(|m| m.echo != Echo::None || !m.protocol.is_irc())
 }
 
 #[cfg(test)]

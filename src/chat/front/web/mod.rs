@@ -86,6 +86,13 @@ fn encode(ev: &RoomEvent, history: bool, out: &mut Vec<u8>) {
         EventKind::Join => wire(WireKind::Join { nick: from }, room, out),
         EventKind::Leave { reason } => wire(WireKind::Leave { nick: from, reason }, room, out),
         EventKind::Nick { new } => wire(WireKind::Nick { old: from, new }, room, out),
+        EventKind::Part { reason } => wire(WireKind::Leave { nick: from, reason }, room, out),
+        EventKind::Kick { .. }
+        | EventKind::Topic { .. }
+        | EventKind::Mode(_)
+        | EventKind::Away { .. }
+        | EventKind::Styled { .. }
+        | EventKind::PrivateStyled { .. } => system_lines(ev, &mut wire, out),
         EventKind::Notice(Notice::Welcome { nick, room, .. }) => {
             wire(WireKind::Welcome { nick }, Some(room), out);
             system_lines(ev, &mut wire, out);

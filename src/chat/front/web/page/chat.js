@@ -23,8 +23,11 @@
   // (sequence number) of `room`, in database `epoch`. After a reconnect it
   // asks for what it missed (`resume`); nothing past a hole is shown, and
   // nothing twice.
+  // The server's cursor events say which database it is; until one comes on
+  // this connection (`confirmed`), nothing is filtered. `target`: after a
+  // reconnect, the room to resume once the server confirms the epoch.
   const cur = { room: null, epoch: null, last: null };
-  let resuming = false;
+  let resuming = false, confirmed = false, target = null;
   const typed = []; let typedAt = 0;
 
   // ---- rendering -------------------------------------------------------------
@@ -140,7 +143,7 @@
   // fills it). History outside a resume (on entering a room, /history) is
   // shown as it comes.
   function admit(ev, h) {
-    if (typeof ev.seq !== "number" || ev.room !== cur.room || cur.last === null) return true;
+    if (!confirmed || typeof ev.seq !== "number" || ev.room !== cur.room || cur.last === null) return true;
     if (h && !resuming) return true;
     if (ev.seq <= cur.last) return false;
     if (ev.seq > cur.last + 1) { sendResume(); return false; }
@@ -152,13 +155,24 @@
     const h = ev.history === true;
     if (ev.type === "cursor") {
       if (typeof ev.seq !== "number" || typeof ev.epoch !== "string") return;
-      if (ev.room === cur.room && ev.epoch === cur.epoch && cur.last !== null) {
-        if (ev.seq <= cur.last) resuming = false; // caught up
-      } else if (!(resuming && ev.room !== cur.room)) {
-        // Entered a room (or the history was reset): start from here. While
-        // resuming, the lobby's cursor on the way back is not ours.
-        cur.room = ev.room; cur.epoch = ev.epoch; cur.last = ev.seq; resuming = false;
+      if (target !== null && ev.epoch === cur.epoch) {
+        // Back on the same history: resume the room we were in once we are
+        // in it again (the lobby's cursor on the way is not ours).
+        if (ev.room === target) {
+          confirmed = true; target = null;
+          resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
+        }
+        return;
       }
+      if (target !== null) local("the server's history was reset");
+      target = null;
+      if (confirmed && ev.room === cur.room && ev.epoch === cur.epoch && cur.last !== null) {
+        if (ev.seq <= cur.last) resuming = false; // caught up
+        return;
+      }
+      // Entered a room (or another history): start from here.
+      cur.room = ev.room; cur.epoch = ev.epoch; cur.last = ev.seq;
+      confirmed = true; resuming = false;
       return;
     }
     if (ev.type === "gap") {
@@ -242,10 +256,9 @@
       const wanted = store.get("nick");
       if (wanted) send({ type: "nick", nick: wanted });
       if (room) send({ type: "join", room: room });
-      // After a drop: what was missed in the room we were in.
-      if (cur.room !== null && cur.last !== null && cur.epoch !== null) {
-        resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
-      }
+      // After a drop: resume the room we were in (see the cursor events).
+      confirmed = false; resuming = false;
+      target = cur.room !== null && cur.last !== null && cur.epoch !== null ? cur.room : null;
       send({ type: "rooms" });
       send({ type: "who" });
     };
