@@ -216,13 +216,21 @@ fn web_serve(db: &Path, extra: &[&str]) -> (Proc, String, String) {
     let mut args = vec!["--web", "127.0.0.1:0", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let (srv, line) = serve(db, &args);
-    let err = srv.wait_stderr("chat web page on http://");
-    let web = err
-        .split("chat web page on http://")
-        .nth(1)
-        .and_then(|r| r.split_once("/\n"))
-        .map(|(a, _)| a.to_string())
-        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let web = loop {
+        // The whole line, not just its start.
+        let err = srv.wait_stderr("chat web page on http://");
+        let addr = err
+            .split("chat web page on http://")
+            .nth(1)
+            .and_then(|r| r.split_once("/\n"))
+            .map(|(a, _)| a.to_string());
+        if let Some(a) = addr {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no web address in {err}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     (srv, line, web)
 }
 
@@ -677,4 +685,78 @@ fn chat_join_reconnect_resumes_without_loss_or_repeats() {
     }
     drop(ann_in);
     stop(srv);
+}
+
+/// Whether the browser harness can run here (as `chat_web`'s test asks).
+fn browser_missing() -> Option<String> {
+    for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        if !Path::new(bin).exists() {
+            return Some(format!(
+                "{bin} is missing (apt-get install chromium chromium-driver)"
+            ));
+        }
+    }
+    match Command::new("python3")
+        .args(["-c", "import selenium"])
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        _ => Some("python3 cannot import selenium (pip install selenium)".into()),
+    }
+}
+
+#[test]
+fn the_page_shows_history_after_reload_and_resumes_after_a_restart() {
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if let Some(why) = browser_missing() {
+        assert!(!in_ci, "CI is set, so the browser test must run: {why}");
+        skipped("chat_history::the_page_shows_history_after_reload", &why);
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = format!("{root}/target/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let (srv, line_addr, web_addr) = web_serve(&db, &["--rate", "0", "--drain-timeout", "0.2"]);
+    let pid_file = dir.path().join("pid");
+    let restart = format!(
+        "kill -TERM {pid}; sleep 1.5; \
+         {bin} chat serve --no-console --history-db {db} --web {web_addr} {line_addr} \
+         </dev/null >/dev/null 2>&1 & echo $! > {pid_file}",
+        pid = srv.child.id(),
+        bin = env!("CARGO_BIN_EXE_sockit"),
+        db = db.display(),
+        pid_file = pid_file.display(),
+    );
+    let run = Command::new("python3")
+        .arg(format!("{root}/tests/browser/chat_history_browser.py"))
+        .args(["--url", &format!("http://{web_addr}/")])
+        .args(["--tcp", &line_addr])
+        .args(["--out", &out])
+        .args(["--restart-cmd", &restart])
+        .output()
+        .expect("run python3");
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        // SAFETY: kill(2) on the server the restart command started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    drop(srv);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("browser: "))
+        .unwrap_or_else(|| panic!("no summary from the browser script:\n{stdout}\n{stderr}"));
+    assert!(
+        run.status.success() && summary.ends_with(" 0 failed") && !summary.contains(" 0 passed"),
+        "{summary}\n{stdout}\n{stderr}"
+    );
 }
