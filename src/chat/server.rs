@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::console;
+use super::front::irc::session::IrcSettings;
 use super::front::web::session::WebSettings;
 use super::front::Protocol;
 use super::hub::{ChatHub, EventKind, Refusal, RoomEvent};
@@ -57,6 +58,8 @@ pub struct ChatServer {
     pub web: WebSettings,
     /// History, and how many messages a member entering a room is shown.
     pub history: Option<(Arc<crate::chat::history::History>, usize)>,
+    /// How IRC listeners serve (password, MOTD, pings, channel cap).
+    pub irc: IrcSettings,
 }
 
 /// What every listener and connection task of one server shares.
@@ -72,6 +75,8 @@ pub(crate) struct Shared {
     pub hard_stop: CancellationToken,
     /// How web listeners serve.
     pub web: Arc<WebSettings>,
+    /// How IRC listeners serve.
+    pub irc: Arc<IrcSettings>,
     /// `--max-clients` permits, shared by every listener.
     permits: Arc<Semaphore>,
     max_clients: usize,
@@ -82,10 +87,12 @@ impl ChatServer {
     /// Serves until `shutdown` is triggered, then says goodbye to everyone.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let hub = ChatHub::with_history(self.max_queue, self.history.clone());
+        hub.set_max_rooms(self.irc.max_channels);
         let shared = Shared {
             hub: hub.clone(),
             limits: Arc::new(self.session.clone()),
             web: Arc::new(self.web.clone()),
+            irc: Arc::new(self.irc.clone()),
             stop_reading: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(self.max_clients)),
@@ -184,6 +191,18 @@ async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
             )
             .await
         }
+        _ => {
+            let irc = s.irc.clone();
+            super::front::irc::session::run(
+                conn,
+                &irc,
+                s.hub,
+                &s.limits,
+                s.stop_reading,
+                s.hard_stop,
+            )
+            .await
+        }
     }
 }
 
@@ -210,6 +229,7 @@ async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
     let msg = match protocol {
         Protocol::Line | Protocol::LineCursor => Protocol::Line.encode(&full),
         Protocol::Web => super::front::web::http::server_full(max),
+        irc => irc.encode(&full),
     };
     let _ = match &conn.link {
         Link::Tcp(s) => s.try_write(&msg),
@@ -273,6 +293,7 @@ mod tests {
             console_input: false,
             drain_timeout: Duration::from_secs(1),
             web: WebSettings::default(),
+            irc: IrcSettings::default(),
         };
         let stop = Shutdown::new();
         let run = tokio::spawn(server.run(stop.clone()));

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 
 use crate::chat::client;
+use crate::chat::front::irc::session::IrcSettings;
 use crate::chat::front::web::http::parse_origin;
 use crate::chat::front::web::session::WebSettings;
 use crate::chat::front::Protocol;
@@ -27,6 +28,7 @@ Examples:
   sockit chat serve [::]:6667 --operator-nick admin
   sockit chat serve --tls-self-signed :8443  TLS; prints the certificate's SHA-256 to pin
   sockit chat serve unix:/tmp/chat.sock      any stream endpoint
+  sockit chat serve --irc :6667 --motd motd.txt   IRC clients too: irssi -c localhost -p 6667
   nc localhost 8000                          any line client works: nc, ncat, telnet, socat
 
   sockit chat serve --history-db /var/lib/sockit/chat.db --history-max-age 30d
@@ -43,7 +45,7 @@ Entering a room shows its last --history-on-join messages as history lines:
 pub enum ChatCommand {
     /// Run a chat server.
     #[command(after_help = HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Join a chat server: line editing on a terminal, plain lines or JSON in scripts.
     #[command(after_help = JOIN_HELP)]
     Join(JoinArgs),
@@ -159,6 +161,24 @@ pub struct ServeArgs {
     /// pauses as on a full disk and chat goes on.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "History")]
     history_max_size: Option<u64>,
+    /// Also serve IRC clients (irssi, WeeChat, HexChat, bots) on ADDR
+    /// (HOST:PORT or :PORT, e.g. :6667): rooms are channels (lobby is
+    /// #lobby). With the TLS flags, IRC over TLS (conventionally :6697).
+    #[arg(long, value_name = "ADDR", help_heading = "IRC")]
+    irc: Option<String>,
+    /// Password IRC clients must give (PASS) to register.
+    #[arg(long, value_name = "PASSWORD", requires = "irc", help_heading = "IRC")]
+    irc_password: Option<String>,
+    /// Message of the day for IRC clients, from FILE (default: none, 422).
+    #[arg(long, value_name = "FILE", requires = "irc", help_heading = "IRC")]
+    motd: Option<std::path::PathBuf>,
+    /// Ping an IRC client silent for SECS, and drop it if it stays silent as
+    /// long again (also the time allowed to register); 0: never.
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_secs, help_heading = "IRC")]
+    irc_ping: Duration,
+    /// Most channels one IRC client may be in at once (405 beyond).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100000), help_heading = "IRC")]
+    irc_max_channels: u32,
 
     #[command(flatten)]
     tls: TlsServerArgs,
@@ -167,7 +187,7 @@ pub struct ServeArgs {
 /// Runs `sockit chat ...`.
 pub async fn run(args: Args) -> Result<()> {
     match args.command {
-        ChatCommand::Serve(a) => serve(a).await,
+        ChatCommand::Serve(a) => serve(*a).await,
         ChatCommand::Join(a) => join(a).await,
     }
 }
@@ -260,11 +280,61 @@ async fn serve(args: ServeArgs) -> Result<()> {
         listeners.push(ChatListener {
             listener: wl,
             gate: Gate {
-                tls,
-                acl,
+                tls: tls.clone(),
+                acl: acl.clone(),
                 handshake_timeout: args.handshake_timeout,
             },
             protocol: Protocol::Web,
+        });
+    }
+    let mut irc = IrcSettings {
+        password: args.irc_password.clone(),
+        motd: None,
+        ping: (!args.irc_ping.is_zero()).then_some(args.irc_ping),
+        max_channels: args.irc_max_channels as usize,
+    };
+    if let Some(path) = &args.motd {
+        let text =
+            std::fs::read(path).map_err(|e| Error::io(format!("--motd {}", path.display()), e))?;
+        let lines = String::from_utf8_lossy(&text)
+            .lines()
+            .take(100)
+            .map(|l| {
+                crate::chat::sanitize::sanitize(l.as_bytes())
+                    .chars()
+                    .take(400)
+                    .collect()
+            })
+            .collect();
+        irc.motd = Some(std::sync::Arc::new(lines));
+    }
+    if let Some(addr) = &args.irc {
+        let iep = Endpoint::parse(addr, false)?;
+        if !matches!(iep, Endpoint::Ip { .. }) || !iep.is_stream() {
+            return Err(Error::Usage(format!("--irc needs HOST:PORT, not {addr}")));
+        }
+        let (bound, _) = bind(&iep, args.net.family(), args.backlog, &SockOpts::default()).await?;
+        let Bound::Stream(il) = bound else {
+            return Err(Error::Usage("--irc needs a TCP address".into()));
+        };
+        let scheme = if tls.is_some() { "ircs" } else { "irc" };
+        let shown = il.local_addr();
+        let host = match shown
+            .strip_prefix("0.0.0.0:")
+            .or_else(|| shown.strip_prefix("[::]:"))
+        {
+            Some(port) => format!("localhost:{port}"),
+            None => shown.clone(),
+        };
+        eprintln!("sockit: chat IRC on {scheme}://{host}/ (rooms are channels: #lobby)");
+        listeners.push(ChatListener {
+            listener: il,
+            gate: Gate {
+                tls: tls.clone(),
+                acl: acl.clone(),
+                handshake_timeout: args.handshake_timeout,
+            },
+            protocol: Protocol::Irc,
         });
     }
     let server = ChatServer {
@@ -285,6 +355,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         console_input: !args.no_console && stdin_is_open(),
         drain_timeout: args.drain_timeout,
         web,
+        irc,
     };
     server.run(shutdown).await
 }

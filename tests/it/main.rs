@@ -5,6 +5,8 @@ mod util;
 mod chat;
 mod chat_hardening;
 mod chat_history;
+mod chat_irc;
+mod chat_irc_clients;
 mod chat_join;
 mod chat_web;
 mod conn_hardening;

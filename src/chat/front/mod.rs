@@ -8,6 +8,7 @@
 //! A new protocol adds a variant here, an encoder, and a session that reads
 //! its input into commands.
 
+pub mod irc;
 pub mod line;
 pub mod web;
 
@@ -22,20 +23,46 @@ pub enum Protocol {
     /// complete, unmasked text frame, so a batch's frames are shared by every
     /// web member of the room, like line bytes.
     Web = 1,
+    /// IRC (`--irc`), plain.
+    Irc = 2,
+    /// IRC with `away-notify`.
+    IrcAway = 3,
+    /// IRC with `server-time` tags.
+    IrcTime = 4,
+    /// IRC with `server-time` tags and `away-notify`.
+    IrcTimeAway = 5,
     /// The line protocol with cursor marks: a line member that asked for them
     /// (`/cursors`, as `chat join --reconnect` does) gets each room event as
-    /// `@ROOM#SEQ ` followed by its line, and its own messages back, so it
+    /// `@ROOM#SEQ ` followed by its line, and its own events back, so it
     /// knows the last sequence number it has and can resume from it.
-    LineCursor = 2,
+    LineCursor = 6,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 7;
 
     /// Every protocol, in slot order.
-    pub const ALL: [Protocol; Protocol::COUNT] =
-        [Protocol::Line, Protocol::Web, Protocol::LineCursor];
+    pub const ALL: [Protocol; Protocol::COUNT] = [
+        Protocol::Line,
+        Protocol::Web,
+        Protocol::Irc,
+        Protocol::IrcAway,
+        Protocol::IrcTime,
+        Protocol::IrcTimeAway,
+        Protocol::LineCursor,
+    ];
+
+    /// The IRC encoding with these options: four in all, whatever the
+    /// members' other capabilities, so a batch never needs more.
+    pub fn irc(time: bool, away: bool) -> Protocol {
+        match (time, away) {
+            (false, false) => Protocol::Irc,
+            (false, true) => Protocol::IrcAway,
+            (true, false) => Protocol::IrcTime,
+            (true, true) => Protocol::IrcTimeAway,
+        }
+    }
 
     /// This protocol's slot, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -48,15 +75,27 @@ impl Protocol {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
             Protocol::LineCursor => line::encode_marked(ev, out),
+            irc => {
+                let flavor = irc::Flavor {
+                    time: matches!(irc, Protocol::IrcTime | Protocol::IrcTimeAway),
+                    away: matches!(irc, Protocol::IrcAway | Protocol::IrcTimeAway),
+                };
+                irc::encode_event(ev, out, flavor)
+            }
         }
     }
 
     /// Appends `ev`, replayed from history, marked so that it cannot be
-    /// mistaken for a live event.
+    /// mistaken for a live event: the line protocol's `=ROOM#SEQ TIME` lines,
+    /// the web's `"history": true`, IRC's `server-time` tag with the event's
+    /// own time (an IRC client without `server-time` is sent no history: it
+    /// could not tell it from live lines).
     pub fn encode_history(self, ev: &RoomEvent, out: &mut Vec<u8>) {
         match self {
             Protocol::Line | Protocol::LineCursor => line::encode_history(ev, out),
             Protocol::Web => web::encode_history(ev, out),
+            Protocol::IrcTime | Protocol::IrcTimeAway => self.encode_event(ev, out),
+            Protocol::Irc | Protocol::IrcAway => {}
         }
     }
 
@@ -72,7 +111,10 @@ impl Protocol {
 
     /// Whether this is one of IRC's encodings.
     pub fn is_irc(self) -> bool {
-        false
+        matches!(
+            self,
+            Protocol::Irc | Protocol::IrcAway | Protocol::IrcTime | Protocol::IrcTimeAway
+        )
     }
 
     /// `ev` alone, encoded.

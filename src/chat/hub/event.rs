@@ -345,7 +345,6 @@ impl std::fmt::Display for Refusal {
 }
 
 /// What a member asks of the hub, whatever its protocol.
-#[allow(dead_code)] // some are for front-ends with channels (IRC)
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubCommand {
     /// Text for the room.
@@ -451,7 +450,6 @@ pub enum HubCommand {
 }
 
 /// A mode change as asked (the nick not yet resolved).
-#[allow(dead_code)] // for front-ends with channels (IRC)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModeChangeRequest {
     /// `+t` / `-t`.

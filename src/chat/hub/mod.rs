@@ -36,8 +36,6 @@ pub use self::event::{
     now_ms, EventKind, HubCommand, Id, ModeChange, ModeChangeRequest, Notice, Refusal, RoomEvent,
     Style, TopicInfo,
 };
-#[allow(unused_imports)] // for front-ends with channels (IRC)
-pub use self::view::{MemberView, RoomView};
 use super::front::Protocol;
 use super::history::History;
 use super::outbox::{Outbox, Pushed, Sink};
@@ -260,7 +258,6 @@ struct Caller {
 }
 
 /// Why [`ChatHub::register`] refused a member.
-#[allow(dead_code)] // for front-ends with channels (IRC)
 #[derive(Debug, PartialEq, Eq)]
 pub enum RegisterError {
     /// The server is shutting down.
@@ -366,7 +363,6 @@ impl ChatHub {
     }
 
     /// Caps the rooms a member may be in at once (see [`HubCommand::Enter`]).
-    #[allow(dead_code)] // for front-ends with channels (IRC)
     pub fn set_max_rooms(&self, max: usize) {
         self.max_rooms.store(max.max(1), Ordering::Relaxed);
     }

@@ -2,13 +2,10 @@
 //! own form (IRC's `NAMES`, `WHO`, `WHOIS`, `LIST`, `LUSERS`, `ISON`):
 //! snapshots taken under the lock, costing what they list.
 
-// Read by front-ends with channels (IRC).
-#![allow(dead_code)]
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{resolve_room, ChatHub, Id, TopicInfo};
+use super::{resolve_room, ChatHub, Id};
 use crate::chat::front::Protocol;
 use crate::chat::protocol::nick_key;
 
@@ -17,14 +14,10 @@ use crate::chat::protocol::nick_key;
 pub struct RoomView {
     /// Its name.
     pub name: Arc<str>,
-    /// Its topic.
-    pub topic: Option<TopicInfo>,
     /// Only room operators may set the topic.
     pub topic_lock: bool,
     /// Only members may talk there.
     pub no_outside: bool,
-    /// How many members.
-    pub total: usize,
     /// The first members (up to the limit asked): nick, room operator,
     /// away, sorted case-folded.
     pub members: Vec<(String, bool, bool)>,
@@ -69,10 +62,8 @@ impl ChatHub {
             .collect();
         Some(RoomView {
             name: r.name.clone(),
-            topic: r.topic.clone(),
             topic_lock: r.topic_lock,
             no_outside: r.no_outside,
-            total: r.names.len(),
             members,
         })
     }
