@@ -571,3 +571,79 @@ impl History {
         &self.settings.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::hub::EventKind;
+
+    fn settings(path: &Path) -> Settings {
+        Settings {
+            path: path.to_path_buf(),
+            max_age: None,
+            max_per_room: None,
+            private: false,
+            max_size: None,
+        }
+    }
+
+    fn ev(room: &str, seq: u64, text: &str) -> RoomEvent {
+        RoomEvent {
+            room: room.into(),
+            seq,
+            ts: now_ms(),
+            from: "ann".into(),
+            kind: if text.is_empty() {
+                EventKind::Join
+            } else {
+                EventKind::Message { text: text.into() }
+            },
+        }
+    }
+
+    fn seqs(v: &[RoomEvent]) -> Vec<u64> {
+        v.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn queries_see_queued_and_committed_events_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(settings(&dir.path().join("h.db"))).unwrap();
+        h.submit(Arc::new(
+            (1..=5).map(|i| ev("r", i, &format!("m{i}"))).collect(),
+        ));
+        h.submit(Arc::new(vec![ev("other", 1, "x")]));
+        // Whether or not the writer has committed them yet.
+        assert_eq!(seqs(&h.query("r", Query::Latest(3))), [3, 4, 5]);
+        assert_eq!(seqs(&h.query("r", Query::Before(3, 10))), [1, 2]);
+        assert_eq!(seqs(&h.query("r", Query::After(3, 10))), [4, 5]);
+        assert_eq!(seqs(&h.query("r", Query::Around(3, 3))), [2, 3, 4]);
+        assert_eq!(seqs(&h.query("r", Query::Between(5, 1, 10))), [2, 3, 4]);
+        // Pending events of the hub merge in; "said" skips announcements.
+        let extra = [ev("r", 6, ""), ev("r", 7, "m7")];
+        let r: Arc<str> = "r".into();
+        assert_eq!(seqs(&h.range(&r, 0, 8, 2, true, true, &extra)), [5, 7]);
+        h.close();
+        assert_eq!(h.stats().stored, 6);
+        let epoch = h.epoch().clone();
+        drop(h);
+        let h = History::open(settings(&dir.path().join("h.db"))).unwrap();
+        assert_eq!(h.epoch(), &epoch);
+        assert_eq!(h.take_seqs().get("r"), Some(&5));
+        assert_eq!(seqs(&h.query("r", Query::Latest(10))), [1, 2, 3, 4, 5]);
+        h.close();
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let h = History::open(settings(&path)).unwrap();
+        let e = History::open(settings(&path)).unwrap_err();
+        assert!(
+            e.to_string().contains("in use by another chat server"),
+            "{e}"
+        );
+        h.close();
+    }
+}
