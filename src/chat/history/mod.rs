@@ -54,6 +54,9 @@ pub const RESUME_MAX: usize = 10_000;
 /// Most events `/history N` shows.
 pub const HISTORY_MAX: usize = 1_000;
 
+/// The writer thread's nice value.
+const WRITER_NICE: libc::c_int = 10;
+
 /// After a write fails, how long history stays paused before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -360,6 +363,16 @@ impl History {
     }
 
     fn write_loop(self: Arc<Self>, mut c: Connection) {
+        // Below the fan-out: when the cores are busy, delivery goes first and
+        // history lags (its queue takes up the slack, then it pauses).
+        // SAFETY: setpriority on this thread's own id.
+        unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                WRITER_NICE,
+            );
+        }
         let count_every = Duration::from_millis(500);
         let age_every = self
             .settings

@@ -78,7 +78,9 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
             Some(format!("cannot use WAL mode (journal_mode is {mode})")),
         ));
     }
-    c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;")?;
+    c.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
+    )?;
     Ok(())
 }
 
