@@ -6,6 +6,7 @@
 //! server lines as events, and its I/O.
 
 pub mod client;
+pub mod cluster;
 pub(crate) mod console;
 pub(crate) mod event;
 pub(crate) mod front;

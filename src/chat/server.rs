@@ -58,6 +58,8 @@ pub struct ChatServer {
     pub web: WebSettings,
     /// History, and how many messages a member entering a room is shown.
     pub history: Option<(Arc<crate::chat::history::History>, usize)>,
+    /// The NATS connection when this server is a node of a cluster.
+    pub cluster: Option<super::cluster::Connected>,
     /// How IRC listeners serve (password, MOTD, pings, channel cap).
     pub irc: IrcSettings,
 }
@@ -101,6 +103,14 @@ impl ChatServer {
         };
         let flusher = CancellationToken::new();
         tokio::spawn(hub.clone().run_flusher(flusher.clone()));
+        let link = match self.cluster {
+            Some(c) => {
+                let link = super::cluster::Link::start(c, &hub, flusher.child_token()).await;
+                hub.attach(link.clone());
+                Some(link)
+            }
+            None => None,
+        };
         check_nick(&self.operator_nick).map_err(|e| {
             crate::error::Error::Usage(format!(
                 "invalid operator nick '{}': {e}",
@@ -146,6 +156,9 @@ impl ChatServer {
         shared.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_millis(200), tracker.wait()).await;
         flusher.cancel();
+        if let Some(link) = link {
+            link.finish().await;
+        }
         Ok(())
     }
 }
@@ -293,6 +306,7 @@ mod tests {
             console_input: false,
             drain_timeout: Duration::from_secs(1),
             web: WebSettings::default(),
+            cluster: None,
             irc: IrcSettings::default(),
         };
         let stop = Shutdown::new();

@@ -28,6 +28,8 @@ Examples:
   sockit chat serve [::]:6667 --operator-nick admin
   sockit chat serve --tls-self-signed :8443  TLS; prints the certificate's SHA-256 to pin
   sockit chat serve unix:/tmp/chat.sock      any stream endpoint
+  sockit chat serve :8000 --cluster nats://10.0.0.5:4222 --node a
+                                             a node of a cluster: rooms shared through NATS
   sockit chat serve --irc :6667 --motd motd.txt   IRC clients too: irssi -c localhost -p 6667
   nc localhost 8000                          any line client works: nc, ncat, telnet, socat
 
@@ -182,6 +184,50 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     tls: TlsServerArgs,
+
+    #[command(flatten)]
+    cluster: Box<ClusterArgs>,
+}
+
+/// `--cluster` and its companions.
+#[derive(Debug, ClapArgs)]
+struct ClusterArgs {
+    /// Share rooms with other nodes through NATS (JetStream on): one URL or
+    /// several, comma-separated, e.g. nats://10.0.0.5:4222,nats://10.0.0.6:4222
+    /// (user:password@ in a URL is used and never shown).
+    #[arg(long, value_name = "URLS", help_heading = "Cluster")]
+    cluster: Option<String>,
+    /// This node's name, unique in the cluster. Default: host name and process id.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "cluster",
+        help_heading = "Cluster"
+    )]
+    node: Option<String>,
+    /// NATS credentials file (JWT and NKey seed, from nsc).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cluster",
+        help_heading = "Cluster"
+    )]
+    cluster_creds: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that sign the NATS servers' certificates; turns TLS on.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cluster",
+        help_heading = "Cluster"
+    )]
+    cluster_tls_ca: Option<std::path::PathBuf>,
+    /// How long to wait for NATS at start before giving up.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
+    cluster_timeout: Duration,
+    /// How long a node's nicks and presence outlive it: a node gone this long
+    /// is announced as lost and its nicks are free. Refreshed every third of it.
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
+    cluster_lease: Duration,
 }
 
 /// Runs `sockit chat ...`.
@@ -226,9 +272,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             private: args.history_private,
             max_size: args.history_max_size,
         };
-        let h = crate::chat::history::History::open(settings)?;
-        eprintln!("sockit: chat history in {}", h.path().display());
-        Some((h, args.history_on_join as usize))
+        Some((
+            crate::chat::history::History::open(settings)?,
+            args.history_on_join as usize,
+        ))
+    };
+    let cluster = match &args.cluster.cluster {
+        Some(urls) => Some(join_cluster(urls, &args.cluster).await?),
+        None => None,
     };
     crate::sock::raise_nofile_limit(args.max_clients as u64 + 64);
     let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &SockOpts::default()).await?;
@@ -237,6 +288,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let tls = tls::TlsServer::announced(args.tls.identity())?;
     announce(&listener.local_addr(), &ep, &args);
+    if let Some((h, _)) = &history {
+        eprintln!("sockit: chat history in {}", h.path().display());
+    }
     let mut listeners = vec![ChatListener {
         listener,
         gate: Gate {
@@ -355,6 +409,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         console_input: !args.no_console && stdin_is_open(),
         drain_timeout: args.drain_timeout,
         web,
+        cluster,
         irc,
     };
     server.run(shutdown).await
@@ -400,6 +455,45 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     v.checked_mul(mult)
         .filter(|b| *b >= 4096)
         .ok_or_else(|| format!("'{s}': give at least 4096 bytes"))
+}
+
+/// Connects to NATS for `--cluster` (bounded by `--cluster-timeout`) and
+/// says which node this is.
+async fn join_cluster(urls: &str, args: &ClusterArgs) -> Result<crate::chat::cluster::Connected> {
+    use crate::chat::cluster::{connect, default_node, redact, ClusterConfig};
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::Usage("--cluster needs at least one NATS URL".into()));
+    }
+    let (node, chosen) = match &args.node {
+        Some(n) => (n.clone(), ""),
+        None => (default_node(), " (host name and pid; set it with --node)"),
+    };
+    if node.is_empty() || node.len() > 64 || node.contains(char::is_whitespace) {
+        return Err(Error::Usage(format!(
+            "--node '{node}': 1 to 64 characters, no spaces"
+        )));
+    }
+    if args.cluster_lease < Duration::from_secs(1) {
+        return Err(Error::Usage("--cluster-lease must be at least 1 s".into()));
+    }
+    let mut cfg = ClusterConfig::new(urls, node);
+    cfg.creds = args.cluster_creds.clone();
+    cfg.tls_ca = args.cluster_tls_ca.clone();
+    cfg.connect_timeout = args.cluster_timeout;
+    cfg.lease = args.cluster_lease;
+    let shown: Vec<String> = cfg.urls.iter().map(|u| redact(u)).collect();
+    let c = connect(cfg.clone()).await?;
+    eprintln!(
+        "sockit: cluster node {}{chosen}, through NATS at {}",
+        cfg.node,
+        shown.join(",")
+    );
+    Ok(c)
 }
 
 /// Says on stderr where the chat listens, how to join it, and who the

@@ -3,6 +3,7 @@
 mod util;
 
 mod chat;
+mod chat_cluster;
 mod chat_hardening;
 mod chat_history;
 mod chat_irc;

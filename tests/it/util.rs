@@ -878,3 +878,27 @@ pub fn state_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("state dir");
     dir
 }
+
+impl ChatClient {
+    /// The next line if one arrives within `d` (None on timeout; panics on EOF).
+    pub fn line_within(&mut self, d: Duration) -> Option<String> {
+        use std::io::BufRead;
+        if d.is_zero() {
+            return None;
+        }
+        self.set_read_timeout(d);
+        let mut buf = Vec::new();
+        let r = self.reader.read_until(b'\n', &mut buf);
+        self.set_read_timeout(WAIT);
+        match r {
+            Ok(0) => panic!("connection closed"),
+            Ok(_) if buf.ends_with(b"\n") => {
+                buf.pop();
+                Some(String::from_utf8_lossy(&buf).into_owned())
+            }
+            // A partial line stays unread no more: keep it simple, tests
+            // send whole lines.
+            _ => None,
+        }
+    }
+}

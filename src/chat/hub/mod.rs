@@ -18,6 +18,7 @@
 //! queues, and a member whose queue passes the cap is dropped as too slow.
 //! Replies meant for one member are encoded and queued at once.
 
+mod cluster;
 pub mod event;
 mod history;
 mod rooms;
@@ -186,6 +187,10 @@ struct HubState {
     /// now (stored at start, kept when a room empties), so that numbering
     /// continues and cursors stay valid.
     seqs: HashMap<String, u64>,
+    /// The link to the other nodes (`--cluster`).
+    cluster: Option<Arc<super::cluster::Link>>,
+    /// Events being posted came from another node (not published again).
+    inbound: bool,
 }
 
 /// Counters of the fan-out, for tests, benchmarks and `-vv`.
@@ -418,14 +423,7 @@ impl ChatHub {
         kill: CancellationToken,
     ) -> Result<ChatMember, JoinError> {
         let mut st = self.lock();
-        let nick = loop {
-            let n = format!("guest{}", st.next_guest);
-            st.next_guest += 1;
-            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
-                break n;
-            }
-        };
-        let nick: Arc<str> = nick.into();
+        let nick: Arc<str> = self.next_guest(&mut st).into();
         let m = self.add(
             &mut st,
             nick.clone(),
@@ -436,6 +434,9 @@ impl ChatHub {
             removed,
             kill,
         )?;
+        if let Some(link) = &st.cluster {
+            link.claim(m.id, &nick, true);
+        }
         let (room, others) = match st.rooms.get(LOBBY) {
             Some(r) => (r.name.clone(), r.members.len() - 1),
             None => (Arc::from(LOBBY), 0),
@@ -450,6 +451,17 @@ impl ChatHub {
         self.announce(&mut st, &room, Some(m.id), nick, EventKind::Join);
         self.unlock(st);
         Ok(m)
+    }
+
+    /// The next free guest nick.
+    fn next_guest(&self, st: &mut HubState) -> String {
+        loop {
+            let n = format!("guest{}", st.next_guest);
+            st.next_guest += 1;
+            if !st.nicks.contains_key(&n) && st.reserved.as_deref() != Some(n.as_str()) {
+                break n;
+            }
+        }
     }
 
     /// Adds the server's operator (the console, a line-protocol member) under `nick`.
@@ -577,6 +589,11 @@ impl ChatHub {
         events: impl IntoIterator<Item = (Arc<str>, EventKind)>,
     ) -> u64 {
         let Some(r) = st.rooms.get_mut(room) else {
+            // The room's last local member just left: the other nodes
+            // still hear it.
+            if let (Some(link), false) = (&st.cluster, st.inbound) {
+                link.publish_all(room, events);
+            }
             return 0;
         };
         let ts = now_ms();
@@ -593,6 +610,9 @@ impl ChatHub {
                 kind,
             };
             added += cost(&ev);
+            if let (Some(link), false) = (&st.cluster, st.inbound) {
+                link.publish(&ev);
+            }
             r.pending.push(ev);
             let end = r.pending.len();
             match r.runs.last_mut() {
@@ -653,6 +673,9 @@ impl ChatHub {
         };
         m.out.close();
         st.nicks.remove(&nick_key(&m.nick));
+        if let (Some(link), false) = (&st.cluster, m.operator) {
+            link.release(&m.nick);
+        }
         if st.operator == Some(id) {
             st.operator = None;
         }
@@ -671,6 +694,9 @@ impl ChatHub {
         let Some(r) = st.rooms.get_mut(room) else {
             return;
         };
+        if let Some(link) = &st.cluster {
+            link.present(room, nick, false);
+        }
         r.names.remove(&nick_key(nick));
         r.ops.retain(|o| *o != id);
         let list = Arc::make_mut(&mut r.members);
@@ -682,6 +708,9 @@ impl ChatHub {
             if let Some(r) = st.rooms.remove(room) {
                 st.room_keys.remove(&room_key(&r.name));
                 self.pending.fetch_sub(r.pending_cost, Ordering::Relaxed);
+                if let Some(link) = &st.cluster {
+                    link.interest(&r.name, false);
+                }
                 self.room_closed(st, r.name, r.seq, r.pending);
             }
         }
@@ -1030,6 +1059,20 @@ impl ChatHub {
         if taken {
             return self.error(st, id, Refusal::NickTaken(new.to_string()));
         }
+        match &st.cluster {
+            // The cluster's bucket decides; `nick_claimed` carries on.
+            Some(link) if !me.operator => link.claim(id, new, false),
+            _ => self.rename_now(st, me, new),
+        }
+    }
+
+    /// A nick change the nick registry has granted.
+    fn rename_now(&self, st: &mut HubState, me: &Caller, new: &str) {
+        let id = me.id;
+        let key = nick_key(new);
+        if st.nicks.get(&key).is_some_and(|other| *other != id) {
+            return self.error(st, id, Refusal::NickTaken(new.to_string()));
+        }
         let new: Arc<str> = new.into();
         st.nicks.remove(&nick_key(&me.nick));
         st.nicks.insert(key.clone(), id);
@@ -1043,6 +1086,13 @@ impl ChatHub {
                 r.names.remove(&nick_key(&me.nick));
                 r.names.insert(key.clone(), new.to_string());
             }
+            if let Some(link) = &st.cluster {
+                link.present(room, &me.nick, false);
+                link.present(room, &new, true);
+            }
+        }
+        if let (Some(link), false) = (&st.cluster, me.operator) {
+            link.release(&me.nick);
         }
         if let Some(m) = st.members.get_mut(&id) {
             m.nick = new.clone();
@@ -1069,6 +1119,10 @@ impl ChatHub {
     /// `who`: the first [`MAX_LISTED`] nicks of the room, from its sorted
     /// index, so the cost is what is listed, not the room's size.
     fn who(&self, st: &mut HubState, me: &Caller) {
+        if let Some(link) = st.cluster.clone() {
+            let who = self.who_cluster(st, &link, me);
+            return self.reply(st, me.id, EventKind::Notice(who));
+        }
         let (total, nicks) = st.rooms.get(&me.room).map_or((0, Vec::new()), |r| {
             (
                 r.names.len(),
@@ -1127,7 +1181,10 @@ impl ChatHub {
                 }
             }
             Some(_) => self.error(st, me.id, Refusal::ThatIsYou),
-            None => self.error(st, me.id, Refusal::NoSuchNick(to.to_string())),
+            None => match &st.cluster {
+                Some(link) => link.private(me.id, me.nick.clone(), me.room.clone(), to, text),
+                None => self.error(st, me.id, Refusal::NoSuchNick(to.to_string())),
+            },
         }
     }
 
@@ -1190,7 +1247,10 @@ impl ChatHub {
                 self.remove(st, t, &why);
             }
             Some(_) => self.error(st, me.id, Refusal::ThatIsYou),
-            None => self.error(st, me.id, Refusal::NoSuchNick(target.to_string())),
+            None => match &st.cluster {
+                Some(link) => link.kick(me.id, me.nick.clone(), target, reason),
+                None => self.error(st, me.id, Refusal::NoSuchNick(target.to_string())),
+            },
         }
     }
 
@@ -1247,6 +1307,9 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         None => {
             let name: Arc<str> = room.into();
             let seq = st.seqs.get(room).copied().unwrap_or(0);
+            if let Some(link) = &st.cluster {
+                link.interest(&name, true);
+            }
             st.room_keys.insert(room_key(room), name.clone());
             // The first member of a new room is its operator; the lobby
             // has only the server's.
@@ -1271,6 +1334,9 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
     r.protocols[seat.protocol.index()] += 1;
     Arc::make_mut(&mut r.members).push(seat);
     r.names.insert(nick_key(nick), nick.to_string());
+    if let Some(link) = &st.cluster {
+        link.present(&r.name, nick, true);
+    }
     r.name.clone()
 }
 

@@ -51,6 +51,10 @@ impl ChatHub {
                 kill,
             )
             .map_err(|_| RegisterError::Closed)?;
+        if let Some(link) = &st.cluster {
+            // Another node may hold it: then the member becomes a guest.
+            link.claim(m.id, nick, true);
+        }
         self.unlock(st);
         Ok(m)
     }

@@ -50,7 +50,7 @@ impl ChatHub {
         let name = resolve_room(&st, room);
         let r = st.rooms.get(&name)?;
         let ops: HashSet<Id> = r.ops.iter().copied().chain(st.operator).collect();
-        let members = r
+        let mut members: Vec<_> = r
             .names
             .keys()
             .take(limit)
@@ -60,6 +60,17 @@ impl ChatHub {
                 Some((m.nick.to_string(), ops.contains(id), m.away.is_some()))
             })
             .collect();
+        // Members on other nodes of the cluster.
+        if let Some(link) = &st.cluster {
+            let remote = link.remote_names(&r.name);
+            let room = members.len();
+            members.extend(
+                remote
+                    .into_iter()
+                    .take(limit.saturating_sub(room))
+                    .map(|(_, n)| (n, false, false)),
+            );
+        }
         Some(RoomView {
             name: r.name.clone(),
             topic_lock: r.topic_lock,

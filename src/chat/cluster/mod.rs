@@ -1,0 +1,937 @@
+//! The cluster: several `chat serve` nodes share rooms through NATS.
+//!
+//! Each node keeps its own hub; this module is the link between that hub and
+//! the others. What crosses, and how:
+//! - **Room events** (message, action, join, leave, nick) are published on
+//!   the room's subject ([`wire::room_subject`]) with the origin node, its
+//!   process epoch and a per-room sequence number, so a receiver sees a lost
+//!   message as a gap. A node subscribes to a room's subject when the room
+//!   gets its first local member and unsubscribes when the last one leaves:
+//!   traffic follows interest. Subscribe, unsubscribe and publish go through
+//!   one ordered queue on one connection, so a node is subscribed before the
+//!   others see its member's join.
+//! - **Private messages and kicks** go to the target's node subject only.
+//! - **Nicks** are unique cluster-wide through a JetStream key-value bucket:
+//!   `create` fails when the nick is held. The owner refreshes its keys
+//!   (compare-and-set on the revision it holds) every third of the lease;
+//!   the bucket's max age is the lease, so a dead node's nicks expire.
+//! - **Presence** (who sits in which room on which node) is a second bucket,
+//!   read when a node subscribes to a room; afterwards join, leave and nick
+//!   events keep each node's view of remote members. A third bucket holds
+//!   one key per live node: when a node's key has expired, the survivors
+//!   announce its members as `left (node lost)`.
+//!
+//! Nothing here waits while the hub is locked: the hub calls the `Link`'s
+//! methods, which only queue work; tasks do the NATS calls and call the hub
+//! back.
+
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{Operation, Store};
+use async_nats::Client;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::wire::{node_subject, room_subject, token, Direct, Holder, WireEvent, WireKind};
+use super::hub::{ChatHub, EventKind, Id, RoomEvent, LOBBY};
+use super::protocol::nick_key;
+use crate::error::{Error, Result, TlsFailure};
+use crate::util::lock_unpoisoned;
+
+/// How a node joins the cluster (`chat serve --cluster ...`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://[user:pass@]host:port`, `tls://...`).
+    pub urls: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the NATS servers with; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Longest wait for the first connection (and the buckets) at start.
+    pub connect_timeout: Duration,
+    /// How long a node's nicks and presence outlive its last refresh.
+    pub lease: Duration,
+    /// Bytes of room events waiting to be handed to NATS before more are
+    /// dropped (and seen as gaps by the other nodes).
+    pub max_backlog: usize,
+    /// Messages NATS may hold for one subscription before it drops (and
+    /// reports a slow consumer).
+    pub sub_capacity: usize,
+}
+
+impl ClusterConfig {
+    /// Defaults for the given URLs and node name.
+    pub fn new(urls: Vec<String>, node: String) -> Self {
+        ClusterConfig {
+            urls,
+            node,
+            creds: None,
+            tls_ca: None,
+            connect_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(15),
+            max_backlog: 8 << 20,
+            sub_capacity: 65536,
+        }
+    }
+}
+
+/// A node name when none is given: the host name and the process id.
+pub fn default_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+/// A URL as it may be shown: any user and password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        (None, Some(at)) => format!("***{}", &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// A connection to NATS with the buckets a node needs, before it is tied to a hub.
+pub struct Connected {
+    client: Client,
+    cfg: ClusterConfig,
+    nicks: Store,
+    presence: Store,
+    nodes: Store,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected")
+            .field("node", &self.cfg.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to the first reachable URL and opens (or makes) the buckets,
+/// all within `connect_timeout`: an unreachable cluster is an error, not a hang.
+pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
+    let shown = cfg
+        .urls
+        .iter()
+        .map(|u| redact(u))
+        .collect::<Vec<_>>()
+        .join(",");
+    let what = format!("cannot join the cluster at {shown}");
+    let limit = cfg.connect_timeout;
+    let timeout = || Error::Timeout {
+        what: what.clone(),
+        after: limit,
+    };
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(format!("sockit chat {}", cfg.node))
+        .no_echo()
+        .connection_timeout(limit)
+        .subscription_capacity(cfg.sub_capacity)
+        .event_callback(|ev| async move {
+            match ev {
+                async_nats::Event::Connected => tracing::info!("cluster: connected to NATS"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("cluster: lost NATS; serving local members, reconnecting")
+                }
+                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                    "cluster: NATS dropped messages for subscription {sid} (slow consumer)"
+                ),
+                other => tracing::info!("cluster: {other}"),
+            }
+        });
+    if let Some(path) = &cfg.creds {
+        opts = opts.credentials_file(path).await.map_err(|e| {
+            Error::Usage(format!(
+                "--cluster-creds {}: {}",
+                path.display(),
+                crate::error::describe_io(&e)
+            ))
+        })?;
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        if let Err(e) = std::fs::metadata(ca) {
+            return Err(Error::io(format!("--cluster-tls-ca {}", ca.display()), e));
+        }
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let urls = cfg.urls.clone();
+    let client = tokio::time::timeout(limit + Duration::from_millis(500), opts.connect(urls))
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| connect_error(&what, e, limit))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let opened = async {
+        let bucket = |name: &str, max_age| (name.to_string(), max_age);
+        let lease = cfg.lease;
+        Ok::<_, String>((
+            open_bucket(&js, bucket("sockit_nicks", lease)).await?,
+            open_bucket(&js, bucket("sockit_presence", lease)).await?,
+            open_bucket(&js, bucket("sockit_nodes", lease)).await?,
+        ))
+    };
+    let (nicks, presence, nodes) = tokio::time::timeout(limit, opened)
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{what}: no JetStream key-value buckets ({e}); start nats-server with -js"
+            ))
+        })?;
+    Ok(Connected {
+        client,
+        cfg,
+        nicks,
+        presence,
+        nodes,
+    })
+}
+
+/// Opens a bucket, making it if it does not exist (another node may make it
+/// at the same time, or with another lease: then the existing one is used).
+/// The bucket's stream is made as the key-value layout asks, directly:
+/// the client's own bucket creation asks the server for account details
+/// that nats-server 2.9 words differently.
+async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    (name, max_age): (String, Duration),
+) -> std::result::Result<Store, String> {
+    use async_nats::jetstream::stream;
+    if let Ok(s) = js.get_key_value(&name).await {
+        return Ok(s);
+    }
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        duplicate_window: max_age.min(Duration::from_secs(120)),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let made = js.create_stream(config).await;
+    match js.get_key_value(&name).await {
+        Ok(s) => Ok(s),
+        Err(e) => Err(made.err().map_or_else(|| e.to_string(), |m| m.to_string())),
+    }
+}
+
+fn connect_error(what: &str, e: async_nats::ConnectError, limit: Duration) -> Error {
+    use async_nats::ConnectErrorKind as K;
+    use std::io::ErrorKind as IoKind;
+    // The error's text may quote the URL: keep only the kind's words.
+    let io = |kind, text: &str| Error::io(what, std::io::Error::new(kind, text.to_string()));
+    match e.kind() {
+        K::TimedOut => Error::Timeout {
+            what: what.to_string(),
+            after: limit,
+        },
+        K::Authentication | K::AuthorizationViolation => {
+            io(IoKind::PermissionDenied, "authorization refused")
+        }
+        K::Tls => Error::Tls {
+            what: what.to_string(),
+            reason: "TLS with the NATS server failed".into(),
+            failure: TlsFailure::Handshake,
+        },
+        K::ServerParse => Error::Usage(format!("{what}: not a NATS URL")),
+        K::Dns => Error::Resolve {
+            host: what
+                .trim_start_matches("cannot join the cluster at ")
+                .into(),
+            source: std::io::Error::other("name did not resolve"),
+        },
+        K::Io | K::MaxReconnects => io(IoKind::ConnectionRefused, "connection refused"),
+    }
+}
+
+/// Counters of the link, for tests, benchmarks and `-v`.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Room events published.
+    pub published: AtomicU64,
+    /// Room events from other nodes.
+    pub received: AtomicU64,
+    /// Events found missing from another node's sequence.
+    pub gaps: AtomicU64,
+    /// Room events dropped here because NATS fell behind.
+    pub dropped: AtomicU64,
+}
+
+/// Work for the link's ordered task.
+enum Op {
+    Subscribe(Arc<str>),
+    Unsubscribe(Arc<str>),
+    Publish(String, Bytes),
+}
+
+/// A key-value change for the presence task (put, or delete with `None`).
+type PresenceOp = (String, Option<Bytes>);
+
+/// A node's end of the cluster, tied to its hub.
+pub struct Link {
+    node: Arc<str>,
+    epoch: u64,
+    client: Client,
+    cfg: ClusterConfig,
+    nicks: Store,
+    presence: Store,
+    nodes: Store,
+    hub: Weak<ChatHub>,
+    ops: mpsc::UnboundedSender<Op>,
+    presence_ops: mpsc::UnboundedSender<PresenceOp>,
+    /// Bytes queued in `ops` for publishing.
+    backlog: Arc<AtomicUsize>,
+    /// This node's next sequence number per room.
+    seqs: Mutex<HashMap<Arc<str>, u64>>,
+    /// Remote members per room: case-folded nick -> holder.
+    remote: Mutex<HashMap<Arc<str>, BTreeMap<String, Holder>>>,
+    /// Last sequence number seen per (node, epoch, room).
+    seen: Mutex<HashMap<(String, u64, String), u64>>,
+    /// Nicks this node holds: key -> (value, revision).
+    owned: Mutex<HashMap<String, (Bytes, u64)>>,
+    /// Presence keys this node holds, and their values.
+    present: Mutex<HashMap<String, Bytes>>,
+    /// Rooms subscribed to, and what stops each one's reader.
+    subs: Mutex<HashMap<Arc<str>, CancellationToken>>,
+    /// Counters.
+    pub stats: LinkStats,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn presence_key(room: &str, nick: &str) -> String {
+    format!("{}.{}", token(room), token(&nick_key(nick)))
+}
+
+impl Link {
+    /// Ties a connection to `hub`, starts the link's tasks (stopped by
+    /// `stop`) and returns the link for the hub to call.
+    pub async fn start(c: Connected, hub: &Arc<ChatHub>, stop: CancellationToken) -> Arc<Link> {
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (presence_ops, presence_rx) = mpsc::unbounded_channel();
+        let epoch = {
+            let t = super::hub::now_ms();
+            t ^ ((std::process::id() as u64) << 40)
+        };
+        let link = Arc::new(Link {
+            node: c.cfg.node.as_str().into(),
+            epoch,
+            client: c.client,
+            cfg: c.cfg,
+            nicks: c.nicks,
+            presence: c.presence,
+            nodes: c.nodes,
+            hub: Arc::downgrade(hub),
+            ops,
+            presence_ops,
+            backlog: Arc::new(AtomicUsize::new(0)),
+            seqs: Mutex::default(),
+            remote: Mutex::default(),
+            seen: Mutex::default(),
+            owned: Mutex::default(),
+            present: Mutex::default(),
+            subs: Mutex::default(),
+            stats: LinkStats::default(),
+            stop,
+        });
+        link.beat().await;
+        // The lobby (everyone's first room) is listened to before the first
+        // member can come in.
+        link.subscribe(LOBBY.into()).await;
+        let _ = link.client.flush().await;
+        tracing::info!(
+            "cluster: node {} ready (nick lease {}s)",
+            link.node,
+            link.cfg.lease.as_secs_f64()
+        );
+        tokio::spawn(link.clone().run_ops(ops_rx));
+        tokio::spawn(link.clone().run_presence(presence_rx));
+        tokio::spawn(link.clone().run_direct());
+        tokio::spawn(link.clone().run_lease());
+        link
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Bytes received from NATS so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.client.statistics().in_bytes.load(Ordering::Relaxed)
+    }
+
+    // ---- Called by the hub, under its lock: queue only. ----
+
+    /// The room got its first local member (`true`) or lost its last.
+    pub fn interest(&self, room: &Arc<str>, on: bool) {
+        let op = if on {
+            Op::Subscribe(room.clone())
+        } else {
+            lock_unpoisoned(&self.remote).remove(room);
+            Op::Unsubscribe(room.clone())
+        };
+        let _ = self.ops.send(op);
+    }
+
+    /// A room event that happened on this node, for the others.
+    pub fn publish(&self, ev: &RoomEvent) {
+        let kind = match &ev.kind {
+            EventKind::Message { text } => WireKind::Message { text: text.clone() },
+            EventKind::Action { text } => WireKind::Action { text: text.clone() },
+            EventKind::Join => WireKind::Join,
+            EventKind::Leave { reason } => WireKind::Leave {
+                reason: reason.clone(),
+            },
+            EventKind::Nick { new } => WireKind::Nick {
+                new: new.to_string(),
+            },
+            EventKind::Part { reason } => WireKind::Part {
+                reason: reason.clone(),
+            },
+            EventKind::Kick { target, reason } => WireKind::Kick {
+                target: target.to_string(),
+                reason: reason.clone(),
+            },
+            EventKind::Topic { text } => WireKind::Topic { text: text.clone() },
+            EventKind::Away { text } => WireKind::Away { text: text.clone() },
+            // Modes and styled (notice, CTCP) room messages stay on their node.
+            _ => return,
+        };
+        let seq = {
+            let mut seqs = lock_unpoisoned(&self.seqs);
+            let s = seqs.entry(ev.room.clone()).or_insert(0);
+            *s += 1;
+            *s
+        };
+        let wire = WireEvent {
+            node: self.node.to_string(),
+            epoch: self.epoch,
+            seq,
+            room: ev.room.to_string(),
+            ts: ev.ts,
+            from: ev.from.to_string(),
+            kind,
+        };
+        let data = json(&wire);
+        if self.backlog.load(Ordering::Relaxed) + data.len() > self.cfg.max_backlog {
+            // The others will see the gap.
+            if self.stats.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                tracing::warn!("cluster: NATS is behind; dropping room events");
+            }
+            return;
+        }
+        self.backlog.fetch_add(data.len(), Ordering::Relaxed);
+        let _ = self.ops.send(Op::Publish(room_subject(&ev.room), data));
+    }
+
+    /// Events for a room with no local member left (its last one's leave).
+    pub fn publish_all(&self, room: &str, events: impl IntoIterator<Item = (Arc<str>, EventKind)>) {
+        let room: Arc<str> = room.into();
+        let ts = super::hub::now_ms();
+        for (from, kind) in events {
+            let ev = RoomEvent {
+                room: room.clone(),
+                seq: 0,
+                ts,
+                from,
+                kind,
+            };
+            self.publish(&ev);
+        }
+    }
+
+    /// A local member sits in `room` (`true`) or left it.
+    pub fn present(&self, room: &str, nick: &str, on: bool) {
+        let key = presence_key(room, nick);
+        let value = on.then(|| {
+            json(&Holder {
+                node: self.node.to_string(),
+                nick: nick.to_string(),
+            })
+        });
+        {
+            let mut p = lock_unpoisoned(&self.present);
+            match &value {
+                Some(v) => p.insert(key.clone(), v.clone()),
+                None => p.remove(&key),
+            };
+        }
+        let _ = self.presence_ops.send((key, value));
+    }
+
+    /// Asks the cluster for `new` on behalf of member `id` (now `old`); the
+    /// hub hears back through [`ChatHub::nick_claimed`] or a refusal.
+    pub fn claim(self: &Arc<Self>, id: Id, new: &str, guest: bool) {
+        let (link, new) = (self.clone(), new.to_string());
+        tokio::spawn(async move {
+            let Some(hub) = link.hub.upgrade() else {
+                return;
+            };
+            match link.take_nick(&new).await {
+                Ok(()) => hub.nick_claimed(id, &new, guest),
+                Err(why) => {
+                    tracing::info!("cluster: nick {new} not granted ({why})");
+                    hub.nick_denied(id, &new, guest);
+                }
+            }
+        });
+    }
+
+    /// Lets go of a nick this node held.
+    pub fn release(self: &Arc<Self>, nick: &str) {
+        let key = token(&nick_key(nick));
+        if lock_unpoisoned(&self.owned).remove(&key).is_none() {
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = link.nicks.delete(&key).await {
+                tracing::debug!("cluster: releasing a nick: {e}");
+            }
+        });
+    }
+
+    /// A private message to a member of another node, if there is one.
+    pub fn private(
+        self: &Arc<Self>,
+        id: Id,
+        from: Arc<str>,
+        room: Arc<str>,
+        to: &str,
+        text: String,
+    ) {
+        let (link, to) = (self.clone(), to.to_string());
+        tokio::spawn(async move {
+            let Some(hub) = link.hub.upgrade() else {
+                return;
+            };
+            match link.holder(&to).await {
+                Some(h) if *h.node != *link.node => {
+                    let d = Direct::Private {
+                        from: from.to_string(),
+                        to: h.nick.clone(),
+                        room: room.to_string(),
+                        text: text.clone(),
+                        ts: super::hub::now_ms(),
+                    };
+                    let _ = link.client.publish(node_subject(&h.node), json(&d)).await;
+                    hub.private_sent(id, from, room, h.nick.as_str().into(), text);
+                }
+                _ => hub.no_such_nick(id, &to),
+            }
+        });
+    }
+
+    /// The operator's kick of a member of another node, if there is one.
+    pub fn kick(self: &Arc<Self>, id: Id, by: Arc<str>, target: &str, reason: Option<String>) {
+        let (link, target) = (self.clone(), target.to_string());
+        tokio::spawn(async move {
+            let Some(hub) = link.hub.upgrade() else {
+                return;
+            };
+            match link.holder(&target).await {
+                Some(h) if *h.node != *link.node => {
+                    let d = Direct::Kick {
+                        target: h.nick,
+                        by: by.to_string(),
+                        reason,
+                    };
+                    let _ = link.client.publish(node_subject(&h.node), json(&d)).await;
+                }
+                _ => hub.no_such_nick(id, &target),
+            }
+        });
+    }
+
+    /// Remote members of `room`: (case-folded nick, nick), sorted.
+    pub fn remote_names(&self, room: &str) -> Vec<(String, String)> {
+        lock_unpoisoned(&self.remote)
+            .get(room)
+            .map(|r| r.iter().map(|(k, h)| (k.clone(), h.nick.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    // ---- Tasks. ----
+
+    async fn take_nick(&self, nick: &str) -> std::result::Result<(), String> {
+        let key = token(&nick_key(nick));
+        let value = json(&Holder {
+            node: self.node.to_string(),
+            nick: nick.to_string(),
+        });
+        let rev = self
+            .nicks
+            .create(&key, value.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        lock_unpoisoned(&self.owned).insert(key, (value, rev));
+        Ok(())
+    }
+
+    async fn holder(&self, nick: &str) -> Option<Holder> {
+        let v = self.nicks.get(token(&nick_key(nick))).await.ok()??;
+        serde_json::from_slice(&v).ok()
+    }
+
+    /// Publishes, subscribes and unsubscribes in the order the hub asked.
+    async fn run_ops(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Op>) {
+        loop {
+            let op = tokio::select! {
+                op = rx.recv() => op,
+                _ = self.stop.cancelled() => None,
+            };
+            let Some(op) = op else {
+                break;
+            };
+            match op {
+                Op::Publish(subject, data) => {
+                    let n = data.len();
+                    if let Err(e) = self.client.publish(subject, data).await {
+                        tracing::debug!("cluster: publish: {e}");
+                    }
+                    self.backlog.fetch_sub(n, Ordering::Relaxed);
+                    self.stats.published.fetch_add(1, Ordering::Relaxed);
+                }
+                Op::Subscribe(room) => self.subscribe(room).await,
+                Op::Unsubscribe(room) => {
+                    if let Some(t) = lock_unpoisoned(&self.subs).remove(&room) {
+                        t.cancel();
+                    }
+                    let mut seen = lock_unpoisoned(&self.seen);
+                    seen.retain(|k, _| *k.2 != *room);
+                }
+            }
+        }
+        let _ = self.client.flush().await;
+    }
+
+    /// Listens to a room's subject (once), and reads who is already there.
+    async fn subscribe(self: &Arc<Self>, room: Arc<str>) {
+        if lock_unpoisoned(&self.subs).contains_key(&room) {
+            return;
+        }
+        lock_unpoisoned(&self.remote)
+            .entry(room.clone())
+            .or_default();
+        match self.client.subscribe(room_subject(&room)).await {
+            Ok(sub) => {
+                let token = self.stop.child_token();
+                lock_unpoisoned(&self.subs).insert(room.clone(), token.clone());
+                tokio::spawn(self.clone().run_room(room.clone(), sub, token));
+                tokio::spawn(self.clone().load_presence(room));
+            }
+            Err(e) => tracing::warn!("cluster: cannot subscribe to {room}: {e}"),
+        }
+    }
+
+    /// One room's events from the other nodes, into the hub.
+    async fn run_room(
+        self: Arc<Self>,
+        room: Arc<str>,
+        mut sub: async_nats::Subscriber,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                m = sub.next() => m,
+                _ = stop.cancelled() => break,
+            };
+            let Some(msg) = msg else {
+                return;
+            };
+            let Ok(ev) = serde_json::from_slice::<WireEvent>(&msg.payload) else {
+                tracing::debug!("cluster: undecodable event on {}", msg.subject);
+                continue;
+            };
+            if *ev.node == *self.node || *ev.room != *room || !self.in_order(&ev) {
+                continue;
+            }
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.track(&ev);
+            let Some(hub) = self.hub.upgrade() else {
+                return;
+            };
+            hub.remote_event(&room, ev);
+        }
+        let _ = sub.unsubscribe().await;
+    }
+
+    /// Whether `ev` comes after what was seen from its origin in its room;
+    /// counts what is missing in between.
+    fn in_order(&self, ev: &WireEvent) -> bool {
+        let mut seen = lock_unpoisoned(&self.seen);
+        let last = seen
+            .entry((ev.node.clone(), ev.epoch, ev.room.clone()))
+            .or_insert(0);
+        if *last != 0 && ev.seq <= *last {
+            return false;
+        }
+        if *last != 0 && ev.seq > *last + 1 {
+            let missing = ev.seq - *last - 1;
+            self.stats.gaps.fetch_add(missing, Ordering::Relaxed);
+            tracing::warn!(
+                "cluster: {missing} event(s) of node {} in {} lost on the way",
+                ev.node,
+                ev.room
+            );
+        }
+        *last = ev.seq;
+        true
+    }
+
+    /// Keeps the view of remote members up to date with one event.
+    fn track(&self, ev: &WireEvent) {
+        let mut remote = lock_unpoisoned(&self.remote);
+        let Some(room) = remote.get_mut(ev.room.as_str()) else {
+            return;
+        };
+        let holder = |nick: &str| Holder {
+            node: ev.node.clone(),
+            nick: nick.to_string(),
+        };
+        match &ev.kind {
+            WireKind::Join => {
+                room.insert(nick_key(&ev.from), holder(&ev.from));
+            }
+            WireKind::Leave { .. } | WireKind::Part { .. } => {
+                room.remove(&nick_key(&ev.from));
+            }
+            WireKind::Kick { target, .. } => {
+                room.remove(&nick_key(target));
+            }
+            WireKind::Nick { new } => {
+                room.remove(&nick_key(&ev.from));
+                room.insert(nick_key(new), holder(new));
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads who already sits in `room` on other nodes.
+    async fn load_presence(self: Arc<Self>, room: Arc<str>) {
+        let filter = format!("{}.>", token(&room));
+        let Ok(mut watch) = self.presence.watch_with_history(filter).await else {
+            return;
+        };
+        // An empty room sends nothing: stop once the stream is quiet.
+        while let Ok(Some(Ok(entry))) =
+            tokio::time::timeout(Duration::from_millis(300), watch.next()).await
+        {
+            if entry.operation == Operation::Put {
+                if let Ok(h) = serde_json::from_slice::<Holder>(&entry.value) {
+                    if *h.node != *self.node {
+                        let mut remote = lock_unpoisoned(&self.remote);
+                        if let Some(r) = remote.get_mut(&room) {
+                            r.entry(nick_key(&h.nick)).or_insert(h);
+                        }
+                    }
+                }
+            }
+            if entry.delta == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Writes presence changes in order.
+    async fn run_presence(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PresenceOp>) {
+        while let Some((key, value)) = rx.recv().await {
+            let r = match value {
+                Some(v) => self
+                    .presence
+                    .put(&key, v)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => self.presence.delete(&key).await.map_err(|e| e.to_string()),
+            };
+            if let Err(e) = r {
+                tracing::debug!("cluster: presence: {e}");
+            }
+        }
+    }
+
+    /// Private messages and kicks for this node's members.
+    async fn run_direct(self: Arc<Self>) {
+        let mut sub = match self.client.subscribe(node_subject(&self.node)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cluster: cannot subscribe to this node's subject: {e}");
+                return;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = sub.next() => m,
+                _ = self.stop.cancelled() => return,
+            };
+            let Some(msg) = msg else {
+                return;
+            };
+            let Some(hub) = self.hub.upgrade() else {
+                return;
+            };
+            match serde_json::from_slice::<Direct>(&msg.payload) {
+                Ok(Direct::Private {
+                    from,
+                    to,
+                    room,
+                    text,
+                    ts,
+                }) => hub.private_in(&from, &to, &room, text, ts),
+                Ok(Direct::Kick { target, by, reason }) => hub.kick_in(&target, &by, reason),
+                Err(_) => tracing::debug!("cluster: undecodable message for this node"),
+            }
+        }
+    }
+
+    /// This node's liveness key.
+    async fn beat(&self) {
+        let me = json(&Holder {
+            node: self.node.to_string(),
+            nick: String::new(),
+        });
+        if let Err(e) = self.nodes.put(token(&self.node), me).await {
+            tracing::debug!("cluster: node key: {e}");
+        }
+    }
+
+    /// Every third of the lease: refresh this node's keys, and look for
+    /// nodes whose keys expired.
+    async fn run_lease(self: Arc<Self>) {
+        let period = (self.cfg.lease / 3).max(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.stop.cancelled() => break,
+            }
+            self.beat().await;
+            self.refresh_nicks().await;
+            let present: Vec<(String, Bytes)> = lock_unpoisoned(&self.present)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in present {
+                let _ = self.presence_ops.send((k, Some(v)));
+            }
+            self.find_lost_nodes().await;
+        }
+    }
+
+    /// Leaves the cluster on purpose (shutdown): the node's key goes at once,
+    /// so the others announce its members within a third of the lease.
+    pub async fn finish(&self) {
+        self.stop.cancel();
+        let bye = async {
+            let _ = self.nodes.delete(token(&self.node)).await;
+            let _ = self.client.flush().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
+        let s = &self.stats;
+        tracing::info!(
+            "cluster: {} events published, {} received, {} lost on the way, {} dropped; {} bytes from NATS",
+            s.published.load(Ordering::Relaxed),
+            s.received.load(Ordering::Relaxed),
+            s.gaps.load(Ordering::Relaxed),
+            s.dropped.load(Ordering::Relaxed),
+            self.bytes_in()
+        );
+    }
+
+    async fn refresh_nicks(&self) {
+        let owned: Vec<(String, Bytes, u64)> = lock_unpoisoned(&self.owned)
+            .iter()
+            .map(|(k, (v, r))| (k.clone(), v.clone(), *r))
+            .collect();
+        for (key, value, rev) in owned {
+            let renewed = match self.nicks.update(&key, value.clone(), rev).await {
+                Ok(r) => Some(r),
+                // Expired meanwhile (NATS was away longer than the lease):
+                // take it back if nobody else did.
+                Err(_) => self.nicks.create(&key, value.clone()).await.ok(),
+            };
+            let mut owned = lock_unpoisoned(&self.owned);
+            match renewed {
+                Some(r) => {
+                    if let Some(e) = owned.get_mut(&key) {
+                        e.1 = r;
+                    }
+                }
+                None => {
+                    if self.client.connection_state() == async_nats::connection::State::Connected
+                        && owned.remove(&key).is_some()
+                    {
+                        tracing::warn!("cluster: another node now holds the nick {key}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Announces the members of nodes whose liveness key expired.
+    async fn find_lost_nodes(&self) {
+        let nodes: Vec<String> = {
+            let remote = lock_unpoisoned(&self.remote);
+            let mut n: Vec<String> = remote
+                .values()
+                .flat_map(|r| r.values().map(|h| h.node.clone()))
+                .collect();
+            n.sort_unstable();
+            n.dedup();
+            n
+        };
+        for node in nodes {
+            // Only an answer that the key is gone counts, not an error.
+            if !matches!(self.nodes.get(token(&node)).await, Ok(None)) {
+                continue;
+            }
+            tracing::warn!("cluster: node {node} lost");
+            let mut gone = Vec::new();
+            {
+                let mut remote = lock_unpoisoned(&self.remote);
+                for (room, r) in remote.iter_mut() {
+                    r.retain(|_, h| {
+                        let lost = h.node == node;
+                        if lost {
+                            gone.push((room.clone(), h.nick.clone()));
+                        }
+                        !lost
+                    });
+                }
+                lock_unpoisoned(&self.seen).retain(|k, _| k.0 != node);
+            }
+            if let Some(hub) = self.hub.upgrade() {
+                hub.node_lost(gone);
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The hub's side of the cluster (`chat::cluster`): what other nodes send in
+//! (their room events, private messages, kicks, lost nodes) and the answers
+//! to nick claims. Without `--cluster` none of this runs, and the hooks in
+//! the hub cost one `Option` check.
+
+use std::sync::Arc;
+
+use super::{now_ms, Caller, ChatHub, EventKind, HubState, Id, Notice, Refusal, RoomEvent, LOBBY};
+use crate::chat::cluster::wire::{WireEvent, WireKind};
+use crate::chat::cluster::Link;
+use crate::chat::protocol::{nick_key, MAX_LISTED};
+
+impl ChatHub {
+    /// Joins this hub to the cluster through `link`. Guest numbers start at
+    /// a random point, so nodes seldom offer the same guest nick.
+    pub fn attach(&self, link: Arc<Link>) {
+        let mut st = self.lock();
+        st.next_guest = 1 + (now_ms() ^ u64::from(std::process::id()) << 7) % 900_000;
+        link.interest(&Arc::from(LOBBY), true);
+        st.cluster = Some(link);
+    }
+
+    /// A room event from another node: into the room's next batch (the
+    /// room's local members get it, encoded once per protocol like any other).
+    pub fn remote_event(&self, room: &str, ev: WireEvent) {
+        let from: Arc<str> = ev.from.into();
+        let kind = match ev.kind {
+            WireKind::Message { text } => EventKind::Message {
+                text: super::clean(text),
+            },
+            WireKind::Action { text } => EventKind::Action {
+                text: super::clean(text),
+            },
+            WireKind::Join => EventKind::Join,
+            WireKind::Leave { reason } => EventKind::Leave {
+                reason: super::clean(reason),
+            },
+            WireKind::Nick { new } => EventKind::Nick { new: new.into() },
+            WireKind::Part { reason } => EventKind::Part {
+                reason: super::clean(reason),
+            },
+            WireKind::Kick { target, reason } => EventKind::Kick {
+                target: target.into(),
+                reason: super::clean_opt(reason),
+            },
+            WireKind::Topic { text } => EventKind::Topic {
+                text: super::clean(text),
+            },
+            WireKind::Away { text } => EventKind::Away {
+                text: super::clean_opt(text),
+            },
+        };
+        let mut st = self.lock();
+        self.post_inbound(&mut st, room, [(from, kind)]);
+        self.unlock(st);
+    }
+
+    /// Posts events that came from another node: they are not published again.
+    fn post_inbound(
+        &self,
+        st: &mut HubState,
+        room: &str,
+        events: impl IntoIterator<Item = (Arc<str>, EventKind)>,
+    ) {
+        st.inbound = true;
+        self.post(st, room, None, events);
+        st.inbound = false;
+    }
+
+    /// Members of a node that is gone: `left (node lost)` in each room.
+    pub fn node_lost(&self, gone: Vec<(Arc<str>, String)>) {
+        let mut st = self.lock();
+        for (room, nick) in gone {
+            let left = EventKind::Leave {
+                reason: "node lost".into(),
+            };
+            self.post_inbound(&mut st, &room, [(Arc::from(nick), left)]);
+        }
+        self.unlock(st);
+    }
+
+    /// The cluster granted `new` to member `id`: the rename goes ahead (a
+    /// guest's first nick needs nothing more).
+    pub fn nick_claimed(&self, id: Id, new: &str, guest: bool) {
+        let mut st = self.lock();
+        let Some(m) = st.members.get(&id) else {
+            drop(st);
+            if let Some(link) = self.lock().cluster.clone() {
+                link.release(new);
+            }
+            return;
+        };
+        if !guest && &*m.nick != new {
+            let me = Caller {
+                id,
+                nick: m.nick.clone(),
+                room: m.room.clone(),
+                operator: m.operator,
+            };
+            self.rename_now(&mut st, &me, new);
+        }
+        self.unlock(st);
+    }
+
+    /// The cluster refused `new`: a member is told; a guest whose number
+    /// another node gave out takes the next one.
+    pub fn nick_denied(&self, id: Id, new: &str, guest: bool) {
+        let mut st = self.lock();
+        if !guest {
+            self.error(&mut st, id, Refusal::NickTaken(new.to_string()));
+        } else if let Some(m) = st.members.get(&id) {
+            if &*m.nick == new {
+                let me = Caller {
+                    id,
+                    nick: m.nick.clone(),
+                    room: m.room.clone(),
+                    operator: m.operator,
+                };
+                let guest = self.next_guest(&mut st);
+                self.rename_now(&mut st, &me, &guest);
+                if let Some(link) = st.cluster.clone() {
+                    link.claim(id, &guest, true);
+                }
+            }
+        }
+        self.unlock(st);
+    }
+
+    /// Nobody in the cluster has that nick.
+    pub fn no_such_nick(&self, id: Id, nick: &str) {
+        self.refuse(id, Refusal::NoSuchNick(nick.to_string()));
+    }
+
+    /// A private message went to another node: the sender's copy.
+    pub fn private_sent(&self, id: Id, from: Arc<str>, room: Arc<str>, to: Arc<str>, text: String) {
+        let ev = RoomEvent {
+            room,
+            seq: 0,
+            ts: now_ms(),
+            from,
+            kind: EventKind::Private {
+                to,
+                text,
+                echo: true,
+            },
+        };
+        let mut st = self.lock();
+        self.deliver(&mut st, id, &ev);
+        self.unlock(st);
+    }
+
+    /// A private message from a member of another node.
+    pub fn private_in(&self, from: &str, to: &str, room: &str, text: String, ts: u64) {
+        let mut st = self.lock();
+        if let Some(target) = st.nicks.get(&nick_key(to)).copied() {
+            if let Some(m) = st.members.get(&target) {
+                let ev = RoomEvent {
+                    room: room.into(),
+                    seq: 0,
+                    ts,
+                    from: from.into(),
+                    kind: EventKind::Private {
+                        to: m.nick.clone(),
+                        text: super::clean(text),
+                        echo: false,
+                    },
+                };
+                self.deliver(&mut st, target, &ev);
+            }
+        }
+        self.unlock(st);
+    }
+
+    /// Another node's operator kicks a member of this one.
+    pub fn kick_in(&self, target: &str, by: &str, reason: Option<String>) {
+        let mut st = self.lock();
+        if let Some(t) = st.nicks.get(&nick_key(target)).copied() {
+            let why = match &reason {
+                Some(r) => format!("kicked by {by}: {r}"),
+                None => format!("kicked by {by}"),
+            };
+            let kicked = Refusal::Kicked {
+                by: by.into(),
+                reason: super::clean_opt(reason),
+            };
+            self.error(&mut st, t, kicked);
+            self.remove(&mut st, t, &why);
+        }
+        self.unlock(st);
+    }
+
+    /// `who` in cluster mode: local and remote members, merged in order.
+    pub(super) fn who_cluster(&self, st: &HubState, link: &Link, me: &Caller) -> Notice {
+        let remote = link.remote_names(&me.room);
+        let local = st.rooms.get(&me.room);
+        let mut all: Vec<(String, String)> = local
+            .map(|r| {
+                r.names
+                    .iter()
+                    .map(|(k, n)| (k.clone(), n.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.extend(remote);
+        all.sort_unstable();
+        all.dedup_by(|a, b| a.0 == b.0);
+        Notice::Who {
+            room: me.room.clone(),
+            total: all.len(),
+            nicks: all.into_iter().take(MAX_LISTED).map(|(_, n)| n).collect(),
+        }
+    }
+}
