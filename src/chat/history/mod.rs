@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::chat::hub::{now_ms, RoomEvent};
+use crate::chat::hub::{now_ms, EventKind, RoomEvent};
 use crate::error::{Error, Result};
 use crate::util::lock_unpoisoned;
 
@@ -47,6 +47,22 @@ pub const CRASH_SKIP: u64 = 1 << 20;
 
 /// Most events waiting for the writer; past this, history pauses.
 pub const QUEUE_EVENTS: usize = 1 << 18;
+
+/// Most bytes (about) of events waiting for the writer; past this, history
+/// pauses. The events are shared with the fan-out, so this is what history
+/// can keep alive beyond it.
+pub const QUEUE_BYTES: usize = 8 << 20;
+
+/// About the memory an event takes.
+fn event_bytes(ev: &RoomEvent) -> usize {
+    let text = match &ev.kind {
+        EventKind::Message { text } | EventKind::Action { text } => text.len(),
+        EventKind::Leave { reason } => reason.len(),
+        EventKind::Private { text, .. } => text.len(),
+        _ => 0,
+    };
+    text + ev.from.len() + 96
+}
 
 /// Most events one resume answers with; more missed is a gap.
 pub const RESUME_MAX: usize = 10_000;
@@ -127,6 +143,8 @@ struct Queue {
     private: Vec<RoomEvent>,
     /// Events in `rooms` and `private`.
     len: usize,
+    /// About their bytes (with those in `inflight`).
+    bytes: usize,
     /// Taken by the writer, not yet committed (still visible to reads).
     inflight: Vec<Arc<Vec<RoomEvent>>>,
     /// Dropping everything until then (a write failed).
@@ -291,12 +309,14 @@ impl History {
         if n == 0 {
             return;
         }
+        let bytes: usize = batch.iter().map(event_bytes).sum();
         let mut q = lock_unpoisoned(&self.queue);
-        if !self.admit(&mut q, n) {
+        if !self.admit(&mut q, n, bytes) {
             return;
         }
         q.rooms.push(batch);
         q.len += n;
+        q.bytes += bytes;
         drop(q);
         self.wake.notify_one();
     }
@@ -306,17 +326,19 @@ impl History {
         if !self.settings.private {
             return;
         }
+        let bytes = event_bytes(&ev);
         let mut q = lock_unpoisoned(&self.queue);
-        if !self.admit(&mut q, 1) {
+        if !self.admit(&mut q, 1, bytes) {
             return;
         }
         q.private.push(ev);
         q.len += 1;
+        q.bytes += bytes;
         drop(q);
         self.wake.notify_one();
     }
 
-    fn admit(&self, q: &mut Queue, n: usize) -> bool {
+    fn admit(&self, q: &mut Queue, n: usize, bytes: usize) -> bool {
         if q.closed {
             return false;
         }
@@ -326,7 +348,7 @@ impl History {
                 return false;
             }
         }
-        if q.full || q.len + n > QUEUE_EVENTS {
+        if q.full || q.len + n > QUEUE_EVENTS || q.bytes + bytes > QUEUE_BYTES {
             if !q.full {
                 q.full = true;
                 self.pause("the writer is behind (queue full)");
@@ -382,7 +404,7 @@ impl History {
         let mut last_age = Instant::now();
         let mut touched: HashSet<String> = HashSet::new();
         loop {
-            let (rooms, private, closed) = {
+            let (rooms, private, closed, taken_bytes) = {
                 let mut q = lock_unpoisoned(&self.queue);
                 while q.len == 0 && !q.closed {
                     let (g, _) = self
@@ -398,7 +420,13 @@ impl History {
                 q.inflight = rooms.clone();
                 let private = std::mem::take(&mut q.private);
                 q.len = 0;
-                (rooms, private, q.closed)
+                let taken: usize = rooms
+                    .iter()
+                    .flat_map(|b| b.iter())
+                    .chain(private.iter())
+                    .map(event_bytes)
+                    .sum();
+                (rooms, private, q.closed, taken)
             };
             if !rooms.is_empty() || !private.is_empty() {
                 let n: usize = rooms.iter().map(|b| b.len()).sum::<usize>() + private.len();
@@ -417,6 +445,7 @@ impl History {
                         }
                         let mut q = lock_unpoisoned(&self.queue);
                         q.inflight.clear();
+                        q.bytes = q.bytes.saturating_sub(taken_bytes);
                         q.full = false;
                         drop(q);
                         self.resumed();
@@ -429,6 +458,7 @@ impl History {
                         ));
                         let mut q = lock_unpoisoned(&self.queue);
                         q.inflight.clear();
+                        q.bytes = 0;
                         q.paused_until = Some(Instant::now() + RETRY);
                         self.dropped.fetch_add(q.len as u64, Ordering::Relaxed);
                         q.rooms.clear();

@@ -78,9 +78,7 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
             Some(format!("cannot use WAL mode (journal_mode is {mode})")),
         ));
     }
-    c.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
-    )?;
+    c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;")?;
     Ok(())
 }
 
