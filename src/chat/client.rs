@@ -683,8 +683,12 @@ async fn session(
     quit: &CancellationToken,
 ) -> ConnEnd {
     let peer = conn.peer.clone();
-    let lost =
-        |e: std::io::Error| ConnEnd::Lost(Error::io(format!("connection to {peer} lost"), e));
+    let lost = |e: std::io::Error| {
+        ConnEnd::Lost(crate::tls::read_error(
+            format!("connection to {peer} lost"),
+            e,
+        ))
+    };
     let (mut reader, mut writer) = conn.split();
     let (before, after) = if cfg.reconnect {
         cursor.greeting()

@@ -31,16 +31,22 @@ pub enum Protocol {
     IrcTime = 4,
     /// IRC with `server-time` tags and `away-notify`.
     IrcTimeAway = 5,
+    /// IRC with `message-tags`: client-only tags and `TAGMSG`, and the
+    /// `server-time` tag (a client that takes tags ignores those it does
+    /// not know).
+    IrcTags = 6,
+    /// IRC with `message-tags` and `away-notify`.
+    IrcTagsAway = 7,
     /// The line protocol with cursor marks: a line member that asked for them
     /// (`/cursors`, as `chat join --reconnect` does) gets each room event as
     /// `@ROOM#SEQ ` followed by its line, and its own events back, so it
     /// knows the last sequence number it has and can resume from it.
-    LineCursor = 6,
+    LineCursor = 8,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
 
     /// Every protocol, in slot order.
     pub const ALL: [Protocol; Protocol::COUNT] = [
@@ -50,18 +56,27 @@ impl Protocol {
         Protocol::IrcAway,
         Protocol::IrcTime,
         Protocol::IrcTimeAway,
+        Protocol::IrcTags,
+        Protocol::IrcTagsAway,
         Protocol::LineCursor,
     ];
 
-    /// The IRC encoding with these options: four in all, whatever the
+    /// The IRC encoding with these options: six in all, whatever the
     /// members' other capabilities, so a batch never needs more.
-    pub fn irc(time: bool, away: bool) -> Protocol {
-        match (time, away) {
-            (false, false) => Protocol::Irc,
-            (false, true) => Protocol::IrcAway,
-            (true, false) => Protocol::IrcTime,
-            (true, true) => Protocol::IrcTimeAway,
+    pub fn irc(time: bool, away: bool, tags: bool) -> Protocol {
+        match (time || tags, away, tags) {
+            (_, false, true) => Protocol::IrcTags,
+            (_, true, true) => Protocol::IrcTagsAway,
+            (false, false, _) => Protocol::Irc,
+            (false, true, _) => Protocol::IrcAway,
+            (true, false, _) => Protocol::IrcTime,
+            (true, true, _) => Protocol::IrcTimeAway,
         }
+    }
+
+    /// Whether members of this protocol see client-only message tags.
+    pub fn shows_tags(self) -> bool {
+        matches!(self, Protocol::IrcTags | Protocol::IrcTagsAway)
     }
 
     /// This protocol's slot, `0..COUNT`.
@@ -77,8 +92,12 @@ impl Protocol {
             Protocol::LineCursor => line::encode_marked(ev, out),
             irc => {
                 let flavor = irc::Flavor {
-                    time: matches!(irc, Protocol::IrcTime | Protocol::IrcTimeAway),
-                    away: matches!(irc, Protocol::IrcAway | Protocol::IrcTimeAway),
+                    time: !matches!(irc, Protocol::Irc | Protocol::IrcAway),
+                    away: matches!(
+                        irc,
+                        Protocol::IrcAway | Protocol::IrcTimeAway | Protocol::IrcTagsAway
+                    ),
+                    tags: irc.shows_tags(),
                 };
                 irc::encode_event(ev, out, flavor)
             }
@@ -94,7 +113,10 @@ impl Protocol {
         match self {
             Protocol::Line | Protocol::LineCursor => line::encode_history(ev, out),
             Protocol::Web => web::encode_history(ev, out),
-            Protocol::IrcTime | Protocol::IrcTimeAway => self.encode_event(ev, out),
+            Protocol::IrcTime
+            | Protocol::IrcTimeAway
+            | Protocol::IrcTags
+            | Protocol::IrcTagsAway => self.encode_event(ev, out),
             Protocol::Irc | Protocol::IrcAway => {}
         }
     }
@@ -113,7 +135,12 @@ impl Protocol {
     pub fn is_irc(self) -> bool {
         matches!(
             self,
-            Protocol::Irc | Protocol::IrcAway | Protocol::IrcTime | Protocol::IrcTimeAway
+            Protocol::Irc
+                | Protocol::IrcAway
+                | Protocol::IrcTime
+                | Protocol::IrcTimeAway
+                | Protocol::IrcTags
+                | Protocol::IrcTagsAway
         )
     }
 

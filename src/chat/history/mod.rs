@@ -55,7 +55,7 @@ pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// About the memory an event takes.
 fn event_bytes(ev: &RoomEvent) -> usize {
-    let text = match &ev.kind {
+    let text = match ev.kind.untagged() {
         EventKind::Message { text } | EventKind::Action { text } => text.len(),
         EventKind::Leave { reason } => reason.len(),
         EventKind::Private { text, .. } => text.len(),

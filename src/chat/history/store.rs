@@ -224,7 +224,7 @@ pub fn write(
         let mut last: HashMap<&str, u64> = HashMap::new();
         for batch in rooms {
             for ev in batch.iter() {
-                let Some((kind, text)) = columns(&ev.kind) else {
+                let Some((kind, text)) = columns(ev.kind.untagged()) else {
                     continue;
                 };
                 ins.execute(params![
@@ -251,7 +251,7 @@ pub fn write(
             "INSERT INTO private(ts, nick, target, text) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for ev in private {
-            if let EventKind::Private { to, text, .. } = &ev.kind {
+            if let EventKind::Private { to, text, .. } = ev.kind.untagged() {
                 pm.execute(params![ev.ts as i64, &*ev.from, &**to, text])?;
                 n += 1;
             }
@@ -293,7 +293,10 @@ fn event(room: &Arc<str>, seq: i64, ts: i64, kind: i64, nick: String, text: Stri
 
 /// Whether an event is said (a message or an action), not an announcement.
 pub fn is_said(kind: &EventKind) -> bool {
-    matches!(kind, EventKind::Message { .. } | EventKind::Action { .. })
+    matches!(
+        kind.untagged(),
+        EventKind::Message { .. } | EventKind::Action { .. }
+    )
 }
 
 /// Up to `n` events of `room` with `lo < seq < hi`: the first `n` if
