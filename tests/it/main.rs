@@ -9,6 +9,7 @@ mod chat_history;
 mod chat_irc;
 mod chat_irc_clients;
 mod chat_irc_conformance;
+mod chat_irc_history;
 mod chat_irc_tags;
 mod chat_join;
 mod chat_web;

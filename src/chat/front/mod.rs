@@ -90,17 +90,19 @@ impl Protocol {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
             Protocol::LineCursor => line::encode_marked(ev, out),
-            irc => {
-                let flavor = irc::Flavor {
-                    time: !matches!(irc, Protocol::Irc | Protocol::IrcAway),
-                    away: matches!(
-                        irc,
-                        Protocol::IrcAway | Protocol::IrcTimeAway | Protocol::IrcTagsAway
-                    ),
-                    tags: irc.shows_tags(),
-                };
-                irc::encode_event(ev, out, flavor)
-            }
+            irc => irc::encode_event(ev, out, irc.irc_flavor()),
+        }
+    }
+
+    /// How this IRC encoding shows events (meaningless for the others).
+    pub fn irc_flavor(self) -> irc::Flavor {
+        irc::Flavor {
+            time: !matches!(self, Protocol::Irc | Protocol::IrcAway),
+            away: matches!(
+                self,
+                Protocol::IrcAway | Protocol::IrcTimeAway | Protocol::IrcTagsAway
+            ),
+            tags: self.shows_tags(),
         }
     }
 
@@ -142,6 +144,19 @@ impl Protocol {
             | Protocol::IrcTags
             | Protocol::IrcTagsAway => self.encode_event(ev, out),
             Protocol::Irc | Protocol::IrcAway => {}
+        }
+    }
+
+    /// Appends `events` of `room`, replayed from history, as
+    /// [`Self::encode_history`] does each; for an IRC member with
+    /// `server-time` that negotiated `batch`, inside one `chathistory` batch.
+    pub fn encode_replay(self, room: &str, events: &[RoomEvent], batch: bool, out: &mut Vec<u8>) {
+        let flavor = self.irc_flavor();
+        if batch && self.is_irc() && flavor.time && !events.is_empty() {
+            return irc::encode_history_batch(&irc::chan(room), events, flavor, out);
+        }
+        for ev in events {
+            self.encode_history(ev, out);
         }
     }
 

@@ -32,6 +32,41 @@ impl ChatHub {
         h.query_with(&name, q, pending)
     }
 
+    /// Up to `n` messages and actions of `room` with `lo < seq < hi`: the
+    /// first `n`, or the last `n` if `from_end` (for IRC's CHATHISTORY),
+    /// including events not yet fanned out. Ascending; empty without history.
+    pub fn history_said(
+        &self,
+        room: &str,
+        lo: u64,
+        hi: u64,
+        n: usize,
+        from_end: bool,
+    ) -> Vec<RoomEvent> {
+        let Some((h, _)) = &self.history else {
+            return Vec::new();
+        };
+        let st = self.lock();
+        let (name, pending): (Arc<str>, &[RoomEvent]) = match st.rooms.get(room) {
+            Some(r) => (r.name.clone(), &r.pending),
+            None => (Arc::from(room), &[]),
+        };
+        h.range(&name, lo, hi, n, from_end, true, pending)
+    }
+
+    /// Whether member `id` (IRC, with `batch`) gets replays on entering a
+    /// room inside a `chathistory` batch.
+    pub fn set_history_batch(&self, id: Id, on: bool) {
+        if let Some(m) = self.lock().members.get_mut(&id) {
+            m.batch = on;
+        }
+    }
+
+    /// Whether the hub keeps history.
+    pub fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
     /// The history database's epoch, if the hub keeps history.
     pub fn history_epoch(&self) -> Option<Arc<str>> {
         self.history.as_ref().map(|(h, _)| h.epoch().clone())
@@ -84,9 +119,7 @@ impl ChatHub {
                 if first {
                     m.protocol.encode_event(&cursor, &mut data);
                 }
-                for ev in events {
-                    m.protocol.encode_history(ev, &mut data);
-                }
+                m.protocol.encode_replay(room, events, m.batch, &mut data);
                 if !first {
                     m.protocol.encode_event(&cursor, &mut data);
                 }

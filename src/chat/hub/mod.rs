@@ -101,6 +101,8 @@ struct Member {
     away: Option<String>,
     /// When it came, ms since the epoch.
     since: u64,
+    /// History replays come inside an IRC `chathistory` batch.
+    batch: bool,
     /// Cancelled when the member is removed (kick, shutdown): stop reading,
     /// flush what is queued, close.
     removed: CancellationToken,
@@ -552,6 +554,7 @@ impl ChatHub {
                 operator,
                 away: None,
                 since: now_ms(),
+                batch: false,
                 removed: removed.clone(),
             },
         );

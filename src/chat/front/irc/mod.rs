@@ -10,6 +10,7 @@
 //! (numerics) carry its nick, which the hub gives as the event's sender.
 //! The connection side (registration, commands) is in [`session`].
 
+pub mod history;
 pub mod message;
 pub mod session;
 
@@ -117,32 +118,103 @@ pub fn time_tag(ts: u64) -> String {
     format!("@time={} ", rfc3339(UNIX_EPOCH + Duration::from_millis(ts)))
 }
 
-/// The time tag and client-only `tags`: `@time=...;+a=b `.
-fn client_tags(ts: u64, tags: &str) -> String {
-    let mut t = time_tag(ts);
+/// The `msgid` of a room's message: `SEQ-TS-ROOM` (its sequence number in
+/// the room, its time in ms, the room). The time makes it unique across
+/// history databases (epochs): a msgid from another one names no message
+/// here, even where the room and number match.
+pub fn msgid(ev: &RoomEvent) -> String {
+    format!("{}-{}-{}", ev.seq, ev.ts, ev.room)
+}
+
+/// A msgid's parts: (seq, ms, room).
+pub fn parse_msgid(id: &str) -> Option<(u64, u64, &str)> {
+    let mut it = id.splitn(3, '-');
+    let seq = it.next()?.parse().ok()?;
+    let ts = it.next()?.parse().ok()?;
+    let room = it.next().filter(|r| !r.is_empty())?;
+    Some((seq, ts, room))
+}
+
+/// Whether `kind` is something said in a room, which carries a msgid.
+fn has_msgid(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Message { .. }
+            | EventKind::Action { .. }
+            | EventKind::Styled { .. }
+            | EventKind::TagsOnly { to: None, .. }
+    ) || matches!(kind, EventKind::Tagged { event, .. } if has_msgid(event))
+}
+
+/// The tags in front of `ev`'s lines, if any: `@batch=B;time=T;msgid=M;+a=b `.
+/// The batch reference and the time when given (server-time); the msgid
+/// and the client-only tags only with message-tags.
+fn tags_for(ev: &RoomEvent, flavor: Flavor, batch: Option<&str>) -> Option<String> {
+    if !flavor.time && !flavor.tags && batch.is_none() {
+        return None;
+    }
+    let mut t = String::from("@");
+    if let Some(b) = batch {
+        t.push_str("batch=");
+        t.push_str(b);
+        t.push(';');
+    }
+    if flavor.time || flavor.tags {
+        let time = time_tag(ev.ts);
+        t.push_str(&time[1..time.len() - 1]);
+        t.push(';');
+    }
+    if flavor.tags {
+        if ev.seq > 0 && has_msgid(&ev.kind) {
+            t.push_str("msgid=");
+            t.push_str(&msgid(ev));
+            t.push(';');
+        }
+        if let EventKind::Tagged { tags, .. } | EventKind::TagsOnly { tags, .. } = &ev.kind {
+            t.push_str(tags);
+            t.push(';');
+        }
+    }
     t.pop();
-    t.push(';');
-    t.push_str(tags);
     t.push(' ');
-    t
+    Some(t)
 }
 
 /// Appends the IRC lines that show `ev` in encoding `flavor`.
 pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>, flavor: Flavor) {
-    let tag = flavor.time.then(|| time_tag(ev.ts));
+    encode_in(ev, out, flavor, None)
+}
+
+/// A new batch reference tag (unique in the process, so in any connection).
+fn batch_ref() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("h{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Appends `events` (messages replayed from history) as one `chathistory`
+/// batch for `target` (`#room`): `BATCH +REF chathistory #room`, each event
+/// with the `batch` tag and its own time, `BATCH -REF`. Empty when asked
+/// (CHATHISTORY answers with an empty batch when there is nothing).
+pub fn encode_history_batch(target: &str, events: &[RoomEvent], flavor: Flavor, out: &mut Vec<u8>) {
+    let id = batch_ref();
+    out.extend_from_slice(format!(":{SERVER} BATCH +{id} chathistory {target}\r\n").as_bytes());
+    for ev in events {
+        encode_in(ev, out, flavor, Some(&id));
+    }
+    out.extend_from_slice(format!(":{SERVER} BATCH -{id}\r\n").as_bytes());
+}
+
+/// [`encode_event`], inside batch `batch` if given.
+fn encode_in(ev: &RoomEvent, out: &mut Vec<u8>, flavor: Flavor, batch: Option<&str>) {
+    let tag = tags_for(ev, flavor, batch);
     let mut o = Out { out, tag };
     let from = &*ev.from;
     let room = chan(&ev.room);
     let kind = match &ev.kind {
-        EventKind::Tagged { tags, event } => {
+        EventKind::Tagged { event, .. } => &**event,
+        EventKind::TagsOnly { to, .. } => {
             if flavor.tags {
-                o.tag = Some(client_tags(ev.ts, tags));
-            }
-            &**event
-        }
-        EventKind::TagsOnly { tags, to } => {
-            if flavor.tags {
-                o.tag = Some(client_tags(ev.ts, tags));
                 let target = to.as_deref().map_or(room, str::to_string);
                 o.line(&user(from), &format!("TAGMSG {target}"));
             }

@@ -60,6 +60,18 @@ const CAPS: &[&str] = &[
     "server-time",
 ];
 
+/// Capabilities offered only when the server keeps history.
+const HISTORY_CAPS: &[&str] = &["batch", "draft/chathistory"];
+
+/// Most messages one CHATHISTORY answers with (its 005 token).
+pub const CHATHISTORY_MAX: usize = crate::chat::history::HISTORY_MAX;
+
+/// The capabilities offered: those of history only with history.
+fn offered(history: bool) -> impl Iterator<Item = &'static str> {
+    let extra = if history { HISTORY_CAPS } else { &[] };
+    CAPS.iter().chain(extra).copied()
+}
+
 /// Capabilities a client enabled.
 #[derive(Debug, Default, Clone, Copy)]
 struct Caps {
@@ -71,6 +83,10 @@ struct Caps {
     /// one prefix there is, and capabilities never change.
     multi_prefix: bool,
     cap_notify: bool,
+    /// `batch`: history comes in `chathistory` batches.
+    batch: bool,
+    /// `draft/chathistory`: enabled, though CHATHISTORY needs only `batch`.
+    chathistory: bool,
 }
 
 impl Caps {
@@ -82,6 +98,8 @@ impl Caps {
             "message-tags" => self.tags = on,
             "multi-prefix" => self.multi_prefix = on,
             "cap-notify" => self.cap_notify = on,
+            "batch" => self.batch = on,
+            "draft/chathistory" => self.chathistory = on,
             _ => {}
         }
     }
@@ -90,7 +108,9 @@ impl Caps {
         let mut v = Vec::new();
         for (on, name) in [
             (self.away, "away-notify"),
+            (self.batch, "batch"),
             (self.cap_notify, "cap-notify"),
+            (self.chathistory, "draft/chathistory"),
             (self.echo, "echo-message"),
             (self.tags, "message-tags"),
             (self.multi_prefix, "multi-prefix"),
@@ -107,6 +127,11 @@ impl Caps {
         Protocol::irc(self.time, self.away, self.tags)
     }
 
+    /// Whether history can reach this client in batches, with its times.
+    fn history_batches(&self) -> bool {
+        self.batch && (self.time || self.tags)
+    }
+
     fn echo(&self) -> Echo {
         if self.echo {
             Echo::Talk
@@ -117,7 +142,7 @@ impl Caps {
 }
 
 /// A parameter as it may appear in a reply: one word, not too long.
-fn tok(s: &str) -> &str {
+pub(super) fn tok(s: &str) -> &str {
     let s = s.split(' ').next().unwrap_or("");
     let mut end = s.len().min(64);
     while !s.is_char_boundary(end) {
@@ -246,6 +271,9 @@ pub async fn run(
     if reg.caps.echo {
         hub.set_style(m.id, reg.caps.protocol(), reg.caps.echo());
     }
+    if reg.caps.history_batches() {
+        hub.set_history_batch(m.id, true);
+    }
     let mut s = Member {
         hub: &hub,
         m: &m,
@@ -310,7 +338,7 @@ async fn register(
                     if p(0).eq_ignore_ascii_case("END") {
                         negotiating = false;
                     }
-                    out.push_str(&cap(&msg, &me, &mut caps));
+                    out.push_str(&cap(&msg, &me, &mut caps, hub.keeps_history()));
                 }
                 "PASS" => match &irc.password {
                     _ if msg.params.is_empty() => {
@@ -433,16 +461,19 @@ fn parse(frame: &Frame) -> Result<Message, Option<String>> {
 }
 
 /// `CAP` at any time: the replies.
-fn cap(msg: &Message, me: &str, caps: &mut Caps) -> String {
+fn cap(msg: &Message, me: &str, caps: &mut Caps, history: bool) -> String {
     let p = |i| msg.param(i).unwrap_or("");
     match p(0).to_ascii_uppercase().as_str() {
-        "LS" => line(SERVER, &format!("CAP {me} LS :{}", CAPS.join(" "))),
+        "LS" => {
+            let all: Vec<&str> = offered(history).collect();
+            line(SERVER, &format!("CAP {me} LS :{}", all.join(" ")))
+        }
         "LIST" => line(SERVER, &format!("CAP {me} LIST :{}", caps.enabled())),
         "REQ" => {
             let asked: Vec<&str> = p(1).split(' ').filter(|c| !c.is_empty()).collect();
             let known = asked
                 .iter()
-                .all(|c| CAPS.contains(&c.strip_prefix('-').unwrap_or(c)));
+                .all(|c| offered(history).any(|o| o == c.strip_prefix('-').unwrap_or(c)));
             if !known || asked.is_empty() {
                 return line(SERVER, &format!("CAP {me} NAK :{}", p(1)));
             }
@@ -518,13 +549,18 @@ impl Member<'_> {
     }
 
     fn isupport(&self, me: &str) -> String {
+        let history = if self.hub.keeps_history() {
+            format!("CHATHISTORY={CHATHISTORY_MAX} MSGREFTYPES=msgid,timestamp ")
+        } else {
+            String::new()
+        };
         num(
             "005",
             me,
             &format!(
                 "CHANTYPES=# PREFIX=(o)@ NETWORK=sockit CASEMAPPING=ascii NICKLEN={MAX_NAME} \
                  CHANNELLEN={} TOPICLEN={TOPICLEN} CHANMODES=,,,nt CHANLIMIT=#:{} \
-                 MODES=4 :are supported by this server",
+                 MODES=4 {history}:are supported by this server",
                 MAX_NAME + 1,
                 self.irc.max_channels
             ),
@@ -659,12 +695,15 @@ impl Member<'_> {
             "PONG" => {}
             "CAP" => {
                 let before = self.caps;
-                let reply = cap(msg, &me, &mut self.caps);
+                let reply = cap(msg, &me, &mut self.caps, self.hub.keeps_history());
                 self.send(reply);
                 let c = self.caps;
                 let key = |c: Caps| (c.time, c.echo, c.away, c.tags);
                 if key(c) != key(before) {
                     self.hub.set_style(self.m.id, c.protocol(), c.echo());
+                }
+                if c.history_batches() != before.history_batches() {
+                    self.hub.set_history_batch(self.m.id, c.history_batches());
                 }
             }
             "USER" | "PASS" => self.send(num("462", &me, ":You may not reregister")),
@@ -847,6 +886,19 @@ impl Member<'_> {
                 self.send(num("303", &me, &format!(":{}", found.join(" "))));
             }
             "TAGMSG" if need(1) => self.tagmsg(msg),
+            "CHATHISTORY" if self.hub.keeps_history() => {
+                let flavor = self
+                    .caps
+                    .history_batches()
+                    .then(|| self.caps.protocol().irc_flavor());
+                self.send(super::history::chathistory(
+                    self.hub,
+                    self.m.id,
+                    flavor,
+                    &msg.params,
+                    CHATHISTORY_MAX,
+                ));
+            }
             "JOIN" | "PART" | "TOPIC" | "MODE" | "KICK" | "USERHOST" | "ISON" | "TAGMSG" => {}
             other => self.send(num("421", &me, &format!("{} :Unknown command", tok(other)))),
         }
@@ -1222,10 +1274,13 @@ mod tests {
         let mut c = Caps::default();
         assert_eq!(c.protocol(), Protocol::Irc);
         let m = Message::parse(b"CAP REQ :server-time away-notify echo-message").unwrap();
-        assert!(cap(&m, "*", &mut c).contains("ACK"));
+        assert!(cap(&m, "*", &mut c, false).contains("ACK"));
         assert_eq!(c.protocol(), Protocol::IrcTimeAway);
         assert_eq!(c.echo(), Echo::Talk);
         let m = Message::parse(b"CAP REQ :sasl").unwrap();
-        assert!(cap(&m, "*", &mut c).contains("NAK :sasl"));
+        assert!(cap(&m, "*", &mut c, false).contains("NAK :sasl"));
+        let m = Message::parse(b"CAP REQ :batch").unwrap();
+        assert!(cap(&m, "*", &mut c, false).contains("NAK :batch"));
+        assert!(cap(&m, "*", &mut c, true).contains("ACK :batch"));
     }
 }
