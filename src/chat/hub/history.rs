@@ -13,9 +13,9 @@ use crate::chat::front::Protocol;
 use crate::chat::history::{Query, HISTORY_MAX, RESUME_MAX};
 use crate::chat::hub::now_ms;
 
-// `history` and `history_epoch` are the query API of front-ends that ask
-// for ranges (IRC's CHATHISTORY); the line and web front-ends go through
-// hub commands.
+// `history`, `history_epoch` and `history_said` are the query API of
+// front-ends that ask for ranges (IRC's CHATHISTORY uses `history_said`);
+// the line and web front-ends go through hub commands.
 #[allow(dead_code)]
 impl ChatHub {
     /// A query on `room`'s history (for front-ends, e.g. IRC's CHATHISTORY),
