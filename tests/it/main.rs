@@ -40,3 +40,5 @@ mod smoke {
         assert!(st.success());
     }
 }
+mod chat_cluster_gaps;
+mod chat_cluster_reconnect;
