@@ -201,6 +201,10 @@ struct ClusterArgs {
     /// How long the room log keeps an event (0: no age limit).
     #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
     cluster_log_age: Duration,
+    /// Copies JetStream keeps of the nick, presence and node buckets and of the
+    /// room log: 3 on a three-server NATS cluster, so one server may fail.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "cluster", help_heading = "Cluster")]
+    cluster_replicas: u8,
     /// Fault injection for tests: drop every Nth room event that arrives from NATS.
     #[arg(
         long,
@@ -407,6 +411,7 @@ async fn join_cluster(urls: &str, args: &ClusterArgs) -> Result<crate::chat::clu
     cfg.log_per_room = i64::from(args.cluster_log_per_room);
     cfg.log_age = args.cluster_log_age;
     cfg.drop_every = args.cluster_drop_every;
+    cfg.replicas = usize::from(args.cluster_replicas);
     let shown: Vec<String> = cfg.urls.iter().map(|u| redact(u)).collect();
     let c = connect(cfg.clone()).await?;
     eprintln!(

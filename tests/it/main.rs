@@ -41,4 +41,5 @@ mod smoke {
     }
 }
 mod chat_cluster_gaps;
+mod chat_cluster_nats3;
 mod chat_cluster_reconnect;

@@ -78,6 +78,9 @@ pub struct ClusterConfig {
     pub log_age: Duration,
     /// Fault injection for tests: drop every Nth room event received (0: none).
     pub drop_every: u64,
+    /// Copies JetStream keeps of the buckets and the room log (up to the
+    /// number of NATS servers).
+    pub replicas: usize,
 }
 
 impl ClusterConfig {
@@ -95,6 +98,7 @@ impl ClusterConfig {
             log_per_room: 1000,
             log_age: Duration::from_secs(24 * 3600),
             drop_every: 0,
+            replicas: 1,
         }
     }
 }
@@ -153,6 +157,8 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("sockit chat {}", cfg.node))
         .no_echo()
+        // The URLs in the order given: the first is this node's own server.
+        .retain_servers_order()
         .connection_timeout(limit)
         .subscription_capacity(cfg.sub_capacity)
         .event_callback(|ev| async move {
@@ -189,12 +195,23 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
         .map_err(|e| connect_error(&what, e, limit))?;
     let js = async_nats::jetstream::new(client.clone());
     let opened = async {
-        let bucket = |name: &str, max_age| (name.to_string(), max_age);
-        let lease = cfg.lease;
+        // A NATS cluster that has just started may not have elected its
+        // JetStream leader yet: try again until the time is up.
+        let deadline = tokio::time::Instant::now() + limit;
+        let (js, lease, replicas) = (&js, cfg.lease, cfg.replicas);
+        let bucket = |name: &'static str| async move {
+            loop {
+                match open_bucket(js, (name.to_string(), lease), replicas).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) if tokio::time::Instant::now() + RETRY >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(RETRY).await,
+                }
+            }
+        };
         Ok::<_, String>((
-            open_bucket(&js, bucket("sockit_nicks", lease)).await?,
-            open_bucket(&js, bucket("sockit_presence", lease)).await?,
-            open_bucket(&js, bucket("sockit_nodes", lease)).await?,
+            bucket("sockit_nicks").await?,
+            bucket("sockit_presence").await?,
+            bucket("sockit_nodes").await?,
         ))
     };
     let (nicks, presence, nodes) = tokio::time::timeout(limit, opened)
@@ -244,7 +261,7 @@ async fn open_log(
         max_age: cfg.log_age,
         storage: stream::StorageType::File,
         discard: stream::DiscardPolicy::Old,
-        num_replicas: 1,
+        num_replicas: cfg.replicas,
         ..Default::default()
     };
     let made = js.create_stream(config).await;
@@ -253,6 +270,9 @@ async fn open_log(
         Err(e) => Err(made.err().map_or_else(|| e.to_string(), |m| m.to_string())),
     }
 }
+
+/// Pause between tries while JetStream is not ready.
+const RETRY: Duration = Duration::from_millis(250);
 
 /// The room log's stream name.
 pub const LOG_STREAM: &str = "sockit_rooms";
@@ -265,6 +285,7 @@ pub const LOG_STREAM: &str = "sockit_rooms";
 async fn open_bucket(
     js: &async_nats::jetstream::Context,
     (name, max_age): (String, Duration),
+    replicas: usize,
 ) -> std::result::Result<Store, String> {
     use async_nats::jetstream::stream;
     if let Ok(s) = js.get_key_value(&name).await {
@@ -279,7 +300,7 @@ async fn open_bucket(
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
-        num_replicas: 1,
+        num_replicas: replicas,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
