@@ -1,11 +1,13 @@
-//! Load generator for line chat servers: `sockit chat serve` and `ncat --chat`.
+//! Load generator for chat servers: `sockit chat serve` (line, `--web` and
+//! `--irc` members) and `ncat --chat`.
 //!
 //! Connects N clients (plus K "stalled" ones that stop reading after their
 //! greeting), waits until the join announcements have died down, then has S of
 //! the clients send M lines each. Every line carries the sender, a sequence
 //! number and a send timestamp (nanoseconds since a process-wide `Instant`), so
 //! every receiver can time it and spot gaps and duplicates whatever prefix the
-//! server puts in front (`<guestN> ` for sockit, `<userN> ` for ncat).
+//! server puts in front (`<guestN> ` for sockit, `<userN> ` for ncat,
+//! `:cN!cN@sockit PRIVMSG #lobby :` for IRC).
 //!
 //! Without `--rate` the senders are closed-loop: no receiver may fall more than
 //! `--lag-bytes` behind them, so the run measures the delivery rate the server
@@ -52,6 +54,10 @@ enum Format {
     /// client upgrades `/ws` to WebSocket, sends `say` commands in masked
     /// text frames and reads one JSON event per frame.
     Web,
+    /// `sockit chat serve --irc`: the address is the IRC listener's; each
+    /// client registers (`CAP LS 302`, `NICK`, `USER`, `CAP END`; greeted
+    /// once `001` arrives), joins `--irc-join`, sends `PRIVMSG` to it.
+    Irc,
 }
 
 /// Chat server load generator (see the file's doc comment).
@@ -116,6 +122,10 @@ struct Args {
     /// Label copied into the JSON summary.
     #[arg(long, default_value = "")]
     label: String,
+    /// IRC: the channel every client joins after `001` and senders talk to
+    /// ("" joins none: registration alone).
+    #[arg(long, default_value = "#lobby")]
+    irc_join: String,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -230,6 +240,9 @@ fn check(args: &Args) -> Result<(), String> {
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
+    if args.rooms > 0 && args.format != Format::Sockit {
+        return Err("--rooms works with --format sockit only".into());
+    }
     if args.rooms > 0 && args.rate <= 0.0 {
         return Err("--rooms needs --rate (the closed loop assumes one room)".into());
     }
@@ -247,6 +260,19 @@ fn check(args: &Args) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// CPU time `pid` has used (user + system), in seconds, from /proc/PID/stat.
+fn cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / hz)
 }
 
 /// VmRSS of `pid` in KiB.
@@ -551,6 +577,8 @@ struct Shared {
     /// Each client's address index (senders first), to tell cross-node
     /// deliveries apart.
     node_of: Vec<usize>,
+    /// IRC: senders write `PRIVMSG <channel> :` before each line.
+    irc: Option<String>,
 }
 
 impl Shared {
@@ -677,6 +705,8 @@ impl Receiver {
 
     fn line(&mut self, line: &[u8], now: u64, sh: &Shared) {
         self.lines += 1;
+        // IRC lines end with CR LF.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(at) = find_marker(line) else {
             if line.starts_with(b"* ") && line.ends_with(b"(too slow)") {
                 self.kick_notices += 1;
@@ -793,7 +823,12 @@ struct Greeted {
     leftover: Vec<u8>,
 }
 
-async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, String> {
+async fn connect_and_greet(
+    addr: SocketAddr,
+    format: Format,
+    index: usize,
+    irc_join: &str,
+) -> Result<Greeted, String> {
     let t0 = Instant::now();
     let stream = TcpStream::connect(addr)
         .await
@@ -813,6 +848,9 @@ async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, 
             .map_err(|e| format!("write: {e}"))?;
         return web_greeting(s, t0).await;
     }
+    if format == Format::Irc {
+        return irc_register(stream, t0, index, irc_join).await;
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -831,7 +869,7 @@ async fn connect_and_greet(addr: SocketAddr, format: Format) -> Result<Greeted, 
             let ok = match format {
                 Format::Sockit => first.starts_with(b"* welcome, you are "),
                 Format::Ncat => first.starts_with(b"<announce> ") && find_marker(first).is_none(),
-                Format::Web => first.starts_with(b"HTTP/1.1 101 "),
+                Format::Web | Format::Irc => false,
             };
             if !ok {
                 return Err(format!(
@@ -902,6 +940,68 @@ async fn after_greeting(
             Ok(k) => got.extend_from_slice(&buf[..k]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// Registers as `cINDEX` (CAP LS 302, NICK, USER, CAP END) and reads up to
+/// the `001` line (the greeting: the time taken is registration); then joins
+/// `join`, whose replies come with the rest.
+async fn irc_register(
+    mut stream: TcpStream,
+    t0: Instant,
+    index: usize,
+    join: &str,
+) -> Result<Greeted, String> {
+    let hello =
+        format!("CAP LS 302\r\nNICK c{index}\r\nUSER c{index} 0 * :c{index}\r\nCAP END\r\n");
+    stream
+        .write_all(hello.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut from = 0;
+    loop {
+        stream.readable().await.map_err(|e| format!("read: {e}"))?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => {
+                let said = String::from_utf8_lossy(&got).trim().to_string();
+                return Err(format!("closed before 001 (said: {said:?})"));
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        while let Some(i) = find_byte(b'\n', &got[from..]) {
+            let l = &got[from..from + i];
+            from += i + 1;
+            let mut words = l.split(|&b| b == b' ');
+            let _source = words.next();
+            match words.next() {
+                Some(b"001") => {
+                    let took = t0.elapsed();
+                    if !join.is_empty() {
+                        stream
+                            .write_all(format!("JOIN {join}\r\n").as_bytes())
+                            .await
+                            .map_err(|e| format!("write: {e}"))?;
+                    }
+                    return Ok(Greeted {
+                        took,
+                        stream,
+                        leftover: got[from..].to_vec(),
+                    });
+                }
+                Some(code) if code.len() == 3 && code[0] >= b'4' && code[0] <= b'5' => {
+                    let l = String::from_utf8_lossy(l).trim().to_string();
+                    return Err(format!("registration refused: {l:?}"));
+                }
+                _ => {}
+            }
+        }
+        if got.len() > 64 * 1024 {
+            return Err("no 001 in the first 64 KiB".into());
         }
     }
 }
@@ -1030,6 +1130,13 @@ async fn send_lines(
                 compose(&mut line, id as u64, q, ts, plan.bytes);
                 line.pop();
                 web_say(&mut buf, &line);
+            } else if let Some(chan) = &sh.irc {
+                buf.extend_from_slice(b"PRIVMSG ");
+                buf.extend_from_slice(chan.as_bytes());
+                buf.extend_from_slice(b" :");
+                compose(&mut buf, id as u64, q, ts, plan.bytes);
+                buf.pop();
+                buf.extend_from_slice(b"\r\n");
             } else {
                 compose(&mut buf, id as u64, q, ts, plan.bytes);
             }
@@ -1058,6 +1165,12 @@ struct Report {
     fatal: bool,
     complete: bool,
     connect_s: f64,
+    /// Server CPU seconds while clients connected and were greeted.
+    cpu_connect_s: Option<f64>,
+    /// Server CPU seconds from the first send to the end of the drain.
+    cpu_send_s: Option<f64>,
+    /// Server CPU seconds used before the first send.
+    cpu_before_send: Option<f64>,
     greet_p50_ms: Option<f64>,
     greet_max_ms: Option<f64>,
     settle_s: f64,
@@ -1101,7 +1214,7 @@ impl Report {
             concat!(
                 "{{\"label\":\"{}\",\"format\":\"{:?}\",\"clients\":{},\"senders\":{},\"messages\":{},",
                 "\"bytes\":{},\"rate\":{},\"lag_bytes\":{},\"batch\":{},\"stalled\":{},\"ok\":{},\"complete\":{},\"error\":{},",
-                "\"connect_s\":{:.6},\"greet_p50_ms\":{},\"greet_max_ms\":{},\"settle_s\":{:.3},\"settled\":{},",
+                "\"connect_s\":{:.6},\"cpu_connect_s\":{},\"cpu_send_s\":{},\"greet_p50_ms\":{},\"greet_max_ms\":{},\"settle_s\":{:.3},\"settled\":{},",
                 "\"sent\":{},\"expected\":{},\"received\":{},\"unique\":{},\"duplicates\":{},\"malformed\":{},",
                 "\"lost\":{},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},",
                 "\"lat_max_us\":{},\"disconnected\":{},\"kicked_seen\":{},\"rss_base_kib\":{},\"rss_idle_kib\":{},",
@@ -1121,6 +1234,8 @@ impl Report {
             self.complete,
             err,
             self.connect_s,
+            opt(self.cpu_connect_s.map(|c| format!("{c:.3}"))),
+            opt(self.cpu_send_s.map(|c| format!("{c:.3}"))),
             opt(self.greet_p50_ms),
             opt(self.greet_max_ms),
             self.settle_s,
@@ -1236,6 +1351,7 @@ async fn connect_all(
             n => a.also[n - 1],
         };
         let (format, clients) = (a.format, a.clients);
+        let irc_join = a.irc_join.clone();
         let mut say = String::new();
         if i < clients && a.rooms > 0 {
             let _ = writeln!(say, "/join load{}", a.room_of(i));
@@ -1245,7 +1361,7 @@ async fn connect_all(
         connecting.spawn(async move {
             let _permit = permit.await.map_err(|e| e.to_string())?;
             let g = tokio::time::timeout(limit, async {
-                let g = connect_and_greet(addr, format).await?;
+                let g = connect_and_greet(addr, format, i, &irc_join).await?;
                 after_greeting(g, nick, say).await
             })
             .await
@@ -1433,9 +1549,15 @@ async fn run(a: &Args) -> Report {
         closed: AtomicU64::new(0),
         web: a.format == Format::Web,
         node_of: (0..a.clients).map(|i| a.node_of(i)).collect(),
+        irc: (a.format == Format::Irc).then(|| a.irc_join.clone()),
     });
     let stop = CancellationToken::new();
+    let cpu = |pid: Option<u32>| pid.and_then(cpu_s);
+    let cpu0 = cpu(a.server_pid);
     let mut clients = connect_all(a, &sh, &stop, &mut rep).await;
+    if let (Some(c0), Some(c1)) = (cpu0, cpu(a.server_pid)) {
+        rep.cpu_connect_s = Some(c1 - c0);
+    }
     if rep.fatal {
         stop.cancel();
         while clients.readers.join_next().await.is_some() {}
@@ -1448,6 +1570,7 @@ async fn run(a: &Args) -> Report {
     if let Some(s) = &sampler {
         rep.rss_idle_kib = s.now();
     }
+    rep.cpu_before_send = cpu(a.server_pid);
     let sent = send_all(a, &sh, &clients, &mut rep).await;
     drain_and_collect(a, &sh, stop, clients, sent, sampler, rep).await
 }
@@ -1469,6 +1592,9 @@ async fn drain_and_collect(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drained = sh.unique.load(Ordering::Relaxed) >= rep.expected;
+    if let (Some(c0), Some(c1)) = (rep.cpu_before_send, a.server_pid.and_then(cpu_s)) {
+        rep.cpu_send_s = Some(c1 - c0);
+    }
     if let Some(s) = &sampler {
         rep.rss_end_kib = s.now();
     }

@@ -94,7 +94,7 @@ pub struct RelayArgs {
     #[arg(short = 'C', long)]
     pub crlf: bool,
     /// Hex dump both directions to FILE ('-' for stderr).
-    #[arg(short = 'x', long = "hex-dump", value_name = "FILE")]
+    #[arg(long = "hex-dump", value_name = "FILE")]
     pub hex_dump: Option<PathBuf>,
     /// Datagram sockets: cut stdin into messages of BYTES instead of lines.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=65507))]
@@ -145,7 +145,7 @@ pub struct TlsClientArgs {
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub cacert: Option<PathBuf>,
     /// Do not verify the certificate (still encrypted).
-    #[arg(long, requires = "tls")]
+    #[arg(short = 'k', long, requires = "tls")]
     pub insecure: bool,
     /// Server name to send and verify (default: the endpoint's host).
     #[arg(long, value_name = "NAME", requires = "tls")]
@@ -153,6 +153,12 @@ pub struct TlsClientArgs {
     /// Accept exactly the certificate with this SHA-256 fingerprint.
     #[arg(long, value_name = "HEX", requires = "tls")]
     pub pin_sha256: Option<String>,
+    /// Client certificate (PEM, chain allowed) for servers that ask for one (mTLS).
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub cert: Option<PathBuf>,
+    /// Private key for --cert (PEM; default: the key inside the --cert file).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl TlsClientArgs {
@@ -164,7 +170,44 @@ impl TlsClientArgs {
             sni: self.sni.clone(),
             pin_sha256: self.pin_sha256.clone(),
             alpn: Vec::new(),
+            identity: self.cert.as_ref().map(|cert| tls::ClientIdentity {
+                cert: cert.clone(),
+                key: self.key.clone(),
+            }),
         })
+    }
+}
+
+/// Proxy flags of the clients (`connect`, `chat join`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Proxy")]
+pub struct ProxyArgs {
+    /// Connect through this proxy: socks5://HOST:PORT (the name resolved here),
+    /// socks5h:// (resolved by the proxy), socks4://, socks4a://, or http:// (CONNECT;
+    /// the default scheme). USER:PASSWORD@ may precede HOST; the port defaults to 1080.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
+    pub proxy: Option<String>,
+    /// User name and password for the proxy (instead of the URL's).
+    #[arg(long, value_name = "USER:PASSWORD", requires = "proxy")]
+    pub proxy_user: Option<String>,
+}
+
+impl ProxyArgs {
+    /// The proxy the flags name, if any.
+    pub fn proxy(&self) -> Result<Option<crate::proxy::Proxy>> {
+        let Some(text) = &self.proxy else {
+            return Ok(None);
+        };
+        if text == "-" || text.starts_with('/') || text.starts_with("./") {
+            return Err(Error::Usage(format!(
+                "invalid proxy '{text}' (-x is --proxy URL here; the hex dump is --hex-dump FILE)"
+            )));
+        }
+        let mut proxy = crate::proxy::Proxy::parse(text)?;
+        if let Some(user) = &self.proxy_user {
+            proxy.set_user(user);
+        }
+        Ok(Some(proxy))
     }
 }
 
@@ -218,9 +261,18 @@ pub struct TlsServerArgs {
     /// Serve TLS with a certificate generated at start; its fingerprint is printed.
     #[arg(long)]
     pub tls_self_signed: bool,
+    /// Require a client certificate signed by a CA in this PEM file (mTLS); the
+    /// verified subject is logged (-v) and given to -e programs as SOCKIT_PEER_CERT.
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl TlsServerArgs {
+    /// The TLS server these flags ask for (its fingerprint printed), if any.
+    pub fn server(&self) -> Result<Option<tls::TlsServer>> {
+        tls::TlsServer::announced(self.identity(), self.tls_client_ca.as_deref())
+    }
+
     /// `Some` when any TLS server flag is given.
     pub fn identity(&self) -> Option<tls::ServerIdentity> {
         if self.tls_self_signed {

@@ -45,6 +45,8 @@ pub struct Conn {
     pub peer: String,
     /// `tcp`, `udp`, `unix`, `unix-dgram`, `unix-seqpacket`, `tls`...
     pub proto: String,
+    /// The subject of the peer's verified client certificate (`--tls-client-ca`).
+    pub peer_cert: Option<String>,
 }
 
 impl Conn {

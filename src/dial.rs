@@ -2,7 +2,9 @@
 //! `--resolve` overrides), try each address in order, then TLS if asked (with
 //! ALPN when the client offers it), all within one deadline. The one connector:
 //! `connect` and `chat join` use [`dial`] (`-w`), the HTTP client
-//! [`dial_route`] (`--connect-timeout`).
+//! [`dial_route`] (`--connect-timeout`). With a proxy (`-x`) the TCP connect
+//! goes to the proxy, then [`crate::proxy`] asks it for a tunnel to the
+//! endpoint, and TLS (if any) runs inside the tunnel.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::conn::{BoxStream, Conn, Link};
 use crate::endpoint::{resolve, Endpoint, Family, Host, Transport, UnixKind, UnixName};
 use crate::error::{Error, Result};
+use crate::proxy::{Proxy, Target};
 use crate::sock::{self, fmt_ip, fmt_sockaddr, PacketSock, SockOpts};
 use crate::tls;
 
@@ -29,6 +32,8 @@ pub struct DialOpts {
     pub sock: SockOpts,
     /// TLS client settings, when `--tls` is given.
     pub tls: Option<tls::ClientOptions>,
+    /// Reach TCP endpoints through this proxy (`-x`).
+    pub proxy: Option<Proxy>,
 }
 
 /// Connects to `ep` within `opts.wait`. Under `-v` says which address answered.
@@ -87,6 +92,13 @@ pub enum Step<'a> {
         /// Another address follows.
         more: bool,
     },
+    /// The proxy opened a tunnel to the target.
+    Tunnel {
+        /// The proxy, as `socks5h://HOST:PORT`.
+        proxy: &'a Proxy,
+        /// The target as the proxy was asked for it (a name or an address).
+        target: &'a str,
+    },
     /// The TLS handshake is done.
     Tls(&'a rustls::ClientConnection),
 }
@@ -130,6 +142,7 @@ fn trace_step(ep: &Endpoint, step: Step<'_>) {
             }
         }
         Step::Failed { error, more: true } => tracing::info!("{error}; trying the next address"),
+        Step::Tunnel { proxy, target } => tracing::info!("tunnel to {target} through {proxy}"),
         _ => {}
     }
 }
@@ -229,6 +242,9 @@ async fn connect(
             host,
             port,
         } => {
+            if let Some(proxy) = &opts.proxy {
+                return through_proxy(proxy, host, *port, opts, route, deadline).await;
+            }
             let addrs = match overridden(route.overrides, host, *port) {
                 Some(addrs) => addrs,
                 None => resolve(host, *port, opts.family).await?,
@@ -241,8 +257,13 @@ async fn connect(
                 local,
                 peer,
                 proto: "tcp".into(),
+                peer_cert: None,
             })
         }
+        _ if opts.proxy.is_some() => Err(Error::Usage(format!(
+            "a proxy carries TCP connections only, not {}",
+            ep.proto()
+        ))),
         Endpoint::Ip {
             transport: Transport::Udp,
             host,
@@ -276,6 +297,71 @@ async fn connect(
             })
         }
     }
+}
+
+/// A TCP connection to `host:port` through `proxy`: connect to the proxy
+/// (its name resolved here, `--resolve` applies), then its handshake. The
+/// target's name goes to the proxy for `socks5h`, `socks4a` and `http`;
+/// for `socks5` and `socks4` it is resolved here first.
+async fn through_proxy(
+    proxy: &Proxy,
+    host: &Host,
+    port: u16,
+    opts: &DialOpts,
+    route: &Route<'_>,
+    deadline: Instant,
+) -> Result<Conn> {
+    let addrs = match overridden(route.overrides, &proxy.host, proxy.port) {
+        Some(addrs) => addrs,
+        None => resolve(&proxy.host, proxy.port, opts.family)
+            .await
+            .map_err(|e| proxy.unresolved(e))?,
+    };
+    let stream = connect_any(&addrs, opts, route, deadline)
+        .await
+        .map_err(|e| match e {
+            Error::Io { source, .. } => {
+                Error::io(format!("cannot connect to proxy {proxy}"), source)
+            }
+            Error::Timeout { after, .. } => Error::Timeout {
+                what: format!("cannot connect to proxy {proxy}"),
+                after,
+            },
+            e => e,
+        })?;
+    let local = stream.local_addr().map(fmt_ip).unwrap_or_default();
+    let name;
+    let target = match host {
+        Host::Name(n) if proxy.resolves_names() => {
+            name = n.clone();
+            Target::Name(&name, port)
+        }
+        _ => {
+            // SOCKS4 has no IPv6: ask the resolver for IPv4 then.
+            let family = match proxy.scheme {
+                crate::proxy::Scheme::Socks4 | crate::proxy::Scheme::Socks4a => Family::V4,
+                _ => opts.family,
+            };
+            let addrs = match overridden(route.overrides, host, port) {
+                Some(addrs) => addrs,
+                None => resolve(host, port, family).await?,
+            };
+            Target::Addr(addrs[0])
+        }
+    };
+    let shown = target.to_string();
+    let stream = proxy.handshake(stream, target).await?;
+    (route.note)(Step::Tunnel {
+        proxy,
+        target: &shown,
+    });
+    Ok(Conn {
+        link: Link::Tcp(stream),
+        local,
+        peer: format!("{host}:{port} via {proxy}"),
+        proto: "tcp".into(),
+        peer_cert: None,
+    })
 }
 
 /// The `--resolve` addresses for `host` and `port`, if an entry names them.
@@ -349,6 +435,7 @@ fn unix_stream_conn(s: socket2::Socket, name: &UnixName) -> Result<Conn> {
         local: "(unnamed)".into(),
         peer: name.to_string(),
         proto: "unix".into(),
+        peer_cert: None,
     })
 }
 
@@ -366,5 +453,6 @@ fn packet_conn(sock: PacketSock, eof_on_empty: bool, proto: &str) -> Conn {
         local,
         peer,
         proto: proto.into(),
+        peer_cert: None,
     }
 }

@@ -32,6 +32,8 @@ pub enum Class {
     Tls = 8,
     /// A TLS peer closed without close_notify: what arrived may be cut short.
     Truncated = 9,
+    /// A proxy refused the credentials or the target, or did not speak its protocol.
+    Proxy = 10,
 }
 
 impl Class {
@@ -41,7 +43,7 @@ impl Class {
     }
 
     /// Every class, in exit-code order (for help text and docs).
-    pub const ALL: [Class; 9] = [
+    pub const ALL: [Class; 10] = [
         Class::Io,
         Class::Usage,
         Class::Resolve,
@@ -51,6 +53,7 @@ impl Class {
         Class::Permission,
         Class::Tls,
         Class::Truncated,
+        Class::Proxy,
     ];
 
     /// A few words saying what the class means.
@@ -65,6 +68,7 @@ impl Class {
             Class::Permission => "permission denied",
             Class::Tls => "TLS handshake or certificate verification failed",
             Class::Truncated => "TLS peer closed without close_notify: data may be truncated",
+            Class::Proxy => "proxy refused (credentials, target) or sent a bad reply",
         }
     }
 }
@@ -78,6 +82,21 @@ pub enum TlsFailure {
     Handshake,
     /// The peer's certificate was not accepted (chain, name, pin, CA file).
     Certificate,
+}
+
+/// Which part of going through a proxy failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// The proxy's own name did not resolve (curl's exit 5).
+    Resolve,
+    /// The proxy refused the credentials, or wants some.
+    Auth,
+    /// The proxy refused the target, or could not reach it.
+    Refused,
+    /// The reply was not the proxy protocol, or the proxy hung up.
+    Reply,
+    /// An HTTP proxy answered CONNECT with this status (407: credentials).
+    Status(u16),
 }
 
 /// An error from a protocol layered on the sockets (HTTP). It knows its own
@@ -151,6 +170,16 @@ pub enum Error {
         /// The operating system's error (ECONNRESET, EPIPE...).
         source: io::Error,
     },
+    /// Going through a proxy failed (`-x`).
+    #[error("{what} ({reason})")]
+    Proxy {
+        /// What was being attempted, naming the proxy and the target.
+        what: String,
+        /// Why, in the proxy's words where it gave some.
+        reason: String,
+        /// Which part failed.
+        failure: ProxyFailure,
+    },
     /// A protocol layered on the sockets failed (`sockit http`).
     #[error("{0}")]
     Protocol(Box<dyn ProtocolError>),
@@ -175,6 +204,11 @@ impl Error {
             Error::Truncated { .. } => Class::Truncated,
             Error::Io { source, .. } => io_class(source),
             Error::Transfer { .. } => Class::Io,
+            Error::Proxy {
+                failure: ProxyFailure::Resolve,
+                ..
+            } => Class::Resolve,
+            Error::Proxy { .. } => Class::Proxy,
             Error::Protocol(e) => e.class(),
         }
     }

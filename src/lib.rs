@@ -8,6 +8,7 @@
 //! - [`endpoint`]: endpoint strings (`tcp://`, `udp://`, `unix-seqpacket:`...) and resolution.
 //! - [`dial`]: endpoint to connected [`conn::Conn`], TLS included; callers race it
 //!   against a [`shutdown::Shutdown`].
+//! - [`proxy`]: proxy URLs (`-x`), the SOCKS and HTTP CONNECT handshakes, `no_proxy`.
 //! - [`conn`]: a connected socket of any kind, split into reader and writer halves.
 //! - [`tls`]: rustls client and server configs, self-signed certificates, pinning.
 //! - [`shutdown`]: the shutdown value each command makes and passes down (signals, races).
@@ -46,6 +47,7 @@ pub mod error;
 pub mod forward;
 pub mod http;
 pub(crate) mod icmp;
+pub mod proxy;
 pub mod relay;
 pub mod serve;
 pub mod shutdown;

@@ -4,8 +4,6 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -61,7 +59,7 @@ fn init_logging(verbose: u8) {
 /// usage error becomes one `sockit: error:` line with a pointer to the
 /// subcommand's help, exit 2.
 fn parse() -> Cli {
-    let err = match Cli::try_parse() {
+    let err = match Cli::try_parse_args() {
         Ok(cli) => return cli,
         Err(e) => e,
     };

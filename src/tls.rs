@@ -1,6 +1,7 @@
 //! TLS on rustls (ring provider): client configs (system roots, `--cacert`,
-//! `--insecure`, `--pin-sha256`) and server configs (PEM files or a self-signed
-//! certificate made at start with rcgen).
+//! `--insecure`, `--pin-sha256`, a client certificate with `--cert`) and server
+//! configs (PEM files or a self-signed certificate made at start with rcgen;
+//! client certificates required with `--tls-client-ca`).
 //!
 //! Only configuration and handshakes live here; moving bytes is `relay`'s job.
 
@@ -9,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -47,6 +50,33 @@ pub struct ClientOptions {
     pub pin_sha256: Option<String>,
     /// ALPN protocols to offer, most preferred first (empty: no ALPN extension).
     pub alpn: Vec<Vec<u8>>,
+    /// A certificate to present when the server asks for one (`--cert`, `--key`).
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A client certificate and its key (PEM files).
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key; `None`: the key is in the `cert` file too.
+    pub key: Option<PathBuf>,
+}
+
+impl ClientIdentity {
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let certs = read_certs(&self.cert)?;
+        let key = match &self.key {
+            Some(key) => read_key(key)?,
+            None => read_key(&self.cert).map_err(|_| {
+                setup_err(
+                    format!("cannot use {}", self.cert.display()),
+                    "no private key in the certificate file: give it with --key",
+                )
+            })?,
+        };
+        Ok((certs, key))
+    }
 }
 
 /// A ready TLS client: connector plus the name to verify.
@@ -67,7 +97,7 @@ impl TlsClient {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| setup_err("cannot set up TLS", e))?;
-        let mut config = if opts.insecure || opts.pin_sha256.is_some() {
+        let builder = if opts.insecure || opts.pin_sha256.is_some() {
             let pin = match &opts.pin_sha256 {
                 Some(text) => Some(parse_fingerprint(text)?),
                 None => None,
@@ -78,11 +108,24 @@ impl TlsClient {
                     pin,
                     provider: provider(),
                 }))
-                .with_no_client_auth()
-        } else {
+        } else if let Some(path) = &opts.cacert {
             builder
-                .with_root_certificates(roots(opts.cacert.as_deref())?)
-                .with_no_client_auth()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaFile::new(path)?))
+        } else {
+            builder.with_root_certificates(roots(None)?)
+        };
+        let mut config = match &opts.identity {
+            Some(id) => {
+                let (certs, key) = id.load()?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    setup_err(
+                        format!("cannot use the client certificate {}", id.cert.display()),
+                        e,
+                    )
+                })?
+            }
+            None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = opts.alpn.clone();
         Ok(TlsClient {
@@ -105,6 +148,38 @@ impl TlsClient {
                 handshake_error(format!("TLS handshake with {name} failed"), e, self.pinned)
             })
     }
+}
+
+/// An error reading a TLS connection after the handshake, as the error to
+/// report: a server that refuses the client's certificate (or the lack of
+/// one) says so with an alert that TLS 1.3 delivers only on the first read,
+/// so it is told apart here as a certificate failure; anything else is
+/// `what` with the I/O error.
+pub fn read_error(what: impl Into<String>, e: std::io::Error) -> Error {
+    use rustls::AlertDescription as A;
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::AlertReceived(a) => Some(*a),
+            _ => None,
+        });
+    let reason = match alert {
+        Some(A::CertificateRequired) => {
+            "the server requires a client certificate: give one with --cert"
+        }
+        Some(A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError) => {
+            "the server refused the client certificate"
+        }
+        Some(A::CertificateExpired) => "the server refused the client certificate as expired",
+        Some(A::CertificateRevoked) => "the server refused the client certificate as revoked",
+        _ => return Error::io(what, e),
+    };
+    tls_err(
+        what,
+        format!("{reason}; {}", crate::error::describe_io(&e)),
+        TlsFailure::Certificate,
+    )
 }
 
 /// Wraps a failed handshake, telling a refused certificate from the rest by
@@ -257,6 +332,102 @@ impl ServerCertVerifier for Unverified {
     }
 }
 
+/// `--cacert FILE`: a chain to a certificate in the file, as webpki checks
+/// it; or, as curl accepts, the server's certificate itself in the file even
+/// when it carries the CA flag (a plain `openssl req -x509` certificate used as
+/// its own leaf, which webpki refuses as CaUsedAsEndEntity). That one is still
+/// checked for the name and the validity dates, and the handshake signature.
+#[derive(Debug)]
+struct CaFile {
+    webpki: Arc<WebPkiServerVerifier>,
+    listed: Vec<CertificateDer<'static>>,
+}
+
+impl CaFile {
+    fn new(path: &Path) -> Result<Self> {
+        let listed = read_certs(path)?;
+        let roots = roots(Some(path))?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| setup_err(format!("cannot use {}", path.display()), e))?;
+        Ok(CaFile { webpki, listed })
+    }
+}
+
+impl ServerCertVerifier for CaFile {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if !self
+            .listed
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp,
+                now,
+            );
+        }
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&cert, server_name)?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+            })?;
+        let now = now.as_secs() as i64;
+        let validity = parsed.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidYet,
+            ));
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired,
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The subject of the client's certificate (verified by the server's
+/// `--tls-client-ca`), as `CN=alice, O=Example`.
+pub fn peer_subject(conn: &rustls::ServerConnection) -> Option<String> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.subject().to_string())
+}
+
 /// Where a TLS server's certificate comes from.
 #[derive(Debug, Clone)]
 pub enum ServerIdentity {
@@ -283,17 +454,27 @@ impl TlsServer {
     /// The server side of `--tls-*` flags: `None` without an identity; with
     /// one, the config, after printing its certificate's fingerprint to
     /// stderr (`sockit: TLS certificate SHA-256 ...`) for clients to pin.
-    pub fn announced(identity: Option<ServerIdentity>) -> Result<Option<Self>> {
+    pub fn announced(
+        identity: Option<ServerIdentity>,
+        client_ca: Option<&Path>,
+    ) -> Result<Option<Self>> {
         let Some(id) = identity else {
+            if client_ca.is_some() {
+                return Err(Error::Usage(
+                    "--tls-client-ca needs a TLS server: add --tls-cert/--tls-key or --tls-self-signed"
+                        .into(),
+                ));
+            }
             return Ok(None);
         };
-        let server = Self::new(&id)?;
+        let server = Self::new(&id, client_ca)?;
         eprintln!("sockit: TLS certificate SHA-256 {}", server.fingerprint);
         Ok(Some(server))
     }
 
-    /// Loads or generates the identity and builds the server config.
-    pub fn new(identity: &ServerIdentity) -> Result<Self> {
+    /// Loads or generates the identity and builds the server config; with
+    /// `client_ca`, clients must present a certificate signed by one in it.
+    pub fn new(identity: &ServerIdentity, client_ca: Option<&Path>) -> Result<Self> {
         let (certs, key) = match identity {
             ServerIdentity::Files { cert, key } => (read_certs(cert)?, read_key(key)?),
             ServerIdentity::SelfSigned(names) => {
@@ -305,10 +486,22 @@ impl TlsServer {
             }
         };
         let fingerprint = fingerprint(certs[0].as_ref());
-        let config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| setup_err("cannot set up TLS", e))?
-            .with_no_client_auth()
+            .map_err(|e| setup_err("cannot set up TLS", e))?;
+        let builder = match client_ca {
+            Some(path) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots(Some(path))?),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| setup_err(format!("cannot use {}", path.display()), e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
             .with_single_cert(certs, key)
             .map_err(|e| setup_err("cannot use the TLS certificate and key", e))?;
         Ok(TlsServer {

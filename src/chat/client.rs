@@ -539,8 +539,12 @@ async fn session(
     quit: &CancellationToken,
 ) -> ConnEnd {
     let peer = conn.peer.clone();
-    let lost =
-        |e: std::io::Error| ConnEnd::Lost(Error::io(format!("connection to {peer} lost"), e));
+    let lost = |e: std::io::Error| {
+        ConnEnd::Lost(crate::tls::read_error(
+            format!("connection to {peer} lost"),
+            e,
+        ))
+    };
     let (mut reader, mut writer) = conn.split();
     if let Some(name) = &nick.wanted {
         if let Err(e) = writer.write(format!("/nick {name}\n").as_bytes()).await {

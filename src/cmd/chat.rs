@@ -13,13 +13,14 @@ use crate::chat::front::Protocol;
 use crate::chat::protocol::check_nick;
 use crate::chat::server::{ChatListener, ChatServer};
 use crate::chat::session::SessionLimits;
-use crate::cli::{parse_millis, parse_secs, AclArgs, NetArgs, TlsClientArgs, TlsServerArgs};
+use crate::cli::{
+    parse_millis, parse_secs, AclArgs, NetArgs, ProxyArgs, TlsClientArgs, TlsServerArgs,
+};
 use crate::dial::DialOpts;
 use crate::endpoint::{Endpoint, Family};
 use crate::error::{Error, Result};
 use crate::serve::{bind, Bound, Gate};
 use crate::sock::SockOpts;
-use crate::tls;
 
 /// Examples shown under `sockit chat --help`.
 pub const HELP: &str = "\
@@ -44,7 +45,7 @@ pub enum ChatCommand {
     Serve(Box<ServeArgs>),
     /// Join a chat server: line editing on a terminal, plain lines or JSON in scripts.
     #[command(after_help = JOIN_HELP)]
-    Join(JoinArgs),
+    Join(Box<JoinArgs>),
 }
 
 /// Flags for `sockit chat`.
@@ -57,6 +58,8 @@ pub struct Args {
 
 /// Flags for `sockit chat serve`.
 #[derive(Debug, ClapArgs)]
+// Chat runs over streams only: -u (from the shared network flags) is not shown.
+#[command(mut_arg("udp", |a| a.hide(true)))]
 pub struct ServeArgs {
     /// Where to listen: :PORT, HOST:PORT, [::]:PORT, unix:/PATH, unix:@NAME.
     #[arg(default_value = "0.0.0.0:8000")]
@@ -220,7 +223,7 @@ struct ClusterArgs {
 pub async fn run(args: Args) -> Result<()> {
     match args.command {
         ChatCommand::Serve(a) => serve(*a).await,
-        ChatCommand::Join(a) => join(a).await,
+        ChatCommand::Join(a) => join(*a).await,
     }
 }
 
@@ -254,7 +257,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let Bound::Stream(listener) = bound else {
         return Err(Error::Usage("chat needs a stream endpoint".into()));
     };
-    let tls = tls::TlsServer::announced(args.tls.identity())?;
+    let tls = args.tls.server()?;
     announce(&listener.local_addr(), &ep, &args);
     let mut listeners = vec![ChatListener {
         listener,
@@ -444,15 +447,19 @@ fn announce(local: &str, ep: &Endpoint, args: &ServeArgs) {
         Endpoint::Ip { .. } => reach.clone(),
         _ => format!("unix:{reach}"),
     };
-    let tls = if args.tls.identity().is_some() {
-        " --tls --insecure"
-    } else {
-        ""
+    // With --tls-client-ca a client must bring a certificate.
+    let (tls, ncat) = match (args.tls.identity(), &args.tls.tls_client_ca) {
+        (Some(_), Some(_)) => (
+            " --tls --insecure --cert CLIENT.pem",
+            "ncat --ssl --ssl-cert CLIENT.pem --ssl-key CLIENT.key",
+        ),
+        (Some(_), None) => (" --tls --insecure", "ncat --ssl"),
+        (None, _) => ("", ""),
     };
     let mut text = format!(
         "sockit: chat listening on {local} ({})\nsockit: join with: {} or sockit chat join{tls} {join}\n",
         ep.proto(),
-        if tls.is_empty() { nc } else { format!("ncat --ssl {}", &nc[3..]) },
+        if tls.is_empty() { nc } else { format!("{ncat} {}", &nc[3..]) },
     );
     if !args.no_console {
         text.push_str(&format!(
@@ -481,6 +488,7 @@ Examples:
   sockit chat join --reconnect :8000,:8001,:8002    cluster nodes: on a drop, the next one
   printf 'hi\\n/quit\\n' | sockit chat join :8000     scripts: each stdin line is sent
   sockit chat join --json :8000 | jq .              one JSON object per server line
+  sockit chat join -x socks5h://127.0.0.1:1080 chat.example:8000   through a proxy
 
 On a terminal, incoming lines appear above the prompt and what you are typing is kept.
 Ctrl-C leaves at once; Ctrl-D (or stdin ending) half-closes and waits for the server.
@@ -522,10 +530,10 @@ pub struct JoinArgs {
     #[arg(long)]
     reconnect: bool,
     /// Use IPv4 only.
-    #[arg(short = '4', conflicts_with = "ipv6")]
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     ipv4: bool,
     /// Use IPv6 only.
-    #[arg(short = '6')]
+    #[arg(short = '6', long = "ipv6")]
     ipv6: bool,
     /// Connect timeout per address, in seconds.
     #[arg(short = 'w', long = "wait", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -536,6 +544,8 @@ pub struct JoinArgs {
     max_line: u32,
     #[command(flatten)]
     tls: TlsClientArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 async fn join(args: JoinArgs) -> Result<()> {
@@ -579,6 +589,7 @@ async fn join(args: JoinArgs) -> Result<()> {
             wait: args.wait,
             sock: SockOpts::default(),
             tls: args.tls.options(),
+            proxy: args.proxy.proxy()?,
         },
         nick: args.nick,
         json: args.json,

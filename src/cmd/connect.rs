@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::{parse_secs, NetArgs, RelayArgs, SockArgs, TlsClientArgs};
+use crate::cli::{parse_secs, NetArgs, ProxyArgs, RelayArgs, SockArgs, TlsClientArgs};
 use crate::dial::{dial, DialOpts};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
@@ -28,7 +28,13 @@ Examples:
   sockit connect -e 'cat -n' 127.0.0.1:9000     the connection is the program's stdin/stdout
   sockit connect --tls --pin-sha256 AB:CD:.. localhost:8443
                                                 TLS, trusting exactly that certificate
-  sockit connect -x - example.com:80            hex dump both directions to stderr
+  sockit connect --hex-dump - example.com:80    hex dump both directions to stderr
+  sockit connect -x socks5h://127.0.0.1:1080 example.com:80
+                                                through a SOCKS5 proxy (it resolves the name)
+  sockit connect -x http://proxy:3128 --tls example.com:443
+                                                TLS through an HTTP proxy's CONNECT
+  sockit connect --tls --cert me.pem --key me.key mtls.example:443
+                                                present a client certificate
   sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first
 
 -w bounds the whole connect: name resolution, every address tried and the TLS
@@ -73,6 +79,8 @@ pub struct Args {
     sock: SockArgs,
     #[command(flatten)]
     tls: TlsClientArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
 }
 
 fn parse_source(text: &str) -> Result<SocketAddr> {
@@ -196,6 +204,7 @@ pub async fn run(args: Args) -> Result<u8> {
         wait: args.wait,
         sock,
         tls: args.tls.options(),
+        proxy: args.proxy.proxy()?,
     };
     let conn = match shutdown.race(dial(&ep, &opts)).await {
         Ok(conn) => conn?,
@@ -252,6 +261,7 @@ async fn scan(args: &Args, host: &str, (lo, hi): (u16, u16), shutdown: &Shutdown
         wait: args.wait,
         sock: args.sock.opts(),
         tls: None,
+        proxy: args.proxy.proxy()?,
     };
     let limit = Arc::new(tokio::sync::Semaphore::new(args.scan_concurrency as usize));
     let mut probes = tokio::task::JoinSet::new();

@@ -15,7 +15,6 @@ use crate::relay::RelayOpts;
 use crate::serve::dgram::{self, DgramOpts, DgramService};
 use crate::serve::{bind, Acl, Bound, ExecSpec, Gate, Server, ServerLimits, Service};
 use crate::sock::{fmt_sockaddr, PacketSock, SockOpts};
-use crate::tls;
 
 /// Examples shown under `sockit listen --help`.
 pub const HELP: &str = "\
@@ -41,6 +40,8 @@ Exit status: see 'sockit --help'.";
 
 /// Flags for `sockit listen`.
 #[derive(Debug, ClapArgs)]
+// -x is the hex dump here, as ncat's; the clients use -x for --proxy (curl, OpenBSD nc).
+#[command(mut_arg("hex_dump", |a| a.short('x')))]
 pub struct Args {
     /// Where to listen: :PORT, HOST:PORT, [::]:PORT, udp://:PORT, unix:/PATH,
     /// unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT. A bare PORT
@@ -220,7 +221,7 @@ pub async fn run(args: Args) -> Result<()> {
             return serve_dgram(&ep, s, opts, shutdown).await;
         }
     };
-    let tls = tls::TlsServer::announced(identity)?;
+    let tls = args.tls.server()?;
     announce_listening(&ep, &format!("{} ({})", listener.local_addr(), ep.proto()));
     let server = Server {
         listener,

@@ -8,7 +8,7 @@ pub mod listen;
 pub mod ping;
 pub mod relay;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::{Error, Result};
 
@@ -23,6 +23,8 @@ Examples:
   sockit connect -u 127.0.0.1:5353          UDP, one datagram per line
   sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
   sockit connect --tls example.com:443      TLS client
+  sockit connect -x socks5h://127.0.0.1:1080 example.com:80
+                                            through a proxy (socks5, socks5h, socks4, socks4a, http)
   sockit relay -k :8080 127.0.0.1:80        port forward: each client of :8080 to 127.0.0.1:80
   sockit http -L https://example.com/       HTTP/1.1 client like curl (own exit codes: sockit http --help)
 
@@ -50,6 +52,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, like clap's `try_parse`, except that
+    /// every subcommand's `--version` says `sockit VERSION` (clap would say
+    /// `sockit-http VERSION`).
+    pub fn try_parse_args() -> Result<Cli, clap::Error> {
+        fn named(cmd: clap::Command) -> clap::Command {
+            cmd.mut_subcommands(|c| named(c.display_name("sockit")))
+        }
+        let mut matches = named(Cli::command()).try_get_matches()?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
 }
 
 /// The subcommands.

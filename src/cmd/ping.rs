@@ -89,10 +89,10 @@ pub struct Args {
     /// Host to ping: a name, an IPv4 address or an IPv6 address.
     pub host: String,
     /// Use IPv4 (ICMP).
-    #[arg(short = '4', conflicts_with = "ipv6")]
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     pub ipv4: bool,
     /// Use IPv6 (ICMPv6).
-    #[arg(short = '6')]
+    #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
     /// Stop after sending COUNT requests (with -w: after COUNT replies).
     #[arg(short = 'c', long = "count", value_name = "COUNT",

@@ -15,7 +15,6 @@ use crate::forward::Forward;
 use crate::serve::{bind, Bound, Gate};
 use crate::shutdown::Shutdown;
 use crate::sock::SockOpts;
-use crate::tls;
 
 /// Examples shown under `sockit relay --help`.
 pub const HELP: &str = "\
@@ -37,6 +36,9 @@ Exit status: see 'sockit --help'.";
 
 /// Flags for `sockit relay`.
 #[derive(Debug, ClapArgs)]
+// -k is --keep-open here, as for `listen` (ncat -l -k): the TLS client to B
+// takes --insecure without the short form it has on the clients.
+#[command(mut_arg("insecure", |a| a.short(None)))]
 pub struct Args {
     /// Where to accept clients: :PORT, HOST:PORT, unix:/PATH, unix-seqpacket:/PATH,
     /// unix:@ABSTRACT (a bare PORT means :PORT).
@@ -111,7 +113,7 @@ pub async fn run(args: Args) -> Result<()> {
             )))
         }
     };
-    let tls = tls::TlsServer::announced(identity)?;
+    let tls = args.tls_a.server()?;
     let where_ = format!("{} ({}) -> {b}", listener.local_addr(), a.proto());
     announce_listening(&a, &where_);
     let forward = Forward {
@@ -121,6 +123,7 @@ pub async fn run(args: Args) -> Result<()> {
             wait: args.wait,
             sock: args.sock.opts(),
             tls: args.tls_b.options(),
+            proxy: None,
         },
         gate: Gate {
             tls,

@@ -37,6 +37,14 @@ pub struct ClientSettings {
     pub compressed: bool,
     /// Most codings removed from one body (`--max-codings`).
     pub max_codings: usize,
+    /// Most body bytes per second (`--limit-rate`).
+    pub limit_rate: Option<u64>,
+    /// `Referer` of the first request (`-e`).
+    pub referer: Option<String>,
+    /// On each redirect, `Referer` is the URL redirected from (`-e ';auto'`).
+    pub auto_referer: bool,
+    /// A `Cookie` header sent with every request as given (`-b 'a=b'`).
+    pub cookie: Option<String>,
 }
 
 /// Where one URL's output goes, and what goes there.
@@ -49,6 +57,18 @@ pub struct FetchOutput {
     pub include_heads: bool,
     /// A final status of 400 or more is an error and no body is written (`-f`).
     pub fail_on_error: bool,
+    /// A final status of 400 or more is an error after its body is written
+    /// (`--fail-with-body`).
+    pub fail_with_body: bool,
+    /// `Range` to ask for: `-r`, or `N-` for `-C`.
+    pub range: Option<String>,
+    /// The range resumes a download (`-C`): a 200 (the whole body) is an error.
+    pub resume: bool,
+    /// `-J`: name the file after `Content-Disposition`, in this directory.
+    pub header_name: Option<std::path::PathBuf>,
+    /// A transient status (408, 429, 500, 502, 503, 504) ends the fetch with no
+    /// body written, marked [`Transfer::retriable`] (`--retry`, retries left).
+    pub retry_status: bool,
 }
 
 /// Told what happens during a transfer, for traces and progress.
@@ -92,6 +112,19 @@ pub struct Transfer {
     pub url_effective: String,
     /// Redirects followed.
     pub num_redirects: u32,
+    /// Address of the last connection's peer.
+    pub remote_ip: String,
+    /// Port of the last connection's peer.
+    pub remote_port: String,
+    /// HTTP version of the last response: `1.1` or `1.0`.
+    pub http_version: String,
+    /// Where a redirect not followed (no `-L`) pointed.
+    pub redirect_url: String,
+    /// The final status was a transient one and its body was skipped
+    /// ([`FetchOutput::retry_status`]).
+    pub retriable: bool,
+    /// The response's `Retry-After`, in seconds or as a date.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Transfer {
@@ -109,6 +142,12 @@ impl Transfer {
             content_type: String::new(),
             url_effective: target::display(url),
             num_redirects: 0,
+            remote_ip: String::new(),
+            remote_port: String::new(),
+            http_version: String::new(),
+            redirect_url: String::new(),
+            retriable: false,
+            retry_after: None,
         }
     }
 }
@@ -118,6 +157,7 @@ impl Transfer {
     fn record(&mut self, head: &Head) {
         self.size_header += head.raw.len() as u64;
         self.http_code = head.status;
+        self.http_version = format!("1.{}", head.minor);
         self.content_type = head
             .get("content-type")
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -139,6 +179,10 @@ enum Outcome {
 struct Attempt<'o> {
     req: Request,
     out: &'o FetchOutput,
+    /// Where the body goes: `out.dest`, or the `-J` name.
+    dest: super::writer::Destination,
+    /// `Referer` for this request.
+    referer: Option<String>,
     /// The destination was opened (the first byte for it was written).
     opened: bool,
 }
@@ -149,6 +193,18 @@ pub struct Client {
     pool: Pool,
     buf: Buffer,
     out: Delivery,
+    /// The cookie engine (`-b`, `-c`), when on.
+    jar: Option<super::cookie::Jar>,
+    /// Where response heads are copied (`-D`).
+    dump: Option<Dump>,
+}
+
+/// The `-D` destination: stdout (in order with the bodies) or a file.
+pub enum Dump {
+    /// Standard output.
+    Stdout,
+    /// An open file and its name.
+    File(std::fs::File, std::path::PathBuf),
 }
 
 /// The output thread and what its failures mean for the run.
@@ -174,7 +230,24 @@ impl Client {
                 stdout_closed: false,
                 peer: String::new(),
             },
+            jar: None,
+            dump: None,
         })
+    }
+
+    /// Turns the cookie engine on with `jar`'s cookies.
+    pub fn set_jar(&mut self, jar: super::cookie::Jar) {
+        self.jar = Some(jar);
+    }
+
+    /// The cookie engine's cookies, when it is on.
+    pub fn jar(&self) -> Option<&super::cookie::Jar> {
+        self.jar.as_ref()
+    }
+
+    /// Copies every response head to `dump` from now on (`-D`).
+    pub fn set_dump(&mut self, dump: Dump) {
+        self.dump = Some(dump);
     }
 
     /// True once a write to stdout failed because its reader went away.
@@ -205,6 +278,7 @@ impl Client {
         url: &Url,
         method: &str,
         body: Option<Arc<Vec<u8>>>,
+        upload: Option<Arc<super::exchange::Upload>>,
         out: &FetchOutput,
         obs: &mut dyn Observer,
     ) -> Result<Transfer> {
@@ -215,8 +289,12 @@ impl Client {
                 url: url.clone(),
                 body,
                 credentials: true,
+                extra: Vec::new(),
+                upload,
             },
             out,
+            dest: out.dest.clone(),
+            referer: self.settings.referer.clone(),
             opened: false,
         };
         loop {
@@ -227,6 +305,9 @@ impl Client {
                         "Following redirect to {}",
                         target::display(&next.url)
                     ));
+                    if self.settings.auto_referer {
+                        attempt.referer = Some(target::display(&attempt.req.url));
+                    }
                     let req = &mut attempt.req;
                     if next.drop_credentials {
                         req.credentials = false;
@@ -235,6 +316,7 @@ impl Client {
                     req.method = next.method;
                     if !next.keep_body {
                         req.body = None;
+                        req.upload = None;
                     }
                     stats.url_effective = target::display(&req.url);
                 }
@@ -255,7 +337,9 @@ impl Client {
         obs: &mut dyn Observer,
     ) -> Result<Outcome> {
         let origin = Origin::of(&attempt.req.url);
-        let head = attempt.req.head(&self.settings.template);
+        attempt.req.extra = self.extra_headers(attempt);
+        let proxy = self.pool.forward_proxy(&origin);
+        let head = attempt.req.head_via(&self.settings.template, proxy);
         let mut retried = false;
         loop {
             let (mut conn, timing) = {
@@ -268,7 +352,14 @@ impl Client {
                 self.pool.get(&origin, &note).await?
             };
             stats.connected.get_or_insert(timing.connected);
-            stats.app_connected.get_or_insert(timing.app_connected);
+            if conn.tls {
+                // Plain HTTP has no TLS step: %{time_appconnect} stays 0, as curl.
+                stats.app_connected.get_or_insert(timing.app_connected);
+            }
+            if let Ok(a) = conn.peer.parse::<std::net::SocketAddr>() {
+                stats.remote_ip = a.ip().to_string();
+                stats.remote_port = a.port().to_string();
+            }
             obs.request_head(head.strip_suffix(b"\r\n").unwrap_or(&head));
             let outcome = self.exchange(&mut conn, attempt, &head, stats, obs).await?;
             match outcome {
@@ -291,6 +382,37 @@ impl Client {
             }
             return Ok(outcome);
         }
+    }
+
+    /// `Cookie`, `Referer` and `Range` for this request.
+    fn extra_headers(&self, attempt: &Attempt<'_>) -> Vec<(String, String)> {
+        let mut extra = Vec::new();
+        let jar = self
+            .jar
+            .as_ref()
+            .and_then(|j| j.header(&attempt.req.url, super::cookie::now()));
+        // A `-b 'a=b'` string is the user's, like `-H Cookie`: not sent to
+        // another origin after a redirect. Jar cookies follow their own rules.
+        let literal = self
+            .settings
+            .cookie
+            .as_ref()
+            .filter(|_| attempt.req.credentials);
+        let cookie = match (literal, jar) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (Some(a), None) => Some(a.clone()),
+            (None, b) => b,
+        };
+        if let Some(c) = cookie {
+            extra.push(("Cookie".to_string(), c));
+        }
+        if let Some(r) = &attempt.referer {
+            extra.push(("Referer".to_string(), r.clone()));
+        }
+        if let Some(r) = &attempt.out.range {
+            extra.push(("Range".to_string(), format!("bytes={r}")));
+        }
+        extra
     }
 
     fn release(
@@ -321,7 +443,12 @@ impl Client {
         obs: &mut dyn Observer,
     ) -> Result<Outcome> {
         let Client {
-            settings, buf, out, ..
+            settings,
+            buf,
+            out,
+            jar,
+            dump,
+            ..
         } = self;
         let settings: &ClientSettings = settings;
         let peer = conn.peer.clone();
@@ -336,13 +463,20 @@ impl Client {
             }
         };
         let limits = settings.limits;
-        let Some(mut ex) = Exchange::send(conn, buf, head, body, is_head, limits).await? else {
+        let upload = req.upload.as_deref();
+        let Some(mut ex) = Exchange::send(conn, buf, head, body, upload, is_head, limits).await?
+        else {
             return Ok(Outcome::Stale);
         };
         let mut header_bytes = 0u64;
+        let mut interim: Vec<Vec<u8>> = Vec::new();
+        let dumping = dump.is_some();
         let started = ex
             .start(&mut |h: &Head| {
                 header_bytes += h.raw.len() as u64;
+                if dumping {
+                    interim.push(h.raw.clone());
+                }
                 obs.response_head(h);
             })
             .await?;
@@ -354,6 +488,32 @@ impl Client {
         stats.size_header += header_bytes;
         stats.record(&resp.head);
         obs.response_head(&resp.head);
+        if let Some(d) = dump {
+            interim.push(resp.head.raw.clone());
+            out.dump(d, interim.concat()).await?;
+        }
+        if let Some(jar) = jar {
+            let at = super::cookie::now();
+            for h in resp.head.headers.iter() {
+                if h.name.eq_ignore_ascii_case("set-cookie") {
+                    jar.set(&req.url, &h.value, at);
+                }
+            }
+        }
+        stats.redirect_url.clear();
+        if !settings.follow && redirect::is_redirect(resp.head.status) {
+            if let Some(loc) = resp.head.get("location") {
+                if let Ok(u) = req.url.join(&String::from_utf8_lossy(loc)) {
+                    stats.redirect_url = target::display(&u);
+                }
+            }
+        }
+        if attempt.out.retry_status && is_transient(resp.head.status) {
+            stats.retriable = true;
+            stats.retry_after = resp.head.get("retry-after").and_then(retry_after);
+            let reusable = ex.skip_body().await?;
+            return Ok(Outcome::Done(reusable));
+        }
 
         if let Some(next) = redirect_target(settings, req, &resp, stats)? {
             if attempt.out.include_heads {
@@ -366,7 +526,28 @@ impl Client {
             return Ok(Outcome::Redirect(next, reusable));
         }
         if attempt.out.fail_on_error && resp.head.status >= 400 {
-            return Err(status_error(&req.url, &resp.head));
+            return Err(status_error(&req.url, &resp.head, "-f"));
+        }
+        if attempt.out.resume && resp.head.status == 416 {
+            // Nothing left to fetch: the file is complete (curl says so with 0).
+            obs.note("The file is already complete; nothing to resume");
+            let reusable = ex.skip_body().await?;
+            return Ok(Outcome::Done(reusable));
+        }
+        if attempt.out.resume && resp.head.status == 200 {
+            return Err(HttpError::new(
+                Kind::RangeError,
+                format!("cannot resume {}", target::display(&req.url)),
+                "the server sent the whole body, not the range asked for",
+            )
+            .into());
+        }
+        if let Some(dir) = &attempt.out.header_name {
+            if (200..300).contains(&resp.head.status) {
+                if let Some(name) = disposition_name(&resp.head)? {
+                    attempt.dest = super::writer::Destination::New(dir.join(name));
+                }
+            }
         }
         out.open(attempt).await?;
         if attempt.out.include_heads {
@@ -378,17 +559,77 @@ impl Client {
         let r = out.writer.decoder(decoder).await;
         out.written(r, &peer)?;
         obs.body_start(&resp);
-        let reusable = out.body(&mut ex, stats, obs, &peer).await?;
+        let reusable = out
+            .body(&mut ex, stats, obs, &peer, settings.limit_rate)
+            .await?;
+        if attempt.out.fail_with_body && resp.head.status >= 400 {
+            let r = out.writer.sync(false).await;
+            out.written(r, &peer)?;
+            return Err(status_error(
+                &attempt.req.url,
+                &resp.head,
+                "--fail-with-body",
+            ));
+        }
         Ok(Outcome::Done(reusable))
     }
 }
 
+/// The statuses curl's `--retry` retries: 408, 429, 500, 502, 503, 504.
+pub fn is_transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// `Retry-After`: delay seconds or an HTTP date (RFC 9110 10.2.3).
+fn retry_after(v: &[u8]) -> Option<std::time::Duration> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    if let Ok(n) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(n));
+    }
+    let at = super::cookie::parse_date(v)?;
+    Some(std::time::Duration::from_secs(
+        (at - super::cookie::now()).max(0) as u64,
+    ))
+}
+
+/// `-J`: the file name in `Content-Disposition` (`filename=`), its directories
+/// stripped. None when there is none; an error for a name that would leave the
+/// directory or is empty after stripping.
+fn disposition_name(head: &Head) -> Result<Option<String>> {
+    let Some(v) = head.get("content-disposition") else {
+        return Ok(None);
+    };
+    let v = String::from_utf8_lossy(v);
+    let Some(name) = v.split(';').find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("filename")
+            .then(|| val.trim().trim_matches('"').to_string())
+    }) else {
+        return Ok(None);
+    };
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+    if base.is_empty() || base == "." || base == ".." || base.bytes().any(|b| b < 0x20 || b == 0x7f)
+    {
+        return Err(HttpError::new(
+            Kind::Write,
+            format!(
+                "-J: refusing the file name '{}' from Content-Disposition",
+                super::shown(name.as_bytes())
+            ),
+            "it names no file in the current directory",
+        )
+        .into());
+    }
+    Ok(Some(base))
+}
+
 /// `-f`: the final status was 400 or above.
-fn status_error(url: &Url, head: &Head) -> Error {
+fn status_error(url: &Url, head: &Head, flag: &str) -> Error {
     HttpError::new(
         Kind::HttpStatus,
         format!("{} returned HTTP {}", target::display(url), head.status),
-        format!("{}; -f", super::shown(&head.reason)),
+        format!("{}; {flag}", super::shown(&head.reason)),
     )
     .into()
 }
@@ -450,8 +691,19 @@ impl Delivery {
         stats: &mut Transfer,
         obs: &mut dyn Observer,
         peer: &str,
+        limit_rate: Option<u64>,
     ) -> Result<bool> {
+        let began = (Instant::now(), stats.size_download);
         let reusable = loop {
+            if let Some(rate) = limit_rate {
+                // Read no faster than the rate: the socket buffers fill and TCP
+                // slows the sender.
+                let due = (stats.size_download - began.1) as f64 / rate as f64;
+                let ahead = due - began.0.elapsed().as_secs_f64();
+                if ahead > 0.0 {
+                    tokio::time::sleep(std::time::Duration::from_secs_f64(ahead)).await;
+                }
+            }
             match ex.next().await {
                 Ok(BodyPart::Data(d)) => {
                     let len = d.len();
@@ -493,10 +745,31 @@ impl Delivery {
     async fn open(&mut self, attempt: &mut Attempt<'_>) -> Result<()> {
         if !attempt.opened {
             attempt.opened = true;
-            let r = self.writer.open(attempt.out.dest.clone()).await;
+            let r = self.writer.open(attempt.dest.clone()).await;
             self.written(r, "")?;
         }
         Ok(())
+    }
+
+    /// Copies response heads to the `-D` destination.
+    async fn dump(&mut self, d: &mut Dump, heads: Vec<u8>) -> Result<()> {
+        match d {
+            Dump::Stdout => {
+                let r = self.writer.stdout(heads).await;
+                self.written(r, "")
+            }
+            Dump::File(f, path) => {
+                use std::io::Write;
+                f.write_all(&heads).map_err(|e| {
+                    HttpError::new(
+                        Kind::Write,
+                        format!("cannot write to {}", path.display()),
+                        crate::error::describe_io(&e),
+                    )
+                    .into()
+                })
+            }
+        }
     }
 
     /// Turns a writer failure into the run's error; remembers a closed stdout.

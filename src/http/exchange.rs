@@ -96,6 +96,12 @@ pub struct Exchange<'a> {
     pub first_byte: Option<Instant>,
     /// Trailer fields, once the body is complete.
     pub trailers: Vec<Header>,
+    /// Sending failed (the server closed while the body was going out): a
+    /// response it sent first (a 401, a 413) is still read and shown; without
+    /// one, this is the error.
+    send_failed: Option<Error>,
+    /// The request was not sent whole: the connection cannot be reused.
+    broken: bool,
 }
 
 fn recv_error(peer: &str, e: &io::Error) -> Error {
@@ -105,6 +111,29 @@ fn recv_error(peer: &str, e: &io::Error) -> Error {
         crate::error::describe_io(e),
     )
     .into()
+}
+
+/// A file sent as the request body (`-T FILE`), its length taken when the run
+/// began (the `Content-Length` sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Bytes to send.
+    pub len: u64,
+}
+
+impl Upload {
+    async fn open(&self) -> Result<tokio::fs::File> {
+        tokio::fs::File::open(&self.path).await.map_err(|e| {
+            HttpError::new(
+                Kind::ReadFile,
+                format!("cannot read {}", self.path.display()),
+                crate::error::describe_io(&e),
+            )
+            .into()
+        })
+    }
 }
 
 fn is_stale(e: &io::Error) -> bool {
@@ -118,16 +147,22 @@ fn is_stale(e: &io::Error) -> bool {
 }
 
 impl<'a> Exchange<'a> {
-    /// Writes the request (`head` then `body`). A write failure on a reused
-    /// connection is reported as `Ok(None)` (stale), so the caller can retry.
+    /// Writes the request (`head`, then `body`, then `upload`'s bytes read as they
+    /// go). A write failure on a reused connection is reported as `Ok(None)`
+    /// (stale), so the caller can retry.
     pub async fn send(
         conn: &'a mut Connection,
         buf: &'a mut Buffer,
         head: &[u8],
         body: Option<&[u8]>,
+        upload: Option<&Upload>,
         head_request: bool,
         limits: Limits,
     ) -> Result<Option<Exchange<'a>>> {
+        let mut file = match upload {
+            Some(u) => Some((u.open().await?, u)),
+            None => None,
+        };
         buf.clear();
         let reused = conn.uses > 0;
         conn.uses += 1;
@@ -147,19 +182,48 @@ impl<'a> Exchange<'a> {
                 }
                 None => stream.write_all(head).await?,
             }
+            if let Some((f, u)) = file.as_mut() {
+                // The file in read-buffer-sized pieces: memory stays flat whatever its size.
+                let mut piece = vec![0u8; 256 * 1024];
+                let mut left = u.len;
+                while left > 0 {
+                    let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = f.read(&mut piece[..want]).await.map_err(|e| {
+                        io::Error::other(format!(
+                            "cannot read {}: {}",
+                            u.path.display(),
+                            crate::error::describe_io(&e)
+                        ))
+                    })?;
+                    if n == 0 {
+                        return Err(io::Error::other(format!(
+                            "{} shrank while it was sent",
+                            u.path.display()
+                        )));
+                    }
+                    stream.write_all(&piece[..n]).await?;
+                    left -= n as u64;
+                }
+            }
             stream.flush().await
         }
         .await;
+        let mut send_failed = None;
         match r {
             Ok(()) => {}
             Err(e) if reused && is_stale(&e) => return Ok(None),
             Err(e) => {
-                return Err(HttpError::new(
+                let err: Error = HttpError::new(
                     Kind::Send,
                     format!("failed sending the request to {}", conn.peer),
                     crate::error::describe_io(&e),
                 )
-                .into())
+                .into();
+                if !is_stale(&e) {
+                    return Err(err);
+                }
+                // The server may have answered before closing (curl shows it too).
+                send_failed = Some(err);
             }
         }
         Ok(Some(Exchange {
@@ -168,6 +232,8 @@ impl<'a> Exchange<'a> {
             parser: ResponseParser::new(head_request, limits),
             first_byte: None,
             trailers: Vec::new(),
+            broken: send_failed.is_some(),
+            send_failed,
         }))
     }
 
@@ -195,7 +261,18 @@ impl<'a> Exchange<'a> {
     }
 
     /// Reads up to the final response's head; interim (1xx) heads go to `on_interim`.
+    /// After a failed send, a response is still taken; anything else reports
+    /// the send failure.
     pub async fn start(&mut self, on_interim: &mut (dyn FnMut(&Head) + Send)) -> Result<Started> {
+        let r = self.read_head(on_interim).await;
+        match (r, self.send_failed.take()) {
+            (Ok(Started::Response(resp)), _) => Ok(Started::Response(resp)),
+            (_, Some(e)) => Err(e),
+            (r, None) => r,
+        }
+    }
+
+    async fn read_head(&mut self, on_interim: &mut (dyn FnMut(&Head) + Send)) -> Result<Started> {
         let reused = self.conn.uses > 1;
         loop {
             let parsed = self
@@ -270,7 +347,7 @@ impl<'a> Exchange<'a> {
                 // Bytes after the end of a response mean the server and this client
                 // disagree on framing: never reuse such a connection.
                 Step::End(reusable) => {
-                    let reusable = reusable && self.buf.pos == self.buf.end;
+                    let reusable = reusable && self.buf.pos == self.buf.end && !self.broken;
                     return Ok(BodyPart::End { reusable });
                 }
                 Step::Unexpected => {

@@ -10,14 +10,20 @@
 //! - `decode`: content and transfer decoding (gzip, deflate, brotli) as the body streams.
 //! - [`pool`]: new connections through [`crate::dial`] (TCP or Unix, TLS with ALPN), and one idle connection per origin.
 //! - `exchange`: one request/response over a pooled connection, the body piece by piece.
+//! - [`cookie`]: the cookie engine (RFC 6265 rules, curl's Netscape jar format).
+//! - [`multipart`]: `multipart/form-data` bodies for `-F`.
+//! - [`netrc`]: `.netrc` credentials.
 //! - `writer`: the thread that decodes bodies and writes them to stdout or files.
 //!
 //! Nothing here prints or decides exit codes; `cmd::http` does. Sockets come from
 //! `sock` and TLS from `tls`; this module only moves HTTP over them.
 
 pub mod client;
+pub mod cookie;
 pub(crate) mod decode;
 pub(crate) mod exchange;
+pub mod multipart;
+pub mod netrc;
 pub mod parse;
 pub mod pool;
 pub mod redirect;
@@ -44,6 +50,8 @@ pub enum Kind {
     Malformed,
     /// The connection closed before the body was complete (curl 18).
     Partial,
+    /// `-C`: the server ignored the range, so the download cannot resume (curl 33).
+    RangeError,
     /// `-f`: the server answered with status 400 or above (curl 22).
     HttpStatus,
     /// Writing the output (stdout or a file) failed (curl 23).
@@ -75,6 +83,7 @@ impl Kind {
             Kind::Malformed => 8,
             Kind::Partial => 18,
             Kind::HttpStatus => 22,
+            Kind::RangeError => 33,
             Kind::Write => 23,
             Kind::ReadFile => 26,
             Kind::Timeout => 28,
@@ -167,23 +176,38 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (1, "unsupported protocol (only http:// and https://)"),
     (2, "usage error: bad flag or value"),
     (3, "malformed URL"),
+    (5, "the proxy's host name could not be resolved"),
     (6, "host name could not be resolved"),
     (7, "could not connect (refused, unreachable)"),
     (8, "malformed response (what and at which byte)"),
     (18, "partial body: the connection closed before the end"),
-    (22, "-f: the server answered 400 or above"),
+    (22, "-f, --fail-with-body: the server answered 400 or above"),
     (23, "cannot write the output"),
-    (26, "cannot read a local file (-d @file, --cacert)"),
+    (
+        26,
+        "cannot read a local file (-d @file, -F, -T, --netrc, --cacert)",
+    ),
     (28, "timed out (--connect-timeout, -m)"),
+    (
+        33,
+        "-C: the server does not support byte ranges, cannot resume",
+    ),
     (35, "TLS handshake failed"),
     (47, "too many redirects (--max-redirs)"),
     (52, "empty reply from server"),
     (55, "failed sending the request"),
-    (56, "failed receiving the response (reset)"),
+    (
+        56,
+        "failed receiving the response (reset), or the proxy refused CONNECT",
+    ),
     (60, "the server certificate could not be verified"),
     (
         61,
         "unknown or corrupt content/transfer encoding, or more codings than --max-codings",
+    ),
+    (
+        97,
+        "a SOCKS proxy refused (credentials, target), or a proxy's reply was bad",
     ),
     (
         100,

@@ -19,6 +19,7 @@ pub use crate::dial::ResolveEntry;
 use crate::dial::{dial_route, DialOpts, Route, Step};
 use crate::endpoint::{Endpoint, Family, Transport, UnixKind, UnixName};
 use crate::error::{Error, Result};
+use crate::proxy::{Proxy, ProxyRules, Scheme};
 use crate::sock::SockOpts;
 use crate::tls;
 
@@ -76,6 +77,8 @@ pub struct ConnectOpts {
     pub unix_socket: Option<PathBuf>,
     /// TLS trust settings for https:// (ALPN is set here).
     pub tls: tls::ClientOptions,
+    /// Which proxy each URL goes through (`-x`, the environment, `--noproxy`).
+    pub proxy: ProxyRules,
 }
 
 /// A connection that carries HTTP.
@@ -146,6 +149,20 @@ impl Pool {
         self.connect(origin, log).await
     }
 
+    /// The HTTP proxy that plain http:// requests to `origin` are sent to in
+    /// absolute form (as curl does), if any; https:// and SOCKS are tunnels.
+    pub fn forward_proxy(&self, origin: &Origin) -> Option<&Proxy> {
+        self.proxy_for(origin)
+            .filter(|p| p.scheme == Scheme::Http && !origin.tls)
+    }
+
+    fn proxy_for(&self, origin: &Origin) -> Option<&Proxy> {
+        match self.opts.unix_socket {
+            Some(_) => None,
+            None => self.opts.proxy.for_url(origin.tls, &origin.host),
+        }
+    }
+
     /// Keeps `conn` for the next request to `origin`.
     pub fn put(&mut self, origin: Origin, conn: Connection) {
         self.idle.insert(origin, conn);
@@ -169,12 +186,22 @@ impl Pool {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = tokio::time::Instant::now() + self.opts.connect_timeout;
-        let ep = match &self.opts.unix_socket {
-            Some(path) => Endpoint::Unix {
+        let forward = self.forward_proxy(origin).cloned();
+        let tunnel = match forward {
+            Some(_) => None,
+            None => self.proxy_for(origin).cloned(),
+        };
+        let ep = match (&self.opts.unix_socket, &forward) {
+            (Some(path), _) => Endpoint::Unix {
                 kind: UnixKind::Stream,
                 name: UnixName::Path(path.clone()),
             },
-            None => Endpoint::Ip {
+            (None, Some(p)) => Endpoint::Ip {
+                transport: Transport::Tcp,
+                host: p.host.clone(),
+                port: p.port,
+            },
+            (None, None) => Endpoint::Ip {
                 transport: Transport::Tcp,
                 host: origin.endpoint_host(),
                 port: origin.port,
@@ -192,6 +219,7 @@ impl Pool {
                 ..SockOpts::default()
             },
             tls: None,
+            proxy: tunnel,
         };
         let note = |step: Step<'_>| log(&step_line(step, &origin.host, id));
         let route = Route {
@@ -200,7 +228,15 @@ impl Pool {
             tls_read_buffer: TLS_READ_BUFFER,
             note: &note,
         };
-        let dialed = dial_route(&ep, &dial, &route, deadline).await?;
+        let dialed = match dial_route(&ep, &dial, &route, deadline).await {
+            Ok(dialed) => dialed,
+            Err(e) => {
+                return Err(match &forward {
+                    Some(p) => p.unresolved(e),
+                    None => e,
+                })
+            }
+        };
         let conn = Connection {
             stream: match dialed.conn.link {
                 Link::Tcp(s) => Box::new(s),
@@ -246,6 +282,7 @@ fn step_line(step: Step<'_>, host: &str, id: u32) -> String {
         ),
         Step::Connected { peer, .. } => format!("Connected to {host} ({peer}) #{id}"),
         Step::Failed { error, .. } => error.to_string(),
+        Step::Tunnel { proxy, target } => format!("Tunnel to {target} through {proxy} established"),
         Step::Tls(c) => tls_info(c),
     }
 }

@@ -134,6 +134,8 @@ pub struct Template {
     pub user: Vec<UserHeader>,
     /// How the body is delimited (from [`body_framing`] of `user`).
     pub body_framing: BodyFraming,
+    /// `.netrc` entries (`--netrc`): credentials by host, after `-u` and the URL's.
+    pub netrc: Vec<super::netrc::Entry>,
 }
 
 /// One request, ready to write.
@@ -145,13 +147,25 @@ pub struct Request {
     pub url: Url,
     /// Body, if any.
     pub body: Option<std::sync::Arc<Vec<u8>>>,
+    /// A file sent as the body instead (`-T FILE`), read as it is sent.
+    pub upload: Option<std::sync::Arc<super::exchange::Upload>>,
     /// Send `Authorization` and `Cookie` (false after a cross-origin redirect).
     pub credentials: bool,
+    /// Headers of this request only (`Cookie`, `Referer`, `Range`), after the
+    /// defaults; `-H` still replaces or removes them.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Request {
     /// The request line and header block, CRLF-terminated.
     pub fn head(&self, t: &Template) -> Vec<u8> {
+        self.head_via(t, None)
+    }
+
+    /// [`Request::head`] for a server or, with `proxy`, for an HTTP proxy:
+    /// then the target is the absolute URL (without user info), with the
+    /// proxy's credentials and `Proxy-Connection` as curl sends them.
+    pub fn head_via(&self, t: &Template, proxy: Option<&crate::proxy::Proxy>) -> Vec<u8> {
         let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + t.user.len());
         headers.push(("Host".into(), target::host_header(&self.url)));
         if let Some(ua) = &t.user_agent {
@@ -165,13 +179,23 @@ impl Request {
             let auth = t
                 .basic
                 .clone()
-                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")));
+                .or_else(|| target::userinfo(&self.url).map(|(u, p)| format!("{u}:{p}")))
+                .or_else(|| {
+                    let host = self.url.host_str()?;
+                    super::netrc::lookup(&t.netrc, host.trim_matches(['[', ']']))
+                });
             if let Some(auth) = auth {
                 headers.push((
                     "Authorization".into(),
                     format!("Basic {}", base64(auth.as_bytes())),
                 ));
             }
+        }
+        if let Some(p) = proxy {
+            if let Some(auth) = p.authorization() {
+                headers.push(("Proxy-Authorization".into(), auth));
+            }
+            headers.push(("Proxy-Connection".into(), "Keep-Alive".into()));
         }
         if let Some(body) = &self.body {
             if let Some(ct) = &t.content_type {
@@ -180,7 +204,10 @@ impl Request {
             if t.body_framing == BodyFraming::Length {
                 headers.push(("Content-Length".into(), body.len().to_string()));
             }
+        } else if let Some(u) = &self.upload {
+            headers.push(("Content-Length".into(), u.len.to_string()));
         }
+        headers.extend(self.extra.iter().cloned());
         for h in &t.user {
             let name = match h {
                 UserHeader::Set(n, _) | UserHeader::Remove(n) => n,
@@ -205,7 +232,10 @@ impl Request {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(target::request_target(&self.url).as_bytes());
+        match proxy {
+            Some(_) => out.extend_from_slice(target::display(&self.url).as_bytes()),
+            None => out.extend_from_slice(target::request_target(&self.url).as_bytes()),
+        }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for (n, v) in headers {
             out.extend_from_slice(n.as_bytes());
@@ -292,6 +322,8 @@ mod tests {
             url: Url::parse("http://h:8080/p?q").unwrap(),
             body: Some(std::sync::Arc::new(b"a=1".to_vec())),
             credentials: true,
+            extra: Vec::new(),
+            upload: None,
         };
         assert_eq!(
             String::from_utf8(r.head(&t)).unwrap(),
@@ -333,6 +365,8 @@ mod tests {
             url: Url::parse("http://h/").unwrap(),
             body: Some(std::sync::Arc::new(b"x".to_vec())),
             credentials: true,
+            extra: Vec::new(),
+            upload: None,
         };
         let head = String::from_utf8(r.head(&t)).unwrap();
         assert!(!head.contains("Content-Length"), "{head}");

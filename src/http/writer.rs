@@ -37,6 +37,10 @@ pub enum Destination {
     Stdout,
     /// This file, created (or truncated) when opened.
     File(PathBuf),
+    /// This file, created if missing, written at its end (`-C` resume).
+    Append(PathBuf),
+    /// This file, which must not exist yet (`-J`: a name the server chose).
+    New(PathBuf),
 }
 
 impl Destination {
@@ -44,7 +48,9 @@ impl Destination {
     pub fn name(&self) -> String {
         match self {
             Destination::Stdout => "stdout".into(),
-            Destination::File(p) => p.display().to_string(),
+            Destination::File(p) | Destination::Append(p) | Destination::New(p) => {
+                p.display().to_string()
+            }
         }
     }
 }
@@ -201,7 +207,9 @@ impl BodyWriter {
     pub async fn open(&mut self, dest: Destination) -> Result<(), WriteError> {
         let inline = match &dest {
             Destination::Stdout => self.stdout_inline,
-            Destination::File(path) => path_never_blocks(path),
+            Destination::File(path) | Destination::Append(path) | Destination::New(path) => {
+                path_never_blocks(path)
+            }
         };
         // The previous destination (if here) is closed; one on the thread stays
         // open there until the thread's next Open, as before.
@@ -369,13 +377,21 @@ impl Thread {
                 self.out = None;
                 self.out = match dest {
                     Destination::Stdout => Some(Out::stdout()),
-                    Destination::File(path) => match File::create(&path) {
-                        Ok(f) => Some(Out::File(f, path)),
-                        Err(err) => {
-                            self.failure = Some(WriteError::Create { path, err });
-                            None
-                        }
-                    },
+                    Destination::File(path) => open_file(File::create(&path), path, self),
+                    Destination::Append(path) => {
+                        let f = std::fs::OpenOptions::new()
+                            .append(true)
+                            .create(true)
+                            .open(&path);
+                        open_file(f, path, self)
+                    }
+                    Destination::New(path) => {
+                        let f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path);
+                        open_file(f, path, self)
+                    }
                 };
             }
             Job::Decoder(d) => {
@@ -453,6 +469,17 @@ impl Thread {
                     err,
                 });
             }
+        }
+    }
+}
+
+/// The open file, or the failure remembered.
+fn open_file(r: io::Result<File>, path: PathBuf, t: &mut Thread) -> Option<Out> {
+    match r {
+        Ok(f) => Some(Out::File(f, path)),
+        Err(err) => {
+            t.failure = Some(WriteError::Create { path, err });
+            None
         }
     }
 }

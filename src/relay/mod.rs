@@ -365,7 +365,7 @@ async fn download(
                     received: received.load(Ordering::Relaxed),
                 });
             }
-            Err(e) => return Err(Error::io("connection failed", e)),
+            Err(e) => return Err(crate::tls::read_error("connection failed", e)),
         };
         activity.touch();
         received.fetch_add(n as u64, Ordering::Relaxed);

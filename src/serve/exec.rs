@@ -118,7 +118,11 @@ impl Drop for GroupGuard {
 
 /// Runs the child for one connection and relays until it is reaped.
 pub async fn serve(conn: Conn, spec: &ExecSpec, activity: &Activity) -> io::Result<()> {
-    let mut child = Command::new(&spec.argv[0])
+    let mut command = Command::new(&spec.argv[0]);
+    if let Some(subject) = &conn.peer_cert {
+        command.env("SOCKIT_PEER_CERT", subject);
+    }
+    let mut child = command
         .args(&spec.argv[1..])
         .env("SOCKIT_PEER_ADDR", &conn.peer)
         .env("SOCKIT_LOCAL_ADDR", &conn.local)

@@ -268,20 +268,33 @@ impl Gate {
             }
         }
         tracing::info!("connection from {} on {}", acc.peer, acc.local);
+        let mut peer_cert = None;
         let link = match (&self.tls, acc.link) {
             (None, link) => link,
             (Some(tls), link) => {
                 let hs = async {
                     Ok::<_, Error>(match link {
                         Link::Tcp(s) => {
-                            Link::Stream(Box::new(tls.accept(s).await?) as crate::conn::BoxStream)
+                            let s = tls.accept(s).await?;
+                            let subject = tls::peer_subject(s.get_ref().1);
+                            (Link::Stream(Box::new(s) as crate::conn::BoxStream), subject)
                         }
-                        Link::Unix(s) => Link::Stream(Box::new(tls.accept(s).await?)),
+                        Link::Unix(s) => {
+                            let s = tls.accept(s).await?;
+                            let subject = tls::peer_subject(s.get_ref().1);
+                            (Link::Stream(Box::new(s) as crate::conn::BoxStream), subject)
+                        }
                         _ => return Err(Error::Usage("TLS needs a stream endpoint".into())),
                     })
                 };
                 match tokio::time::timeout(self.handshake_timeout, hs).await {
-                    Ok(Ok(link)) => link,
+                    Ok(Ok((link, subject))) => {
+                        if let Some(subject) = &subject {
+                            tracing::info!("{}: client certificate {subject}", acc.peer);
+                        }
+                        peer_cert = subject;
+                        link
+                    }
                     Ok(Err(e)) => {
                         tracing::info!("{}: {e}", acc.peer);
                         return None;
@@ -302,6 +315,7 @@ impl Gate {
             } else {
                 acc.proto.to_string()
             },
+            peer_cert,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `chat serve --irc` with real IRC clients from Debian: a bot written with
-//! the Python `irc` library (python3-irc), and irssi driven in tmux.
+//! the Python `irc` library (python3-irc), irssi driven in tmux, and ii
+//! (files and FIFOs).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,4 +152,69 @@ fn irssi_registers_joins_talks_with_nc_and_sees_names() {
     t.wait_for("Total of 2 nicks");
     t.keys("/quit leaving");
     nc.expect("* irssiuser left (quit: leaving)");
+}
+
+/// Waits until the file at `path` contains `needle`; returns its text.
+fn wait_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes one line into one of ii's FIFOs once ii has made it.
+fn fifo_line(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "ii made no {}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Opening a FIFO for writing waits for its reader: ii holds it open.
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(format!("{text}\n").as_bytes()).unwrap();
+}
+
+#[test]
+fn ii_registers_joins_and_talks_with_nc() {
+    if !have("ii") {
+        return skipped("ii", "ii is not installed");
+    }
+    let (_srv, line_addr, addr) = irc_serve(&[]);
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("ii");
+    cmd.args([
+        "-s", host, "-p", port, "-n", "iiuser", "-f", "ii user", "-i",
+    ])
+    .arg(dir.path());
+    let _ii = Proc::spawn_with_stdin(cmd, Stdio::null());
+    let server = dir.path().join(host);
+    wait_file(&server.join("out"), "Welcome to the sockit chat");
+    let mut nc = ChatClient::named(&line_addr, "ncuser");
+    fifo_line(&server.join("in"), "/j #lobby");
+    nc.expect("* iiuser joined lobby");
+    let lobby = server.join("#lobby");
+    nc.send("hello from nc\n");
+    wait_file(&lobby.join("out"), "<ncuser> hello from nc");
+    fifo_line(&lobby.join("in"), "hello from ii");
+    nc.expect("<iiuser> hello from ii");
+    nc.send("/me waves\n");
+    wait_file(&lobby.join("out"), "waves");
+    // ii has no /me: a raw command to the server.
+    fifo_line(&server.join("in"), "/PRIVMSG #lobby :\x01ACTION nods\x01");
+    nc.expect("+ iiuser nods");
+    nc.send("/msg iiuser psst\n");
+    wait_file(&server.join("ncuser").join("out"), "<ncuser> psst");
+    fifo_line(&server.join("in"), "/q leaving now");
+    nc.expect("* iiuser left (quit: leaving now)");
 }

@@ -453,7 +453,7 @@ fn a_stalled_hex_dump_does_not_stall_the_runtime() {
     let addr = l.local_addr().unwrap().to_string();
     // The dump goes to stderr, a pipe nobody reads: it fills at once.
     let mut child = sockit()
-        .args(["connect", "-x", "-", &addr])
+        .args(["connect", "--hex-dump", "-", &addr])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

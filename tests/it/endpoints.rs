@@ -850,7 +850,7 @@ fn hex_dump_records_both_directions() {
         got
     });
     let out = run(
-        &["connect", "-x", dump.to_str().unwrap(), &addr],
+        &["connect", "--hex-dump", dump.to_str().unwrap(), &addr],
         b"hello\n",
     );
     assert_eq!(server.join().unwrap(), b"hello\n");

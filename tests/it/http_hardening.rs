@@ -189,7 +189,7 @@ fn thousands_of_content_codings_are_refused_at_once() {
     .into_bytes();
     reply.extend_from_slice(&body);
     let w = Wire::start(Answer::Bytes(reply));
-    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    let r = http_measured(&["--compressed", "-sS", &w.url()]);
     assert_too_many_codings(&r, 12_000);
 }
 
@@ -205,7 +205,7 @@ fn thousands_of_transfer_codings_are_refused_at_once() {
     reply.extend_from_slice(&body);
     reply.extend_from_slice(b"\r\n0\r\n\r\n");
     let w = Wire::start(Answer::Bytes(reply));
-    let r = http_measured(&["-s", &w.url()]);
+    let r = http_measured(&["-sS", &w.url()]);
     assert_too_many_codings(&r, 12_000);
 }
 
@@ -227,16 +227,16 @@ fn nested_gzip_layers_beyond_the_cap_are_refused() {
     };
     // Five genuine layers: decoded.
     let w = Wire::start(Answer::Bytes(nest(5)));
-    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    let r = http_measured(&["--compressed", "-sS", &w.url()]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     assert_eq!(r.stdout, b"the payload");
     // Six genuine layers: refused (before, any depth was decoded, exit 0).
     let w = Wire::start(Answer::Bytes(nest(6)));
-    let r = http_measured(&["--compressed", "-s", &w.url()]);
+    let r = http_measured(&["--compressed", "-sS", &w.url()]);
     assert_too_many_codings(&r, 6);
     // The cap is a flag.
     let w = Wire::start(Answer::Bytes(nest(6)));
-    let r = http_measured(&["--compressed", "-s", "--max-codings", "6", &w.url()]);
+    let r = http_measured(&["--compressed", "-sS", "--max-codings", "6", &w.url()]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     assert_eq!(r.stdout, b"the payload");
 }
@@ -249,7 +249,7 @@ fn a_user_transfer_encoding_header_chunks_the_body() {
     let out = run(
         &[
             "http",
-            "-s",
+            "-sS",
             "-H",
             "Transfer-Encoding: chunked",
             "-d",
@@ -343,7 +343,7 @@ fn max_time_fires_while_stdout_is_blocked() {
     ));
     let start = Instant::now();
     let mut child = sockit()
-        .args(["http", "-s", "-m", "1", &w.url()])
+        .args(["http", "-sS", "-m", "1", &w.url()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -375,7 +375,7 @@ fn a_gzip_body_cut_short_is_exit_61_naming_the_server() {
     reply.extend_from_slice(cut);
     let w = Wire::start(Answer::Bytes(reply));
     let out = run(
-        &["http", "-s", "--compressed", "-o", "/dev/null", &w.url()],
+        &["http", "-sS", "--compressed", "-o", "/dev/null", &w.url()],
         b"",
     );
     let line = error_line(&out, 61);

@@ -503,7 +503,8 @@ impl Link {
 
     /// A room event that happened on this node, for the others.
     pub fn publish(&self, ev: &RoomEvent) {
-        let kind = match &ev.kind {
+        // Client-only message tags stay on this node; the talk goes on.
+        let kind = match ev.kind.untagged() {
             EventKind::Message { text } => WireKind::Message { text: text.clone() },
             EventKind::Action { text } => WireKind::Action { text: text.clone() },
             EventKind::Join => WireKind::Join,

@@ -125,6 +125,15 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
                 true => ServerLine::PrivateSent { to, text: &text }.append_to(out),
             }
         }
+        // Client-only tags are for IRC clients that take them.
+        EventKind::Tagged { event, .. } => encode_event(
+            &RoomEvent {
+                kind: (**event).clone(),
+                ..ev.clone()
+            },
+            out,
+        ),
+        EventKind::TagsOnly { .. } => {}
         EventKind::Notice(n) => notice(n, out),
         EventKind::Error(Refusal::Kicked { by, reason }) => ServerLine::Kicked {
             by,

@@ -31,11 +31,17 @@ pub enum Protocol {
     IrcTime = 4,
     /// IRC with `server-time` tags and `away-notify`.
     IrcTimeAway = 5,
+    /// IRC with `message-tags`: client-only tags and `TAGMSG`, and the
+    /// `server-time` tag (a client that takes tags ignores those it does
+    /// not know).
+    IrcTags = 6,
+    /// IRC with `message-tags` and `away-notify`.
+    IrcTagsAway = 7,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
 
     /// Every protocol, in slot order.
     pub const ALL: [Protocol; Protocol::COUNT] = [
@@ -45,17 +51,26 @@ impl Protocol {
         Protocol::IrcAway,
         Protocol::IrcTime,
         Protocol::IrcTimeAway,
+        Protocol::IrcTags,
+        Protocol::IrcTagsAway,
     ];
 
-    /// The IRC encoding with these options: four in all, whatever the
+    /// The IRC encoding with these options: six in all, whatever the
     /// members' other capabilities, so a batch never needs more.
-    pub fn irc(time: bool, away: bool) -> Protocol {
-        match (time, away) {
-            (false, false) => Protocol::Irc,
-            (false, true) => Protocol::IrcAway,
-            (true, false) => Protocol::IrcTime,
-            (true, true) => Protocol::IrcTimeAway,
+    pub fn irc(time: bool, away: bool, tags: bool) -> Protocol {
+        match (time || tags, away, tags) {
+            (_, false, true) => Protocol::IrcTags,
+            (_, true, true) => Protocol::IrcTagsAway,
+            (false, false, _) => Protocol::Irc,
+            (false, true, _) => Protocol::IrcAway,
+            (true, false, _) => Protocol::IrcTime,
+            (true, true, _) => Protocol::IrcTimeAway,
         }
+    }
+
+    /// Whether members of this protocol see client-only message tags.
+    pub fn shows_tags(self) -> bool {
+        matches!(self, Protocol::IrcTags | Protocol::IrcTagsAway)
     }
 
     /// This protocol's slot, `0..COUNT`.
@@ -70,8 +85,12 @@ impl Protocol {
             Protocol::Web => web::encode_event(ev, out),
             irc => {
                 let flavor = irc::Flavor {
-                    time: matches!(irc, Protocol::IrcTime | Protocol::IrcTimeAway),
-                    away: matches!(irc, Protocol::IrcAway | Protocol::IrcTimeAway),
+                    time: !matches!(irc, Protocol::Irc | Protocol::IrcAway),
+                    away: matches!(
+                        irc,
+                        Protocol::IrcAway | Protocol::IrcTimeAway | Protocol::IrcTagsAway
+                    ),
+                    tags: irc.shows_tags(),
                 };
                 irc::encode_event(ev, out, flavor)
             }

@@ -100,6 +100,7 @@ impl ChatHub {
                 nick: m.nick.clone(),
                 room: m.room.clone(),
                 operator: m.operator,
+                tags: None,
             };
             self.rename_now(&mut st, &me, new);
         }
@@ -119,6 +120,7 @@ impl ChatHub {
                     nick: m.nick.clone(),
                     room: m.room.clone(),
                     operator: m.operator,
+                    tags: None,
                 };
                 let guest = self.next_guest(&mut st);
                 self.rename_now(&mut st, &me, &guest);

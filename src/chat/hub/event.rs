@@ -120,10 +120,47 @@ pub enum EventKind {
         /// Which style.
         style: Style,
     },
+    /// Client-only message tags (IRCv3 `+name=value`, `;`-separated and
+    /// escaped as on the wire) on `event`, which is talk (a message, an
+    /// action, a styled or private message). Only IRC members that
+    /// negotiated message-tags see the tags; everyone else sees `event`.
+    Tagged {
+        /// The tags.
+        tags: Arc<str>,
+        /// The event they come with.
+        event: Box<EventKind>,
+    },
+    /// Client-only tags without a message (IRC `TAGMSG`, e.g. `+typing`),
+    /// to the room or, with `to`, to one member: delivered only to IRC
+    /// members that negotiated message-tags, outside the room's sequence.
+    TagsOnly {
+        /// The tags, as in [`EventKind::Tagged`].
+        tags: Arc<str>,
+        /// The recipient of a private one.
+        to: Option<Arc<str>>,
+    },
     /// Something the server tells one member.
     Notice(Notice),
     /// A refusal or a problem, for one member.
     Error(Refusal),
+}
+
+impl EventKind {
+    /// The event under its tags, if it has any.
+    pub fn untagged(&self) -> &EventKind {
+        match self {
+            EventKind::Tagged { event, .. } => event,
+            other => other,
+        }
+    }
+
+    /// The event under its tags, to change.
+    pub fn untagged_mut(&mut self) -> &mut EventKind {
+        match self {
+            EventKind::Tagged { event, .. } => event,
+            other => other,
+        }
+    }
 }
 
 /// How a message is meant: the styles other than plain talk.
@@ -416,6 +453,24 @@ pub enum HubCommand {
     },
     /// Mark oneself away (`Some(why)`) or back (`None`).
     Away(Option<String>),
+    /// `cmd` (`SayTo`, `Msg` or `MsgStyled`) with client-only message tags
+    /// (see [`EventKind::Tagged`]).
+    Tagged {
+        /// The tags, escaped as on the wire.
+        tags: String,
+        /// The command they come with.
+        cmd: Box<HubCommand>,
+    },
+    /// Client-only tags alone (IRC `TAGMSG`) to a room (`#room` given as
+    /// `room`) or a member.
+    TagsOnly {
+        /// The room, or `None` for a member.
+        room: Option<String>,
+        /// The member, when `room` is `None`.
+        to: String,
+        /// The tags, escaped as on the wire.
+        tags: String,
+    },
 }
 
 /// A mode change as asked (the nick not yet resolved).

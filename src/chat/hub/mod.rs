@@ -252,6 +252,21 @@ struct Caller {
     nick: Arc<str>,
     room: Arc<str>,
     operator: bool,
+    /// Client-only message tags the command came with.
+    tags: Option<Arc<str>>,
+}
+
+impl Caller {
+    /// `kind` with the caller's message tags, if any.
+    fn tag(&self, kind: EventKind) -> EventKind {
+        match &self.tags {
+            Some(tags) => EventKind::Tagged {
+                tags: tags.clone(),
+                event: Box::new(kind),
+            },
+            None => kind,
+        }
+    }
 }
 
 /// Why [`ChatHub::register`] refused a member.
@@ -315,6 +330,10 @@ struct Taken {
 /// line's punctuation).
 fn cost(ev: &RoomEvent) -> usize {
     let text = match &ev.kind {
+        EventKind::Tagged { tags, event } => match &**event {
+            EventKind::Message { text } | EventKind::Action { text } => text.len() + tags.len(),
+            _ => tags.len() + ev.room.len() + 8,
+        },
         EventKind::Message { text } | EventKind::Action { text } => text.len(),
         EventKind::Leave { reason } => reason.len() + ev.room.len(),
         EventKind::Nick { new } => new.len() + 8,
@@ -917,11 +936,16 @@ impl ChatHub {
         let Some(m) = st.members.get(&id) else {
             return Flow::Continue;
         };
+        let (tags, cmd) = match cmd {
+            HubCommand::Tagged { tags, cmd } => (Some(Arc::from(tags)), *cmd),
+            cmd => (None, cmd),
+        };
         let me = Caller {
             id,
             nick: m.nick.clone(),
             room: m.room.clone(),
             operator: m.operator,
+            tags,
         };
         let cmd = match cmd {
             HubCommand::Say(t) => HubCommand::Say(clean(t)),
@@ -1005,6 +1029,11 @@ impl ChatHub {
                 self.kick_from(st, &me, &room, &nick, reason)
             }
             HubCommand::Away(text) => self.away(st, &me, text),
+            HubCommand::TagsOnly { room, to, tags } => {
+                self.tags_only(st, &me, room.as_deref(), &to, tags.into())
+            }
+            // Unwrapped above: tags on tags are dropped.
+            HubCommand::Tagged { .. } => {}
         }
         Flow::Continue
     }
@@ -1132,14 +1161,14 @@ impl ChatHub {
                     seq: 0,
                     ts: now_ms(),
                     from: me.nick.clone(),
-                    kind: EventKind::Private {
+                    kind: me.tag(EventKind::Private {
                         to: target_nick,
                         text,
                         echo: false,
-                    },
+                    }),
                 };
                 self.deliver(st, target, &ev);
-                if let EventKind::Private { echo, .. } = &mut ev.kind {
+                if let EventKind::Private { echo, .. } = ev.kind.untagged_mut() {
                     *echo = true;
                 }
                 if wants_own_private(st, me.id) {
@@ -1385,7 +1414,7 @@ fn fan_out(b: &Batch, n: usize, shards: usize, slow: &mut Vec<Id>) {
 /// Whether an event is talk (what [`Echo::Talk`] sends back).
 fn is_talk(kind: &EventKind) -> bool {
     matches!(
-        kind,
+        kind.untagged(),
         EventKind::Message { .. } | EventKind::Action { .. } | EventKind::Styled { .. }
     )
 }

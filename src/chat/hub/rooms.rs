@@ -289,7 +289,66 @@ impl ChatHub {
             Some(Style::Action) => EventKind::Action { text },
             Some(style) => EventKind::Styled { text, style },
         };
-        self.post(st, &name, Some(me.id), [(me.nick.clone(), kind)]);
+        self.post(st, &name, Some(me.id), [(me.nick.clone(), me.tag(kind))]);
+    }
+
+    /// Client-only tags alone (IRC `TAGMSG`) to a room or a member: only
+    /// to members whose protocol shows them, outside the room's sequence;
+    /// back to the sender as its echo setting says.
+    pub(super) fn tags_only(
+        &self,
+        st: &mut HubState,
+        me: &Caller,
+        room: Option<&str>,
+        to: &str,
+        tags: Arc<str>,
+    ) {
+        let (targets, ev_room, to) = match room {
+            Some(room) => {
+                let name = resolve_room(st, room);
+                let Some(r) = st.rooms.get(&name) else {
+                    return self.error(st, me.id, Refusal::NoSuchRoom(room.to_string()));
+                };
+                let inside = r.members.iter().any(|s| s.id == me.id);
+                if !inside && r.no_outside {
+                    return self.error(st, me.id, Refusal::CannotSend(room.to_string()));
+                }
+                let ids: Vec<Id> = r
+                    .members
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|&i| i != me.id)
+                    .collect();
+                (ids, name, None)
+            }
+            None => {
+                let Some(target) = st.nicks.get(&nick_key(to)).copied() else {
+                    return self.error(st, me.id, Refusal::NoSuchNick(to.to_string()));
+                };
+                let Some(nick) = st.members.get(&target).map(|t| t.nick.clone()) else {
+                    return;
+                };
+                let ids = if target == me.id {
+                    vec![]
+                } else {
+                    vec![target]
+                };
+                (ids, me.room.clone(), Some(nick))
+            }
+        };
+        let ev = RoomEvent {
+            room: ev_room,
+            seq: 0,
+            ts: now_ms(),
+            from: me.nick.clone(),
+            kind: EventKind::TagsOnly { tags, to },
+        };
+        let echo = st.members.get(&me.id).is_some_and(|m| m.echo != Echo::None);
+        for id in targets.into_iter().chain(echo.then_some(me.id)) {
+            if st.members.get(&id).is_some_and(|m| m.protocol.shows_tags()) {
+                self.deliver(st, id, &ev);
+            }
+        }
     }
 
     /// A private message in a style.
@@ -313,17 +372,17 @@ impl ChatHub {
             seq: 0,
             ts: now_ms(),
             from: me.nick.clone(),
-            kind: EventKind::PrivateStyled {
+            kind: me.tag(EventKind::PrivateStyled {
                 to: target_nick,
                 text,
                 echo: false,
                 style,
-            },
+            }),
         };
         if target != me.id {
             self.deliver(st, target, &ev);
         }
-        if let EventKind::PrivateStyled { echo, .. } = &mut ev.kind {
+        if let EventKind::PrivateStyled { echo, .. } = ev.kind.untagged_mut() {
             *echo = true;
         }
         if wants_own_private(st, me.id) {

@@ -26,31 +26,48 @@ Examples:
   sockit http --resolve example.com:443:127.0.0.1 https://example.com/
   sockit http --unix-socket /var/run/docker.sock http://localhost/version
   sockit http --cacert ca.pem https://[::1]:8443/   or -k to skip verification
+  sockit http -fsS http://host/api                  quiet, but say why it failed
+  sockit http -L -c jar.txt -b jar.txt http://host/login  cookies across redirects
+  sockit http -F name=Ann -F 'cv=@cv.pdf;type=application/pdf' http://host/apply
+  sockit http -G --data-urlencode 'q=two words' http://host/search
+  sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
+  sockit http -C - -o big.iso http://host/big.iso   resume a download
+  sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
+  sockit http --retry 5 --retry-max-time 60 http://host/flaky
+  sockit http -# --limit-rate 2M -O http://host/file.iso
+  sockit http -D - -o /dev/null -w '%{json}\\n' http://host/
+  sockit http -x socks5h://127.0.0.1:1080 https://example.com/
+  sockit http -x http://me:pw@proxy:3128 http://example.com/   (https_proxy etc. work too)
+  sockit http --cert me.pem --key me.key https://mtls.example/
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
   %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}
-  %{speed_download} %{url_effective} %{num_redirects}; escapes \\n \\r \\t, %%.
+  %{speed_download} %{url_effective} %{num_redirects} %{remote_ip}
+  %{remote_port} %{http_version} %{redirect_url} %{json}; escapes \\n \\r \\t, %%.
 
 Exit status (curl's numbering):
   0    success (an HTTP error status is success too, unless -f)
   1    unsupported protocol (only http:// and https://)
   2    usage error: bad flag or value
   3    malformed URL
+  5    the proxy's host name could not be resolved
   6    host name could not be resolved
   7    could not connect (refused, unreachable)
   8    malformed response (what and at which byte)
   18   partial body: the connection closed before the end
-  22   -f: the server answered 400 or above
+  22   -f, --fail-with-body: the server answered 400 or above
   23   cannot write the output
-  26   cannot read a local file (-d @file, --cacert)
+  26   cannot read a local file (-d @file, -F, -T, --netrc, --cacert)
   28   timed out (--connect-timeout, -m)
+  33   -C: the server does not support byte ranges, cannot resume
   35   TLS handshake failed
   47   too many redirects (--max-redirs)
   52   empty reply from server
   55   failed sending the request
-  56   failed receiving the response (reset)
+  56   failed receiving the response (reset), or the proxy refused CONNECT
   60   the server certificate could not be verified
   61   unknown or corrupt content/transfer encoding, or more codings than --max-codings
+  97   a SOCKS proxy refused (credentials, target), or a proxy's reply was bad
   100  response head over a limit (--max-header-bytes, --max-headers)";
 
 /// Flags for `sockit http`.
@@ -133,7 +150,8 @@ pub struct Args {
     /// Write each body to a file named like the last segment of its URL path.
     #[arg(short = 'O', long = "remote-name", help_heading = "Output")]
     pub remote_name: bool,
-    /// No progress bar (it is only shown for -o/-O when stderr is a terminal).
+    /// Quiet: no progress bar and no error line (the exit status tells; -sS shows
+    /// the error). The bar is only shown for -o/-O when stderr is a terminal.
     #[arg(short = 's', long = "silent", help_heading = "Output")]
     pub silent: bool,
     /// Exit 22 without writing the body when the server answers 400 or above.
@@ -152,7 +170,7 @@ pub struct Args {
     /// Seconds allowed to resolve, connect and finish the TLS handshake.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "300", help_heading = "Connection")]
     pub connect_timeout: Duration,
-    /// Seconds allowed for the whole run (exit 28 when it expires).
+    /// Seconds allowed for each transfer (exit 28 when it expires); 0: no limit.
     #[arg(short = 'm', long = "max-time", value_name = "SECS", value_parser = parse_secs, help_heading = "Connection")]
     pub max_time: Option<Duration>,
     /// Connect to ADDR for HOST:PORT instead of resolving HOST (repeatable;
@@ -182,6 +200,32 @@ pub struct Args {
     /// Do not verify the server certificate (the connection is still encrypted).
     #[arg(short = 'k', long = "insecure", help_heading = "TLS")]
     pub insecure: bool,
+    /// Client certificate (PEM, chain allowed) for servers that ask for one (mTLS).
+    #[arg(short = 'E', long, value_name = "PEM", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
+    /// Private key for --cert (PEM; default: the key inside the --cert file).
+    #[arg(long, value_name = "PEM", requires = "cert", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+
+    /// Use this proxy: http://HOST:PORT (the default scheme; CONNECT for https://,
+    /// absolute-form requests for http://), socks5:// (names resolved here),
+    /// socks5h:// (by the proxy), socks4://, socks4a://; USER:PASSWORD@ allowed,
+    /// port 1080 by default. '' turns off the proxy from the environment
+    /// (http_proxy, https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY).
+    #[arg(short = 'x', long, value_name = "URL", help_heading = "Proxy")]
+    pub proxy: Option<String>,
+    /// User name and password for the proxy (instead of the URL's).
+    #[arg(
+        short = 'U',
+        long,
+        value_name = "USER:PASSWORD",
+        help_heading = "Proxy"
+    )]
+    pub proxy_user: Option<String>,
+    /// Hosts to reach without the proxy, comma-separated: names (with their
+    /// subdomains), addresses, CIDR ranges, or '*' (instead of no_proxy/NO_PROXY).
+    #[arg(long, value_name = "LIST", help_heading = "Proxy")]
+    pub noproxy: Option<String>,
 
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location", help_heading = "Redirects")]
@@ -207,6 +251,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = MAX_CODINGS,
           value_parser = parse_max_codings, help_heading = "Limits")]
     pub max_codings: usize,
+
+    /// Cookies, forms, uploads, ranges, retries and the other curl habits.
+    #[command(flatten)]
+    pub extra: Box<super::extra::Extra>,
 }
 
 fn parse_max_codings(s: &str) -> std::result::Result<usize, String> {

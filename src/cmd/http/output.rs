@@ -21,6 +21,8 @@ pub(super) struct Trace {
     pub progress: bool,
     /// The body in progress goes to a file (the bar is never drawn over stdout).
     pub to_file: bool,
+    /// `-#`: a plain bar of '#' and a percentage.
+    pub hashes: bool,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -30,6 +32,7 @@ impl Trace {
             on,
             progress,
             to_file: false,
+            hashes: false,
             bar: None,
         }
     }
@@ -66,7 +69,7 @@ impl Observer for Trace {
 
     fn body_start(&mut self, resp: &Response) {
         if self.progress && self.to_file {
-            self.bar = Some(progress_bar(resp.framing));
+            self.bar = Some(progress_bar(resp.framing, self.hashes, columns()));
         }
     }
 
@@ -87,28 +90,71 @@ impl Observer for Trace {
     }
 }
 
-fn progress_bar(framing: Framing) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressStyle};
-    match framing {
-        Framing::Length(n) => {
-            let pb = ProgressBar::new(n);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{bytes:>10}/{total_bytes} [{wide_bar}] {binary_bytes_per_sec} ETA {eta}",
-            ) {
-                pb.set_style(style.progress_chars("=> "));
-            }
-            pb
-        }
-        _ => {
-            let pb = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} {bytes:>10} {binary_bytes_per_sec} {elapsed}",
-            ) {
-                pb.set_style(style);
-            }
-            pb
-        }
+/// The width of stderr's terminal, else `COLUMNS`, else 80.
+fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize for a terminal descriptor.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+        return ws.ws_col as usize;
     }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(80)
+}
+
+/// The bar's template for `width` columns: the figures that fit, then a bar
+/// filling the rest, never past the last column (a line that wraps is redrawn
+/// on a new line at each tick).
+fn bar_template(hashes: bool, known: bool, width: usize) -> String {
+    // Keep one column free: a terminal wraps a line that fills the last one.
+    let width = width.saturating_sub(1).max(12);
+    if hashes {
+        return if known {
+            // "#####      45%": the bar and a 5-column percentage.
+            format!("{{bar:{}}} {{percent:>3}}%", width.saturating_sub(5).max(5))
+        } else {
+            "{spinner} {bytes}".into()
+        };
+    }
+    if !known {
+        return if width >= 44 {
+            "{spinner} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed}".into()
+        } else {
+            "{spinner} {bytes:>10} {elapsed}".into()
+        };
+    }
+    // Figures at their widest: "1023.99 MiB/1023.99 MiB" (23), the speed
+    // " 1023.99 MiB/s" (14) and " ETA 59m" (8); the speed and ETA only if the
+    // bar keeps 10 columns, the bar ("[...]") only if it keeps 5.
+    let mut fixed = "{bytes:>10}/{total_bytes:10}".to_string();
+    let mut used = 23;
+    if width >= used + 22 + 3 + 10 {
+        fixed.push_str(" {binary_bytes_per_sec:>12} ETA {eta:>3}");
+        used += 22;
+    }
+    if width >= used + 3 + 5 {
+        format!("{fixed} [{{bar:{}}}]", width - used - 3)
+    } else {
+        format!(
+            "{{percent:>3}}% [{{bar:{}}}]",
+            width.saturating_sub(7).max(3)
+        )
+    }
+}
+
+fn progress_bar(framing: Framing, hashes: bool, width: usize) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (pb, known) = match framing {
+        Framing::Length(n) => (ProgressBar::new(n), true),
+        _ => (ProgressBar::new_spinner(), false),
+    };
+    if let Ok(style) = ProgressStyle::with_template(&bar_template(hashes, known, width)) {
+        let chars = if hashes { "## " } else { "=> " };
+        pb.set_style(style.progress_chars(chars));
+    }
+    pb
 }
 
 fn secs(s: &Transfer, t: Option<Instant>) -> String {
@@ -139,8 +185,58 @@ fn var(s: &Transfer, name: &str) -> Option<String> {
         }
         "url_effective" => s.url_effective.clone(),
         "num_redirects" => s.num_redirects.to_string(),
+        "remote_ip" => s.remote_ip.clone(),
+        "remote_port" => s.remote_port.clone(),
+        "http_version" => s.http_version.clone(),
+        "redirect_url" => s.redirect_url.clone(),
+        "json" => json(s),
         _ => return None,
     })
+}
+
+/// The `-w` variables, as `%{json}` writes them.
+const VARS: [&str; 16] = [
+    "content_type",
+    "http_code",
+    "http_version",
+    "num_redirects",
+    "redirect_url",
+    "remote_ip",
+    "remote_port",
+    "response_code",
+    "size_download",
+    "size_header",
+    "speed_download",
+    "time_appconnect",
+    "time_connect",
+    "time_starttransfer",
+    "time_total",
+    "url_effective",
+];
+
+/// `%{json}`: every variable in one JSON object; numbers as numbers.
+fn json(s: &Transfer) -> String {
+    let mut map = serde_json::Map::new();
+    for name in VARS {
+        let Some(v) = var(s, name) else { continue };
+        let num = matches!(
+            name,
+            "http_code"
+                | "response_code"
+                | "num_redirects"
+                | "size_download"
+                | "size_header"
+                | "speed_download"
+                | "remote_port"
+        ) || name.starts_with("time_");
+        let value = match (num, v.parse::<u64>(), v.parse::<f64>()) {
+            (true, Ok(n), _) => serde_json::Value::from(n),
+            (true, _, Ok(f)) => serde_json::Value::from(f),
+            _ => serde_json::Value::String(v),
+        };
+        map.insert(name.to_string(), value);
+    }
+    serde_json::Value::Object(map).to_string()
 }
 
 /// Expands a `-w` format.
@@ -187,6 +283,38 @@ pub(super) fn write_out(s: &Transfer, fmt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_leave_the_last_column_free() {
+        // The widest each field can be, by template.
+        let widest = |t: &str| -> usize {
+            let mut n = t.len();
+            for (field, max) in [
+                ("{bytes:>10}", 11),
+                ("{total_bytes:10}", 11),
+                ("{binary_bytes_per_sec:>12}", 13),
+                ("{eta:>3}", 3),
+                ("{percent:>3}", 3),
+            ] {
+                if t.contains(field) {
+                    n = n - field.len() + max;
+                }
+            }
+            if let Some(i) = t.find("{bar:") {
+                let rest = &t[i + 5..];
+                let j = rest.find('}').unwrap();
+                n = n - (j + 6) + rest[..j].parse::<usize>().unwrap();
+            }
+            n
+        };
+        for w in 20..200 {
+            for hashes in [false, true] {
+                let t = bar_template(hashes, true, w);
+                assert!(widest(&t) < w, "{w} columns: {t} is {} wide", widest(&t));
+            }
+        }
+        assert!(bar_template(false, true, 120).contains("ETA"));
+    }
 
     #[test]
     fn write_out_format() {

@@ -12,6 +12,9 @@
 pub const MAX_TAGS: usize = 8191;
 /// Most bytes of the rest of a line, without CR LF.
 pub const MAX_REST: usize = 510;
+/// Most bytes of tag data a client may send (without the `@` and the
+/// space), as message-tags sets it.
+pub const MAX_CLIENT_TAGS: usize = 4094;
 /// Most parameters.
 pub const MAX_PARAMS: usize = 15;
 
@@ -66,7 +69,6 @@ fn unescape(v: &str) -> String {
 }
 
 /// Escapes a tag value.
-#[cfg(test)]
 pub fn escape(v: &str, out: &mut String) {
     for c in v.chars() {
         match c {

@@ -1,9 +1,10 @@
 //! The IRC front-end: `chat serve --irc ADDR`. Rooms are channels (`lobby`
 //! is `#lobby`); members of every front-end are users (`nick!nick@sockit`).
 //!
-//! Events are encoded here, once per batch for each of four IRC encodings
-//! in use ([`Protocol::irc`]): with or without `server-time` tags, and with
-//! or without `away-notify`'s AWAY lines. `echo-message` changes which of a
+//! Events are encoded here, once per batch for each of six IRC encodings
+//! in use ([`Protocol::irc`]): with or without `server-time` tags, with
+//! `message-tags` (client-only tags and `TAGMSG`, with the time tag), and
+//! each with or without `away-notify`'s AWAY lines. `echo-message` changes which of a
 //! member's own events come back (the hub's [`Echo`](crate::chat::hub::Echo)),
 //! not the bytes, so it needs no encoding of its own. Replies to one member
 //! (numerics) carry its nick, which the hub gives as the event's sender.
@@ -32,6 +33,8 @@ pub struct Flavor {
     pub time: bool,
     /// AWAY lines for co-members (away-notify).
     pub away: bool,
+    /// Client-only tags and TAGMSG (message-tags; implies `time`).
+    pub tags: bool,
 }
 
 /// Writes IRC lines for one event.
@@ -114,13 +117,41 @@ pub fn time_tag(ts: u64) -> String {
     format!("@time={} ", rfc3339(UNIX_EPOCH + Duration::from_millis(ts)))
 }
 
+/// The time tag and client-only `tags`: `@time=...;+a=b `.
+fn client_tags(ts: u64, tags: &str) -> String {
+    let mut t = time_tag(ts);
+    t.pop();
+    t.push(';');
+    t.push_str(tags);
+    t.push(' ');
+    t
+}
+
 /// Appends the IRC lines that show `ev` in encoding `flavor`.
 pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>, flavor: Flavor) {
     let tag = flavor.time.then(|| time_tag(ev.ts));
     let mut o = Out { out, tag };
     let from = &*ev.from;
     let room = chan(&ev.room);
-    match &ev.kind {
+    let kind = match &ev.kind {
+        EventKind::Tagged { tags, event } => {
+            if flavor.tags {
+                o.tag = Some(client_tags(ev.ts, tags));
+            }
+            &**event
+        }
+        EventKind::TagsOnly { tags, to } => {
+            if flavor.tags {
+                o.tag = Some(client_tags(ev.ts, tags));
+                let target = to.as_deref().map_or(room, str::to_string);
+                o.line(&user(from), &format!("TAGMSG {target}"));
+            }
+            return;
+        }
+        kind => kind,
+    };
+    match kind {
+        EventKind::Tagged { .. } | EventKind::TagsOnly { .. } => {}
         EventKind::Message { text } => o.text(from, "PRIVMSG", &room, text, None),
         EventKind::Action { text } => o.text(from, "PRIVMSG", &room, text, Some("ACTION")),
         EventKind::Styled { text, style } => styled(&mut o, from, &room, text, *style),
@@ -221,7 +252,7 @@ fn notice(o: &mut Out, ev: &RoomEvent, n: &Notice) {
         } => {
             let room = chan(room);
             o.line(&user(me), &format!("JOIN {room}"));
-            topic(o, me, &room, t, false);
+            topic(o, me, &room, t, true);
             let tag = o.tag.clone();
             names(
                 o.out,

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::message::{LineError, Message, MAX_REST, MAX_TAGS};
+use super::message::{escape, LineError, Message, MAX_CLIENT_TAGS, MAX_REST, MAX_TAGS};
 use super::{chan, names, user, SERVER, TOPICLEN};
 use crate::chat::front::Protocol;
 use crate::chat::hub::{
@@ -55,6 +55,7 @@ const CAPS: &[&str] = &[
     "away-notify",
     "cap-notify",
     "echo-message",
+    "message-tags",
     "multi-prefix",
     "server-time",
 ];
@@ -65,6 +66,11 @@ struct Caps {
     time: bool,
     echo: bool,
     away: bool,
+    tags: bool,
+    /// Enabled, though they change nothing here: NAMES and WHO show the
+    /// one prefix there is, and capabilities never change.
+    multi_prefix: bool,
+    cap_notify: bool,
 }
 
 impl Caps {
@@ -73,15 +79,21 @@ impl Caps {
             "server-time" => self.time = on,
             "echo-message" => self.echo = on,
             "away-notify" => self.away = on,
+            "message-tags" => self.tags = on,
+            "multi-prefix" => self.multi_prefix = on,
+            "cap-notify" => self.cap_notify = on,
             _ => {}
         }
     }
 
     fn enabled(&self) -> String {
-        let mut v = vec!["cap-notify", "multi-prefix"];
+        let mut v = Vec::new();
         for (on, name) in [
             (self.away, "away-notify"),
+            (self.cap_notify, "cap-notify"),
             (self.echo, "echo-message"),
+            (self.tags, "message-tags"),
+            (self.multi_prefix, "multi-prefix"),
             (self.time, "server-time"),
         ] {
             if on {
@@ -92,7 +104,7 @@ impl Caps {
     }
 
     fn protocol(&self) -> Protocol {
-        Protocol::irc(self.time, self.away)
+        Protocol::irc(self.time, self.away, self.tags)
     }
 
     fn echo(&self) -> Echo {
@@ -396,6 +408,13 @@ fn parse(frame: &Frame) -> Result<Message, Option<String>> {
         Frame::Line(b) => b,
         Frame::TooLong => return Err(Some(num("417", "{me}", ":Input line was too long"))),
     };
+    // message-tags: at most 4094 bytes of tag data from a client.
+    if bytes.first() == Some(&b'@') {
+        let data = memchr::memchr(b' ', bytes).unwrap_or(bytes.len()) - 1;
+        if data > MAX_CLIENT_TAGS {
+            return Err(Some(num("417", "{me}", ":Input line was too long")));
+        }
+    }
     match Message::parse(bytes) {
         Ok(m) => Ok(m),
         Err(LineError::Empty) => Err(None),
@@ -628,7 +647,13 @@ impl Member<'_> {
         };
         match msg.command.as_str() {
             "PING" => match msg.params.first() {
-                Some(t) => self.send(line(SERVER, &format!("PONG {SERVER} :{t}"))),
+                Some(t) => {
+                    // What the rooms hold for this member comes first: a
+                    // PONG then tells a client that everything said
+                    // before its PING has reached it.
+                    self.hub.flush();
+                    self.send(line(SERVER, &format!("PONG {SERVER} :{t}")))
+                }
                 None => self.send(num("409", &me, ":No origin specified")),
             },
             "PONG" => {}
@@ -637,7 +662,8 @@ impl Member<'_> {
                 let reply = cap(msg, &me, &mut self.caps);
                 self.send(reply);
                 let c = self.caps;
-                if (c.time, c.echo, c.away) != (before.time, before.echo, before.away) {
+                let key = |c: Caps| (c.time, c.echo, c.away, c.tags);
+                if key(c) != key(before) {
                     self.hub.set_style(self.m.id, c.protocol(), c.echo());
                 }
             }
@@ -820,7 +846,8 @@ impl Member<'_> {
                     .collect();
                 self.send(num("303", &me, &format!(":{}", found.join(" "))));
             }
-            "JOIN" | "PART" | "TOPIC" | "MODE" | "KICK" | "USERHOST" | "ISON" => {}
+            "TAGMSG" if need(1) => self.tagmsg(msg),
+            "JOIN" | "PART" | "TOPIC" | "MODE" | "KICK" | "USERHOST" | "ISON" | "TAGMSG" => {}
             other => self.send(num("421", &me, &format!("{} :Unknown command", tok(other)))),
         }
         None
@@ -861,6 +888,7 @@ impl Member<'_> {
             None => (raw.clone(), None),
         };
         let text = strip_formatting(&text);
+        let tags = self.client_tags(msg);
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             if let Some(rest) = target.strip_prefix('#') {
                 let Some(room) = room_of(target) else {
@@ -873,11 +901,14 @@ impl Member<'_> {
                 if notice && !self.may_talk_in(room) {
                     continue;
                 }
-                self.command(HubCommand::SayTo {
-                    room: room.to_string(),
-                    text: text.clone(),
-                    style,
-                });
+                self.command(self.with_tags(
+                    HubCommand::SayTo {
+                        room: room.to_string(),
+                        text: text.clone(),
+                        style,
+                    },
+                    &tags,
+                ));
                 continue;
             }
             if notice && self.hub.member_view(target).is_none() {
@@ -894,7 +925,75 @@ impl Member<'_> {
                     style,
                 },
             };
-            self.command(cmd);
+            self.command(self.with_tags(cmd, &tags));
+        }
+    }
+
+    /// The client-only tags of `msg` (`+name`), escaped for relaying, when
+    /// this member negotiated message-tags and sent some.
+    fn client_tags(&self, msg: &Message) -> Option<String> {
+        if !self.caps.tags {
+            return None;
+        }
+        let mut s = String::new();
+        for (k, v) in &msg.tags {
+            let Some(name) = k.strip_prefix('+') else {
+                continue;
+            };
+            let fine = |b: u8| b.is_ascii_alphanumeric() || b"-./".contains(&b);
+            if name.is_empty() || !name.bytes().all(fine) {
+                continue;
+            }
+            if !s.is_empty() {
+                s.push(';');
+            }
+            s.push_str(k);
+            if !v.is_empty() {
+                s.push('=');
+                escape(v, &mut s);
+            }
+        }
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// `cmd` with the message's client-only tags, if any.
+    fn with_tags(&self, cmd: HubCommand, tags: &Option<String>) -> HubCommand {
+        match tags {
+            Some(t) => HubCommand::Tagged {
+                tags: t.clone(),
+                cmd: Box::new(cmd),
+            },
+            None => cmd,
+        }
+    }
+
+    /// TAGMSG: client-only tags alone, to channels or nicks.
+    fn tagmsg(&self, msg: &Message) {
+        let Some(tags) = self.client_tags(msg) else {
+            return;
+        };
+        for target in msg.params[0].split(',').filter(|t| !t.is_empty()).take(4) {
+            let room = if target.starts_with('#') {
+                match room_of(target) {
+                    Some(r) => Some(r.to_string()),
+                    None => {
+                        let me = self.me();
+                        self.send(num(
+                            "403",
+                            &me,
+                            &format!("{} :No such channel", tok(target)),
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            self.command(HubCommand::TagsOnly {
+                room,
+                to: target.to_string(),
+                tags: tags.clone(),
+            });
         }
     }
 

@@ -72,6 +72,15 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
         | EventKind::Away { .. }
         | EventKind::Styled { .. }
         | EventKind::PrivateStyled { .. } => system_lines(ev, &mut wire, out),
+        // Client-only tags are for IRC clients that take them.
+        EventKind::Tagged { event, .. } => encode_event(
+            &RoomEvent {
+                kind: (**event).clone(),
+                ..ev.clone()
+            },
+            out,
+        ),
+        EventKind::TagsOnly { .. } => {}
         EventKind::Notice(Notice::Welcome { nick, room, .. }) => {
             wire(WireKind::Welcome { nick }, Some(room), out);
             system_lines(ev, &mut wire, out);

@@ -53,12 +53,14 @@ pub async fn run(
         local,
         peer,
         proto,
+        peer_cert,
     } = conn;
     let rebuild = |link: Link| Conn {
         link,
         local: local.clone(),
         peer: peer.clone(),
         proto: proto.clone(),
+        peer_cert: peer_cert.clone(),
     };
     let cfg = &web.config;
     let served = match link {
