@@ -101,9 +101,9 @@ def run(sockit, chatload_bin, fmt, args):
 
 
 def cpu_per_delivery_us(r):
-    if r.get("cpu_send_s") is None or not r.get("received"):
+    if r.get("server_cpu_s") is None or not r.get("received"):
         return None
-    return r["cpu_send_s"] / r["received"] * 1e6
+    return r["server_cpu_s"] / r["received"] * 1e6
 
 
 def med(values):
@@ -134,7 +134,7 @@ def main():
                 print("fanout1000 run %d %-4s: %s deliveries/s, p99 %s ms, server CPU %s s = %s us/delivery%s" % (
                     i + 1, kind, r.get("deliveries_per_s"),
                     None if r.get("lat_p99_us") is None else round(r["lat_p99_us"] / 1000, 1),
-                    r.get("cpu_send_s"), fmt_num(cpu_per_delivery_us(r), ".3f"),
+                    r.get("server_cpu_s"), fmt_num(cpu_per_delivery_us(r), ".3f"),
                     "" if r.get("complete") else " INCOMPLETE: %s" % r.get("error")),
                     flush=True)
         rate = {k: med([r.get("deliveries_per_s", 0) for r in got[k]]) for k in got}

@@ -262,24 +262,30 @@ fn check(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// CPU time `pid` has used (user + system), in seconds, from /proc/PID/stat.
-fn cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((utime + stime) as f64 / hz)
-}
-
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of process `pid` (`self` for this one) from
+/// /proc/PID/stat, in seconds.
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime and stime the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let (u, s): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((u + s) as f64 / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+/// CPU seconds of the server (if known) and of this process, now.
+fn cpu_now(server: Option<u32>) -> (Option<f64>, Option<f64>) {
+    (server.and_then(|p| cpu_s(&p.to_string())), cpu_s("self"))
 }
 
 /// Samples a process's RSS every 20 ms on a plain thread, keeping the peak.
@@ -660,47 +666,61 @@ impl Receiver {
     }
 
     /// WebSocket: each server frame's payload (one JSON event) is a line.
+    /// Frames are decoded where they lie in `data`; only a frame cut by the
+    /// end of a read is copied (into `partial`), and completed from the next.
     fn feed_frames(&mut self, data: &[u8], sh: &Shared) {
         let now = sh.now_ns();
-        let mut buf = std::mem::take(&mut self.partial);
-        let owned;
-        let all: &[u8] = if buf.is_empty() {
-            data
-        } else {
-            buf.extend_from_slice(data);
-            owned = std::mem::take(&mut buf);
-            &owned
-        };
+        let mut rest = data;
+        if !self.partial.is_empty() {
+            // The header first (at most 10 bytes), then exactly the frame's rest.
+            while frame_len(&self.partial).is_none() && !rest.is_empty() {
+                self.partial.push(rest[0]);
+                rest = &rest[1..];
+            }
+            let Some((head, len)) = frame_len(&self.partial) else {
+                return;
+            };
+            let take = (head + len)
+                .saturating_sub(self.partial.len())
+                .min(rest.len());
+            self.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.partial.len() < head + len {
+                return;
+            }
+            let mut frame = std::mem::take(&mut self.partial);
+            self.frame(&frame[head..head + len], now, sh);
+            frame.clear();
+            if frame.capacity() <= 4096 {
+                self.partial = frame;
+            }
+        }
         let mut at = 0;
-        while let Some((head, len)) = frame_len(&all[at..]) {
-            if all.len() - at < head + len {
+        while let Some((head, len)) = frame_len(&rest[at..]) {
+            if rest.len() - at < head + len {
                 break;
             }
-            let payload = &all[at + head..at + head + len];
-            // The benchmark line is the event's "text": up to its closing quote.
-            let text = match find_marker(payload) {
-                Some(m) => {
-                    let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
-                    &payload[..end]
-                }
-                None => payload,
-            };
-            // A web member gets its own lines back: not a delivery.
-            let own = find_marker(text)
-                .and_then(|m| parse_payload(&text[m + MARKER.len()..]))
-                .is_some_and(|(sender, _, _)| sender == self.index as u64);
-            if own {
-                self.lines += 1;
-            } else {
-                self.line(text, now, sh);
-            }
+            self.frame(&rest[at + head..at + head + len], now, sh);
             at += head + len;
         }
-        self.partial.extend_from_slice(&all[at..]);
-        if self.partial.is_empty() && buf.capacity() <= 4096 {
-            self.partial = buf;
-        }
+        self.partial.extend_from_slice(&rest[at..]);
         self.flush(now, sh);
+    }
+
+    /// One JSON event: the benchmark line is its "text", up to the closing quote.
+    fn frame(&mut self, payload: &[u8], now: u64, sh: &Shared) {
+        let Some(m) = find_marker(payload) else {
+            return self.line(payload, now, sh);
+        };
+        let end = memchr::memchr(b'"', &payload[m..]).map_or(payload.len(), |e| m + e);
+        let parsed = parse_payload(&payload[m + MARKER.len()..end]);
+        self.lines += 1;
+        // A web member gets its own lines back: not a delivery.
+        if parsed.is_some_and(|(sender, _, _)| sender == self.index as u64) {
+            return;
+        }
+        self.progress += 1;
+        self.count(parsed, now, sh);
     }
 
     fn line(&mut self, line: &[u8], now: u64, sh: &Shared) {
@@ -714,7 +734,12 @@ impl Receiver {
             return;
         };
         self.progress += 1;
-        let Some((sender, seq, ts)) = parse_payload(&line[at + MARKER.len()..]) else {
+        self.count(parse_payload(&line[at + MARKER.len()..]), now, sh);
+    }
+
+    /// A benchmark line's fields (`sender seq ts`), if well-formed.
+    fn count(&mut self, parsed: Option<(u64, u64, u64)>, now: u64, sh: &Shared) {
+        let Some((sender, seq, ts)) = parsed else {
             self.malformed += 1;
             return;
         };
@@ -1167,10 +1192,6 @@ struct Report {
     connect_s: f64,
     /// Server CPU seconds while clients connected and were greeted.
     cpu_connect_s: Option<f64>,
-    /// Server CPU seconds from the first send to the end of the drain.
-    cpu_send_s: Option<f64>,
-    /// Server CPU seconds used before the first send.
-    cpu_before_send: Option<f64>,
     greet_p50_ms: Option<f64>,
     greet_max_ms: Option<f64>,
     settle_s: f64,
@@ -1194,6 +1215,10 @@ struct Report {
     rss_idle_kib: Option<u64>,
     rss_peak_kib: Option<u64>,
     rss_end_kib: Option<u64>,
+    /// Server CPU seconds (utime+stime) from the first send to the last delivery.
+    server_cpu_s: Option<f64>,
+    /// This process's CPU seconds over the same window.
+    load_cpu_s: Option<f64>,
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -1214,11 +1239,13 @@ impl Report {
             concat!(
                 "{{\"label\":\"{}\",\"format\":\"{:?}\",\"clients\":{},\"senders\":{},\"messages\":{},",
                 "\"bytes\":{},\"rate\":{},\"lag_bytes\":{},\"batch\":{},\"stalled\":{},\"ok\":{},\"complete\":{},\"error\":{},",
-                "\"connect_s\":{:.6},\"cpu_connect_s\":{},\"cpu_send_s\":{},\"greet_p50_ms\":{},\"greet_max_ms\":{},\"settle_s\":{:.3},\"settled\":{},",
+                "\"connect_s\":{:.6},\"cpu_connect_s\":{},\"greet_p50_ms\":{},\"greet_max_ms\":{},\"settle_s\":{:.3},\"settled\":{},",
                 "\"sent\":{},\"expected\":{},\"received\":{},\"unique\":{},\"duplicates\":{},\"malformed\":{},",
                 "\"lost\":{},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},",
                 "\"lat_max_us\":{},\"disconnected\":{},\"kicked_seen\":{},\"rss_base_kib\":{},\"rss_idle_kib\":{},",
-                "\"rss_peak_kib\":{},\"rss_end_kib\":{},\"nodes\":{},\"rooms\":{},\"lat_cross_p99_us\":{}}}"
+                "\"rss_peak_kib\":{},\"rss_end_kib\":{},\"server_cpu_s\":{},\"load_cpu_s\":{},",
+                "\"server_ns_per_delivery\":{},\"load_ns_per_delivery\":{},",
+                "\"nodes\":{},\"rooms\":{},\"lat_cross_p99_us\":{}}}"
             ),
             a.label.replace('"', ""),
             a.format,
@@ -1235,7 +1262,6 @@ impl Report {
             err,
             self.connect_s,
             opt(self.cpu_connect_s.map(|c| format!("{c:.3}"))),
-            opt(self.cpu_send_s.map(|c| format!("{c:.3}"))),
             opt(self.greet_p50_ms),
             opt(self.greet_max_ms),
             self.settle_s,
@@ -1258,10 +1284,20 @@ impl Report {
             opt(self.rss_idle_kib),
             opt(self.rss_peak_kib),
             opt(self.rss_end_kib),
+            opt(self.server_cpu_s.map(|c| format!("{c:.3}"))),
+            opt(self.load_cpu_s.map(|c| format!("{c:.3}"))),
+            opt(self.per_delivery_ns(self.server_cpu_s)),
+            opt(self.per_delivery_ns(self.load_cpu_s)),
             a.nodes(),
             a.rooms,
             opt(self.lat_cross_p99_us),
         )
+    }
+
+    /// CPU nanoseconds per delivery, over the measured window.
+    fn per_delivery_ns(&self, cpu_s: Option<f64>) -> Option<String> {
+        let cpu = cpu_s?;
+        (self.received > 0).then(|| format!("{:.1}", cpu * 1e9 / self.received as f64))
     }
 
     fn human(&self, a: &Args) -> String {
@@ -1302,6 +1338,12 @@ impl Report {
                 self.disconnected,
                 self.kicked_seen,
             );
+            if let Some(ns) = self.per_delivery_ns(self.server_cpu_s) {
+                let _ = write!(s, ", server CPU {ns} ns/delivery");
+            }
+            if let Some(ns) = self.per_delivery_ns(self.load_cpu_s) {
+                let _ = write!(s, ", load CPU {ns} ns/delivery");
+            }
         }
         if let Some(peak) = self.rss_peak_kib {
             let _ = write!(
@@ -1457,6 +1499,8 @@ struct Sent {
     error: Option<String>,
     /// When the first line could leave (ns since `Shared::base`).
     first_send: u64,
+    /// CPU seconds (server, this process) when the first line could leave.
+    cpu_start: (Option<f64>, Option<f64>),
 }
 
 /// Sends --messages lines from each of the first --senders clients, paced,
@@ -1482,6 +1526,7 @@ async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Repor
         });
     }
     let mut sending: JoinSet<Result<OwnedWriteHalf, String>> = JoinSet::new();
+    let cpu_start = cpu_now(a.server_pid);
     let first_send = sh.now_ns();
     // Write halves of the clients that only read stay here until the end.
     let mut keep = Vec::new();
@@ -1524,6 +1569,7 @@ async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Repor
         keep,
         error: send_error,
         first_send,
+        cpu_start,
     }
 }
 
@@ -1552,10 +1598,9 @@ async fn run(a: &Args) -> Report {
         irc: (a.format == Format::Irc).then(|| a.irc_join.clone()),
     });
     let stop = CancellationToken::new();
-    let cpu = |pid: Option<u32>| pid.and_then(cpu_s);
-    let cpu0 = cpu(a.server_pid);
+    let cpu0 = cpu_now(a.server_pid).0;
     let mut clients = connect_all(a, &sh, &stop, &mut rep).await;
-    if let (Some(c0), Some(c1)) = (cpu0, cpu(a.server_pid)) {
+    if let (Some(c0), Some(c1)) = (cpu0, cpu_now(a.server_pid).0) {
         rep.cpu_connect_s = Some(c1 - c0);
     }
     if rep.fatal {
@@ -1570,7 +1615,6 @@ async fn run(a: &Args) -> Report {
     if let Some(s) = &sampler {
         rep.rss_idle_kib = s.now();
     }
-    rep.cpu_before_send = cpu(a.server_pid);
     let sent = send_all(a, &sh, &clients, &mut rep).await;
     drain_and_collect(a, &sh, stop, clients, sent, sampler, rep).await
 }
@@ -1592,9 +1636,10 @@ async fn drain_and_collect(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drained = sh.unique.load(Ordering::Relaxed) >= rep.expected;
-    if let (Some(c0), Some(c1)) = (rep.cpu_before_send, a.server_pid.and_then(cpu_s)) {
-        rep.cpu_send_s = Some(c1 - c0);
-    }
+    let cpu_end = cpu_now(a.server_pid);
+    let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    rep.server_cpu_s = used(sent.cpu_start.0, cpu_end.0);
+    rep.load_cpu_s = used(sent.cpu_start.1, cpu_end.1);
     if let Some(s) = &sampler {
         rep.rss_end_kib = s.now();
     }

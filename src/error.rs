@@ -271,11 +271,30 @@ pub fn describe_io(e: &io::Error) -> String {
         None => {
             // Errors built by libraries (e.g. rustls inside an io::Error) carry their
             // useful text in the inner error.
-            match e.get_ref() {
+            let text = match e.get_ref() {
                 Some(inner) => inner.to_string(),
                 None => e.to_string(),
-            }
+            };
+            for_people(text)
         }
+    }
+}
+
+/// A library's error text as a person can use it: rustls's "peer closed
+/// connection without sending TLS close_notify: https://docs.rs/..." says
+/// what happened and what it means instead, and links to library API docs
+/// (docs.rs) are cut off, since they explain the library, not the problem.
+fn for_people(text: String) -> String {
+    if text.starts_with("peer closed connection without sending TLS close_notify") {
+        return "the peer closed the TCP connection without ending TLS (no close_notify: \
+                what came last may be cut short)"
+            .into();
+    }
+    match text.find("https://docs.rs/") {
+        Some(at) => text[..at]
+            .trim_end_matches([' ', ':', '(', '-', ';', ','])
+            .to_string(),
+        None => text,
     }
 }
 
@@ -322,6 +341,20 @@ impl fmt::Display for Class {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn library_doc_links_are_not_shown() {
+        let rustls = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let text = describe_io(&rustls);
+        assert!(!text.contains("docs.rs"), "{text}");
+        assert!(text.contains("close_notify"), "{text}");
+        let other = io::Error::other("bad thing: https://docs.rs/x/latest/x/");
+        assert_eq!(describe_io(&other), "bad thing");
+    }
+
     use super::*;
 
     #[test]

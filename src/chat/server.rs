@@ -140,7 +140,8 @@ impl ChatServer {
         for l in loops {
             let _ = l.await;
         }
-        tracing::info!("shutting down: telling {} clients", hub.len());
+        let told = crate::relay::plural(hub.len() as u64, "client");
+        tracing::info!("shutting down: telling {told}");
         hub.shutdown();
         shared.stop_reading.cancel();
         let tracker = shared.tracker.clone();
@@ -168,7 +169,10 @@ impl ChatServer {
 pub(crate) async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown) {
     let gate = Arc::new(l.gate);
     let (protocol, max) = (l.protocol, shared.max_clients);
-    let cap = format!("{max} clients already (--max-clients)");
+    let cap = format!(
+        "{} already (--max-clients)",
+        crate::relay::plural(max as u64, "client")
+    );
     let refuse = |acc| refuse(acc, &gate, protocol, max);
     let serve = |acc, permit| {
         let (gate, shared2) = (gate.clone(), shared.clone());

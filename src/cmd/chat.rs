@@ -27,11 +27,13 @@ pub const HELP: &str = "\
 Examples:
   sockit chat serve                          chat on 0.0.0.0:8000; your terminal is the operator
   sockit chat serve [::]:6667 --operator-nick admin
+                                             every address, the operator's nick is admin
   sockit chat serve --tls-self-signed :8443  TLS; prints the certificate's SHA-256 to pin
   sockit chat serve unix:/tmp/chat.sock      any stream endpoint
   sockit chat serve :8000 --cluster nats://10.0.0.5:4222 --node a
                                              a node of a cluster: rooms shared through NATS
-  sockit chat serve --irc :6667 --motd motd.txt   IRC clients too: irssi -c localhost -p 6667
+  sockit chat serve --irc :6667 --motd motd.txt
+                                             IRC clients too: irssi -c localhost -p 6667
   nc localhost 8000                          any line client works: nc, ncat, telnet, socat
 
 Once connected: /nick NAME, /who, /msg NICK text, /me action, /join ROOM, /rooms,
@@ -484,11 +486,13 @@ pub const JOIN_HELP: &str = "\
 Examples:
   sockit chat join localhost:8000 --nick alice      chat in your terminal (history: Up/Down)
   sockit chat join --tls --pin-sha256 AB:CD:.. chat.example:8443
+                                                    TLS, trusting exactly that certificate
   sockit chat join --reconnect --nick bot :8000     come back (and take the nick again) after drops
   sockit chat join --reconnect :8000,:8001,:8002    cluster nodes: on a drop, the next one
   printf 'hi\\n/quit\\n' | sockit chat join :8000     scripts: each stdin line is sent
   sockit chat join --json :8000 | jq .              one JSON object per server line
-  sockit chat join -x socks5h://127.0.0.1:1080 chat.example:8000   through a proxy
+  sockit chat join -x socks5h://127.0.0.1:1080 chat.example:8000
+                                                    through a SOCKS5 proxy
 
 On a terminal, incoming lines appear above the prompt and what you are typing is kept.
 Ctrl-C leaves at once; Ctrl-D (or stdin ending) half-closes and waits for the server.

@@ -26,7 +26,7 @@ Examples:
   sockit connect -x socks5h://127.0.0.1:1080 example.com:80
                                             through a proxy (socks5, socks5h, socks4, socks4a, http)
   sockit relay -k :8080 127.0.0.1:80        port forward: each client of :8080 to 127.0.0.1:80
-  sockit http -L https://example.com/       HTTP/1.1 client like curl (own exit codes: sockit http --help)
+  sockit http -L https://example.com/       HTTP/1.1 client like curl (exit codes: its --help)
 
 Endpoints: HOST:PORT, :PORT, [IPV6]:PORT, tcp://HOST:PORT, udp://HOST:PORT,
            unix:/PATH, unix-dgram:/PATH, unix-seqpacket:/PATH, unix:@ABSTRACT

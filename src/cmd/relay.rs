@@ -20,8 +20,9 @@ use crate::sock::SockOpts;
 pub const HELP: &str = "\
 Examples:
   sockit relay -k :8080 127.0.0.1:80             forward port 8080 to a local web server
-  sockit relay unix:/tmp/a.sock tcp://db:5432     one client of a Unix socket, to TCP
+  sockit relay unix:/tmp/a.sock tcp://db:5432    one client of a Unix socket, to TCP
   sockit relay -k --allow 10.0.0.0/8 :2222 host:22
+                                                 ssh through this host, for that network only
   sockit relay -k --tls-self-signed :8443 127.0.0.1:8080
                                                  TLS in front of a plain service
   sockit relay -k :8080 --tls example.com:443    plain in, TLS out

@@ -172,6 +172,20 @@ pub fn echo_payload(size: usize, nonce: u64) -> Vec<u8> {
     p
 }
 
+/// As [`echo_payload`], with the bytes after the nonce taken from `pattern`
+/// repeated (`-p`, as iputils fills the pad bytes) when there is one.
+pub fn echo_payload_with(size: usize, nonce: u64, pattern: Option<&[u8]>) -> Vec<u8> {
+    let mut p = echo_payload(size, nonce);
+    if let Some(pat) = pattern.filter(|p| !p.is_empty()) {
+        // The nonce stays when the payload holds one (see `echo_payload`).
+        let from = if size >= NONCE_LEN { NONCE_LEN } else { 0 };
+        for (i, b) in p[from..].iter_mut().enumerate() {
+            *b = pat[i % pat.len()];
+        }
+    }
+    p
+}
+
 /// The nonce a payload starts with, if it is long enough to hold one.
 pub fn payload_nonce(payload: &[u8]) -> Option<u64> {
     let b: [u8; NONCE_LEN] = payload.get(..NONCE_LEN)?.try_into().ok()?;
@@ -657,6 +671,12 @@ mod tests {
         assert_eq!(echo_payload(3, 99), vec![0, 1, 2]);
         assert_eq!(payload_nonce(&[1, 2, 3]), None);
         assert!(echo_payload(0, 1).is_empty());
+        // -p: the pattern repeats after the nonce.
+        let p = echo_payload_with(16, 0x0102030405060708, Some(&[0xff, 0x00, 0xab]));
+        assert_eq!(&p[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&p[8..], &[0xff, 0x00, 0xab, 0xff, 0x00, 0xab, 0xff, 0x00]);
+        assert_eq!(echo_payload_with(4, 9, Some(&[0xee])), vec![0xee; 4]);
+        assert_eq!(echo_payload_with(12, 9, None), echo_payload(12, 9));
     }
 
     #[test]

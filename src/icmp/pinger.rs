@@ -29,7 +29,19 @@ pub trait Reporter {
     fn error(&mut self, e: &ErrorReport) -> Result<()>;
     /// True once nobody reads the output any more: the run ends.
     fn closed(&self) -> bool;
+    /// Request `seq` just went out (flood mode prints a dot for it).
+    fn sent(&mut self, _seq: u16) -> Result<()> {
+        Ok(())
+    }
+    /// `-O`: request `seq` had no reply when the next one went out.
+    fn no_answer_yet(&mut self, _seq: u16) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// With `-f` and no `-i`: the longest wait for a reply before the next request
+/// goes anyway (iputils: as fast as replies come back, or 100 a second).
+const FLOOD_WAIT: Duration = Duration::from_millis(10);
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -52,6 +64,19 @@ pub struct PingOptions {
     pub timeout: Duration,
     /// `-w`: the whole run's limit.
     pub deadline: Option<Duration>,
+    /// `-M`: an `IP_PMTUDISC_*` value.
+    pub mtu_discover: Option<libc::c_int>,
+    /// `-I IFACE`.
+    pub device: Option<String>,
+    /// `-I ADDR`.
+    pub source: Option<IpAddr>,
+    /// `-p`: bytes repeated through the payload after the nonce.
+    pub pattern: Option<Vec<u8>>,
+    /// `-f`: with a zero interval, the next request leaves as soon as the
+    /// last one is answered (or after 10 ms).
+    pub flood: bool,
+    /// `-O`: say so when a request is still unanswered as the next one leaves.
+    pub outstanding: bool,
 }
 
 /// Where the run ended.
@@ -95,6 +120,8 @@ pub struct Pinger {
     interval: Duration,
     deadline: Option<Duration>,
     recv_errors: u32,
+    flood: bool,
+    outstanding: bool,
 }
 
 impl Pinger {
@@ -158,13 +185,27 @@ impl Pinger {
                 Wake::Received(Ok(r)) => {
                     self.recv_errors = 0;
                     let data = buf.get(..r.len).unwrap_or(&buf);
+                    let answered = self.tracker.settled();
                     self.on_datagram(&r, data, to)?;
+                    // Flooding: the answer to the request in flight lets the
+                    // next one go at once.
+                    if self.flood
+                        && self.interval.is_zero()
+                        && self.tracker.settled() > answered
+                        && self.tracker.settled() == self.tracker.transmitted()
+                    {
+                        next_send = tokio::time::Instant::now();
+                    }
                 }
                 Wake::Received(Err(e)) => self.on_recv_error(e, &mut buf, to)?,
                 Wake::SendDue => {
-                    self.send_one().await?;
+                    self.send_one(to).await?;
                     let now = tokio::time::Instant::now();
-                    next_send += self.interval;
+                    next_send += if self.flood && self.interval.is_zero() {
+                        FLOOD_WAIT
+                    } else {
+                        self.interval
+                    };
                     // Fell behind by more than an interval (a stalled machine):
                     // send the next one now, without a burst to catch up.
                     if next_send < now {
@@ -176,8 +217,15 @@ impl Pinger {
         }
     }
 
-    async fn send_one(&mut self) -> Result<()> {
+    async fn send_one(&mut self, to: &mut dyn Reporter) -> Result<()> {
         let seq = self.tracker.next_seq();
+        if self.outstanding {
+            if let Some(last) = self.tracker.last_seq() {
+                if !self.tracker.replied(last) {
+                    to.no_answer_yet(last)?;
+                }
+            }
+        }
         let icmp = packet::echo_request(self.version, self.ident, seq, &self.payload);
         let bytes = match &mut self.ip_header {
             Some(h) => {
@@ -193,6 +241,7 @@ impl Pinger {
                     mono: self.since_start(stamp.mono),
                     wall: stamp.wall,
                 });
+                to.sent(seq)?;
             }
             Err(e) => {
                 // As iputils: the request counts as transmitted, the run goes on.
@@ -349,6 +398,9 @@ impl Pinger {
             header_included: o.raw_header,
             ttl: o.ttl,
             dont_fragment: o.df,
+            mtu_discover: o.mtu_discover,
+            device: o.device.as_deref(),
+            source: o.source,
         })?;
         // Independent draws: the identifier (raw sockets), the nonce, the IPv4 id.
         let [random, nonce] = [super::random_u64(), super::random_u64()];
@@ -360,8 +412,12 @@ impl Pinger {
         log_socket(sock.kind(), version, ident);
         let ip_header = match (o.raw_header, target) {
             (true, IpAddr::V4(dst)) => {
-                let src = super::socket::source_for(dst)
-                    .map_err(|e| Error::io(format!("cannot find a source address for {dst}"), e))?;
+                let src = match o.source {
+                    Some(IpAddr::V4(src)) => src,
+                    _ => super::socket::source_for(dst).map_err(|e| {
+                        Error::io(format!("cannot find a source address for {dst}"), e)
+                    })?,
+                };
                 let mut h = Ipv4Header::icmp(src, dst, 0, o.ttl.unwrap_or(64));
                 h.dont_fragment = o.df;
                 h.id = random as u16;
@@ -375,7 +431,7 @@ impl Pinger {
             target,
             dest: SockAddr::from(o.dest),
             ident,
-            payload: packet::echo_payload(o.size, nonce),
+            payload: packet::echo_payload_with(o.size, nonce, o.pattern.as_deref()),
             nonce,
             ip_header,
             tracker: Tracker::new(o.timeout),
@@ -384,6 +440,8 @@ impl Pinger {
             interval: o.interval,
             deadline: o.deadline,
             recv_errors: 0,
+            flood: o.flood,
+            outstanding: o.outstanding,
         })
     }
 

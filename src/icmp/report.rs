@@ -125,8 +125,14 @@ pub fn fmt_g(v: f64) -> String {
 }
 
 /// `64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.045 ms`, with iputils' markers.
+#[cfg(test)]
 pub fn reply_text(r: &Reply) -> String {
-    let mut s = format!("{} bytes from {}: icmp_seq={}", r.bytes, r.from, r.seq);
+    reply_text_from(r, &r.from.to_string())
+}
+
+/// As [`reply_text`], with the sender shown as `shown` (`localhost (127.0.0.1)`).
+pub fn reply_text_from(r: &Reply, shown: &str) -> String {
+    let mut s = format!("{} bytes from {shown}: icmp_seq={}", r.bytes, r.seq);
     if let Some(ttl) = r.ttl {
         let _ = write!(s, " ttl={ttl}");
     }
@@ -153,9 +159,72 @@ pub fn reply_text(r: &Reply) -> String {
     s
 }
 
-/// `From 10.0.0.1 icmp_seq=3 Destination Host Unreachable`.
-pub fn error_text(e: &ErrorReport) -> String {
-    format!("From {} icmp_seq={} {}", e.from, e.seq, e.message)
+/// `From 10.0.0.1 icmp_seq=3 Destination Host Unreachable`, the sender shown
+/// as `shown` (`10.0.0.1`, or `router (10.0.0.1)`).
+pub fn error_text_from(e: &ErrorReport, shown: &str) -> String {
+    format!("From {shown} icmp_seq={} {}", e.seq, e.message)
+}
+
+/// How a replying address is shown: `name (addr)` when it has a name, as iputils
+/// does without `-n`.
+pub fn shown_from(addr: IpAddr, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{n} ({addr})"),
+        None => addr.to_string(),
+    }
+}
+
+/// `-O`: `no answer yet for icmp_seq=5`.
+pub fn no_answer_text(seq: u16) -> String {
+    format!("no answer yet for icmp_seq={seq}")
+}
+
+/// `-O` with `--json`: `{"type":"no_answer","icmp_seq":5}`.
+pub fn no_answer_json(seq: u16) -> String {
+    format!("{{\"type\":\"no_answer\",\"icmp_seq\":{seq}}}")
+}
+
+/// `-p`: `PATTERN: 0xff00`, the line iputils prints before its header.
+pub fn pattern_line(pattern: &[u8]) -> String {
+    let mut s = String::from("PATTERN: 0x");
+    for b in pattern {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A wall-clock time as seconds since the epoch with microseconds:
+/// `1732960000.123456` (the `-D` prefix's number, and `ts` in `--json`).
+pub fn epoch_micros(since_epoch: Duration) -> String {
+    format!(
+        "{}.{:06}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_micros()
+    )
+}
+
+/// Adds `"ts": <epoch_micros>` as the last field of a one-line JSON object.
+pub fn with_ts(mut json: String, since_epoch: Duration) -> String {
+    if json.ends_with('}') {
+        json.pop();
+        let sep = if json.ends_with('{') { "" } else { "," };
+        let _ = write!(json, "{sep}\"ts\":{}}}", epoch_micros(since_epoch));
+    }
+    json
+}
+
+/// Flood mode's addition to the `rtt` line: `, ipg/ewma 0.041/0.018 ms` (the
+/// mean gap between requests, and iputils' moving average of the round trip,
+/// `ewma_8us` being eight times that average in microseconds).
+pub fn ipg_ewma(s: &Summary, ewma_8us: u64) -> String {
+    let ipg = s.elapsed.as_micros() / u128::from(s.transmitted.saturating_sub(1).max(1));
+    format!(
+        ", ipg/ewma {}.{:03}/{}.{:03} ms",
+        ipg / 1000,
+        ipg % 1000,
+        ewma_8us / 8000,
+        (ewma_8us / 8) % 1000
+    )
 }
 
 /// A millisecond figure as a JSON number with iputils' microsecond precision:
@@ -465,6 +534,32 @@ mod tests {
         );
         assert!(summary_json("h", "::1".parse().unwrap(), &summary())
             .contains("\"loss_percent\":33.3333,\"time_ms\":2002,\"rtt_min_ms\":0.025"));
+    }
+
+    #[test]
+    fn habits_d_o_p_and_flood_figures() {
+        let t = Duration::new(1_732_960_000, 123_456_789);
+        assert_eq!(epoch_micros(t), "1732960000.123456");
+        assert_eq!(
+            with_ts(r#"{"type":"reply","x":1}"#.into(), t),
+            r#"{"type":"reply","x":1,"ts":1732960000.123456}"#
+        );
+        assert_eq!(with_ts("{}".into(), t), r#"{"ts":1732960000.123456}"#);
+        let v: serde_json::Value = serde_json::from_str(&with_ts(reply_json(&reply()), t)).unwrap();
+        assert!(v["ts"].as_f64().unwrap() > 1.7e9);
+        assert_eq!(no_answer_text(6), "no answer yet for icmp_seq=6");
+        assert_eq!(no_answer_json(6), r#"{"type":"no_answer","icmp_seq":6}"#);
+        assert_eq!(pattern_line(&[0xff, 0x00]), "PATTERN: 0xff00");
+        assert_eq!(
+            shown_from("127.0.0.1".parse().unwrap(), Some("localhost")),
+            "localhost (127.0.0.1)"
+        );
+        assert_eq!(shown_from("::1".parse().unwrap(), None), "::1");
+        let mut s = summary();
+        s.transmitted = 3;
+        s.elapsed = Duration::from_micros(82);
+        // 82 us over 2 gaps; ewma 18 us (x8 = 144).
+        assert_eq!(ipg_ewma(&s, 144), ", ipg/ewma 0.041/0.018 ms");
     }
 
     #[test]

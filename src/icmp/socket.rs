@@ -40,7 +40,7 @@ pub enum SocketKind {
 
 /// How to open the socket.
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub struct Options<'a> {
     /// ICMP over IPv4 or ICMPv6 over IPv6.
     pub version: Version,
     /// `IP_HDRINCL`: the caller writes the IPv4 header (needs a raw socket).
@@ -49,6 +49,13 @@ pub struct Options {
     pub ttl: Option<u8>,
     /// Set DF on every datagram (`IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`), IPv4 only.
     pub dont_fragment: bool,
+    /// `-M`: path MTU discovery (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`, one of
+    /// the `IP_PMTUDISC_*` values, which IPv6 shares).
+    pub mtu_discover: Option<libc::c_int>,
+    /// `-I IFACE`: send and receive through this interface only (`SO_BINDTODEVICE`).
+    pub device: Option<&'a str>,
+    /// `-I ADDR`: the source address of the requests (bound before the first one).
+    pub source: Option<IpAddr>,
 }
 
 /// The two clocks read immediately before a send.
@@ -247,7 +254,7 @@ fn icmp_filter_v6() -> [u8; 32] {
 impl IcmpSocket {
     /// Opens a raw ICMP socket if allowed, else the unprivileged datagram kind, and
     /// applies the options. With `header_included` only a raw socket will do.
-    pub fn open(opts: &Options) -> Result<IcmpSocket> {
+    pub fn open(opts: &Options<'_>) -> Result<IcmpSocket> {
         let (dom, proto) = domain(opts.version);
         let what = || format!("cannot open an {} socket", flavour(opts.version));
         let (sock, kind) = match Socket::new(dom, Type::RAW.cloexec(), Some(proto)) {
@@ -299,7 +306,7 @@ impl IcmpSocket {
         })
     }
 
-    fn configure(sock: &Socket, kind: SocketKind, opts: &Options) -> io::Result<()> {
+    fn configure(sock: &Socket, kind: SocketKind, opts: &Options<'_>) -> io::Result<()> {
         sock.set_nonblocking(true)?;
         set_opt_int(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
         match (opts.version, kind) {
@@ -347,10 +354,25 @@ impl IcmpSocket {
                 libc::IP_PMTUDISC_DO,
             )?;
         }
-        if kind == SocketKind::Dgram {
+        if let Some(mode) = opts.mtu_discover {
+            match opts.version {
+                Version::V4 => set_opt_int(sock, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, mode)?,
+                Version::V6 => {
+                    set_opt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, mode)?
+                }
+            }
+        }
+        if let Some(dev) = opts.device {
+            sock.bind_device(Some(dev.as_bytes()))
+                .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {dev}: {e}")))?;
+        }
+        if kind == SocketKind::Dgram || opts.source.is_some() {
             // Binding now makes the kernel choose the echo identifier (the socket's
-            // "port") before the first request, so replies can be matched to it.
-            sock.bind(&SocketAddr::new(unspecified(opts.version), 0).into())?;
+            // "port") before the first request, so replies can be matched to it;
+            // with -I ADDR it also fixes the source address.
+            let ip = opts.source.unwrap_or_else(|| unspecified(opts.version));
+            sock.bind(&SocketAddr::new(ip, 0).into())
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind to {ip}: {e}")))?;
         }
         Ok(())
     }

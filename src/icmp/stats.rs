@@ -293,6 +293,16 @@ impl Tracker {
         None
     }
 
+    /// The sequence number of the last request sent, if any.
+    pub fn last_seq(&self) -> Option<u16> {
+        (self.transmitted > 0).then_some((self.transmitted & 0xffff) as u16)
+    }
+
+    /// Whether request `seq` has had a reply (a good one; duplicates aside).
+    pub fn replied(&self, seq: u16) -> bool {
+        self.slots.get(&seq).is_some_and(|s| s.replied)
+    }
+
     /// Requests sent so far.
     pub fn transmitted(&self) -> u64 {
         self.transmitted

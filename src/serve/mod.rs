@@ -343,8 +343,8 @@ impl Server {
             }
         }
         let cap = format!(
-            "{} connections already (-m/--max-conns)",
-            server.limits.max_conns
+            "{} already (-m/--max-conns)",
+            crate::relay::plural(server.limits.max_conns as u64, "connection")
         );
         // Over the cap: the connection is just closed.
         let refuse = |_| std::future::ready(());

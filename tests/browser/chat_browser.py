@@ -12,8 +12,13 @@ protocol address, it opens two browser sessions and one raw TCP line client
   created, no script runs, no control or override character reaches the page;
 - the page loads with no console error (a CSP violation would be one);
 - the page is usable at phone width (no horizontal overflow of the body);
-- optionally (--restart-cmd), the page reconnects after a server restart and
-  keeps its nick.
+- optionally (--kick), a browser member kicked by the operator shows it was
+  kicked and stays out (no reconnect loop), and the other page's room count
+  drops: the script prints `kick: NICK` on stdout and the caller types
+  `/kick NICK` on the server's console;
+- optionally (--restart-cmd), the page reconnects after a server restart,
+  keeps its nick, goes back to the room it was in and does not ask to join a
+  room it is already in.
 
 Screenshots go to OUT (default target/browser/). The last line is
 `browser: N passed, N failed`; the exit code is 1 if anything failed.
@@ -162,6 +167,20 @@ class Page:
     def wait_log(self, pred, what, timeout=None):
         return self.wait(lambda d: next((t for t in self.log_texts() if pred(t)), None), what, timeout)
 
+    def room(self):
+        return self.d.find_element(By.ID, "room").text.strip()
+
+    def room_count(self, name):
+        """The member count the rooms list shows for `name` (None if absent)."""
+        return self.d.execute_script(
+            """for (const b of document.querySelectorAll('#rooms button')) {
+                 if (b.dataset.room === arguments[0]) {
+                   const c = b.querySelector('.count');
+                   return c ? parseInt(c.textContent.replace(/[^0-9]/g, ''), 10) : null;
+                 }
+               }
+               return null;""", name)
+
     def me(self):
         return self.d.find_element(By.ID, "me").text.strip()
 
@@ -180,6 +199,8 @@ def main():
     ap.add_argument("--out", default="target/browser", help="where screenshots go")
     ap.add_argument("--timeout", type=float, default=15.0, help="bound of every wait, seconds")
     ap.add_argument("--restart-cmd", help="a shell command restarting the server (checks reconnect)")
+    ap.add_argument("--kick", action="store_true",
+                    help="check an operator kick (prints `kick: NICK`; the caller kicks NICK)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     r = Result()
@@ -284,14 +305,56 @@ def main():
             lambda: [(_ for _ in ()).throw(AssertionError(str(e))) for e in a.console_errors() + b.console_errors()],
         )
 
+        if args.kick:
+            def kicked():
+                here = a.room()
+                a.wait(lambda d: (a.room_count(here) or 0) >= 2, "a room count")
+                before = a.room_count(here)
+                seen = len(a.log_texts())
+                print(f"kick: {bob_nick}", flush=True)
+                b.wait(lambda d: b.state() == "disconnected by the server", "the kick")
+                b.wait_log(lambda t: "kicked" in t and "kick test" in t, "the kick notice")
+                assert b.d.find_element(By.ID, "reconnect").is_displayed(), "no Reconnect button"
+                a.wait_log(lambda t: bob_nick in t and "left" in t and "kicked" in t, "bob's leaving")
+                # The count refreshes on a leave, not only on a join.
+                a.wait(lambda d: a.room_count(here) == before - 1, f"the count of {here} to drop from {before}")
+                # Several backoff periods later the kicked page is still out:
+                # no silent reconnect loop (the other page would see it join).
+                time.sleep(3)
+                assert b.state() == "disconnected by the server", f"state {b.state()!r}"
+                joined = [t for t in a.log_texts()[seen:] if " joined " in t or " is now " in t]
+                assert not joined, f"the kicked page came back: {joined}"
+                # Asked to, it comes back with its nick, and does not ask to
+                # join the room the server already put it in (its own message,
+                # sent after, comes back after any answer to that).
+                seen_b = len(b.log_texts())
+                b.d.find_element(By.ID, "reconnect").click()
+                b.wait(lambda d: b.state() == "connected", "the reconnect")
+                b.wait(lambda d: b.me() == bob_nick, "bob's nick back")
+                b.type_line(f"back {tag}")
+                b.wait_log(lambda t: f"back {tag}" in t, "bob's own message")
+                errors = [t for t in b.log_texts()[seen_b:] if "already in" in t]
+                assert not errors, f"the page asked for the room it was in: {errors}"
+
+            r.check("an operator kick shows in the page, which stays out", kicked)
+
         if args.restart_cmd:
             def reconnects():
+                # In a room of its own before the restart: the page must go back there.
+                elsewhere = f"games{tag}"
+                a.type_line(f"/join {elsewhere}")
+                a.wait(lambda d: a.room() == elsewhere, f"a move to {elsewhere}")
+                seen = len(a.log_texts())
                 subprocess.run(args.restart_cmd, shell=True, check=True, timeout=args.timeout)
                 a.wait(lambda d: a.state().startswith("disconnected") or a.state() == "reconnecting", "a disconnect")
                 a.wait(lambda d: a.state() == "connected", "a reconnect", timeout=args.timeout + 35)
                 a.wait(lambda d: a.me() == alice_nick, "the nick kept")
+                a.wait(lambda d: a.room() == elsewhere, f"back in {elsewhere}")
+                a.wait(lambda d: a.room_count(elsewhere) == 1, f"{elsewhere} in the rooms list")
+                errors = [t for t in a.log_texts()[seen:] if "already in" in t]
+                assert not errors, f"the page asked for a room it was in: {errors}"
 
-            r.check("the page reconnects after a restart and keeps its nick", reconnects)
+            r.check("the page reconnects after a restart, keeps its nick and its room", reconnects)
     finally:
         for d in drivers:
             try:

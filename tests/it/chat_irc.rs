@@ -527,7 +527,7 @@ fn over_the_client_cap_an_irc_client_gets_an_error_line() {
     let mut b = Irc::connect(&addr);
     assert_eq!(
         b.line().unwrap(),
-        "ERROR :server full (1 clients), try again later"
+        "ERROR :server full (1 client), try again later"
     );
 }
 

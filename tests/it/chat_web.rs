@@ -619,7 +619,8 @@ fn the_page_in_a_real_browser() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = format!("{root}/target/browser");
     std::fs::create_dir_all(&out).unwrap();
-    let (srv, line_addr, web_addr) = web_serve(&["--rate", "0"]);
+    // The console is the operator: the script asks for a kick on its stdout.
+    let (mut srv, line_addr, web_addr) = web_serve(&["--rate", "0", "--console"]);
     // The restart: stop this server (SIGTERM: the page is told 1001) and,
     // after a pause long enough for the page to show it is disconnected,
     // start another on the same ports; its pid is kept to stop it after.
@@ -632,14 +633,52 @@ fn the_page_in_a_real_browser() {
         bin = env!("CARGO_BIN_EXE_sockit"),
         pid_file = pid_file.display(),
     );
-    let run = std::process::Command::new("python3")
+    let mut script = std::process::Command::new("python3")
         .arg(format!("{root}/tests/browser/chat_browser.py"))
         .args(["--url", &format!("http://{web_addr}/")])
         .args(["--tcp", &line_addr])
         .args(["--out", &out])
+        .arg("--kick")
         .args(["--restart-cmd", &restart])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run python3");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let script_out = script.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(script_out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut stderr_pipe = script.stderr.take().unwrap();
+    let script_err = std::thread::spawn(move || {
+        let mut e = String::new();
+        let _ = stderr_pipe.read_to_string(&mut e);
+        e
+    });
+    // Every wait in the script is bounded; this bounds the whole of it.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut stdout = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                if let Some(nick) = l.strip_prefix("kick: ") {
+                    srv.write(format!("/kick {nick} kick test\n").as_bytes());
+                }
+                stdout.push_str(&l);
+                stdout.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = script.kill();
+                panic!("the browser script ran over its time:\n{stdout}");
+            }
+        }
+    }
+    let status = script.wait().expect("wait for python3");
+    let stderr = script_err.join().unwrap_or_default();
     if let Some(pid) = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok())
@@ -650,8 +689,6 @@ fn the_page_in_a_real_browser() {
         }
     }
     drop(srv);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
     eprintln!("{stdout}");
     let summary = stdout
         .lines()
@@ -659,7 +696,7 @@ fn the_page_in_a_real_browser() {
         .find(|l| l.starts_with("browser: "))
         .unwrap_or_else(|| panic!("no summary from the browser script:\n{stdout}\n{stderr}"));
     assert!(
-        run.status.success() && summary.ends_with(" 0 failed"),
+        status.success() && summary.ends_with(" 0 failed"),
         "{summary}\n{stdout}\n{stderr}"
     );
     assert!(std::path::Path::new(&format!("{out}/chat-desktop.png")).exists());

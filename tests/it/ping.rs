@@ -29,12 +29,12 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const LOCK_FILE: &str = "/tmp/sockit-ping-tests.lock";
 
 /// Held for the whole of each test. Field order: the file lock goes first.
-struct Serial {
+pub(crate) struct Serial {
     _file: File,
     _guard: MutexGuard<'static, ()>,
 }
 
-fn serial() -> Serial {
+pub(crate) fn serial() -> Serial {
     let deadline = Instant::now() + Duration::from_secs(600);
     let guard = loop {
         match SERIAL.try_lock() {
@@ -70,7 +70,7 @@ fn serial() -> Serial {
 }
 
 /// A sysctl set for the duration of a test, restored on drop (panics included).
-struct Sysctl {
+pub(crate) struct Sysctl {
     path: String,
     old: String,
 }
@@ -78,7 +78,7 @@ struct Sysctl {
 impl Sysctl {
     /// Sets `name` (dotted) to `value`; `None` (after saying so) if /proc/sys cannot
     /// be written here.
-    fn set(name: &str, value: &str) -> Option<Sysctl> {
+    pub(crate) fn set(name: &str, value: &str) -> Option<Sysctl> {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
         let old = match std::fs::read_to_string(&path) {
             Ok(old) => old,
@@ -107,14 +107,14 @@ impl Drop for Sysctl {
 // ---------------------------------------------------------------------------
 // Running the binary
 
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+pub(crate) struct Ran {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) elapsed: Duration,
 }
 
-fn finish(cmd: Command) -> Ran {
+pub(crate) fn finish(cmd: Command) -> Ran {
     let t0 = Instant::now();
     let p = Proc::spawn(cmd);
     let (status, out, stderr) = p.wait_exit();
@@ -126,7 +126,7 @@ fn finish(cmd: Command) -> Ran {
     }
 }
 
-fn ping(args: &[&str]) -> Ran {
+pub(crate) fn ping(args: &[&str]) -> Ran {
     let mut c = sockit();
     c.arg("ping").args(args);
     finish(c)
@@ -135,11 +135,11 @@ fn ping(args: &[&str]) -> Ran {
 /// `sockit ARGS` as uid/gid 65534 with no supplementary groups and no capabilities;
 /// `None` (after saying why) if that cannot be done here.
 /// The running test's name, for skip lines (the test harness names its threads so).
-fn current_test() -> String {
+pub(crate) fn current_test() -> String {
     thread::current().name().unwrap_or("ping test").to_string()
 }
 
-fn nobody(args: &[&str]) -> Option<Command> {
+pub(crate) fn nobody(args: &[&str]) -> Option<Command> {
     let bin = env!("CARGO_BIN_EXE_sockit");
     let mut c = if have("setpriv") {
         let mut c = Command::new("setpriv");
@@ -160,7 +160,7 @@ fn nobody(args: &[&str]) -> Option<Command> {
     Some(c)
 }
 
-fn nobody_can_run_the_binary() -> bool {
+pub(crate) fn nobody_can_run_the_binary() -> bool {
     let Some(c) = nobody(&["--version"]) else {
         return false;
     };
@@ -178,10 +178,10 @@ fn nobody_can_run_the_binary() -> bool {
 // Reading the output
 
 #[derive(Debug)]
-struct ReplyLine {
+pub(crate) struct ReplyLine {
     bytes: usize,
-    from: String,
-    seq: u16,
+    pub(crate) from: String,
+    pub(crate) seq: u16,
     ttl: Option<u8>,
     time_ms: f64,
     dup: bool,
@@ -192,7 +192,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line[start..].split([' ', ',']).next()
 }
 
-fn replies(stdout: &str) -> Vec<ReplyLine> {
+pub(crate) fn replies(stdout: &str) -> Vec<ReplyLine> {
     stdout
         .lines()
         .filter(|l| l.contains(" bytes from "))
@@ -212,14 +212,14 @@ fn replies(stdout: &str) -> Vec<ReplyLine> {
 }
 
 #[derive(Debug, PartialEq)]
-struct Totals {
-    transmitted: u64,
-    received: u64,
+pub(crate) struct Totals {
+    pub(crate) transmitted: u64,
+    pub(crate) received: u64,
     loss: String,
     time_ms: u64,
 }
 
-fn totals(stdout: &str) -> Totals {
+pub(crate) fn totals(stdout: &str) -> Totals {
     let line = stdout
         .lines()
         .find(|l| l.contains(" packets transmitted, "))
@@ -255,7 +255,7 @@ fn rtt_line(stdout: &str) -> Option<[f64; 4]> {
 }
 
 /// Checks every line is one JSON object (with python3's parser) and returns them.
-fn json_lines(stdout: &str) -> Vec<String> {
+pub(crate) fn json_lines(stdout: &str) -> Vec<String> {
     require("python3");
     let mut c = Command::new("python3");
     c.args([
@@ -276,10 +276,10 @@ fn json_lines(stdout: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // A raw socket in the test process, to watch and forge ICMP on loopback
 
-struct Raw(Socket);
+pub(crate) struct Raw(pub(crate) Socket);
 
 impl Raw {
-    fn open() -> Raw {
+    pub(crate) fn open() -> Raw {
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
             .expect("raw socket (tests run as root)");
         s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -289,7 +289,11 @@ impl Raw {
 
     /// Next echo request to 127.0.0.1 whose payload is `size` bytes: (IP header,
     /// ICMP message). Bounded by `limit`.
-    fn next_request(&mut self, size: usize, limit: Duration) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn next_request(
+        &mut self,
+        size: usize,
+        limit: Duration,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 65536];
         while Instant::now() < deadline {
@@ -609,8 +613,8 @@ fn timeout_and_deadline_without_replies() {
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("\"received\":0,"));
     assert!(lines[0].contains("\"loss_percent\":100,"));
-    assert!(lines[0].ends_with(
-        "\"rtt_min_ms\":null,\"rtt_avg_ms\":null,\"rtt_max_ms\":null,\"rtt_mdev_ms\":null}"
+    assert!(lines[0].contains(
+        "\"rtt_min_ms\":null,\"rtt_avg_ms\":null,\"rtt_max_ms\":null,\"rtt_mdev_ms\":null,\"ts\":"
     ));
 
     if let Some(_v6) = Sysctl::set("net.ipv6.icmp.echo_ignore_all", "1") {

@@ -97,6 +97,30 @@ impl Protocol {
         }
     }
 
+    /// Appends a room batch's events, pushing after each the offset where
+    /// that event's bytes end in `out` (one entry per event, never
+    /// decreasing): a member who arrived at event `i` gets `out[ends[i - 1]..]`.
+    /// Line-like protocols encode each event on its own. The web front-end
+    /// folds a run of joins into one `joins` object: the events inside such
+    /// a run end where the run starts, so a member arriving in the middle
+    /// gets the whole run (it is told of the joins just before its own, of
+    /// members who are in the room anyway). That is only sound for a
+    /// protocol whose members get all their own events back ([`Echo::All`],
+    /// the web's [`Self::default_echo`]), since no author's run is ever cut
+    /// out of theirs, and because a member's skips (events it gets through
+    /// another room) are nick changes and leaves, never joins.
+    pub fn encode_batch(self, events: &[RoomEvent], out: &mut Vec<u8>, ends: &mut Vec<usize>) {
+        match self {
+            Protocol::Web => web::encode_batch(events, out, ends),
+            _ => {
+                for ev in events {
+                    self.encode_event(ev, out);
+                    ends.push(out.len());
+                }
+            }
+        }
+    }
+
     /// Which of their own room events members get back by default (the
     /// page shows what was said once the room has it, with its sequence
     /// number; a terminal already shows what was typed).

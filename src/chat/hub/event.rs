@@ -347,7 +347,11 @@ impl std::fmt::Display for Refusal {
                 f,
                 "slow down: more than {rate} lines/s; lines are being dropped"
             ),
-            Refusal::ServerFull(n) => write!(f, "server full ({n} clients), try again later"),
+            Refusal::ServerFull(n) => write!(
+                f,
+                "server full ({}), try again later",
+                crate::relay::plural(*n as u64, "client")
+            ),
             Refusal::NotInRoom(r) => write!(f, "you are not in {r}"),
             Refusal::NoSuchRoom(r) => write!(f, "no such room: {r}"),
             Refusal::NotRoomOperator(r) => write!(f, "you are not an operator of {r}"),

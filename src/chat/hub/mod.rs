@@ -843,10 +843,7 @@ impl ChatHub {
             }
             let mut data = Vec::with_capacity(cost);
             let mut ends = Vec::with_capacity(events.len());
-            for ev in &events {
-                p.encode_event(ev, &mut data);
-                ends.push(data.len());
-            }
+            p.encode_batch(&events, &mut data, &mut ends);
             encoded[p.index()] = Some((Bytes::from(data), ends));
             self.encodings.fetch_add(1, Ordering::Relaxed);
         }

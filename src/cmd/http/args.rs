@@ -19,26 +19,40 @@ Examples:
   sockit http -d 'a=1&b=2' http://host/form         POST a form; -d @file, --data-binary @file
   sockit http --json '{\"k\":1}' http://host/api      POST JSON
   sockit http -X PUT -H 'X-Token: t' -u me:pw http://host/x
+                                                    a PUT with a header and basic auth
   sockit http -L --max-redirs 5 http://host/old     follow redirects
   sockit http --compressed -s http://host/ | wc -c  gzip/deflate/br decoded
   sockit http -w '%{http_code} %{time_total}\\n' -o /dev/null -s http://host/
+                                                    status and time only, as curl -w
   sockit http http://h/a http://h/b http://h/c      one keep-alive connection for all three
   sockit http --resolve example.com:443:127.0.0.1 https://example.com/
+                                                    that name at that address (TLS name kept)
   sockit http --unix-socket /var/run/docker.sock http://localhost/version
+                                                    HTTP over a Unix socket
   sockit http --cacert ca.pem https://[::1]:8443/   or -k to skip verification
   sockit http -fsS http://host/api                  quiet, but say why it failed
-  sockit http -L -c jar.txt -b jar.txt http://host/login  cookies across redirects
+  sockit http -L -c jar.txt -b jar.txt http://host/login
+                                                    cookies across redirects
   sockit http -F name=Ann -F 'cv=@cv.pdf;type=application/pdf' http://host/apply
+                                                    a multipart form with a file
   sockit http -G --data-urlencode 'q=two words' http://host/search
+                                                    the data in the query string
   sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
   sockit http -C - -o big.iso http://host/big.iso   resume a download
   sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
+                                                    saved under the server's name, in dl/
   sockit http --retry 5 --retry-max-time 60 http://host/flaky
+                                                    retry transient failures for up to a minute
   sockit http -# --limit-rate 2M -O http://host/file.iso
+                                                    a # bar, at most 2 MB/s
   sockit http -D - -o /dev/null -w '%{json}\\n' http://host/
+                                                    headers to stdout, then every -w figure as JSON
   sockit http -x socks5h://127.0.0.1:1080 https://example.com/
-  sockit http -x http://me:pw@proxy:3128 http://example.com/   (https_proxy etc. work too)
+                                                    through a SOCKS5 proxy that resolves the name
+  sockit http -x http://me:pw@proxy:3128 http://example.com/
+                                                    through an HTTP proxy (or set https_proxy)
   sockit http --cert me.pem --key me.key https://mtls.example/
+                                                    with a client certificate (mTLS)
 
 -w variables: %{http_code} %{size_download} %{size_header} %{content_type}
   %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}

@@ -571,9 +571,9 @@ impl Plan {
         };
         if args.output.len() > urls.len() {
             return Err(Error::Usage(format!(
-                "{} -o files for {} URLs",
-                args.output.len(),
-                urls.len()
+                "{} for {}",
+                crate::relay::plural(args.output.len() as u64, "-o file"),
+                crate::relay::plural(urls.len() as u64, "URL")
             )));
         }
         let settings = ClientSettings {

@@ -295,7 +295,8 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
 /// The whole response to a web connection over `--max-clients`, written
 /// once at accept, without reading the request: `503 Service Unavailable`.
 pub fn server_full(max: usize) -> bytes::Bytes {
-    let body = format!("server full ({max} clients), try again later\n");
+    let full = crate::relay::plural(max as u64, "client");
+    let body = format!("server full ({full}), try again later\n");
     bytes::Bytes::from(format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",

@@ -14,6 +14,9 @@
 //! notice text: `welcome` (`nick`, `room`), `members` (`room`, `nicks`) and
 //! `rooms` (`rooms`: `[{"name", "members"}]`); the hub may send them as the
 //! answers to `who` and `rooms` to web members instead of `system` text.
+//! One more is web only: `joins` (`nicks`, `room`, `seq` of the first,
+//! `last_seq`), several consecutive joins of one batch in one object, so a
+//! join storm costs each member a name per join rather than an object.
 //! [`WireEvent`] is deliberately small and borrowed: mapping the hub's event
 //! onto it is one function, and it is encoded once per batch.
 
@@ -211,6 +214,15 @@ pub enum WireKind<'a> {
     Welcome {
         /// The member's nick.
         nick: &'a str,
+    },
+    /// Web only: several members joined the event's room one after another
+    /// (a join storm): one object instead of one `join` each. `seq` is the
+    /// first join's sequence number, `last_seq` the last one's.
+    Joins {
+        /// Who, in the order they joined.
+        nicks: &'a [&'a str],
+        /// The last join's sequence number.
+        last_seq: u64,
     },
     /// Web only, the answer to `who`: the nicks in the event's `room`.
     Members {

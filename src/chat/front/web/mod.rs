@@ -118,6 +118,44 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a room batch as web members receive it (see
+/// [`Protocol::encode_batch`](super::Protocol::encode_batch)): each event as
+/// [`encode_event`] does, except that two or more joins in a row become one
+/// `joins` object.
+pub fn encode_batch(events: &[RoomEvent], out: &mut Vec<u8>, ends: &mut Vec<usize>) {
+    let mut i = 0;
+    while i < events.len() {
+        let run = events[i..]
+            .iter()
+            .take_while(|e| matches!(e.kind, EventKind::Join) && e.seq > 0)
+            .count();
+        if run < 2 {
+            encode_event(&events[i], out);
+            ends.push(out.len());
+            i += 1;
+            continue;
+        }
+        let joins = &events[i..i + run];
+        let start = out.len();
+        let nicks: Vec<&str> = joins.iter().map(|e| &*e.from).collect();
+        let (first, last) = (&joins[0], &joins[run - 1]);
+        WireEvent {
+            kind: WireKind::Joins {
+                nicks: &nicks,
+                last_seq: last.seq,
+            },
+            room: Some(&first.room),
+            seq: Some(first.seq),
+            ts_ms: last.ts,
+            history: false,
+        }
+        .encode(out);
+        ends.extend(std::iter::repeat_n(start, run - 1));
+        ends.push(out.len());
+        i += run;
+    }
+}
+
 /// A notice as `system` events, one per line of its line-protocol text (the
 /// same English everywhere), without the line protocol's `* `.
 fn system_lines(
@@ -143,4 +181,94 @@ pub mod page {
     pub const CHAT_CSS: &str = include_str!("page/chat.css");
     /// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for anyway).
     pub const FAVICON_SVG: &str = include_str!("page/favicon.svg");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::front::Protocol;
+    use serde_json::Value;
+    use std::sync::Arc;
+
+    fn ev(seq: u64, from: &str, kind: EventKind) -> RoomEvent {
+        RoomEvent {
+            room: Arc::from("lobby"),
+            seq,
+            ts: 951_782_400_123 + seq,
+            from: Arc::from(from),
+            kind,
+        }
+    }
+
+    /// The JSON objects in `bytes` (unmasked text frames, short lengths).
+    fn objects(mut b: &[u8]) -> Vec<Value> {
+        let mut v = Vec::new();
+        while !b.is_empty() {
+            let (len, off) = match b[1] {
+                126 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+                n => (n as usize, 2),
+            };
+            v.push(serde_json::from_slice(&b[off..off + len]).unwrap());
+            b = &b[off + len..];
+        }
+        v
+    }
+
+    #[test]
+    fn a_run_of_joins_is_one_object_and_arrivals_get_the_whole_run() {
+        let events = [
+            ev(1, "ann", EventKind::Message { text: "hi".into() }),
+            ev(2, "bob", EventKind::Join),
+            ev(3, "cat", EventKind::Join),
+            ev(4, "dan", EventKind::Join),
+            ev(5, "ann", EventKind::Message { text: "yo".into() }),
+            ev(6, "eve", EventKind::Join),
+        ];
+        let (mut out, mut ends) = (Vec::new(), Vec::new());
+        Protocol::Web.encode_batch(&events, &mut out, &mut ends);
+        assert_eq!(ends.len(), events.len());
+        let all = objects(&out);
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all[1]["type"], "joins");
+        assert_eq!(all[1]["nicks"], serde_json::json!(["bob", "cat", "dan"]));
+        assert_eq!(
+            (all[1]["seq"].as_u64(), all[1]["last_seq"].as_u64()),
+            (Some(2), Some(4))
+        );
+        assert_eq!(all[1]["room"], "lobby");
+        // A single join stays a `join`.
+        assert_eq!(all[3]["type"], "join");
+        assert_eq!(all[3]["nick"], "eve");
+        // Whoever arrived at bob's, cat's or dan's join gets the whole run.
+        let at = |i: usize| if i == 0 { 0 } else { ends[i - 1] };
+        assert_eq!(at(1), at(2));
+        assert_eq!(at(2), at(3));
+        assert_eq!(objects(&out[at(2)..])[0]["type"], "joins");
+        assert_eq!(objects(&out[at(4)..])[0]["text"], "yo");
+        assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*ends.last().unwrap(), out.len());
+        // The line protocol is untouched: one line per join.
+        let (mut line, mut line_ends) = (Vec::new(), Vec::new());
+        Protocol::Line.encode_batch(&events, &mut line, &mut line_ends);
+        let text = String::from_utf8(line).unwrap();
+        assert_eq!(text.matches(" joined ").count(), 4, "{text}");
+    }
+
+    #[test]
+    fn a_join_storm_costs_a_name_per_join() {
+        let events: Vec<RoomEvent> = (1..=64)
+            .map(|i| ev(i, &format!("guest{i:05}"), EventKind::Join))
+            .collect();
+        let (mut one_by_one, mut coalesced) = (Vec::new(), Vec::new());
+        for e in &events {
+            encode_event(e, &mut one_by_one);
+        }
+        Protocol::Web.encode_batch(&events, &mut coalesced, &mut Vec::new());
+        assert!(
+            coalesced.len() * 4 < one_by_one.len(),
+            "{} vs {}",
+            coalesced.len(),
+            one_by_one.len()
+        );
+    }
 }

@@ -11,12 +11,19 @@
 
   const MAX_LINES = 1000;
   const BACKOFF_MIN = 500, BACKOFF_MAX = 30000;
+  const ROOMS_REFRESH = 1000;
+  const JOINS_SHOWN = 20;
   const store = {
     get(k) { try { return localStorage.getItem("sockit." + k); } catch (_) { return null; } },
     set(k, v) { try { localStorage.setItem("sockit." + k, v); } catch (_) { /* private mode */ } },
   };
 
   let ws = null, attempt = 0, timer = null, stopped = false;
+  // Set on each connect until the welcome: the room to go back to is decided then.
+  // After the welcome, while the remembered nick is still being taken: the
+  // room to go back to (asked for once the nick change lands, so the room
+  // move cannot overtake it).
+  let rejoin = false, rejoinRoom = "", roomsTimer = null;
   let me = store.get("nick"), room = store.get("room");
   let members = [];
   const typed = []; let typedAt = 0;
@@ -140,24 +147,52 @@
       case "join":
         line("join", ["* ", nickEl(s(ev.nick)), " joined ", text(s(ev.room))], ev.ts, h);
         if (!h && ev.nick === me) { setRoom(s(ev.room)); send({ type: "who" }); send({ type: "rooms" }); }
-        else if (!h && ev.room === room && !members.includes(ev.nick)) { members.push(s(ev.nick)); renderMembers(); }
+        else if (!h && ev.room === room && !members.includes(ev.nick)) {
+          members.push(s(ev.nick)); renderMembers(); refreshRooms();
+        }
         break;
+      case "joins": {
+        // Several joins in a row (a join storm), in one object.
+        const nicks = Array.isArray(ev.nicks) ? ev.nicks.filter((n) => typeof n === "string") : [];
+        const shown = nicks.slice(0, JOINS_SHOWN);
+        const parts = ["* "];
+        shown.forEach((n, i) => { if (i) parts.push(", "); parts.push(nickEl(n)); });
+        if (nicks.length > shown.length) parts.push(" and " + (nicks.length - shown.length) + " more");
+        parts.push(" joined ", text(s(ev.room)));
+        line("join", parts, ev.ts, h);
+        if (h) break;
+        if (nicks.includes(me)) { setRoom(s(ev.room)); send({ type: "who" }); send({ type: "rooms" }); break; }
+        if (ev.room === room) {
+          for (const n of nicks) if (!members.includes(n)) members.push(n);
+          renderMembers(); refreshRooms();
+        }
+        break;
+      }
       case "leave":
         line("leave", ["* ", nickEl(s(ev.nick)), " left (", text(s(ev.reason)), ")"], ev.ts, h);
-        if (!h) { members = members.filter((n) => n !== ev.nick); renderMembers(); }
+        if (!h) { members = members.filter((n) => n !== ev.nick); renderMembers(); refreshRooms(); }
         break;
       case "nick":
         line("nick", ["* ", nickEl(s(ev.old)), " is now ", nickEl(s(ev.new))], ev.ts, h);
         if (!h) {
-          if (ev.old === me) setMe(s(ev.new), true);
+          if (ev.old === me) { setMe(s(ev.new), true); rejoinNow(); }
           members = members.map((n) => (n === ev.old ? s(ev.new) : n));
           renderMembers();
         }
         break;
-      case "welcome":
+      case "welcome": {
         setMe(s(ev.nick), false);
+        const was = room;
         if (ev.room) setRoom(s(ev.room));
+        if (rejoin) {
+          rejoin = false;
+          rejoinRoom = was && ev.room && was !== ev.room ? was : "";
+          // Without a nick to take back, or with it already, go at once.
+          const wanted = store.get("nick");
+          if (!wanted || wanted === me) rejoinNow();
+        }
         break;
+      }
       case "members":
         if (Array.isArray(ev.nicks)) { members = ev.nicks.filter((n) => typeof n === "string"); renderMembers(); }
         break;
@@ -167,13 +202,30 @@
       case "system":
         line("system", ["* ", text(s(ev.text))], ev.ts, h); break;
       case "error":
-        line("error", ["! ", text(s(ev.text))], ev.ts, h); break;
+        line("error", ["! ", text(s(ev.text))], ev.ts, h);
+        rejoinNow(); // e.g. the nick was taken: go back to the room anyway
+        break;
       default:
         break; // a newer server's event: ignore rather than guess
     }
   }
 
   // ---- connection ------------------------------------------------------------
+
+  // Back to the room the page was in, once (see `rejoinRoom`).
+  function rejoinNow() {
+    if (!rejoinRoom) return;
+    const r = rejoinRoom;
+    rejoinRoom = "";
+    send({ type: "join", room: r });
+  }
+
+  // The room counts change as people come, go and move: ask again, at most
+  // once a second however busy the room is.
+  function refreshRooms() {
+    if (roomsTimer) return;
+    roomsTimer = setTimeout(() => { roomsTimer = null; send({ type: "rooms" }); }, ROOMS_REFRESH);
+  }
 
   function send(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) {
@@ -195,10 +247,13 @@
     sock.onopen = () => {
       attempt = 0;
       setState("connected", "connected");
-      // Keep the nick and the room across reconnects.
+      // Keep the nick across reconnects; the room is asked for once the
+      // server says where it put this member (the welcome), and only if
+      // that is not already the room it was in.
       const wanted = store.get("nick");
       if (wanted) send({ type: "nick", nick: wanted });
-      if (room) send({ type: "join", room: room });
+      rejoin = true;
+      rejoinRoom = "";
       send({ type: "rooms" });
       send({ type: "who" });
     };
