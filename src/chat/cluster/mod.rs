@@ -274,6 +274,9 @@ async fn open_log(
 /// Pause between tries while JetStream is not ready.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// How long a nick claim keeps trying while JetStream cannot answer.
+const CLAIM_RETRIES: Duration = Duration::from_secs(10);
+
 /// The room log's stream name.
 pub const LOG_STREAM: &str = "sockit_rooms";
 
@@ -688,12 +691,23 @@ impl Link {
             node: self.node.to_string(),
             nick: nick.to_string(),
         });
-        let rev = match self.nicks.create(&key, value.clone()).await {
-            Ok(rev) => rev,
-            Err(e) => self
-                .take_over(&key, &value)
-                .await
-                .ok_or_else(|| e.to_string())?,
+        // While JetStream elects a new leader (a NATS server of a cluster
+        // died) a create fails without the key being taken: try again.
+        let deadline = tokio::time::Instant::now() + CLAIM_RETRIES;
+        let rev = loop {
+            match self.nicks.create(&key, value.clone()).await {
+                Ok(rev) => break rev,
+                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    break self
+                        .take_over(&key, &value)
+                        .await
+                        .ok_or_else(|| e.to_string())?;
+                }
+                Err(e) if tokio::time::Instant::now() + RETRY >= deadline => {
+                    return Err(e.to_string())
+                }
+                Err(_) => tokio::time::sleep(RETRY).await,
+            }
         };
         lock_unpoisoned(&self.owned).insert(key, (value, rev));
         Ok(())
