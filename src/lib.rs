@@ -21,8 +21,8 @@
 //!   connection pool, redirects, and the transfer engine ([`http::client`]).
 //! - [`chat`]: the chat server ([`chat::server`]: listeners, client cap, shutdown) over the
 //!   hub (`chat::hub`: rooms, members, fan-out of structured events) and its front-ends
-//!   (`chat::front`: one per protocol), sessions, line protocol, sanitizer and console;
-//!   and the client ([`chat::client`], `chat join`).
+//!   (`chat::front`: one per protocol), history ([`chat::history`]: SQLite, one writer
+//!   thread, cursors), sessions, line protocol, sanitizer and console; and the client ([`chat::client`], `chat join`).
 //! - [`error`]: the error type and the exit code of each error class.
 //! - [`cmd`]: the top-level parser, and one module per subcommand (`connect`, `listen`,
 //!   `relay`, `chat`, `http`, `ping`), each `Args` + `run`. The rest of the library never imports

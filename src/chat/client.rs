@@ -4,6 +4,14 @@
 //! `ServerEvent` (sanitized, classified) to the terminal or as
 //! JSON. Optionally reconnects with backoff and restores the nick.
 //!
+//! With `--reconnect` the client also resumes: it asks for cursor marks
+//! (`/cursors`), remembers the room it is in, the history database's epoch
+//! and the last sequence number it has shown, and after a reconnect goes
+//! back to the room and asks for what it missed (`/resume ROOM EPOCH SEQ`).
+//! Lines it already showed are not shown again, and nothing is shown past a
+//! hole until the resume fills it (or the server says the gap cannot be
+//! filled: `* gap: reload ...`).
+//!
 //! Input comes either from an interactive line editor (rustyline, on its own
 //! thread, with its external printer showing incoming lines above the prompt)
 //! or from plain stdin for scripts. Every queue between the two sides is
@@ -369,6 +377,162 @@ impl NickState {
     }
 }
 
+/// A server line with its history or cursor mark taken off.
+#[derive(Debug, PartialEq, Eq)]
+enum Marked<'a> {
+    /// `=ROOM#SEQ TIME LINE`.
+    History {
+        room: &'a str,
+        seq: u64,
+        time: &'a str,
+        line: &'a [u8],
+    },
+    /// `@ROOM#SEQ LINE`.
+    Live {
+        room: &'a str,
+        seq: u64,
+        line: &'a [u8],
+    },
+    /// `@ROOM#SEQ epoch=EPOCH`.
+    Cursor { epoch: &'a str },
+    /// Any other line.
+    Plain,
+}
+
+fn room_seq(mark: &str) -> Option<(&str, u64)> {
+    let (room, seq) = mark.rsplit_once('#')?;
+    Some((room, seq.parse().ok()?))
+}
+
+fn split_mark(line: &[u8]) -> Marked<'_> {
+    let (kind, rest) = match line.first() {
+        Some(b'=') => ('=', &line[1..]),
+        Some(b'@') => ('@', &line[1..]),
+        _ => return Marked::Plain,
+    };
+    let Some(sp) = rest.iter().position(|&b| b == b' ') else {
+        return Marked::Plain;
+    };
+    let Some((room, seq)) = std::str::from_utf8(&rest[..sp]).ok().and_then(room_seq) else {
+        return Marked::Plain;
+    };
+    let after = &rest[sp + 1..];
+    if kind == '@' {
+        if let Some(e) = after.strip_prefix(b"epoch=") {
+            return match std::str::from_utf8(e) {
+                Ok(epoch) => Marked::Cursor { epoch },
+                Err(_) => Marked::Plain,
+            };
+        }
+        return Marked::Live {
+            room,
+            seq,
+            line: after,
+        };
+    }
+    let Some(sp) = after.iter().position(|&b| b == b' ') else {
+        return Marked::Plain;
+    };
+    match std::str::from_utf8(&after[..sp]) {
+        Ok(time) => Marked::History {
+            room,
+            seq,
+            time,
+            line: &after[sp + 1..],
+        },
+        Err(_) => Marked::Plain,
+    }
+}
+
+/// Where the client stands in its room's history, across connections
+/// (`--reconnect`).
+#[derive(Debug, Default)]
+struct CursorState {
+    /// The room the client is in (from the welcome and `/join` notices).
+    room: Option<String>,
+    /// The history database's epoch, from the server's cursor notices.
+    epoch: Option<String>,
+    /// The last sequence number shown of `room` (None: not known yet).
+    last: Option<u64>,
+    /// After a reconnect: the room to go back to, and the last number
+    /// shown of it.
+    target: Option<(String, u64)>,
+}
+
+impl CursorState {
+    /// The lines to send after connecting, before the nick: marks, then
+    /// (after a reconnect) back to the room and what was missed.
+    fn greeting(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let before = b"/cursors\n".to_vec();
+        let mut after = Vec::new();
+        self.target = None;
+        if let (Some(room), Some(epoch), Some(last)) = (&self.room, &self.epoch, self.last) {
+            if room != "lobby" {
+                after.extend_from_slice(format!("/join {room}\n").as_bytes());
+            }
+            after.extend_from_slice(format!("/resume {room} {epoch} {last}\n").as_bytes());
+            self.target = Some((room.clone(), last));
+        }
+        (before, after)
+    }
+
+    /// Whether to show a line of `room` numbered `seq`: not if already
+    /// shown, nor past a hole (a resume fills it).
+    fn admit(&mut self, room: &str, seq: u64) -> bool {
+        if self.room.as_deref() != Some(room) {
+            return true;
+        }
+        match self.last {
+            Some(l) if seq <= l => false,
+            Some(l) if seq > l + 1 => false,
+            _ => {
+                self.last = Some(seq);
+                true
+            }
+        }
+    }
+
+    /// Follows room changes, epochs and gaps.
+    fn observe(&mut self, ev: &ServerEvent, marked: &Marked<'_>) {
+        if let Marked::Cursor { epoch } = marked {
+            if self.epoch.as_deref() != Some(*epoch) {
+                if self.epoch.is_some() {
+                    self.last = None;
+                }
+                self.epoch = Some(epoch.to_string());
+            }
+            return;
+        }
+        let ServerEvent::System { text } = ev else {
+            return;
+        };
+        let entered = text
+            .strip_prefix("welcome, you are ")
+            .and_then(|t| t.split_once(", in ").map(|x| x.1))
+            .or_else(|| text.strip_prefix("you are now in "))
+            .and_then(|t| t.split(' ').next());
+        if let Some(room) = entered {
+            self.last = match &self.target {
+                Some((r, last)) if r == room => Some(*last),
+                _ => None,
+            };
+            // Moved on from a room other than the one being resumed (the
+            // welcome is always the lobby's): the resume is over.
+            if text.starts_with("you are now in ")
+                && self.target.as_ref().is_some_and(|(r, _)| r != room)
+            {
+                self.target = None;
+            }
+            self.room = Some(room.to_string());
+        } else if let Some(rest) = text.strip_prefix("gap: reload ") {
+            if rest.split(' ').next() == self.room.as_deref() {
+                self.last = None;
+                self.target = None;
+            }
+        }
+    }
+}
+
 /// What the user's side has done, across connections.
 #[derive(Debug, Default)]
 struct SendState {
@@ -434,11 +598,22 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
         ..NickState::default()
     };
     let mut sent = SendState::default();
+    let mut cursor = CursorState::default();
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let result = loop {
         let peer = conn.peer.clone();
         let started = Instant::now();
-        let end = session(conn, &cfg, &mut nick, &mut sent, &mut rx, &mut out, &quit).await;
+        let end = session(
+            conn,
+            &cfg,
+            &mut nick,
+            &mut cursor,
+            &mut sent,
+            &mut rx,
+            &mut out,
+            &quit,
+        )
+        .await;
         let why = match end {
             ConnEnd::Interrupted | ConnEnd::StdoutClosed => break Ok(()),
             ConnEnd::Closed => {
@@ -529,10 +704,12 @@ async fn dial_any(servers: &[&Endpoint], at: &mut usize, opts: &DialOpts) -> Res
 
 /// One connection: sends the nick, then runs the reading and writing sides
 /// side by side until the server closes, something fails, or the user quits.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     conn: Conn,
     cfg: &Config,
     nick: &mut NickState,
+    cursor: &mut CursorState,
     sent: &mut SendState,
     rx: &mut mpsc::Receiver<UserInput>,
     out: &mut Screen,
@@ -546,12 +723,22 @@ async fn session(
         ))
     };
     let (mut reader, mut writer) = conn.split();
+    let (before, after) = if cfg.reconnect {
+        cursor.greeting()
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let mut hello = before;
     if let Some(name) = &nick.wanted {
-        if let Err(e) = writer.write(format!("/nick {name}\n").as_bytes()).await {
+        hello.extend_from_slice(format!("/nick {name}\n").as_bytes());
+    }
+    hello.extend_from_slice(&after);
+    if !hello.is_empty() {
+        if let Err(e) = writer.write(&hello).await {
             return lost(e);
         }
     }
-    let reading = read_side(&mut reader, cfg, nick, out);
+    let reading = read_side(&mut reader, cfg, nick, cursor, out);
     let writing = write_side(&mut writer, sent, rx);
     tokio::select! {
         r = reading => match r {
@@ -569,6 +756,7 @@ async fn read_side(
     reader: &mut ConnReader,
     cfg: &Config,
     nick: &mut NickState,
+    cursor: &mut CursorState,
     out: &mut Screen,
 ) -> std::io::Result<ConnEnd> {
     let mut framer = LineFramer::new(cfg.max_line);
@@ -588,9 +776,48 @@ async fn read_side(
         for frame in frames.drain(..) {
             let text = match frame {
                 Frame::Line(line) => {
-                    let ev = ServerEvent::parse(&line);
+                    let marked = split_mark(&line);
+                    let (body, mark) = match &marked {
+                        Marked::History {
+                            room,
+                            seq,
+                            time,
+                            line,
+                        } => (*line, Some((*room, *seq, Some(*time)))),
+                        Marked::Live { room, seq, line } => (*line, Some((*room, *seq, None))),
+                        Marked::Cursor { .. } | Marked::Plain => (&line[..], None),
+                    };
+                    let ev = ServerEvent::parse(body);
                     nick.observe(&ev);
-                    if cfg.json {
+                    cursor.observe(&ev, &marked);
+                    if matches!(marked, Marked::Cursor { .. }) {
+                        continue;
+                    }
+                    if let Some((room, seq, time)) = mark {
+                        if !cursor.admit(room, seq) {
+                            continue;
+                        }
+                        // Our own messages come back marked: a terminal
+                        // already shows what was typed.
+                        let own = match &ev {
+                            ServerEvent::Message { nick: n, .. }
+                            | ServerEvent::Action { nick: n, .. } => {
+                                time.is_none() && nick.current.as_deref() == Some(n.as_str())
+                            }
+                            _ => false,
+                        };
+                        if own {
+                            continue;
+                        }
+                        if cfg.json {
+                            marked_json(&ev, room, seq, time)
+                        } else {
+                            match time {
+                                Some(t) => format!("[{}] {}", shown_time(t), ev.render(cfg.color)),
+                                None => ev.render(cfg.color),
+                            }
+                        }
+                    } else if cfg.json {
                         ev.to_json(&rfc3339(SystemTime::now()))
                     } else {
                         ev.render(cfg.color)
@@ -614,6 +841,28 @@ async fn read_side(
         }
         framer.shrink();
     }
+}
+
+/// `2026-11-30T11:24:25.503Z` as `2026-11-30 11:24:25`.
+fn shown_time(t: &str) -> String {
+    let t = t.split('.').next().unwrap_or(t).trim_end_matches('Z');
+    t.replacen('T', " ", 1)
+}
+
+/// The JSON of a marked event: its own time (for history), `room`, `seq`,
+/// and `"history": true` for history.
+fn marked_json(ev: &ServerEvent, room: &str, seq: u64, time: Option<&str>) -> String {
+    let now = rfc3339(SystemTime::now());
+    let json = ev.to_json(time.unwrap_or(&now));
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str(&json) else {
+        return json;
+    };
+    obj.entry("room").or_insert_with(|| room.into());
+    obj.insert("seq".into(), seq.into());
+    if time.is_some() {
+        obj.insert("history".into(), true.into());
+    }
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// Input lines to the server. On input EOF it half-closes and then waits

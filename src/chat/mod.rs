@@ -10,6 +10,7 @@ pub mod cluster;
 pub(crate) mod console;
 pub(crate) mod event;
 pub(crate) mod front;
+pub mod history;
 pub(crate) mod hub;
 pub(crate) mod outbox;
 pub(crate) mod protocol;

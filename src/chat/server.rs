@@ -56,6 +56,8 @@ pub struct ChatServer {
     pub drain_timeout: Duration,
     /// How `Protocol::Web` listeners serve (origins, echo endpoint).
     pub web: WebSettings,
+    /// History, and how many messages a member entering a room is shown.
+    pub history: Option<(Arc<crate::chat::history::History>, usize)>,
     /// The NATS connection when this server is a node of a cluster.
     pub cluster: Option<super::cluster::Connected>,
     /// How IRC listeners serve (password, MOTD, pings, channel cap).
@@ -86,7 +88,7 @@ pub(crate) struct Shared {
 impl ChatServer {
     /// Serves until `shutdown` is triggered, then says goodbye to everyone.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let hub = ChatHub::new(self.max_queue);
+        let hub = ChatHub::with_history(self.max_queue, self.history.clone());
         hub.set_max_rooms(self.irc.max_channels);
         let shared = Shared {
             hub: hub.clone(),
@@ -191,7 +193,9 @@ pub(crate) async fn accept_loop(l: ChatListener, shared: Shared, stop: Shutdown)
 /// One admitted connection, by its listener's protocol.
 async fn serve(protocol: Protocol, conn: Conn, s: Shared) {
     match protocol {
-        Protocol::Line => session::run(conn, s.hub, &s.limits, s.stop_reading, s.hard_stop).await,
+        Protocol::Line | Protocol::LineCursor => {
+            session::run(conn, s.hub, &s.limits, s.stop_reading, s.hard_stop).await
+        }
         Protocol::Web => {
             let web = s.web.clone();
             super::front::web::session::run(
@@ -240,7 +244,7 @@ async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
         kind: EventKind::Error(Refusal::ServerFull(max)),
     };
     let msg = match protocol {
-        Protocol::Line => Protocol::Line.encode(&full),
+        Protocol::Line | Protocol::LineCursor => Protocol::Line.encode(&full),
         Protocol::Web => super::front::web::http::server_full(max),
         irc => irc.encode(&full),
     };
@@ -289,6 +293,7 @@ mod tests {
         let (one, a) = listening().await;
         let (two, b) = listening().await;
         let server = ChatServer {
+            history: None,
             listeners: vec![one, two],
             session: SessionLimits {
                 max_line: 4096,

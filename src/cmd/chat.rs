@@ -36,11 +36,17 @@ Examples:
                                              IRC clients too: irssi -c localhost -p 6667
   nc localhost 8000                          any line client works: nc, ncat, telnet, socat
 
+  sockit chat serve --history-db /var/lib/sockit/chat.db --history-max-age 30d
+  sockit chat serve --no-history             keep nothing (no file is written)
+
 Once connected: /nick NAME, /who, /msg NICK text, /me action, /join ROOM, /rooms,
-/quit [reason], /help. The operator can also /kick NICK [reason].";
+/history [N], /quit [reason], /help. The operator can also /kick NICK [reason].
+Entering a room shows its last --history-on-join messages as history lines:
+=ROOM#SEQ TIME LINE (only the server writes lines starting with = or @).";
 
 /// `sockit chat` subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum ChatCommand {
     /// Run a chat server.
     #[command(after_help = HELP)]
@@ -133,6 +139,35 @@ pub struct ServeArgs {
     #[arg(long, hide = true, requires = "web")]
     web_echo: bool,
 
+    /// Keep room history in this SQLite file (created if missing; one server
+    /// per file). Default: $XDG_STATE_HOME/sockit/chat.db, else
+    /// ~/.local/state/sockit/chat.db, else ./sockit-chat.db.
+    #[arg(long, value_name = "PATH", help_heading = "History")]
+    history_db: Option<std::path::PathBuf>,
+    /// Keep no history: nothing is written, nothing replayed.
+    #[arg(long, conflicts_with = "history_db", help_heading = "History")]
+    no_history: bool,
+    /// Forget events older than this: 7d, 12h, 30m, 90s, 500ms; 0 keeps them forever.
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age, help_heading = "History")]
+    history_max_age: Duration,
+    /// Keep at most the last N events of each room; 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10000,
+        help_heading = "History"
+    )]
+    history_max_per_room: u64,
+    /// Messages a member is shown (as history) when it enters a room; 0: none.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = "History")]
+    history_on_join: u32,
+    /// Also keep private messages (not replayed; kept for --history-max-age).
+    #[arg(long, help_heading = "History")]
+    history_private: bool,
+    /// Most bytes the history file may take, e.g. 512M, 2G; past it, history
+    /// pauses as on a full disk and chat goes on.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "History")]
+    history_max_size: Option<u64>,
     /// Also serve IRC clients (irssi, WeeChat, HexChat, bots) on ADDR
     /// (HOST:PORT or :PORT, e.g. :6667): rooms are channels (lobby is
     /// #lobby). With the TLS flags, IRC over TLS (conventionally :6697).
@@ -250,6 +285,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
         return Err(Error::Usage(format!("invalid --rate {}", args.rate)));
     }
     let acl = args.access.acl(&ep)?;
+    let history = if args.no_history {
+        None
+    } else {
+        let settings = crate::chat::history::Settings {
+            path: args
+                .history_db
+                .clone()
+                .unwrap_or_else(crate::chat::history::default_path),
+            max_age: (!args.history_max_age.is_zero()).then_some(args.history_max_age),
+            max_per_room: (args.history_max_per_room > 0).then_some(args.history_max_per_room),
+            private: args.history_private,
+            max_size: args.history_max_size,
+        };
+        Some((
+            crate::chat::history::History::open(settings)?,
+            args.history_on_join as usize,
+        ))
+    };
     let cluster = match &args.cluster.cluster {
         Some(urls) => Some(join_cluster(urls, &args.cluster).await?),
         None => None,
@@ -261,6 +314,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let tls = args.tls.server()?;
     announce(&listener.local_addr(), &ep, &args);
+    if let Some((h, _)) = &history {
+        eprintln!("sockit: chat history in {}", h.path().display());
+    }
     let mut listeners = vec![ChatListener {
         listener,
         gate: Gate {
@@ -362,6 +418,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         });
     }
     let server = ChatServer {
+        history,
         listeners,
         session: SessionLimits {
             max_line: args.max_line as usize,
@@ -382,6 +439,48 @@ async fn serve(args: ServeArgs) -> Result<()> {
         irc,
     };
     server.run(shutdown).await
+}
+
+/// Parses an age: a number and a unit (`ms`, `s`, `m`, `h`, `d`); a bare
+/// number is seconds.
+fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not an age like 7d, 12h, 30m, 90s or 500ms"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "" | "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        "d" => v * 86400.0,
+        _ => return Err(format!("'{s}': the unit is one of ms, s, m, h, d")),
+    };
+    if !(0.0..=1e10).contains(&secs) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a size in bytes with an optional K, M or G (powers of 1024).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let v: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 65536, 512K, 64M or 2G"))?;
+    v.checked_mul(mult)
+        .filter(|b| *b >= 4096)
+        .ok_or_else(|| format!("'{s}': give at least 4096 bytes"))
 }
 
 /// Connects to NATS for `--cluster` (bounded by `--cluster-timeout`) and

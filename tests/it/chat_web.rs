@@ -627,7 +627,7 @@ fn the_page_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let restart = format!(
-        "kill -TERM {pid}; sleep 1.5; {bin} chat serve --no-console --web {web_addr} {line_addr} \
+        "kill -TERM {pid}; sleep 1.5; {bin} chat serve --no-history --no-console --web {web_addr} {line_addr} \
          </dev/null >/dev/null 2>&1 & echo $! > {pid_file}",
         pid = srv.child.id(),
         bin = env!("CARGO_BIN_EXE_sockit"),

@@ -5,6 +5,7 @@ mod util;
 mod chat;
 mod chat_cluster;
 mod chat_hardening;
+mod chat_history;
 mod chat_irc;
 mod chat_irc_clients;
 mod chat_irc_conformance;

@@ -16,6 +16,9 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn sockit() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sockit"));
     c.env_remove("RUST_LOG");
+    // Each run gets its own state directory: `chat serve` keeps history
+    // there by default, and servers of parallel tests must not share it.
+    c.env("XDG_STATE_HOME", state_dir());
     c
 }
 
@@ -859,6 +862,21 @@ pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A fresh directory under target/tmp for one command's state (history).
+pub fn state_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("it-state");
+        let _ = std::fs::remove_dir_all(&root);
+        root
+    });
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(n.to_string());
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
 }
 
 impl ChatClient {

@@ -1,7 +1,23 @@
 //! The line protocol's front-end: input lines to hub commands, events to the
 //! lines of [`ServerLine`] (the grammar lives in `chat::protocol`, shared
 //! with the client's classifier, `chat::event`).
+//!
+//! History adds two line forms, written only by the server (a member's text
+//! only ever follows a `<nick> ` or `+ nick ` the server wrote, and no other
+//! line starts with `=` or `@`):
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `=ROOM#SEQ TIME LINE` | an event replayed from history: `LINE` is its usual line, `TIME` its server time (RFC 3339 UTC, ms) |
+//! | `@ROOM#SEQ LINE` | a live room event, for members that asked for marks (`/cursors`) |
+//! | `@ROOM#SEQ epoch=EPOCH` | a cursor: the member has everything of ROOM up to SEQ, in database EPOCH (`/cursors` members) |
+//! | `* gap: reload ROOM (why)` | a `/resume` could not be answered |
+//!
+//! Commands: `/history [N]`, `/resume ROOM EPOCH SEQ`, `/cursors`.
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::chat::event::rfc3339;
 use crate::chat::hub::{
     ChatHub, EventKind, Flow, HubCommand, Id, ModeChange, Notice, Refusal, RoomEvent, Style,
 };
@@ -12,6 +28,9 @@ use crate::chat::protocol::{
 /// What a (sanitized) input line asks for: a command, or a refusal to
 /// send back (bad usage, unknown command). `None` for blank text.
 pub fn command(line: &str) -> Option<Result<HubCommand, Refusal>> {
+    if let Some(h) = history_command(line) {
+        return Some(h);
+    }
     Some(Ok(match parse(line) {
         Input::Say(t) => {
             if t.trim().is_empty() {
@@ -37,6 +56,37 @@ pub fn command(line: &str) -> Option<Result<HubCommand, Refusal>> {
         Input::Usage(u) => return Some(Err(Refusal::Usage(u))),
         Input::Unknown(c) => return Some(Err(Refusal::UnknownCommand(c.to_string()))),
     }))
+}
+
+/// `/history [N]`, `/resume ROOM EPOCH SEQ` and `/cursors`.
+fn history_command(line: &str) -> Option<Result<HubCommand, Refusal>> {
+    let rest = line.strip_prefix('/')?;
+    let mut words = rest.split_ascii_whitespace();
+    let cmd = words.next()?.to_ascii_lowercase();
+    let args: Vec<&str> = words.collect();
+    Some(match cmd.as_str() {
+        "history" => match args.as_slice() {
+            [] => Ok(HubCommand::History(None)),
+            [n] => match n.parse::<u32>() {
+                Ok(n) => Ok(HubCommand::History(Some(n))),
+                Err(_) => Err(Refusal::Usage("usage: /history [N]")),
+            },
+            _ => Err(Refusal::Usage("usage: /history [N]")),
+        },
+        "resume" => match args.as_slice() {
+            [room, epoch, seq] => match seq.parse::<u64>() {
+                Ok(after) => Ok(HubCommand::Resume {
+                    room: room.trim_start_matches('#').to_string(),
+                    epoch: epoch.to_string(),
+                    after,
+                }),
+                Err(_) => Err(Refusal::Usage("usage: /resume ROOM EPOCH SEQ")),
+            },
+            _ => Err(Refusal::Usage("usage: /resume ROOM EPOCH SEQ")),
+        },
+        "cursors" => Ok(HubCommand::Cursors),
+        _ => return None,
+    })
 }
 
 /// Hands one sanitized input line from member `id` to the hub.
@@ -144,6 +194,29 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `ev` for a member that asked for cursor marks: room events as
+/// `@ROOM#SEQ LINE`, the rest as usual.
+pub fn encode_marked(ev: &RoomEvent, out: &mut Vec<u8>) {
+    use std::io::Write;
+    if let EventKind::Notice(Notice::Cursor { room, epoch, seq }) = &ev.kind {
+        let _ = writeln!(out, "@{room}#{seq} epoch={epoch}");
+        return;
+    }
+    if ev.seq == 0 {
+        return encode_event(ev, out);
+    }
+    let _ = write!(out, "@{}#{} ", ev.room, ev.seq);
+    encode_event(ev, out);
+}
+
+/// Appends `ev` as a history line: `=ROOM#SEQ TIME LINE`.
+pub fn encode_history(ev: &RoomEvent, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let time = rfc3339(UNIX_EPOCH + Duration::from_millis(ev.ts));
+    let _ = write!(out, "={}#{} {time} ", ev.room, ev.seq);
+    encode_event(ev, out);
+}
+
 /// A mode change in words: `made alice an operator of games`.
 fn mode_text(change: &ModeChange, room: &str) -> String {
     let on_off = |on: bool| if on { "on" } else { "off" };
@@ -161,6 +234,11 @@ fn mode_text(change: &ModeChange, room: &str) -> String {
 
 fn notice(n: &Notice, out: &mut Vec<u8>) {
     match n {
+        // Plain line members are not told cursors (see `encode_marked`).
+        Notice::Cursor { .. } => {}
+        Notice::Gap { room, reason } => {
+            ServerLine::Notice(&format!("gap: reload {room} ({reason})")).append_to(out)
+        }
         Notice::Welcome { nick, room, others } => ServerLine::Welcome {
             nick,
             room,

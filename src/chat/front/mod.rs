@@ -37,11 +37,16 @@ pub enum Protocol {
     IrcTags = 6,
     /// IRC with `message-tags` and `away-notify`.
     IrcTagsAway = 7,
+    /// The line protocol with cursor marks: a line member that asked for them
+    /// (`/cursors`, as `chat join --reconnect` does) gets each room event as
+    /// `@ROOM#SEQ ` followed by its line, and its own events back, so it
+    /// knows the last sequence number it has and can resume from it.
+    LineCursor = 8,
 }
 
 impl Protocol {
     /// How many protocols there are (the hub keeps one slot per protocol).
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// Every protocol, in slot order.
     pub const ALL: [Protocol; Protocol::COUNT] = [
@@ -53,6 +58,7 @@ impl Protocol {
         Protocol::IrcTimeAway,
         Protocol::IrcTags,
         Protocol::IrcTagsAway,
+        Protocol::LineCursor,
     ];
 
     /// The IRC encoding with these options: six in all, whatever the
@@ -83,6 +89,7 @@ impl Protocol {
         match self {
             Protocol::Line => line::encode_event(ev, out),
             Protocol::Web => web::encode_event(ev, out),
+            Protocol::LineCursor => line::encode_marked(ev, out),
             irc => {
                 let flavor = irc::Flavor {
                     time: !matches!(irc, Protocol::Irc | Protocol::IrcAway),
@@ -121,19 +128,44 @@ impl Protocol {
         }
     }
 
+    /// Appends `ev`, replayed from history, marked so that it cannot be
+    /// mistaken for a live event: the line protocol's `=ROOM#SEQ TIME` lines,
+    /// the web's `"history": true`, IRC's `server-time` tag with the event's
+    /// own time (an IRC client without `server-time` is sent no history: it
+    /// could not tell it from live lines).
+    pub fn encode_history(self, ev: &RoomEvent, out: &mut Vec<u8>) {
+        match self {
+            Protocol::Line | Protocol::LineCursor => line::encode_history(ev, out),
+            Protocol::Web => web::encode_history(ev, out),
+            Protocol::IrcTime
+            | Protocol::IrcTimeAway
+            | Protocol::IrcTags
+            | Protocol::IrcTagsAway => self.encode_event(ev, out),
+            Protocol::Irc | Protocol::IrcAway => {}
+        }
+    }
+
     /// Which of their own room events members get back by default (the
     /// page shows what was said once the room has it, with its sequence
     /// number; a terminal already shows what was typed).
     pub fn default_echo(self) -> Echo {
         match self {
-            Protocol::Web => Echo::All,
+            Protocol::Web | Protocol::LineCursor => Echo::All,
             _ => Echo::None,
         }
     }
 
     /// Whether this is one of IRC's encodings.
     pub fn is_irc(self) -> bool {
-        self.index() >= Protocol::Irc.index()
+        matches!(
+            self,
+            Protocol::Irc
+                | Protocol::IrcAway
+                | Protocol::IrcTime
+                | Protocol::IrcTimeAway
+                | Protocol::IrcTags
+                | Protocol::IrcTagsAway
+        )
     }
 
     /// `ev` alone, encoded.

@@ -266,6 +266,23 @@ pub enum Notice {
     ShuttingDown,
     /// The console asked to quit: it cannot.
     ConsoleStays,
+    /// Where a member stands in a room's history: it has every event of
+    /// `room` up to `seq` (resume from there), in the database `epoch`.
+    Cursor {
+        /// The room.
+        room: Arc<str>,
+        /// The history database's epoch.
+        epoch: Arc<str>,
+        /// The last sequence number the member has (or was shown as history).
+        seq: u64,
+    },
+    /// A resume could not be answered: the member should reload the room.
+    Gap {
+        /// The room.
+        room: Arc<str>,
+        /// Why (pruned, another epoch, too many missed...).
+        reason: String,
+    },
 }
 
 /// Why a command was refused, or a problem with a member's input.
@@ -401,6 +418,20 @@ pub enum HubCommand {
     },
     /// The command list.
     Help,
+    /// The last `n` messages of my room, as history (`None`: the default).
+    History(Option<u32>),
+    /// What I missed in `room` after `after` (a cursor of database `epoch`).
+    Resume {
+        /// The room.
+        room: String,
+        /// The epoch the cursor belongs to.
+        epoch: String,
+        /// The last sequence number seen.
+        after: u64,
+    },
+    /// Mark my room events with their cursors (the line protocol's
+    /// `/cursors`: for clients that resume, e.g. `chat join --reconnect`).
+    Cursors,
     /// Enter a room in addition to the others (created on first entry).
     /// Entering a room one is in does nothing.
     Enter(String),

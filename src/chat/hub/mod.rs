@@ -20,6 +20,7 @@
 
 mod cluster;
 pub mod event;
+mod history;
 mod rooms;
 mod view;
 
@@ -37,6 +38,7 @@ pub use self::event::{
     Style, TopicInfo,
 };
 use super::front::Protocol;
+use super::history::History;
 use super::outbox::{Outbox, Pushed, Sink};
 use super::protocol::{check_nick, check_room, nick_key, MAX_LISTED};
 use super::sanitize::{is_clean, sanitize};
@@ -181,6 +183,10 @@ struct HubState {
     next_id: Id,
     next_guest: u64,
     closed: bool,
+    /// With history: each room's last sequence number, for rooms not open
+    /// now (stored at start, kept when a room empties), so that numbering
+    /// continues and cursors stay valid.
+    seqs: HashMap<String, u64>,
     /// The link to the other nodes (`--cluster`).
     cluster: Option<Arc<super::cluster::Link>>,
     /// Events being posted came from another node (not published again).
@@ -219,6 +225,8 @@ pub struct ChatHub {
     batches: AtomicU64,
     encodings: AtomicU64,
     events: AtomicU64,
+    /// Where room batches are kept, and how many messages a newcomer sees.
+    history: Option<(Arc<History>, usize)>,
     /// Most rooms a member may be in at once (entering, not moving).
     max_rooms: AtomicUsize,
 }
@@ -315,7 +323,7 @@ struct Batch {
 
 /// A room's pending events, taken under the lock to be encoded outside it.
 struct Taken {
-    events: Vec<RoomEvent>,
+    events: Arc<Vec<RoomEvent>>,
     /// Their estimated size (the first encoding's capacity).
     cost: usize,
     protocols: [usize; Protocol::COUNT],
@@ -344,11 +352,23 @@ fn cost(ev: &RoomEvent) -> usize {
 
 impl ChatHub {
     /// A hub whose members may each have `max_queue` bytes waiting.
+    #[cfg(test)]
     pub fn new(max_queue: usize) -> Arc<Self> {
+        Self::with_history(max_queue, None)
+    }
+
+    /// A hub that hands its room batches to `history` and replays the last
+    /// `on_join` messages of a room to whoever enters it.
+    pub fn with_history(max_queue: usize, history: Option<(Arc<History>, usize)>) -> Arc<Self> {
+        let seqs = history
+            .as_ref()
+            .map(|h| h.0.take_seqs())
+            .unwrap_or_default();
         Arc::new(ChatHub {
             state: Mutex::new(HubState {
                 next_id: 1,
                 next_guest: 1,
+                seqs,
                 ..HubState::default()
             }),
             max_queue,
@@ -361,6 +381,7 @@ impl ChatHub {
             batches: AtomicU64::new(0),
             encodings: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            history,
             max_rooms: AtomicUsize::new(DEFAULT_MAX_ROOMS),
         })
     }
@@ -445,6 +466,7 @@ impl ChatHub {
             others,
         };
         self.reply(&mut st, m.id, EventKind::Notice(welcome));
+        self.replay(&mut st, m.id, &room);
         self.announce(&mut st, &room, Some(m.id), nick, EventKind::Join);
         self.unlock(st);
         Ok(m)
@@ -708,6 +730,7 @@ impl ChatHub {
                 if let Some(link) = &st.cluster {
                     link.interest(&r.name, false);
                 }
+                self.room_closed(st, r.name, r.seq, r.pending);
             }
         }
     }
@@ -796,7 +819,12 @@ impl ChatHub {
                         true
                     }
                 });
-                let events = std::mem::take(&mut r.pending);
+                let events = Arc::new(std::mem::take(&mut r.pending));
+                // Handed over under the lock: a history read under it then
+                // finds every event either pending or with the writer.
+                if let Some((h, _)) = &self.history {
+                    h.submit(events.clone());
+                }
                 taken.push(Taken {
                     events,
                     cost,
@@ -1013,6 +1041,9 @@ impl ChatHub {
                 self.reply(st, id, EventKind::Notice(help));
             }
             HubCommand::Kick { nick, reason } => self.kick(st, &me, &nick, reason),
+            HubCommand::History(n) => self.show_history(st, id, &me.room, n),
+            HubCommand::Resume { room, epoch, after } => self.resume(st, id, &room, &epoch, after),
+            HubCommand::Cursors => self.cursors(st, id),
             HubCommand::Enter(room) => self.enter(st, &me, &room),
             HubCommand::Part { room, reason } => self.part(st, &me, &room, reason),
             HubCommand::PartAll => self.part_all(st, &me),
@@ -1165,6 +1196,9 @@ impl ChatHub {
                     }),
                 };
                 self.deliver(st, target, &ev);
+                if let Some((h, _)) = &self.history {
+                    h.submit_private(ev.clone());
+                }
                 if let EventKind::Private { echo, .. } = ev.kind.untagged_mut() {
                     *echo = true;
                 }
@@ -1216,6 +1250,7 @@ impl ChatHub {
             others,
         };
         self.reply(st, id, EventKind::Notice(moved));
+        self.replay(st, id, &entered);
         self.announce(st, &entered, Some(id), nick, EventKind::Join);
     }
 
@@ -1278,6 +1313,9 @@ impl ChatHub {
         self.unlock(st);
         drop(members);
         self.drained.notify_waiters();
+        if let Some((h, _)) = &self.history {
+            h.close();
+        }
         let s = self.stats();
         tracing::debug!(
             "fan-out: {} batches, {} events, {} encodings",
@@ -1294,6 +1332,7 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         Some(r) => r,
         None => {
             let name: Arc<str> = room.into();
+            let seq = st.seqs.get(room).copied().unwrap_or(0);
             if let Some(link) = &st.cluster {
                 link.interest(&name, true);
             }
@@ -1310,6 +1349,7 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
                 topic_lock: true,
                 no_outside: true,
                 ops,
+                seq,
                 ..Room::default()
             })
         }

@@ -186,6 +186,7 @@ impl ChatHub {
         }
         let notice = self.entered_notice(st, &entered);
         self.reply(st, id, EventKind::Notice(notice));
+        self.replay(st, id, &entered);
         self.announce(st, &entered, Some(id), me.nick.clone(), EventKind::Join);
     }
 

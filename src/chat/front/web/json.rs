@@ -1,7 +1,7 @@
 //! The browser's wire format: one JSON object per WebSocket text frame.
 //!
 //! Commands from the page ([`WebCommand::parse`]): `say`, `me`, `nick`, `join`,
-//! `msg`, `who`, `rooms`, `quit`, `history`, each `{"type": ..., fields}`. The
+//! `msg`, `who`, `rooms`, `quit`, `history`, `resume`, each `{"type": ..., fields}`. The
 //! page turns typed `/commands` into these objects itself; a text frame that is
 //! not one of them is an error, never guessed at.
 //!
@@ -17,6 +17,9 @@
 //! One more is web only: `joins` (`nicks`, `room`, `seq` of the first,
 //! `last_seq`), several consecutive joins of one batch in one object, so a
 //! join storm costs each member a name per join rather than an object.
+//! History adds `cursor` (`room`, `seq`, `epoch`: the member has everything
+//! of the room up to `seq`) and `gap` (`room`, `text`: a `resume` that could
+//! not be answered; reload the room).
 //! [`WireEvent`] is deliberately small and borrowed: mapping the hub's event
 //! onto it is one function, and it is encoded once per batch.
 
@@ -54,6 +57,15 @@ pub enum WebCommand {
     Quit(Option<String>),
     /// The last `n` messages of the room (`None`: the server's default).
     History(Option<u32>),
+    /// What was missed in `room` after the cursor (`epoch`, `after`).
+    Resume {
+        /// The room.
+        room: String,
+        /// The history database's epoch the cursor belongs to.
+        epoch: String,
+        /// The last sequence number seen.
+        after: u64,
+    },
 }
 
 /// Why a frame is not a command; its `Display` is the text of the `error` event sent back.
@@ -143,6 +155,19 @@ impl WebCommand {
                 ),
                 Some(_) => return Err(CommandError::WrongType("history", "n")),
             }),
+            "resume" => WebCommand::Resume {
+                room: string(&obj, "resume", "room")?,
+                epoch: string(&obj, "resume", "epoch")?,
+                after: match obj.get("after") {
+                    Some(Value::Number(n)) => n
+                        .as_u64()
+                        .ok_or(CommandError::WrongType("resume", "after"))?,
+                    None | Some(Value::Null) => {
+                        return Err(CommandError::Missing("resume", "after"))
+                    }
+                    Some(_) => return Err(CommandError::WrongType("resume", "after")),
+                },
+            },
             other => return Err(CommandError::UnknownType(other.to_string())),
         })
     }
@@ -228,6 +253,17 @@ pub enum WireKind<'a> {
     Members {
         /// The nicks.
         nicks: &'a [String],
+    },
+    /// Web only: the member has every event of the event's `room` up to its
+    /// `seq`, in the history database `epoch` (resume from there).
+    Cursor {
+        /// The history database's epoch.
+        epoch: &'a str,
+    },
+    /// A `resume` could not be answered: reload the event's `room`.
+    Gap {
+        /// `gap: reload ROOM (why)`.
+        text: &'a str,
     },
     /// Web only, the answer to `rooms`.
     Rooms {

@@ -42,6 +42,15 @@ use json::{RoomCount, WireEvent, WireKind};
 /// server's shutdown also append the close frame (1008, 1001) after their
 /// notice, so the close follows the last event on the wire.
 pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
+    encode(ev, false, out)
+}
+
+/// Appends `ev`, replayed from history: the same event with `"history": true`.
+pub fn encode_history(ev: &RoomEvent, out: &mut Vec<u8>) {
+    encode(ev, true, out)
+}
+
+fn encode(ev: &RoomEvent, history: bool, out: &mut Vec<u8>) {
     let from = &*ev.from;
     let in_room = ev.seq > 0;
     let mut wire = |kind: WireKind<'_>, room: Option<&str>, out: &mut Vec<u8>| {
@@ -50,12 +59,24 @@ pub fn encode_event(ev: &RoomEvent, out: &mut Vec<u8>) {
             room,
             seq: if in_room { Some(ev.seq) } else { None },
             ts_ms: ev.ts,
-            history: false,
+            history,
         }
         .encode(out)
     };
     let room = Some(&*ev.room);
     match &ev.kind {
+        EventKind::Notice(Notice::Cursor { room, epoch, seq }) => WireEvent {
+            kind: WireKind::Cursor { epoch },
+            room: Some(room),
+            seq: Some(*seq),
+            ts_ms: ev.ts,
+            history: false,
+        }
+        .encode(out),
+        EventKind::Notice(Notice::Gap { room, reason }) => {
+            let text = format!("gap: reload {room} ({reason})");
+            wire(WireKind::Gap { text: &text }, Some(room), out)
+        }
         EventKind::Message { text } => wire(WireKind::Message { nick: from, text }, room, out),
         EventKind::Action { text } => wire(WireKind::Action { nick: from, text }, room, out),
         EventKind::Private { to, text, echo } => match echo {

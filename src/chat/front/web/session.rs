@@ -316,10 +316,8 @@ fn command(
         WebCommand::Who => HubCommand::Who,
         WebCommand::Rooms => HubCommand::Rooms,
         WebCommand::Quit(r) => HubCommand::Quit(r),
-        WebCommand::History(_) => {
-            hub.refuse(id, Refusal::Usage("this server keeps no history"));
-            return None;
-        }
+        WebCommand::History(n) => HubCommand::History(n),
+        WebCommand::Resume { room, epoch, after } => HubCommand::Resume { room, epoch, after },
     };
     match hub.command(id, cmd) {
         Flow::Continue => None,

@@ -26,6 +26,15 @@
   let rejoin = false, rejoinRoom = "", roomsTimer = null;
   let me = store.get("nick"), room = store.get("room");
   let members = [];
+  // Where the page stands in its room's history: the last event shown
+  // (sequence number) of `room`, in database `epoch`. After a reconnect it
+  // asks for what it missed (`resume`); nothing past a hole is shown, and
+  // nothing twice.
+  // The server's cursor events say which database it is; until one comes on
+  // this connection (`confirmed`), nothing is filtered. `target`: after a
+  // reconnect, the room to resume once the server confirms the epoch.
+  const cur = { room: null, epoch: null, last: null };
+  let resuming = false, confirmed = false, target = null;
   const typed = []; let typedAt = 0;
 
   // ---- rendering -------------------------------------------------------------
@@ -132,8 +141,61 @@
 
   // ---- events from the server --------------------------------------------------
 
+  function sendResume() {
+    if (resuming || cur.room === null || cur.epoch === null || cur.last === null) return;
+    resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
+  }
+
+  // Whether to show a room event: not twice, not past a hole (a resume
+  // fills it). History outside a resume (on entering a room, /history) is
+  // shown as it comes.
+  function admit(ev, h) {
+    if (!confirmed || typeof ev.seq !== "number" || ev.room !== cur.room || cur.last === null) return true;
+    if (h && !resuming) return true;
+    // A `joins` object covers seq..last_seq.
+    const last = typeof ev.last_seq === "number" && ev.last_seq > ev.seq ? ev.last_seq : ev.seq;
+    if (last <= cur.last) return false;
+    if (ev.seq > cur.last + 1) { sendResume(); return false; }
+    cur.last = last;
+    return true;
+  }
+
   function onEvent(ev) {
     const h = ev.history === true;
+    if (ev.type === "cursor") {
+      if (typeof ev.seq !== "number" || typeof ev.epoch !== "string") return;
+      if (target !== null && ev.epoch === cur.epoch) {
+        // Back on the same history: resume the room we were in once we are
+        // in it again (the lobby's cursor on the way is not ours).
+        if (ev.room === target) {
+          confirmed = true; target = null;
+          resuming = send({ type: "resume", room: cur.room, epoch: cur.epoch, after: cur.last });
+        }
+        return;
+      }
+      if (target !== null) local("the server's history was reset");
+      target = null;
+      if (confirmed && ev.room === cur.room && ev.epoch === cur.epoch && cur.last !== null) {
+        if (ev.seq <= cur.last) resuming = false; // caught up
+        return;
+      }
+      // Entered a room (or another history): start from here.
+      cur.room = ev.room; cur.epoch = ev.epoch; cur.last = ev.seq;
+      confirmed = true; resuming = false;
+      return;
+    }
+    if (ev.type === "gap") {
+      if (ev.room === cur.room) { cur.last = null; resuming = false; }
+      line("error", ["! ", text(typeof ev.text === "string" ? ev.text : "gap")], ev.ts, false);
+      while (log.firstElementChild) log.firstElementChild.remove();
+      local("history was reset or pruned: showing the latest");
+      send({ type: "history" });
+      return;
+    }
+    if (!admit(ev, h)) return;
+    // What a resume brings was missed, not past: it changes the page's
+    // state (own nick, members) as live events do.
+    const live = !h || resuming;
     const s = (v) => (typeof v === "string" ? v : "");
     switch (ev.type) {
       case "message":
@@ -146,8 +208,8 @@
         line("private_sent", ["-> *", nickEl(s(ev.to)), "* ", text(s(ev.text))], ev.ts, h); break;
       case "join":
         line("join", ["* ", nickEl(s(ev.nick)), " joined ", text(s(ev.room))], ev.ts, h);
-        if (!h && ev.nick === me) { setRoom(s(ev.room)); send({ type: "who" }); send({ type: "rooms" }); }
-        else if (!h && ev.room === room && !members.includes(ev.nick)) {
+        if (live && ev.nick === me) { setRoom(s(ev.room)); send({ type: "who" }); send({ type: "rooms" }); }
+        else if (live && ev.room === room && !members.includes(ev.nick)) {
           members.push(s(ev.nick)); renderMembers(); refreshRooms();
         }
         break;
@@ -160,7 +222,7 @@
         if (nicks.length > shown.length) parts.push(" and " + (nicks.length - shown.length) + " more");
         parts.push(" joined ", text(s(ev.room)));
         line("join", parts, ev.ts, h);
-        if (h) break;
+        if (!live) break;
         if (nicks.includes(me)) { setRoom(s(ev.room)); send({ type: "who" }); send({ type: "rooms" }); break; }
         if (ev.room === room) {
           for (const n of nicks) if (!members.includes(n)) members.push(n);
@@ -170,11 +232,11 @@
       }
       case "leave":
         line("leave", ["* ", nickEl(s(ev.nick)), " left (", text(s(ev.reason)), ")"], ev.ts, h);
-        if (!h) { members = members.filter((n) => n !== ev.nick); renderMembers(); refreshRooms(); }
+        if (live) { members = members.filter((n) => n !== ev.nick); renderMembers(); refreshRooms(); }
         break;
       case "nick":
         line("nick", ["* ", nickEl(s(ev.old)), " is now ", nickEl(s(ev.new))], ev.ts, h);
-        if (!h) {
+        if (live) {
           if (ev.old === me) { setMe(s(ev.new), true); rejoinNow(); }
           members = members.map((n) => (n === ev.old ? s(ev.new) : n));
           renderMembers();
@@ -254,6 +316,9 @@
       if (wanted) send({ type: "nick", nick: wanted });
       rejoin = true;
       rejoinRoom = "";
+      // After a drop: resume the room we were in (see the cursor events).
+      confirmed = false; resuming = false;
+      target = cur.room !== null && cur.last !== null && cur.epoch !== null ? cur.room : null;
       send({ type: "rooms" });
       send({ type: "who" });
     };
