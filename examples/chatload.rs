@@ -129,6 +129,57 @@ struct Args {
     /// Runtime worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// More server addresses (cluster nodes); client i connects to address
+    /// i mod N of ADDR and these, so the clients spread over the nodes.
+    #[arg(long = "also")]
+    also: Vec<SocketAddr>,
+    /// Senders connect to the address this many places after their own
+    /// (1: no sender shares a node with the readers of its room).
+    #[arg(long, default_value_t = 0)]
+    sender_offset: usize,
+    /// Clients spread over this many rooms (`/join loadR`, R = i mod ROOMS)
+    /// instead of all staying in the lobby; needs --rate.
+    #[arg(long, default_value_t = 0)]
+    rooms: usize,
+    /// After the greeting each client takes the nick PREFIXi with /nick and
+    /// waits for it (part of the connect time; sockit format only).
+    #[arg(long)]
+    nick_prefix: Option<String>,
+}
+
+impl Args {
+    /// How many server addresses there are.
+    fn nodes(&self) -> usize {
+        1 + self.also.len()
+    }
+
+    /// The address (its index) client `i` connects to.
+    fn node_of(&self, i: usize) -> usize {
+        let shift = if i < self.senders {
+            self.sender_offset
+        } else {
+            0
+        };
+        (i + shift) % self.nodes()
+    }
+
+    /// The room client `i` sits in (0 when all stay in the lobby).
+    fn room_of(&self, i: usize) -> usize {
+        if self.rooms == 0 {
+            0
+        } else {
+            i % self.rooms
+        }
+    }
+
+    /// Deliveries each line of sender `s` should make: the other members of its room.
+    fn audience(&self, s: usize) -> u64 {
+        let room = self.room_of(s);
+        (0..self.clients)
+            .filter(|&c| self.room_of(c) == room)
+            .count() as u64
+            - 1
+    }
 }
 
 fn main() -> ExitCode {
@@ -188,6 +239,15 @@ fn check(args: &Args) -> Result<(), String> {
     }
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
+    }
+    if args.rooms > 0 && args.format != Format::Sockit {
+        return Err("--rooms works with --format sockit only".into());
+    }
+    if args.rooms > 0 && args.rate <= 0.0 {
+        return Err("--rooms needs --rate (the closed loop assumes one room)".into());
+    }
+    if args.nick_prefix.is_some() && args.format != Format::Sockit {
+        return Err("--nick-prefix works with --format sockit only".into());
     }
     if args.lag_bytes < args.bytes as u64 {
         return Err("--lag-bytes must be at least one line (--bytes)".into());
@@ -520,6 +580,9 @@ struct Shared {
     closed: AtomicU64,
     /// WebSocket framing (`--format web`).
     web: bool,
+    /// Each client's address index (senders first), to tell cross-node
+    /// deliveries apart.
+    node_of: Vec<usize>,
     /// IRC: senders write `PRIVMSG <channel> :` before each line.
     irc: Option<String>,
 }
@@ -534,6 +597,8 @@ impl Shared {
 struct Receiver {
     partial: Vec<u8>,
     hist: Option<Box<Hist>>,
+    /// Latencies of lines from senders on another address (node).
+    cross: Option<Box<Hist>>,
     /// Per sender, the sequence number expected next. Servers keep each
     /// sender's lines in order, so anything below it is a duplicate (or out
     /// of order, which a chat must not do either).
@@ -554,6 +619,7 @@ impl Receiver {
         Receiver {
             partial: Vec::new(),
             hist: None,
+            cross: None,
             next: Vec::new(),
             lines: 0,
             dups: 0,
@@ -691,9 +757,15 @@ impl Receiver {
         }
         *next = seq + 1;
         self.new_unique += 1;
+        let took = now.saturating_sub(ts);
         self.hist
             .get_or_insert_with(|| Box::new(Hist::new()))
-            .record(now.saturating_sub(ts));
+            .record(took);
+        if sh.node_of.get(sender as usize) != sh.node_of.get(self.index) {
+            self.cross
+                .get_or_insert_with(|| Box::new(Hist::new()))
+                .record(took);
+        }
     }
 
     /// Publishes this read's counts (once per read, not per line).
@@ -763,6 +835,7 @@ thread_local! {
 /// What a client task hands back at the end.
 struct ClientEnd {
     hist: Option<Box<Hist>>,
+    cross: Option<Box<Hist>>,
     dups: u64,
     malformed: u64,
     kick_notices: u64,
@@ -838,6 +911,60 @@ async fn connect_and_greet(
         }
         if got.len() > 64 * 1024 {
             return Err("no greeting line in the first 64 KiB".into());
+        }
+    }
+}
+
+/// Takes a nick (waiting for the server's `* OLD is now NICK`) and sends
+/// `say` (room joins, not waited for: the settle phase lets them pass).
+async fn after_greeting(
+    mut g: Greeted,
+    nick: Option<String>,
+    say: String,
+) -> Result<Greeted, String> {
+    let mut out = String::new();
+    if let Some(n) = &nick {
+        let _ = writeln!(out, "/nick {n}");
+    }
+    out.push_str(&say);
+    if out.is_empty() {
+        return Ok(g);
+    }
+    let t0 = Instant::now();
+    g.stream
+        .write_all(out.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let Some(n) = nick else {
+        return Ok(g);
+    };
+    let done = format!(" is now {n}");
+    let refused = format!("! the nick {n} ");
+    let mut got = std::mem::take(&mut g.leftover);
+    let mut buf = [0u8; 4096];
+    let mut from = 0;
+    loop {
+        while let Some(i) = find_byte(b'\n', &got[from..]) {
+            let line = &got[from..from + i];
+            from += i + 1;
+            if line.ends_with(done.as_bytes()) {
+                g.leftover = got[from..].to_vec();
+                g.took += t0.elapsed();
+                return Ok(g);
+            }
+            if line.starts_with(refused.as_bytes()) {
+                return Err(format!("nick refused: {}", String::from_utf8_lossy(line)));
+            }
+        }
+        g.stream
+            .readable()
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        match g.stream.try_read(&mut buf) {
+            Ok(0) => return Err(format!("closed before /nick {n} was answered")),
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("read: {e}")),
         }
     }
 }
@@ -978,6 +1105,7 @@ async fn read_client(
     }
     ClientEnd {
         hist: rx.hist,
+        cross: rx.cross,
         dups: rx.dups,
         malformed: rx.malformed,
         kick_notices: rx.kick_notices,
@@ -1080,6 +1208,7 @@ struct Report {
     lat_p50_us: Option<f64>,
     lat_p99_us: Option<f64>,
     lat_max_us: Option<f64>,
+    lat_cross_p99_us: Option<f64>,
     disconnected: u64,
     kicked_seen: u64,
     rss_base_kib: Option<u64>,
@@ -1115,7 +1244,8 @@ impl Report {
                 "\"lost\":{},\"elapsed_s\":{:.6},\"deliveries_per_s\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},",
                 "\"lat_max_us\":{},\"disconnected\":{},\"kicked_seen\":{},\"rss_base_kib\":{},\"rss_idle_kib\":{},",
                 "\"rss_peak_kib\":{},\"rss_end_kib\":{},\"server_cpu_s\":{},\"load_cpu_s\":{},",
-                "\"server_ns_per_delivery\":{},\"load_ns_per_delivery\":{}}}"
+                "\"server_ns_per_delivery\":{},\"load_ns_per_delivery\":{},",
+                "\"nodes\":{},\"rooms\":{},\"lat_cross_p99_us\":{}}}"
             ),
             a.label.replace('"', ""),
             a.format,
@@ -1158,6 +1288,9 @@ impl Report {
             opt(self.load_cpu_s.map(|c| format!("{c:.3}"))),
             opt(self.per_delivery_ns(self.server_cpu_s)),
             opt(self.per_delivery_ns(self.load_cpu_s)),
+            a.nodes(),
+            a.rooms,
+            opt(self.lat_cross_p99_us),
         )
     }
 
@@ -1255,14 +1388,26 @@ async fn connect_all(
         let permit = permits.clone().acquire_owned();
         let (sh, stop, writers, stalled) =
             (sh.clone(), stop.clone(), writers.clone(), stalled.clone());
-        let (addr, format, clients) = (a.addr, a.format, a.clients);
+        let addr = match a.node_of(i) {
+            0 => a.addr,
+            n => a.also[n - 1],
+        };
+        let (format, clients) = (a.format, a.clients);
         let irc_join = a.irc_join.clone();
+        let mut say = String::new();
+        if i < clients && a.rooms > 0 {
+            let _ = writeln!(say, "/join load{}", a.room_of(i));
+        }
+        let nick = a.nick_prefix.as_ref().map(|p| format!("{p}{i}"));
         let (tx, rx) = tokio::sync::oneshot::channel();
         connecting.spawn(async move {
             let _permit = permit.await.map_err(|e| e.to_string())?;
-            let g = tokio::time::timeout(limit, connect_and_greet(addr, format, i, &irc_join))
-                .await
-                .map_err(|_| format!("no connection and greeting within {limit:?}"))??;
+            let g = tokio::time::timeout(limit, async {
+                let g = connect_and_greet(addr, format, i, &irc_join).await?;
+                after_greeting(g, nick, say).await
+            })
+            .await
+            .map_err(|_| format!("no connection and greeting within {limit:?}"))??;
             if i >= clients {
                 stalled.lock().expect("lock").push(g.stream);
             } else {
@@ -1278,6 +1423,7 @@ async fn connect_all(
                     Ok((r, leftover, sh, stop)) => read_client(i, r, leftover, sh, stop).await,
                     Err(_) => ClientEnd {
                         hist: None,
+                        cross: None,
                         dups: 0,
                         malformed: 0,
                         kick_notices: 0,
@@ -1416,7 +1562,9 @@ async fn send_all(a: &Args, sh: &Arc<Shared>, clients: &Clients, rep: &mut Repor
     }
     pacing.cancel();
     rep.sent = sh.pacer.sent.load(Ordering::Relaxed);
-    rep.expected = rep.sent * (a.clients as u64).saturating_sub(1);
+    rep.expected = (0..a.senders)
+        .map(|s| sh.pacer.sent_by[s].load(Ordering::Relaxed) * a.audience(s))
+        .sum();
     Sent {
         keep,
         error: send_error,
@@ -1446,6 +1594,7 @@ async fn run(a: &Args) -> Report {
         last_delivery: AtomicU64::new(0),
         closed: AtomicU64::new(0),
         web: a.format == Format::Web,
+        node_of: (0..a.clients).map(|i| a.node_of(i)).collect(),
         irc: (a.format == Format::Irc).then(|| a.irc_join.clone()),
     });
     let stop = CancellationToken::new();
@@ -1501,10 +1650,14 @@ async fn drain_and_collect(
     }
     stop.cancel();
     let mut hist = Hist::new();
+    let mut cross = Hist::new();
     while let Some(r) = clients.readers.join_next().await {
         let Ok(end) = r else { continue };
         if let Some(h) = &end.hist {
             hist.merge(h);
+        }
+        if let Some(h) = &end.cross {
+            cross.merge(h);
         }
         rep.duplicates += end.dups;
         rep.malformed += end.malformed;
@@ -1526,6 +1679,7 @@ async fn drain_and_collect(
     rep.lat_p50_us = hist.quantile(0.50).map(|v| v as f64 / 1e3);
     rep.lat_p99_us = hist.quantile(0.99).map(|v| v as f64 / 1e3);
     rep.lat_max_us = (hist.n > 0).then(|| hist.max as f64 / 1e3);
+    rep.lat_cross_p99_us = cross.quantile(0.99).map(|v| v as f64 / 1e3);
     if !drained && sent.error.is_none() {
         sent.error = Some(format!(
             "{} of {} deliveries missing after the {drain_limit:?} drain",

@@ -53,6 +53,10 @@ const PRINT_QUEUE: usize = 256;
 pub struct Config {
     /// The server.
     pub endpoint: Endpoint,
+    /// More servers (other nodes of a cluster): tried in turn after
+    /// `endpoint` when a connect fails, and the next one is tried first when
+    /// a connection drops.
+    pub others: Vec<Endpoint>,
     /// How to reach it (family, connect timeout, TLS).
     pub dial: DialOpts,
     /// Nick to take after each connect.
@@ -561,8 +565,10 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
             quit.cancel();
         });
     }
+    let servers: Vec<&Endpoint> = std::iter::once(&cfg.endpoint).chain(&cfg.others).collect();
+    let mut at = 0;
     let first = tokio::select! {
-        r = dial(&cfg.endpoint, &cfg.dial) => r,
+        r = dial_any(&servers, &mut at, &cfg.dial) => r,
         _ = quit.cancelled() => return Ok(()),
     };
     let mut conn = first?;
@@ -628,7 +634,9 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
             backoff.reset();
         }
         out.notice(&format!("* {why}")).await;
-        conn = match reconnect(&cfg, &mut backoff, &mut out, &quit).await {
+        // The next server first: the one that dropped us may be gone.
+        at = (at + 1) % servers.len();
+        conn = match reconnect(&servers, &mut at, &cfg, &mut backoff, &mut out, &quit).await {
             Ok(Some(c)) => c,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -641,6 +649,8 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<()> {
 /// Waits and dials until a connection is made (`Some`), the user quits
 /// (`None`), or the error cannot improve by retrying (a usage error).
 async fn reconnect(
+    servers: &[&Endpoint],
+    at: &mut usize,
     cfg: &Config,
     backoff: &mut Backoff,
     out: &mut Screen,
@@ -655,7 +665,7 @@ async fn reconnect(
             _ = quit.cancelled() => return Ok(None),
         }
         let r = tokio::select! {
-            r = dial(&cfg.endpoint, &cfg.dial) => r,
+            r = dial_any(servers, at, &cfg.dial) => r,
             _ = quit.cancelled() => return Ok(None),
         };
         match r {
@@ -667,6 +677,29 @@ async fn reconnect(
             Err(e) => out.notice(&format!("* cannot reconnect: {e}")).await,
         }
     }
+}
+
+/// Dials the servers in turn from `servers[*at]` until one answers (`*at`
+/// then names it); the last failure if none does. A usage error stops at once.
+async fn dial_any(servers: &[&Endpoint], at: &mut usize, opts: &DialOpts) -> Result<Conn> {
+    let mut last = None;
+    for k in 0..servers.len() {
+        let i = (*at + k) % servers.len();
+        match dial(servers[i], opts).await {
+            Ok(c) => {
+                *at = i;
+                return Ok(c);
+            }
+            Err(e) if e.class() == Class::Usage => return Err(e),
+            Err(e) => {
+                if servers.len() > 1 {
+                    tracing::info!("{e}");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Usage("no server to connect to".into())))
 }
 
 /// One connection: sends the nick, then runs the reading and writing sides

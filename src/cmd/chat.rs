@@ -233,6 +233,27 @@ struct ClusterArgs {
     /// is announced as lost and its nicks are free. Refreshed every third of it.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
     cluster_lease: Duration,
+    /// Events the room log (the JetStream stream `sockit_rooms` over every
+    /// room) keeps per room; a node repairs events core NATS lost from it.
+    /// The node that makes the stream sets its limits.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), requires = "cluster", help_heading = "Cluster")]
+    cluster_log_per_room: u32,
+    /// How long the room log keeps an event (0: no age limit).
+    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
+    cluster_log_age: Duration,
+    /// Copies JetStream keeps of the nick, presence and node buckets and of the
+    /// room log: 3 on a three-server NATS cluster, so one server may fail.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "cluster", help_heading = "Cluster")]
+    cluster_replicas: u8,
+    /// Fault injection for tests: drop every Nth room event that arrives from NATS.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide = true,
+        requires = "cluster"
+    )]
+    cluster_drop_every: u64,
 }
 
 /// Runs `sockit chat ...`.
@@ -491,6 +512,10 @@ async fn join_cluster(urls: &str, args: &ClusterArgs) -> Result<crate::chat::clu
     cfg.tls_ca = args.cluster_tls_ca.clone();
     cfg.connect_timeout = args.cluster_timeout;
     cfg.lease = args.cluster_lease;
+    cfg.log_per_room = i64::from(args.cluster_log_per_room);
+    cfg.log_age = args.cluster_log_age;
+    cfg.drop_every = args.cluster_drop_every;
+    cfg.replicas = usize::from(args.cluster_replicas);
     let shown: Vec<String> = cfg.urls.iter().map(|u| redact(u)).collect();
     let c = connect(cfg.clone()).await?;
     eprintln!(
@@ -562,6 +587,7 @@ Examples:
   sockit chat join --tls --pin-sha256 AB:CD:.. chat.example:8443
                                                     TLS, trusting exactly that certificate
   sockit chat join --reconnect --nick bot :8000     come back (and take the nick again) after drops
+  sockit chat join --reconnect :8000,:8001,:8002    cluster nodes: on a drop, the next one
   printf 'hi\\n/quit\\n' | sockit chat join :8000     scripts: each stdin line is sent
   sockit chat join --json :8000 | jq .              one JSON object per server line
   sockit chat join -x socks5h://127.0.0.1:1080 chat.example:8000
@@ -590,7 +616,8 @@ pub enum ColorChoice {
 /// Flags for `sockit chat join`.
 #[derive(Debug, ClapArgs)]
 pub struct JoinArgs {
-    /// The server: HOST:PORT, :PORT, [IPV6]:PORT, unix:/PATH, unix:@NAME.
+    /// The server: HOST:PORT, :PORT, [IPV6]:PORT, unix:/PATH, unix:@NAME; several
+    /// (cluster nodes) comma-separated, tried in turn, the next first after a drop.
     pub endpoint: String,
     /// Take this nick right after connecting (sent as /nick NAME, and again after a reconnect).
     #[arg(long, value_name = "NAME")]
@@ -627,13 +654,24 @@ pub struct JoinArgs {
 async fn join(args: JoinArgs) -> Result<()> {
     use std::io::IsTerminal;
 
-    let endpoint = Endpoint::parse(&args.endpoint, false)?;
-    if !endpoint.is_stream() {
-        return Err(Error::Usage(format!(
-            "chat needs a stream endpoint (TCP or unix:), not {}",
-            endpoint.proto()
-        )));
+    // A unix path may hold a comma: only TCP addresses are split.
+    let listed: Vec<&str> = if args.endpoint.starts_with("unix:") {
+        vec![args.endpoint.as_str()]
+    } else {
+        args.endpoint.split(',').map(str::trim).collect()
+    };
+    let mut endpoints = Vec::with_capacity(listed.len());
+    for one in listed {
+        let endpoint = Endpoint::parse(one, false)?;
+        if !endpoint.is_stream() {
+            return Err(Error::Usage(format!(
+                "chat needs a stream endpoint (TCP or unix:), not {}",
+                endpoint.proto()
+            )));
+        }
+        endpoints.push(endpoint);
     }
+    let endpoint = endpoints.remove(0);
     if let Some(nick) = &args.nick {
         check_nick(nick).map_err(|e| Error::Usage(format!("invalid --nick '{nick}': {e}")))?;
     }
@@ -648,6 +686,7 @@ async fn join(args: JoinArgs) -> Result<()> {
         };
     let config = client::Config {
         endpoint,
+        others: endpoints,
         dial: DialOpts {
             family: Family::from_flags(args.ipv4, args.ipv6),
             wait: args.wait,

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A nats-server of our own, killed on drop.
-struct Nats {
+pub(crate) struct Nats {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -15,7 +15,7 @@ struct Nats {
 
 impl Nats {
     /// Starts one, or None (skipped, which fails under CI) without nats-server.
-    fn start(test: &str) -> Option<Nats> {
+    pub(crate) fn start(test: &str) -> Option<Nats> {
         if !have("nats-server") {
             skipped(
                 test,
@@ -36,7 +36,7 @@ impl Nats {
         Some(n)
     }
 
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         let child = Command::new("nats-server")
             .args([
                 "-js",
@@ -55,11 +55,11 @@ impl Nats {
         wait_tcp_listening(self.port);
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -73,7 +73,7 @@ impl Drop for Nats {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

@@ -50,3 +50,6 @@ mod smoke {
         assert!(st.success());
     }
 }
+mod chat_cluster_gaps;
+mod chat_cluster_nats3;
+mod chat_cluster_reconnect;

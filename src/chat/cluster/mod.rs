@@ -20,6 +20,11 @@
 //!   events keep each node's view of remote members. A third bucket holds
 //!   one key per live node: when a node's key has expired, the survivors
 //!   announce its members as `left (node lost)`.
+//! - **The room log** is a JetStream stream over every room subject (a
+//!   number of events and an age kept per room). Core NATS may lose an
+//!   event (a slow consumer, a reconnect); a receiver that sees a gap in an
+//!   origin's sequence fetches the missing events from the stream and
+//!   delivers them, in order, before the one that revealed the gap.
 //!
 //! Nothing here waits while the hub is locked: the hub calls the `Link`'s
 //! methods, which only queue work; tasks do the NATS calls and call the hub
@@ -67,6 +72,15 @@ pub struct ClusterConfig {
     /// Messages NATS may hold for one subscription before it drops (and
     /// reports a slow consumer).
     pub sub_capacity: usize,
+    /// Events the room log keeps per room.
+    pub log_per_room: i64,
+    /// How long the room log keeps an event (zero: no age limit).
+    pub log_age: Duration,
+    /// Fault injection for tests: drop every Nth room event received (0: none).
+    pub drop_every: u64,
+    /// Copies JetStream keeps of the buckets and the room log (up to the
+    /// number of NATS servers).
+    pub replicas: usize,
 }
 
 impl ClusterConfig {
@@ -81,6 +95,10 @@ impl ClusterConfig {
             lease: Duration::from_secs(15),
             max_backlog: 8 << 20,
             sub_capacity: 65536,
+            log_per_room: 1000,
+            log_age: Duration::from_secs(24 * 3600),
+            drop_every: 0,
+            replicas: 1,
         }
     }
 }
@@ -110,6 +128,7 @@ pub struct Connected {
     nicks: Store,
     presence: Store,
     nodes: Store,
+    log: Option<async_nats::jetstream::stream::Stream>,
 }
 
 impl std::fmt::Debug for Connected {
@@ -138,6 +157,8 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("sockit chat {}", cfg.node))
         .no_echo()
+        // The URLs in the order given: the first is this node's own server.
+        .retain_servers_order()
         .connection_timeout(limit)
         .subscription_capacity(cfg.sub_capacity)
         .event_callback(|ev| async move {
@@ -174,12 +195,23 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
         .map_err(|e| connect_error(&what, e, limit))?;
     let js = async_nats::jetstream::new(client.clone());
     let opened = async {
-        let bucket = |name: &str, max_age| (name.to_string(), max_age);
-        let lease = cfg.lease;
+        // A NATS cluster that has just started may not have elected its
+        // JetStream leader yet: try again until the time is up.
+        let deadline = tokio::time::Instant::now() + limit;
+        let (js, lease, replicas) = (&js, cfg.lease, cfg.replicas);
+        let bucket = |name: &'static str| async move {
+            loop {
+                match open_bucket(js, (name.to_string(), lease), replicas).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) if tokio::time::Instant::now() + RETRY >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(RETRY).await,
+                }
+            }
+        };
         Ok::<_, String>((
-            open_bucket(&js, bucket("sockit_nicks", lease)).await?,
-            open_bucket(&js, bucket("sockit_presence", lease)).await?,
-            open_bucket(&js, bucket("sockit_nodes", lease)).await?,
+            bucket("sockit_nicks").await?,
+            bucket("sockit_presence").await?,
+            bucket("sockit_nodes").await?,
         ))
     };
     let (nicks, presence, nodes) = tokio::time::timeout(limit, opened)
@@ -190,14 +222,63 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
                 "{what}: no JetStream key-value buckets ({e}); start nats-server with -js"
             ))
         })?;
+    let log = match tokio::time::timeout(limit, open_log(&js, &cfg)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::warn!("cluster: no room log ({e}): lost events cannot be repaired");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("cluster: no room log (timed out): lost events cannot be repaired");
+            None
+        }
+    };
     Ok(Connected {
         client,
         cfg,
         nicks,
         presence,
         nodes,
+        log,
     })
 }
+
+/// Opens the room log (the stream over every room subject), making it with
+/// this node's limits if it does not exist; a log made by another node
+/// keeps its limits.
+async fn open_log(
+    js: &async_nats::jetstream::Context,
+    cfg: &ClusterConfig,
+) -> std::result::Result<async_nats::jetstream::stream::Stream, String> {
+    use async_nats::jetstream::stream;
+    if let Ok(s) = js.get_stream(LOG_STREAM).await {
+        return Ok(s);
+    }
+    let config = stream::Config {
+        name: LOG_STREAM.into(),
+        subjects: vec![wire::all_rooms()],
+        max_messages_per_subject: cfg.log_per_room,
+        max_age: cfg.log_age,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::Old,
+        num_replicas: cfg.replicas,
+        ..Default::default()
+    };
+    let made = js.create_stream(config).await;
+    match js.get_stream(LOG_STREAM).await {
+        Ok(s) => Ok(s),
+        Err(e) => Err(made.err().map_or_else(|| e.to_string(), |m| m.to_string())),
+    }
+}
+
+/// Pause between tries while JetStream is not ready.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// How long a nick claim keeps trying while JetStream cannot answer.
+const CLAIM_RETRIES: Duration = Duration::from_secs(10);
+
+/// The room log's stream name.
+pub const LOG_STREAM: &str = "sockit_rooms";
 
 /// Opens a bucket, making it if it does not exist (another node may make it
 /// at the same time, or with another lease: then the existing one is used).
@@ -207,6 +288,7 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
 async fn open_bucket(
     js: &async_nats::jetstream::Context,
     (name, max_age): (String, Duration),
+    replicas: usize,
 ) -> std::result::Result<Store, String> {
     use async_nats::jetstream::stream;
     if let Ok(s) = js.get_key_value(&name).await {
@@ -221,7 +303,7 @@ async fn open_bucket(
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
-        num_replicas: 1,
+        num_replicas: replicas,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
@@ -272,6 +354,10 @@ pub struct LinkStats {
     pub gaps: AtomicU64,
     /// Room events dropped here because NATS fell behind.
     pub dropped: AtomicU64,
+    /// Missing events fetched from the room log and delivered.
+    pub repaired: AtomicU64,
+    /// Room events received from NATS (all, before any check).
+    pub arrived: AtomicU64,
 }
 
 /// Work for the link's ordered task.
@@ -279,6 +365,20 @@ enum Op {
     Subscribe(Arc<str>),
     Unsubscribe(Arc<str>),
     Publish(String, Bytes),
+}
+
+/// Who sent a room's events: (node, epoch, room).
+type Origin = (String, u64, String);
+
+/// Where a received event stands in its origin's sequence.
+enum Order {
+    /// Already delivered (or older).
+    Seen,
+    /// The next one.
+    Next,
+    /// Events from sequence `first` on are missing; the last one seen was
+    /// sent at `since` (ms).
+    Gap { first: u64, since: u64 },
 }
 
 /// A key-value change for the presence task (put, or delete with `None`).
@@ -293,6 +393,7 @@ pub struct Link {
     nicks: Store,
     presence: Store,
     nodes: Store,
+    log: Option<async_nats::jetstream::stream::Stream>,
     hub: Weak<ChatHub>,
     ops: mpsc::UnboundedSender<Op>,
     presence_ops: mpsc::UnboundedSender<PresenceOp>,
@@ -302,8 +403,8 @@ pub struct Link {
     seqs: Mutex<HashMap<Arc<str>, u64>>,
     /// Remote members per room: case-folded nick -> holder.
     remote: Mutex<HashMap<Arc<str>, BTreeMap<String, Holder>>>,
-    /// Last sequence number seen per (node, epoch, room).
-    seen: Mutex<HashMap<(String, u64, String), u64>>,
+    /// Last sequence number and time seen per (node, epoch, room).
+    seen: Mutex<HashMap<Origin, (u64, u64)>>,
     /// Nicks this node holds: key -> (value, revision).
     owned: Mutex<HashMap<String, (Bytes, u64)>>,
     /// Presence keys this node holds, and their values.
@@ -349,6 +450,7 @@ impl Link {
             nicks: c.nicks,
             presence: c.presence,
             nodes: c.nodes,
+            log: c.log,
             hub: Arc::downgrade(hub),
             ops,
             presence_ops,
@@ -589,13 +691,62 @@ impl Link {
             node: self.node.to_string(),
             nick: nick.to_string(),
         });
-        let rev = self
-            .nicks
-            .create(&key, value.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        // While JetStream elects a new leader (a NATS server of a cluster
+        // died) a create fails without the key being taken: try again.
+        let deadline = tokio::time::Instant::now() + CLAIM_RETRIES;
+        let rev = loop {
+            match self.nicks.create(&key, value.clone()).await {
+                Ok(rev) => break rev,
+                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    break self
+                        .take_over(&key, &value)
+                        .await
+                        .ok_or_else(|| e.to_string())?;
+                }
+                Err(e) if tokio::time::Instant::now() + RETRY >= deadline => {
+                    return Err(e.to_string())
+                }
+                Err(_) => tokio::time::sleep(RETRY).await,
+            }
+        };
         lock_unpoisoned(&self.owned).insert(key, (value, rev));
         Ok(())
+    }
+
+    /// Takes a nick whose holder's node is gone (killed: NATS has no
+    /// subscriber left on its subject), so that member can come back on
+    /// this node at once instead of after the lease. Compare-and-set on the
+    /// revision read: of two nodes taking over, one wins.
+    async fn take_over(&self, key: &str, value: &Bytes) -> Option<u64> {
+        let entry = self.nicks.entry(key).await.ok()??;
+        if entry.operation != Operation::Put {
+            return None;
+        }
+        let h: Holder = serde_json::from_slice(&entry.value).ok()?;
+        if *h.node == *self.node || !self.node_gone(&h.node).await {
+            return None;
+        }
+        let rev = self
+            .nicks
+            .update(key, value.clone(), entry.revision)
+            .await
+            .ok()?;
+        tracing::info!(
+            "cluster: nick {} taken over from lost node {}",
+            h.nick,
+            h.node
+        );
+        Some(rev)
+    }
+
+    /// Whether nobody listens on `node`'s subject any more (NATS answers
+    /// "no responders" at once; a live node answers the ping).
+    async fn node_gone(&self, node: &str) -> bool {
+        let ping = self.client.request(node_subject(node), Bytes::new());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), ping).await,
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders
+        )
     }
 
     async fn holder(&self, nick: &str) -> Option<Holder> {
@@ -669,44 +820,134 @@ impl Link {
             let Some(msg) = msg else {
                 return;
             };
+            let n = self.stats.arrived.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.cfg.drop_every > 0 && n % self.cfg.drop_every == 0 {
+                continue;
+            }
             let Ok(ev) = serde_json::from_slice::<WireEvent>(&msg.payload) else {
                 tracing::debug!("cluster: undecodable event on {}", msg.subject);
                 continue;
             };
-            if *ev.node == *self.node || *ev.room != *room || !self.in_order(&ev) {
+            if *ev.node == *self.node || *ev.room != *room {
                 continue;
             }
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            self.track(&ev);
             let Some(hub) = self.hub.upgrade() else {
                 return;
             };
-            hub.remote_event(&room, ev);
+            match self.order(&ev) {
+                Order::Seen => continue,
+                Order::Next => {}
+                Order::Gap { first, since } => {
+                    for missing in self.repair(&ev, first, since).await {
+                        self.stats.repaired.fetch_add(1, Ordering::Relaxed);
+                        self.deliver(&hub, &room, missing);
+                    }
+                }
+            }
+            self.deliver(&hub, &room, ev);
         }
         let _ = sub.unsubscribe().await;
     }
 
-    /// Whether `ev` comes after what was seen from its origin in its room;
-    /// counts what is missing in between.
-    fn in_order(&self, ev: &WireEvent) -> bool {
+    /// One event from another node into the hub.
+    fn deliver(&self, hub: &ChatHub, room: &str, ev: WireEvent) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.track(&ev);
+        hub.remote_event(room, ev);
+    }
+
+    /// Where `ev` stands in its origin's sequence for its room (and the
+    /// sequence moves on to it).
+    fn order(&self, ev: &WireEvent) -> Order {
         let mut seen = lock_unpoisoned(&self.seen);
         let last = seen
             .entry((ev.node.clone(), ev.epoch, ev.room.clone()))
-            .or_insert(0);
-        if *last != 0 && ev.seq <= *last {
-            return false;
+            .or_insert((0, 0));
+        let (seq, ts) = *last;
+        if seq != 0 && ev.seq <= seq {
+            return Order::Seen;
         }
-        if *last != 0 && ev.seq > *last + 1 {
-            let missing = ev.seq - *last - 1;
+        *last = (ev.seq, ev.ts);
+        if seq != 0 && ev.seq > seq + 1 {
+            let missing = ev.seq - seq - 1;
             self.stats.gaps.fetch_add(missing, Ordering::Relaxed);
             tracing::warn!(
                 "cluster: {missing} event(s) of node {} in {} lost on the way",
                 ev.node,
                 ev.room
             );
+            return Order::Gap {
+                first: seq + 1,
+                since: ts,
+            };
         }
-        *last = ev.seq;
-        true
+        Order::Next
+    }
+
+    /// The events of `ev`'s origin in its room from sequence `first` up to
+    /// `ev` (not included), read from the room log from shortly before
+    /// `since` (the time of the last one seen); in order, as many as it still
+    /// holds. Bounded in time: what cannot be found stays lost.
+    async fn repair(&self, ev: &WireEvent, first: u64, since: u64) -> Vec<WireEvent> {
+        use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+        let Some(log) = &self.log else {
+            return Vec::new();
+        };
+        let want = ev.seq - first;
+        let mut found = BTreeMap::new();
+        let fetch = async {
+            // Origin and NATS clocks may differ a little: start early.
+            let from_ms = since.saturating_sub(2000);
+            let start_time =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(from_ms) * 1_000_000)
+                    .map_err(|e| e.to_string())?;
+            let consumer = log
+                .create_consumer(pull::OrderedConfig {
+                    filter_subject: room_subject(&ev.room),
+                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+            while let Some(m) = msgs.next().await {
+                let m = m.map_err(|e| e.to_string())?;
+                if let Ok(old) = serde_json::from_slice::<WireEvent>(&m.payload) {
+                    if old.node == ev.node
+                        && old.epoch == ev.epoch
+                        && (first..ev.seq).contains(&old.seq)
+                    {
+                        found.insert(old.seq, old);
+                    }
+                }
+                let pending = m.info().map(|i| i.pending).unwrap_or(0);
+                if found.len() as u64 == want || pending == 0 {
+                    break;
+                }
+            }
+            Ok::<_, String>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(3), fetch).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: reading the room log: {e}"),
+            Err(_) => tracing::warn!("cluster: reading the room log timed out"),
+        }
+        let got = found.len() as u64;
+        self.stats.gaps.fetch_sub(got, Ordering::Relaxed);
+        if got == want {
+            tracing::info!(
+                "cluster: {got} lost event(s) of node {} in {} repaired from the room log",
+                ev.node,
+                ev.room
+            );
+        } else {
+            tracing::warn!(
+                "cluster: only {got} of {want} lost event(s) of node {} in {} could be repaired from the room log",
+                ev.node,
+                ev.room
+            );
+        }
+        found.into_values().collect()
     }
 
     /// Keeps the view of remote members up to date with one event.
@@ -798,6 +1039,11 @@ impl Link {
             let Some(msg) = msg else {
                 return;
             };
+            if let (Some(reply), true) = (&msg.reply, msg.payload.is_empty()) {
+                // Another node asks whether this one is alive.
+                let _ = self.client.publish(reply.clone(), Bytes::new()).await;
+                continue;
+            }
             let Some(hub) = self.hub.upgrade() else {
                 return;
             };
@@ -859,9 +1105,10 @@ impl Link {
         let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
         let s = &self.stats;
         tracing::info!(
-            "cluster: {} events published, {} received, {} lost on the way, {} dropped; {} bytes from NATS",
+            "cluster: {} events published, {} received, {} repaired from the room log, {} lost on the way, {} dropped; {} bytes from NATS",
             s.published.load(Ordering::Relaxed),
             s.received.load(Ordering::Relaxed),
+            s.repaired.load(Ordering::Relaxed),
             s.gaps.load(Ordering::Relaxed),
             s.dropped.load(Ordering::Relaxed),
             self.bytes_in()

@@ -71,6 +71,10 @@ impl ChatHub {
     pub fn node_lost(&self, gone: Vec<(Arc<str>, String)>) {
         let mut st = self.lock();
         for (room, nick) in gone {
+            // Came back on this node (reconnected) meanwhile: still here.
+            if st.nicks.contains_key(&nick_key(&nick)) {
+                continue;
+            }
             let left = EventKind::Leave {
                 reason: "node lost".into(),
             };
