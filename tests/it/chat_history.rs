@@ -3,15 +3,13 @@
 //! epoch), kill -9 mid-flood, bad databases, a full database, and
 //! `chat join --reconnect` resuming.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
 
+use crate::chat_web::Web;
 use crate::util::*;
 
 fn serve(db: &Path, extra: &[&str]) -> (Proc, String) {
@@ -168,48 +166,6 @@ fn replay_on_join_is_marked_and_cannot_be_forged() {
     assert_eq!(history_line(&l).unwrap().2, "<ann> in games", "{l}");
     b.send("/history x\n");
     assert_eq!(b.expect("usage"), "! usage: /history [N]");
-}
-
-/// A WebSocket member.
-struct Web {
-    ws: WebSocket<TcpStream>,
-}
-
-impl Web {
-    fn connect(addr: &str) -> Web {
-        let stream = tcp(addr);
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-        req.headers_mut()
-            .insert("Origin", format!("http://{addr}").parse().unwrap());
-        let (ws, _) = tungstenite::client::client(req, stream).expect("handshake");
-        Web { ws }
-    }
-
-    fn event(&mut self) -> Value {
-        loop {
-            match self.ws.read().expect("an event") {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
-            }
-        }
-    }
-
-    fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no event: {what}");
-            let ev = self.event();
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    }
-
-    fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).unwrap();
-    }
 }
 
 fn web_serve(db: &Path, extra: &[&str]) -> (Proc, String, String) {

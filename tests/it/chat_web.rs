@@ -47,14 +47,14 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
-/// A web member.
-struct Web {
+/// A web member (also used by the history tests).
+pub(crate) struct Web {
     ws: WebSocket<TcpStream>,
 }
 
 impl Web {
     /// Connects with `Origin: http://ADDR` (the page's own origin).
-    fn connect(addr: &str) -> Web {
+    pub(crate) fn connect(addr: &str) -> Web {
         Web::connect_origin(addr, Some(&format!("http://{addr}")))
     }
 
@@ -71,7 +71,7 @@ impl Web {
     }
 
     /// The next event (a text frame's JSON object).
-    fn event(&mut self) -> Value {
+    pub(crate) fn event(&mut self) -> Value {
         loop {
             match self.ws.read().expect("an event") {
                 Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
@@ -82,7 +82,7 @@ impl Web {
     }
 
     /// Reads events until one satisfies `pred`; returns it.
-    fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline, "no event: {what}");
@@ -93,7 +93,7 @@ impl Web {
         }
     }
 
-    fn send(&mut self, v: Value) {
+    pub(crate) fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).unwrap();
     }
 
