@@ -4,7 +4,6 @@
 //! certificate made by `openssl req -x509` (CA flag set) that the server uses
 //! as its own leaf.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -90,28 +89,8 @@ fn text(b: &[u8]) -> String {
 
 /// Runs `cmd` with stdin closed and waits (bounded) for its output.
 fn output_of(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let e = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = exit_within(&mut child, WAIT).expect("command did not finish");
-    Output {
-        status,
-        stdout: o.join().unwrap(),
-        stderr: e.join().unwrap(),
-    }
+    cmd.stdin(Stdio::null());
+    output_within(cmd)
 }
 
 fn sockit_out(args: &[&str]) -> Output {

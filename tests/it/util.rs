@@ -902,3 +902,28 @@ impl ChatClient {
         }
     }
 }
+
+/// Runs `cmd` with piped stdout and stderr and waits (bounded by [`WAIT`])
+/// for it to exit; both streams are read on threads so neither can fill up.
+pub fn output_within(mut cmd: Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = exit_within(&mut child, WAIT).expect("command did not finish");
+    Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
+}
