@@ -3,13 +3,18 @@
 //! Each node keeps its own hub; this module is the link between that hub and
 //! the others. What crosses, and how:
 //! - **Room events** (message, action, join, leave, nick) are published on
-//!   the room's subject ([`wire::room_subject`]) with the origin node, its
-//!   process epoch and a per-room sequence number, so a receiver sees a lost
-//!   message as a gap. A node subscribes to a room's subject when the room
-//!   gets its first local member and unsubscribes when the last one leaves:
-//!   traffic follows interest. Subscribe, unsubscribe and publish go through
-//!   one ordered queue on one connection, so a node is subscribed before the
-//!   others see its member's join.
+//!   the room's log subject ([`wire::log_subject`]). The room log, a
+//!   JetStream stream over those subjects, stores each event and republishes
+//!   it on the room's subject ([`wire::room_subject`]) with its place in the
+//!   log and the place of the room's previous event: every node gets the
+//!   other nodes' events of a room in the log's order (its own it delivered
+//!   when they happened), and a node that missed one (core NATS
+//!   drops what a slow consumer cannot take, and what comes during a
+//!   reconnect) knows it at the next event. A node subscribes to a room's
+//!   subject when the room gets its first local member and unsubscribes
+//!   when the last one leaves: traffic follows interest. Subscribe,
+//!   unsubscribe and publish go through one ordered queue on one connection,
+//!   so a node is subscribed before the others see its member's join.
 //! - **Private messages and kicks** go to the target's node subject only.
 //! - **Nicks** are unique cluster-wide through a JetStream key-value bucket:
 //!   `create` fails when the nick is held. The owner refreshes its keys
@@ -20,11 +25,12 @@
 //!   events keep each node's view of remote members. A third bucket holds
 //!   one key per live node: when a node's key has expired, the survivors
 //!   announce its members as `left (node lost)`.
-//! - **The room log** is a JetStream stream over every room subject (a
-//!   number of events and an age kept per room). Core NATS may lose an
-//!   event (a slow consumer, a reconnect); a receiver that sees a gap in an
-//!   origin's sequence fetches the missing events from the stream and
-//!   delivers them, in order, before the one that revealed the gap.
+//! - **Repair**: a node that sees a room's chain broken (the previous event
+//!   named is not the last one it delivered) reads the missing events from
+//!   the log by their places and delivers them, in order, before the one
+//!   that revealed the gap. After a reconnect or a slow-consumer report it
+//!   also asks the log for each room's last place, so that a lost event is
+//!   found even when nothing follows it.
 //!
 //! Nothing here waits while the hub is locked: the hub calls the `Link`'s
 //! methods, which only queue work; tasks do the NATS calls and call the hub
@@ -42,10 +48,13 @@ use async_nats::jetstream::kv::{Operation, Store};
 use async_nats::Client;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use self::wire::{node_subject, room_subject, token, Direct, Holder, WireEvent, WireKind};
+use self::wire::{
+    all_logs, log_subject, node_subject, republished, room_subject, token, Direct, Holder,
+    WireEvent, WireKind,
+};
 use super::hub::{ChatHub, EventKind, Id, RoomEvent, LOBBY};
 use super::protocol::nick_key;
 use crate::error::{Error, Result, TlsFailure};
@@ -128,7 +137,10 @@ pub struct Connected {
     nicks: Store,
     presence: Store,
     nodes: Store,
-    log: Option<async_nats::jetstream::stream::Stream>,
+    log: async_nats::jetstream::stream::Stream,
+    /// Bumped on every reconnect and slow-consumer report: a sign that
+    /// core NATS may have dropped room events.
+    losses: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Connected {
@@ -154,6 +166,7 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
         what: what.clone(),
         after: limit,
     };
+    let (losses_tx, losses) = watch::channel(0u64);
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("sockit chat {}", cfg.node))
         .no_echo()
@@ -161,16 +174,25 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
         .retain_servers_order()
         .connection_timeout(limit)
         .subscription_capacity(cfg.sub_capacity)
-        .event_callback(|ev| async move {
-            match ev {
-                async_nats::Event::Connected => tracing::info!("cluster: connected to NATS"),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("cluster: lost NATS; serving local members, reconnecting")
+        .event_callback(move |ev| {
+            let losses = losses_tx.clone();
+            async move {
+                match ev {
+                    async_nats::Event::Connected => {
+                        tracing::info!("cluster: connected to NATS");
+                        losses.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("cluster: lost NATS; serving local members, reconnecting")
+                    }
+                    async_nats::Event::SlowConsumer(sid) => {
+                        tracing::warn!(
+                            "cluster: NATS dropped messages for subscription {sid} (slow consumer)"
+                        );
+                        losses.send_modify(|n| *n += 1);
+                    }
+                    other => tracing::info!("cluster: {other}"),
                 }
-                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
-                    "cluster: NATS dropped messages for subscription {sid} (slow consumer)"
-                ),
-                other => tracing::info!("cluster: {other}"),
             }
         });
     if let Some(path) = &cfg.creds {
@@ -208,31 +230,28 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
                 }
             }
         };
-        Ok::<_, String>((
+        let buckets = (
             bucket("sockit_nicks").await?,
             bucket("sockit_presence").await?,
             bucket("sockit_nodes").await?,
-        ))
+        );
+        let log = loop {
+            match open_log(js, &cfg).await {
+                Ok(s) => break s,
+                Err(e) if tokio::time::Instant::now() + RETRY >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(RETRY).await,
+            }
+        };
+        Ok::<_, String>((buckets, log))
     };
-    let (nicks, presence, nodes) = tokio::time::timeout(limit, opened)
+    let ((nicks, presence, nodes), log) = tokio::time::timeout(limit, opened)
         .await
         .map_err(|_| timeout())?
         .map_err(|e| {
             Error::Usage(format!(
-                "{what}: no JetStream key-value buckets ({e}); start nats-server with -js"
+                "{what}: no JetStream key-value buckets or room log ({e}); start nats-server with -js"
             ))
         })?;
-    let log = match tokio::time::timeout(limit, open_log(&js, &cfg)).await {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => {
-            tracing::warn!("cluster: no room log ({e}): lost events cannot be repaired");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("cluster: no room log (timed out): lost events cannot be repaired");
-            None
-        }
-    };
     Ok(Connected {
         client,
         cfg,
@@ -240,12 +259,14 @@ pub async fn connect(cfg: ClusterConfig) -> Result<Connected> {
         presence,
         nodes,
         log,
+        losses,
     })
 }
 
-/// Opens the room log (the stream over every room subject), making it with
-/// this node's limits if it does not exist; a log made by another node
-/// keeps its limits.
+/// Opens the room log (the stream over every room's log subject, which
+/// republishes what it stores to the room's subject), making it with this
+/// node's limits if it does not exist; a log made by another node keeps its
+/// limits.
 async fn open_log(
     js: &async_nats::jetstream::Context,
     cfg: &ClusterConfig,
@@ -256,7 +277,12 @@ async fn open_log(
     }
     let config = stream::Config {
         name: LOG_STREAM.into(),
-        subjects: vec![wire::all_rooms()],
+        subjects: vec![all_logs()],
+        republish: Some(stream::Republish {
+            source: all_logs(),
+            destination: republished(),
+            headers_only: false,
+        }),
         max_messages_per_subject: cfg.log_per_room,
         max_age: cfg.log_age,
         storage: stream::StorageType::File,
@@ -278,7 +304,7 @@ const RETRY: Duration = Duration::from_millis(250);
 const CLAIM_RETRIES: Duration = Duration::from_secs(10);
 
 /// The room log's stream name.
-pub const LOG_STREAM: &str = "sockit_rooms";
+pub const LOG_STREAM: &str = "sockit_room_log";
 
 /// Opens a bucket, making it if it does not exist (another node may make it
 /// at the same time, or with another lease: then the existing one is used).
@@ -367,18 +393,18 @@ enum Op {
     Publish(String, Bytes),
 }
 
-/// Who sent a room's events: (node, epoch, room).
-type Origin = (String, u64, String);
+/// What stops a room's reader, and what asks it to look in the log for
+/// events it may have missed.
+type RoomReader = (CancellationToken, Arc<Notify>);
 
-/// Where a received event stands in its origin's sequence.
-enum Order {
-    /// Already delivered (or older).
-    Seen,
-    /// The next one.
-    Next,
-    /// Events from sequence `first` on are missing; the last one seen was
-    /// sent at `since` (ms).
-    Gap { first: u64, since: u64 },
+/// A republished event's place in the room log and the place of the room's
+/// event before it (0: none).
+fn places(msg: &async_nats::Message) -> Option<(u64, u64)> {
+    use async_nats::header::{NATS_LAST_SEQUENCE, NATS_SEQUENCE};
+    let h = msg.headers.as_ref()?;
+    let seq = h.get(NATS_SEQUENCE)?.as_str().parse().ok()?;
+    let prev = h.get(NATS_LAST_SEQUENCE)?.as_str().parse().ok()?;
+    Some((seq, prev))
 }
 
 /// A key-value change for the presence task (put, or delete with `None`).
@@ -393,7 +419,7 @@ pub struct Link {
     nicks: Store,
     presence: Store,
     nodes: Store,
-    log: Option<async_nats::jetstream::stream::Stream>,
+    log: async_nats::jetstream::stream::Stream,
     hub: Weak<ChatHub>,
     ops: mpsc::UnboundedSender<Op>,
     presence_ops: mpsc::UnboundedSender<PresenceOp>,
@@ -403,14 +429,13 @@ pub struct Link {
     seqs: Mutex<HashMap<Arc<str>, u64>>,
     /// Remote members per room: case-folded nick -> holder.
     remote: Mutex<HashMap<Arc<str>, BTreeMap<String, Holder>>>,
-    /// Last sequence number and time seen per (node, epoch, room).
-    seen: Mutex<HashMap<Origin, (u64, u64)>>,
     /// Nicks this node holds: key -> (value, revision).
     owned: Mutex<HashMap<String, (Bytes, u64)>>,
     /// Presence keys this node holds, and their values.
     present: Mutex<HashMap<String, Bytes>>,
-    /// Rooms subscribed to, and what stops each one's reader.
-    subs: Mutex<HashMap<Arc<str>, CancellationToken>>,
+    /// Rooms subscribed to: what stops each one's reader, and what asks
+    /// it to look in the log for events it may have missed.
+    subs: Mutex<HashMap<Arc<str>, RoomReader>>,
     /// Counters.
     pub stats: LinkStats,
     stop: CancellationToken,
@@ -436,6 +461,7 @@ impl Link {
     /// Ties a connection to `hub`, starts the link's tasks (stopped by
     /// `stop`) and returns the link for the hub to call.
     pub async fn start(c: Connected, hub: &Arc<ChatHub>, stop: CancellationToken) -> Arc<Link> {
+        let losses = c.losses;
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let (presence_ops, presence_rx) = mpsc::unbounded_channel();
         let epoch = {
@@ -457,7 +483,6 @@ impl Link {
             backlog: Arc::new(AtomicUsize::new(0)),
             seqs: Mutex::default(),
             remote: Mutex::default(),
-            seen: Mutex::default(),
             owned: Mutex::default(),
             present: Mutex::default(),
             subs: Mutex::default(),
@@ -478,6 +503,7 @@ impl Link {
         tokio::spawn(link.clone().run_presence(presence_rx));
         tokio::spawn(link.clone().run_direct());
         tokio::spawn(link.clone().run_lease());
+        tokio::spawn(link.clone().run_checks(losses));
         link
     }
 
@@ -553,7 +579,7 @@ impl Link {
             return;
         }
         self.backlog.fetch_add(data.len(), Ordering::Relaxed);
-        let _ = self.ops.send(Op::Publish(room_subject(&ev.room), data));
+        let _ = self.ops.send(Op::Publish(log_subject(&ev.room), data));
     }
 
     /// Events for a room with no local member left (its last one's leave).
@@ -775,11 +801,9 @@ impl Link {
                 }
                 Op::Subscribe(room) => self.subscribe(room).await,
                 Op::Unsubscribe(room) => {
-                    if let Some(t) = lock_unpoisoned(&self.subs).remove(&room) {
+                    if let Some((t, _)) = lock_unpoisoned(&self.subs).remove(&room) {
                         t.cancel();
                     }
-                    let mut seen = lock_unpoisoned(&self.seen);
-                    seen.retain(|k, _| *k.2 != *room);
                 }
             }
         }
@@ -797,24 +821,38 @@ impl Link {
         match self.client.subscribe(room_subject(&room)).await {
             Ok(sub) => {
                 let token = self.stop.child_token();
-                lock_unpoisoned(&self.subs).insert(room.clone(), token.clone());
-                tokio::spawn(self.clone().run_room(room.clone(), sub, token));
+                let check = Arc::new(Notify::new());
+                lock_unpoisoned(&self.subs).insert(room.clone(), (token.clone(), check.clone()));
+                tokio::spawn(self.clone().run_room(room.clone(), sub, token, check));
                 tokio::spawn(self.clone().load_presence(room));
             }
             Err(e) => tracing::warn!("cluster: cannot subscribe to {room}: {e}"),
         }
     }
 
-    /// One room's events from the other nodes, into the hub.
+    /// One room's events, in the log's order, into the hub (this node's own
+    /// are already delivered: they only move the room's place on).
     async fn run_room(
         self: Arc<Self>,
         room: Arc<str>,
         mut sub: async_nats::Subscriber,
         stop: CancellationToken,
+        check: Arc<Notify>,
     ) {
+        // The place delivered up to: the first event received sets it
+        // (everything that reaches the subscription is new to this node).
+        let mut last: Option<u64> = None;
         loop {
             let msg = tokio::select! {
                 m = sub.next() => m,
+                _ = check.notified() => {
+                    if let (Some(at), Some(end)) = (last, self.log_end(&room).await) {
+                        if end > at {
+                            last = Some(self.catch_up(&room, at, end + 1).await);
+                        }
+                    }
+                    continue;
+                }
                 _ = stop.cancelled() => break,
             };
             let Some(msg) = msg else {
@@ -822,89 +860,81 @@ impl Link {
             };
             let n = self.stats.arrived.fetch_add(1, Ordering::Relaxed) + 1;
             if self.cfg.drop_every > 0 && n % self.cfg.drop_every == 0 {
+                // As when NATS drops for a slow consumer, which it reports.
+                check.notify_one();
                 continue;
             }
-            let Ok(ev) = serde_json::from_slice::<WireEvent>(&msg.payload) else {
-                tracing::debug!("cluster: undecodable event on {}", msg.subject);
+            let Some((seq, prev)) = places(&msg) else {
+                tracing::debug!(
+                    "cluster: an event on {} without its place in the log",
+                    msg.subject
+                );
                 continue;
             };
-            if *ev.node == *self.node || *ev.room != *room {
+            let at = *last.get_or_insert(prev);
+            if seq <= at {
                 continue;
             }
-            let Some(hub) = self.hub.upgrade() else {
-                return;
-            };
-            match self.order(&ev) {
-                Order::Seen => continue,
-                Order::Next => {}
-                Order::Gap { first, since } => {
-                    for missing in self.repair(&ev, first, since).await {
-                        self.stats.repaired.fetch_add(1, Ordering::Relaxed);
-                        self.deliver(&hub, &room, missing);
-                    }
+            if prev > at {
+                last = Some(self.catch_up(&room, at, seq).await);
+                if last.is_some_and(|l| seq <= l) {
+                    continue;
                 }
             }
-            self.deliver(&hub, &room, ev);
+            last = Some(seq);
+            match serde_json::from_slice::<WireEvent>(&msg.payload) {
+                Ok(ev) => self.deliver(&room, ev),
+                Err(_) => tracing::debug!("cluster: undecodable event on {}", msg.subject),
+            }
         }
         let _ = sub.unsubscribe().await;
     }
 
-    /// One event from another node into the hub.
-    fn deliver(&self, hub: &ChatHub, room: &str, ev: WireEvent) {
+    /// One room event into the hub, unless it is this node's own.
+    fn deliver(&self, room: &str, ev: WireEvent) {
+        if *ev.node == *self.node || *ev.room != *room {
+            return;
+        }
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.track(&ev);
         hub.remote_event(room, ev);
     }
 
-    /// Where `ev` stands in its origin's sequence for its room (and the
-    /// sequence moves on to it).
-    fn order(&self, ev: &WireEvent) -> Order {
-        let mut seen = lock_unpoisoned(&self.seen);
-        let last = seen
-            .entry((ev.node.clone(), ev.epoch, ev.room.clone()))
-            .or_insert((0, 0));
-        let (seq, ts) = *last;
-        if seq != 0 && ev.seq <= seq {
-            return Order::Seen;
+    /// The place of `room`'s last event in the log (0: none yet), or
+    /// `None` if the log cannot say now.
+    async fn log_end(&self, room: &str) -> Option<u64> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+        let subject = log_subject(room);
+        let ask = self.log.get_last_raw_message_by_subject(&subject);
+        match tokio::time::timeout(Duration::from_secs(3), ask).await {
+            Ok(Ok(m)) => Some(m.sequence),
+            Ok(Err(e)) if e.kind() == K::NoMessageFound => Some(0),
+            Ok(Err(e)) => {
+                tracing::debug!("cluster: reading the room log: {e}");
+                None
+            }
+            Err(_) => None,
         }
-        *last = (ev.seq, ev.ts);
-        if seq != 0 && ev.seq > seq + 1 {
-            let missing = ev.seq - seq - 1;
-            self.stats.gaps.fetch_add(missing, Ordering::Relaxed);
-            tracing::warn!(
-                "cluster: {missing} event(s) of node {} in {} lost on the way",
-                ev.node,
-                ev.room
-            );
-            return Order::Gap {
-                first: seq + 1,
-                since: ts,
-            };
-        }
-        Order::Next
     }
 
-    /// The events of `ev`'s origin in its room from sequence `first` up to
-    /// `ev` (not included), read from the room log from shortly before
-    /// `since` (the time of the last one seen); in order, as many as it still
-    /// holds. Bounded in time: what cannot be found stays lost.
-    async fn repair(&self, ev: &WireEvent, first: u64, since: u64) -> Vec<WireEvent> {
+    /// Delivers `room`'s events from the log after place `after` and before
+    /// place `before`, in order, as many as the log still holds; returns the
+    /// place delivered up to. Bounded in time: what cannot be read stays lost.
+    async fn catch_up(&self, room: &str, after: u64, before: u64) -> u64 {
         use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-        let Some(log) = &self.log else {
-            return Vec::new();
-        };
-        let want = ev.seq - first;
-        let mut found = BTreeMap::new();
+        let mut reached = after;
+        let mut got = 0u64;
         let fetch = async {
-            // Origin and NATS clocks may differ a little: start early.
-            let from_ms = since.saturating_sub(2000);
-            let start_time =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(from_ms) * 1_000_000)
-                    .map_err(|e| e.to_string())?;
-            let consumer = log
+            let consumer = self
+                .log
                 .create_consumer(pull::OrderedConfig {
-                    filter_subject: room_subject(&ev.room),
-                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    filter_subject: log_subject(room),
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: after + 1,
+                    },
                     ..Default::default()
                 })
                 .await
@@ -912,42 +942,60 @@ impl Link {
             let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
             while let Some(m) = msgs.next().await {
                 let m = m.map_err(|e| e.to_string())?;
-                if let Ok(old) = serde_json::from_slice::<WireEvent>(&m.payload) {
-                    if old.node == ev.node
-                        && old.epoch == ev.epoch
-                        && (first..ev.seq).contains(&old.seq)
-                    {
-                        found.insert(old.seq, old);
-                    }
+                let (seq, pending) = match m.info() {
+                    Ok(i) => (i.stream_sequence, i.pending),
+                    Err(e) => return Err(e.to_string()),
+                };
+                if seq >= before {
+                    break;
                 }
-                let pending = m.info().map(|i| i.pending).unwrap_or(0);
-                if found.len() as u64 == want || pending == 0 {
+                reached = seq;
+                got += 1;
+                if let Ok(ev) = serde_json::from_slice::<WireEvent>(&m.payload) {
+                    if *ev.node != *self.node {
+                        self.stats.repaired.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.deliver(room, ev);
+                }
+                if pending == 0 || seq + 1 >= before {
                     break;
                 }
             }
             Ok::<_, String>(())
         };
-        match tokio::time::timeout(Duration::from_secs(3), fetch).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("cluster: reading the room log: {e}"),
-            Err(_) => tracing::warn!("cluster: reading the room log timed out"),
+        let result = tokio::time::timeout(Duration::from_secs(3), fetch).await;
+        match result {
+            Ok(Ok(())) => tracing::info!(
+                "cluster: {got} event(s) of {room} missed on the way, repaired from the room log"
+            ),
+            Ok(Err(e)) => tracing::warn!("cluster: reading the room log for {room}: {e}"),
+            Err(_) => tracing::warn!("cluster: reading the room log for {room} timed out"),
         }
-        let got = found.len() as u64;
-        self.stats.gaps.fetch_sub(got, Ordering::Relaxed);
-        if got == want {
-            tracing::info!(
-                "cluster: {got} lost event(s) of node {} in {} repaired from the room log",
-                ev.node,
-                ev.room
-            );
-        } else {
+        if reached + 1 < before {
+            let lost = before - 1 - reached;
+            self.stats.gaps.fetch_add(lost, Ordering::Relaxed);
             tracing::warn!(
-                "cluster: only {got} of {want} lost event(s) of node {} in {} could be repaired from the room log",
-                ev.node,
-                ev.room
+                "cluster: the room log no longer holds up to {lost} event(s) of {room} missed on the way"
             );
+            // Those are gone for good: go on from where the gap ends.
+            reached = before - 1;
         }
-        found.into_values().collect()
+        reached
+    }
+
+    /// On every reconnect or slow-consumer report, each room's reader looks
+    /// in the log for events it missed.
+    async fn run_checks(self: Arc<Self>, mut losses: watch::Receiver<u64>) {
+        losses.borrow_and_update();
+        loop {
+            tokio::select! {
+                r = losses.changed() => if r.is_err() { return },
+                _ = self.stop.cancelled() => return,
+            }
+            for (_, check) in lock_unpoisoned(&self.subs).values() {
+                check.notify_one();
+            }
+        }
     }
 
     /// Keeps the view of remote members up to date with one event.
@@ -1175,7 +1223,6 @@ impl Link {
                         !lost
                     });
                 }
-                lock_unpoisoned(&self.seen).retain(|k, _| k.0 != node);
             }
             if let Some(hub) = self.hub.upgrade() {
                 hub.node_lost(gone);

@@ -1,7 +1,10 @@
 //! What nodes say to each other over NATS, and the names they say it under.
 //!
-//! Room events are JSON on `sockit.room.<room>`; what is meant for one node
-//! (a private message, a kick) on `sockit.node.<node>`. Names go into subject
+//! Room events are JSON. A node publishes them on `sockit.log.<room>`, the
+//! room log's subjects; the log stores each one and republishes it on
+//! `sockit.room.<room>` with its place in the log, and that is what nodes
+//! listen to. What is meant for one node (a private message, a kick) goes on
+//! `sockit.node.<node>`. Names go into subject
 //! tokens and key-value keys through [`token`], which keeps `[A-Za-z0-9-]`
 //! and writes every other byte as `_XX`: a room name's `.` can never split a
 //! subject, and the mapping is one-to-one.
@@ -42,14 +45,25 @@ pub fn untoken(tok: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The subject of a room's events.
+/// The subject a room's events are delivered on (republished by the log).
 pub fn room_subject(room: &str) -> String {
     format!("{PREFIX}.room.{}", token(room))
 }
 
-/// Every room's subject (the history stream's filter).
-pub fn all_rooms() -> String {
-    format!("{PREFIX}.room.*")
+/// The subject a room's events are published and logged on.
+pub fn log_subject(room: &str) -> String {
+    format!("{PREFIX}.log.{}", token(room))
+}
+
+/// Every room's log subject (the log stream's filter).
+pub fn all_logs() -> String {
+    format!("{PREFIX}.log.*")
+}
+
+/// Where the log republishes what it stored from [`all_logs`]: the same
+/// room's [`room_subject`].
+pub fn republished() -> String {
+    format!("{PREFIX}.room.{{{{wildcard(1)}}}}")
 }
 
 /// The subject of what is meant for one node.
@@ -182,6 +196,8 @@ mod tests {
             assert_eq!(untoken(&t).as_deref(), Some(name));
         }
         assert_eq!(room_subject("games.night"), "sockit.room.games_2Enight");
+        assert_eq!(log_subject("games.night"), "sockit.log.games_2Enight");
+        assert_eq!(republished(), "sockit.room.{{wildcard(1)}}");
     }
 
     #[test]
