@@ -393,8 +393,12 @@ enum Marked<'a> {
         seq: u64,
         line: &'a [u8],
     },
-    /// `@ROOM#SEQ epoch=EPOCH`.
-    Cursor { epoch: &'a str },
+    /// `@ROOM#SEQ epoch=EPOCH`: where the room stands.
+    Cursor {
+        room: &'a str,
+        seq: u64,
+        epoch: &'a str,
+    },
     /// Any other line.
     Plain,
 }
@@ -420,7 +424,7 @@ fn split_mark(line: &[u8]) -> Marked<'_> {
     if kind == '@' {
         if let Some(e) = after.strip_prefix(b"epoch=") {
             return match std::str::from_utf8(e) {
-                Ok(epoch) => Marked::Cursor { epoch },
+                Ok(epoch) => Marked::Cursor { room, seq, epoch },
                 Err(_) => Marked::Plain,
             };
         }
@@ -476,6 +480,11 @@ impl CursorState {
         (before, after)
     }
 
+    /// Whether a resume of `room` is under way.
+    fn resuming(&self, room: &str) -> bool {
+        self.target.as_ref().is_some_and(|(r, _)| r == room)
+    }
+
     /// Whether to show a line of `room` numbered `seq`: not if already
     /// shown, nor past a hole (a resume fills it).
     fn admit(&mut self, room: &str, seq: u64) -> bool {
@@ -494,12 +503,22 @@ impl CursorState {
 
     /// Follows room changes, epochs and gaps.
     fn observe(&mut self, ev: &ServerEvent, marked: &Marked<'_>) {
-        if let Marked::Cursor { epoch } = marked {
+        if let Marked::Cursor { room, seq, epoch } = marked {
             if self.epoch.as_deref() != Some(*epoch) {
                 if self.epoch.is_some() {
                     self.last = None;
                 }
                 self.epoch = Some(epoch.to_string());
+            }
+            if self.room.as_deref() == Some(*room) {
+                if !self.resuming(room) {
+                    // Entering the room (its history before this is shown
+                    // as history), or `/history`: live events go on from here.
+                    self.last = Some(*seq);
+                } else if self.last == Some(*seq) {
+                    // The resume has brought everything up to here.
+                    self.target = None;
+                }
             }
             return;
         }
@@ -794,7 +813,11 @@ async fn read_side(
                         continue;
                     }
                     if let Some((room, seq, time)) = mark {
-                        if !cursor.admit(room, seq) {
+                        // History outside a resume (on entering a room,
+                        // `/history`) is shown as it comes; the rest only
+                        // once, and not past a hole.
+                        let past = time.is_some() && !cursor.resuming(room);
+                        if !past && !cursor.admit(room, seq) {
                             continue;
                         }
                         // Our own messages come back marked: a terminal
@@ -938,6 +961,32 @@ mod tests {
         for _ in 0..1000 {
             assert!(b.next_delay(0.5) <= BACKOFF_MAX);
         }
+    }
+
+    #[test]
+    fn the_cursor_on_entering_a_room_is_where_live_lines_go_on() {
+        let mut c = CursorState::default();
+        let welcome = ServerEvent::parse(b"* welcome, you are ann, in lobby with 2 others");
+        c.observe(&welcome, &Marked::Plain);
+        // History up to 3; joins 4 and 5 are not history; the room is at 5.
+        let cursor = split_mark(b"@lobby#5 epoch=e1");
+        c.observe(&ServerEvent::parse(b""), &cursor);
+        assert_eq!(c.last, Some(5));
+        assert!(c.admit("lobby", 6), "the first live line after the cursor");
+        assert!(!c.admit("lobby", 6), "not twice");
+        assert!(!c.admit("lobby", 8), "not past a hole");
+        // After a reconnect, the room's entry cursor does not move a resume.
+        let (_, after) = c.greeting();
+        assert_eq!(after, b"/resume lobby e1 6\n");
+        c.observe(&welcome, &Marked::Plain);
+        c.observe(&ServerEvent::parse(b""), &split_mark(b"@lobby#9 epoch=e1"));
+        assert_eq!(c.last, Some(6));
+        assert!(c.resuming("lobby"));
+        for seq in 7..=9 {
+            assert!(c.admit("lobby", seq));
+        }
+        c.observe(&ServerEvent::parse(b""), &split_mark(b"@lobby#9 epoch=e1"));
+        assert!(!c.resuming("lobby"), "caught up");
     }
 
     #[test]

@@ -716,3 +716,24 @@ fn the_page_shows_history_after_reload_and_resumes_after_a_restart() {
         "{summary}\n{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn chat_join_reconnect_shows_live_lines_after_history_that_ends_before_the_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let (srv, addr) = serve(&db, &[]);
+    let mut ann = ChatClient::named(&addr, "ann");
+    ann.send("before\n");
+    // A join after the last message: the room is ahead of its history.
+    let _bob = ChatClient::named(&addr, "bob");
+    ann.expect("is now bob");
+    let mut cmd = sockit();
+    cmd.args(["chat", "join", "--reconnect", "--nick", "cat", &addr]);
+    let mut cat = Proc::spawn(cmd);
+    cat.wait_stdout(b"<ann> before");
+    ann.expect("is now cat");
+    ann.send("live after\n");
+    cat.wait_stdout(b"<ann> live after");
+    drop(cat);
+    stop(srv);
+}
