@@ -729,7 +729,7 @@ fn chat_join_reconnect_shows_live_lines_after_history_that_ends_before_the_room(
     ann.expect("is now bob");
     let mut cmd = sockit();
     cmd.args(["chat", "join", "--reconnect", "--nick", "cat", &addr]);
-    let mut cat = Proc::spawn(cmd);
+    let cat = Proc::spawn(cmd);
     cat.wait_stdout(b"<ann> before");
     ann.expect("is now cat");
     ann.send("live after\n");
