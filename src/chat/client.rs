@@ -384,6 +384,7 @@ enum Marked<'a> {
     History {
         room: &'a str,
         seq: u64,
+        prev: u64,
         time: &'a str,
         line: &'a [u8],
     },
@@ -391,6 +392,7 @@ enum Marked<'a> {
     Live {
         room: &'a str,
         seq: u64,
+        prev: u64,
         line: &'a [u8],
     },
     /// `@ROOM#SEQ epoch=EPOCH`: where the room stands.
@@ -403,9 +405,18 @@ enum Marked<'a> {
     Plain,
 }
 
-fn room_seq(mark: &str) -> Option<(&str, u64)> {
-    let (room, seq) = mark.rsplit_once('#')?;
-    Some((room, seq.parse().ok()?))
+/// `ROOM#SEQ` or `ROOM#SEQ/PREV`: the room, its number and the number before
+/// (`SEQ - 1` unless said).
+fn room_seq(mark: &str) -> Option<(&str, u64, u64)> {
+    let (room, num) = mark.rsplit_once('#')?;
+    let (seq, prev) = match num.split_once('/') {
+        Some((s, p)) => (s.parse().ok()?, p.parse().ok()?),
+        None => {
+            let s: u64 = num.parse().ok()?;
+            (s, s.saturating_sub(1))
+        }
+    };
+    Some((room, seq, prev))
 }
 
 fn split_mark(line: &[u8]) -> Marked<'_> {
@@ -417,7 +428,7 @@ fn split_mark(line: &[u8]) -> Marked<'_> {
     let Some(sp) = rest.iter().position(|&b| b == b' ') else {
         return Marked::Plain;
     };
-    let Some((room, seq)) = std::str::from_utf8(&rest[..sp]).ok().and_then(room_seq) else {
+    let Some((room, seq, prev)) = std::str::from_utf8(&rest[..sp]).ok().and_then(room_seq) else {
         return Marked::Plain;
     };
     let after = &rest[sp + 1..];
@@ -431,6 +442,7 @@ fn split_mark(line: &[u8]) -> Marked<'_> {
         return Marked::Live {
             room,
             seq,
+            prev,
             line: after,
         };
     }
@@ -441,6 +453,7 @@ fn split_mark(line: &[u8]) -> Marked<'_> {
         Ok(time) => Marked::History {
             room,
             seq,
+            prev,
             time,
             line: &after[sp + 1..],
         },
@@ -485,15 +498,16 @@ impl CursorState {
         self.target.as_ref().is_some_and(|(r, _)| r == room)
     }
 
-    /// Whether to show a line of `room` numbered `seq`: not if already
-    /// shown, nor past a hole (a resume fills it).
-    fn admit(&mut self, room: &str, seq: u64) -> bool {
+    /// Whether to show a line of `room` numbered `seq`, the room's event
+    /// before it being `prev`: not if already shown, nor past a hole (a
+    /// resume fills it).
+    fn admit(&mut self, room: &str, seq: u64, prev: u64) -> bool {
         if self.room.as_deref() != Some(room) {
             return true;
         }
         match self.last {
             Some(l) if seq <= l => false,
-            Some(l) if seq > l + 1 => false,
+            Some(l) if prev > l => false,
             _ => {
                 self.last = Some(seq);
                 true
@@ -800,10 +814,16 @@ async fn read_side(
                         Marked::History {
                             room,
                             seq,
+                            prev,
                             time,
                             line,
-                        } => (*line, Some((*room, *seq, Some(*time)))),
-                        Marked::Live { room, seq, line } => (*line, Some((*room, *seq, None))),
+                        } => (*line, Some((*room, *seq, *prev, Some(*time)))),
+                        Marked::Live {
+                            room,
+                            seq,
+                            prev,
+                            line,
+                        } => (*line, Some((*room, *seq, *prev, None))),
                         Marked::Cursor { .. } | Marked::Plain => (&line[..], None),
                     };
                     let ev = ServerEvent::parse(body);
@@ -812,12 +832,12 @@ async fn read_side(
                     if matches!(marked, Marked::Cursor { .. }) {
                         continue;
                     }
-                    if let Some((room, seq, time)) = mark {
+                    if let Some((room, seq, prev, time)) = mark {
                         // History outside a resume (on entering a room,
                         // `/history`) is shown as it comes; the rest only
                         // once, and not past a hole.
                         let past = time.is_some() && !cursor.resuming(room);
-                        if !past && !cursor.admit(room, seq) {
+                        if !past && !cursor.admit(room, seq, prev) {
                             continue;
                         }
                         // Our own messages come back marked: a terminal
@@ -972,9 +992,12 @@ mod tests {
         let cursor = split_mark(b"@lobby#5 epoch=e1");
         c.observe(&ServerEvent::parse(b""), &cursor);
         assert_eq!(c.last, Some(5));
-        assert!(c.admit("lobby", 6), "the first live line after the cursor");
-        assert!(!c.admit("lobby", 6), "not twice");
-        assert!(!c.admit("lobby", 8), "not past a hole");
+        assert!(
+            c.admit("lobby", 6, 5),
+            "the first live line after the cursor"
+        );
+        assert!(!c.admit("lobby", 6, 5), "not twice");
+        assert!(!c.admit("lobby", 8, 7), "not past a hole");
         // After a reconnect, the room's entry cursor does not move a resume.
         let (_, after) = c.greeting();
         assert_eq!(after, b"/resume lobby e1 6\n");
@@ -983,10 +1006,17 @@ mod tests {
         assert_eq!(c.last, Some(6));
         assert!(c.resuming("lobby"));
         for seq in 7..=9 {
-            assert!(c.admit("lobby", seq));
+            assert!(c.admit("lobby", seq, seq - 1));
         }
         c.observe(&ServerEvent::parse(b""), &split_mark(b"@lobby#9 epoch=e1"));
         assert!(!c.resuming("lobby"), "caught up");
+        // Places in a cluster's room log: the mark says the one before.
+        let Marked::Live { seq, prev, .. } = split_mark(b"@lobby#15/9 <bob> hi") else {
+            panic!("not a live mark");
+        };
+        assert!(c.admit("lobby", seq, prev));
+        assert!(!c.admit("lobby", 20, 17), "past a hole");
+        assert!(c.admit("lobby", 20, 15));
     }
 
     #[test]

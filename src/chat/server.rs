@@ -239,6 +239,7 @@ async fn refuse(acc: Accepted, gate: &Gate, protocol: Protocol, max: usize) {
     let full = RoomEvent {
         room: "".into(),
         seq: 0,
+        prev: 0,
         ts: super::hub::now_ms(),
         from: "".into(),
         kind: EventKind::Error(Refusal::ServerFull(max)),

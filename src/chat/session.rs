@@ -315,6 +315,7 @@ pub async fn enter(
         let bye = RoomEvent {
             room: "".into(),
             seq: 0,
+            prev: 0,
             ts: super::hub::now_ms(),
             from: "".into(),
             kind: super::hub::EventKind::Notice(Notice::ShuttingDown),

@@ -233,14 +233,6 @@ struct ClusterArgs {
     /// is announced as lost and its nicks are free. Refreshed every third of it.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
     cluster_lease: Duration,
-    /// Events the room log (the JetStream stream `sockit_rooms` over every
-    /// room) keeps per room; a node repairs events core NATS lost from it.
-    /// The node that makes the stream sets its limits.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), requires = "cluster", help_heading = "Cluster")]
-    cluster_log_per_room: u32,
-    /// How long the room log keeps an event (0: no age limit).
-    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_secs, requires = "cluster", help_heading = "Cluster")]
-    cluster_log_age: Duration,
     /// Copies JetStream keeps of the nick, presence and node buckets and of the
     /// room log: 3 on a three-server NATS cluster, so one server may fail.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "cluster", help_heading = "Cluster")]
@@ -285,6 +277,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         return Err(Error::Usage(format!("invalid --rate {}", args.rate)));
     }
     let acl = args.access.acl(&ep)?;
+    let cluster = match &args.cluster.cluster {
+        Some(urls) => Some(join_cluster(urls, &args).await?),
+        None => None,
+    };
     let history = if args.no_history {
         None
     } else {
@@ -297,15 +293,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_per_room: (args.history_max_per_room > 0).then_some(args.history_max_per_room),
             private: args.history_private,
             max_size: args.history_max_size,
+            // In a cluster the room log numbers the events: this file keeps
+            // this node's copy of what its rooms said, under the log's epoch.
+            epoch: cluster.as_ref().map(|c| c.log_epoch()),
         };
         Some((
             crate::chat::history::History::open(settings)?,
             args.history_on_join as usize,
         ))
-    };
-    let cluster = match &args.cluster.cluster {
-        Some(urls) => Some(join_cluster(urls, &args.cluster).await?),
-        None => None,
     };
     crate::sock::raise_nofile_limit(args.max_clients as u64 + 64);
     let (bound, _guard) = bind(&ep, args.net.family(), args.backlog, &SockOpts::default()).await?;
@@ -485,8 +480,9 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
 
 /// Connects to NATS for `--cluster` (bounded by `--cluster-timeout`) and
 /// says which node this is.
-async fn join_cluster(urls: &str, args: &ClusterArgs) -> Result<crate::chat::cluster::Connected> {
+async fn join_cluster(urls: &str, serve: &ServeArgs) -> Result<crate::chat::cluster::Connected> {
     use crate::chat::cluster::{connect, default_node, redact, ClusterConfig};
+    let args = &serve.cluster;
     let urls: Vec<String> = urls
         .split(',')
         .map(|u| u.trim().to_string())
@@ -512,8 +508,12 @@ async fn join_cluster(urls: &str, args: &ClusterArgs) -> Result<crate::chat::clu
     cfg.tls_ca = args.cluster_tls_ca.clone();
     cfg.connect_timeout = args.cluster_timeout;
     cfg.lease = args.cluster_lease;
-    cfg.log_per_room = i64::from(args.cluster_log_per_room);
-    cfg.log_age = args.cluster_log_age;
+    // The room log keeps what history keeps (set by the node that makes it).
+    cfg.log_per_room = match serve.history_max_per_room {
+        0 => -1,
+        n => i64::try_from(n).unwrap_or(i64::MAX),
+    };
+    cfg.log_age = serve.history_max_age;
     cfg.drop_every = args.cluster_drop_every;
     cfg.replicas = usize::from(args.cluster_replicas);
     let shown: Vec<String> = cfg.urls.iter().map(|u| redact(u)).collect();

@@ -55,7 +55,7 @@ use self::wire::{
     all_logs, log_subject, node_subject, republished, room_subject, token, Direct, Holder,
     WireEvent, WireKind,
 };
-use super::hub::{ChatHub, EventKind, Id, RoomEvent, LOBBY};
+use super::hub::{ChatHub, EventKind, Id, LOBBY};
 use super::protocol::nick_key;
 use crate::error::{Error, Result, TlsFailure};
 use crate::util::lock_unpoisoned;
@@ -81,7 +81,7 @@ pub struct ClusterConfig {
     /// Messages NATS may hold for one subscription before it drops (and
     /// reports a slow consumer).
     pub sub_capacity: usize,
-    /// Events the room log keeps per room.
+    /// Events the room log keeps per room (-1: no limit).
     pub log_per_room: i64,
     /// How long the room log keeps an event (zero: no age limit).
     pub log_age: Duration,
@@ -104,8 +104,8 @@ impl ClusterConfig {
             lease: Duration::from_secs(15),
             max_backlog: 8 << 20,
             sub_capacity: 65536,
-            log_per_room: 1000,
-            log_age: Duration::from_secs(24 * 3600),
+            log_per_room: 10_000,
+            log_age: Duration::from_secs(7 * 24 * 3600),
             drop_every: 0,
             replicas: 1,
         }
@@ -141,6 +141,15 @@ pub struct Connected {
     /// Bumped on every reconnect and slow-consumer report: a sign that
     /// core NATS may have dropped room events.
     losses: watch::Receiver<u64>,
+}
+
+impl Connected {
+    /// The room log's epoch: its places number the rooms' events, and a
+    /// log made anew (its places starting again) gets another.
+    pub fn log_epoch(&self) -> String {
+        let made = self.log.cached_info().created.unix_timestamp_nanos();
+        format!("c{:x}", made.max(0) as u64)
+    }
 }
 
 impl std::fmt::Debug for Connected {
@@ -407,6 +416,34 @@ fn places(msg: &async_nats::Message) -> Option<(u64, u64)> {
     Some((seq, prev))
 }
 
+/// What became of a room event handed to the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logged {
+    /// Sent to the room log: it comes back numbered ([`ChatHub::placed`]).
+    Later,
+    /// Show it now, unnumbered: it stays on this node, or the log is out of
+    /// reach (it goes to the log when NATS is back, and is only kept then).
+    Now,
+}
+
+/// One of this node's room events on its way through the room log.
+struct Own {
+    author: Option<Id>,
+    from: Arc<str>,
+    /// As the hub posted it (with any client-only tags).
+    kind: EventKind,
+    /// Already shown unnumbered.
+    shown: bool,
+    sent: std::time::Instant,
+}
+
+/// How long this node's event may take through the room log before it is
+/// shown unnumbered (the log is leaderless, say, while NATS itself answers).
+const OWN_WAIT: Duration = Duration::from_secs(2);
+
+/// How long an event shown unnumbered is waited for, to be kept numbered.
+const OWN_KEEP: Duration = Duration::from_secs(600);
+
 /// A key-value change for the presence task (put, or delete with `None`).
 type PresenceOp = (String, Option<Bytes>);
 
@@ -427,6 +464,8 @@ pub struct Link {
     backlog: Arc<AtomicUsize>,
     /// This node's next sequence number per room.
     seqs: Mutex<HashMap<Arc<str>, u64>>,
+    /// This node's events on their way through the room log, by (room, seq).
+    own: Mutex<HashMap<(Arc<str>, u64), Own>>,
     /// Remote members per room: case-folded nick -> holder.
     remote: Mutex<HashMap<Arc<str>, BTreeMap<String, Holder>>>,
     /// Nicks this node holds: key -> (value, revision).
@@ -482,6 +521,7 @@ impl Link {
             presence_ops,
             backlog: Arc::new(AtomicUsize::new(0)),
             seqs: Mutex::default(),
+            own: Mutex::default(),
             remote: Mutex::default(),
             owned: Mutex::default(),
             present: Mutex::default(),
@@ -504,6 +544,7 @@ impl Link {
         tokio::spawn(link.clone().run_direct());
         tokio::spawn(link.clone().run_lease());
         tokio::spawn(link.clone().run_checks(losses));
+        tokio::spawn(link.clone().run_own());
         link
     }
 
@@ -530,10 +571,43 @@ impl Link {
         let _ = self.ops.send(op);
     }
 
-    /// A room event that happened on this node, for the others.
-    pub fn publish(&self, ev: &RoomEvent) {
+    /// A room event of this node's member `author` (or the server), for
+    /// the room log; see [`Logged`] for what the hub does with it now.
+    pub fn publish(
+        &self,
+        room: &Arc<str>,
+        author: Option<Id>,
+        from: &Arc<str>,
+        kind: &EventKind,
+        ts: u64,
+    ) -> Logged {
+        let shown = self.client.connection_state() != async_nats::connection::State::Connected;
+        let own = Own {
+            author,
+            from: from.clone(),
+            kind: kind.clone(),
+            shown,
+            sent: std::time::Instant::now(),
+        };
+        // Known before it is sent: the log may give it back at once.
+        let mut pending = lock_unpoisoned(&self.own);
+        let Some(seq) = self.send(room, from, kind, ts) else {
+            return Logged::Now;
+        };
+        pending.insert((room.clone(), seq), own);
+        drop(pending);
+        if shown {
+            Logged::Now
+        } else {
+            Logged::Later
+        }
+    }
+
+    /// Queues one room event for the room log; its sequence number for
+    /// this node and room, or `None` if it does not cross or was dropped.
+    fn send(&self, room: &Arc<str>, from: &Arc<str>, kind: &EventKind, ts: u64) -> Option<u64> {
         // Client-only message tags stay on this node; the talk goes on.
-        let kind = match ev.kind.untagged() {
+        let kind = match kind.untagged() {
             EventKind::Message { text } => WireKind::Message { text: text.clone() },
             EventKind::Action { text } => WireKind::Action { text: text.clone() },
             EventKind::Join => WireKind::Join,
@@ -553,11 +627,11 @@ impl Link {
             EventKind::Topic { text } => WireKind::Topic { text: text.clone() },
             EventKind::Away { text } => WireKind::Away { text: text.clone() },
             // Modes and styled (notice, CTCP) room messages stay on their node.
-            _ => return,
+            _ => return None,
         };
         let seq = {
             let mut seqs = lock_unpoisoned(&self.seqs);
-            let s = seqs.entry(ev.room.clone()).or_insert(0);
+            let s = seqs.entry(room.clone()).or_insert(0);
             *s += 1;
             *s
         };
@@ -565,21 +639,21 @@ impl Link {
             node: self.node.to_string(),
             epoch: self.epoch,
             seq,
-            room: ev.room.to_string(),
-            ts: ev.ts,
-            from: ev.from.to_string(),
+            room: room.to_string(),
+            ts,
+            from: from.to_string(),
             kind,
         };
         let data = json(&wire);
         if self.backlog.load(Ordering::Relaxed) + data.len() > self.cfg.max_backlog {
-            // The others will see the gap.
             if self.stats.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
-                tracing::warn!("cluster: NATS is behind; dropping room events");
+                tracing::warn!("cluster: NATS is behind; room events stay on this node");
             }
-            return;
+            return None;
         }
         self.backlog.fetch_add(data.len(), Ordering::Relaxed);
-        let _ = self.ops.send(Op::Publish(log_subject(&ev.room), data));
+        let _ = self.ops.send(Op::Publish(log_subject(room), data));
+        Some(seq)
     }
 
     /// Events for a room with no local member left (its last one's leave).
@@ -587,14 +661,7 @@ impl Link {
         let room: Arc<str> = room.into();
         let ts = super::hub::now_ms();
         for (from, kind) in events {
-            let ev = RoomEvent {
-                room: room.clone(),
-                seq: 0,
-                ts,
-                from,
-                kind,
-            };
-            self.publish(&ev);
+            self.send(&room, &from, &kind, ts);
         }
     }
 
@@ -883,24 +950,69 @@ impl Link {
             }
             last = Some(seq);
             match serde_json::from_slice::<WireEvent>(&msg.payload) {
-                Ok(ev) => self.deliver(&room, ev),
+                Ok(ev) => self.deliver(&room, ev, seq, prev),
                 Err(_) => tracing::debug!("cluster: undecodable event on {}", msg.subject),
             }
         }
         let _ = sub.unsubscribe().await;
     }
 
-    /// One room event into the hub, unless it is this node's own.
-    fn deliver(&self, room: &str, ev: WireEvent) {
-        if *ev.node == *self.node || *ev.room != *room {
+    /// One room event, at place `seq` of the log (the room's previous at
+    /// `prev`), into the hub: another node's, or this node's own back.
+    fn deliver(&self, room: &str, ev: WireEvent, seq: u64, prev: u64) {
+        if *ev.room != *room {
             return;
         }
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
+        if *ev.node == *self.node && ev.epoch == self.epoch {
+            let key: (Arc<str>, u64) = (room.into(), ev.seq);
+            // Not held while the hub is called: the hub calls `publish`,
+            // which takes it, under its own lock.
+            let own = lock_unpoisoned(&self.own).remove(&key);
+            if let Some(own) = own {
+                hub.placed(room, seq, prev, ev, Some((own.author, own.kind, own.shown)));
+            }
+            return;
+        }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.track(&ev);
-        hub.remote_event(room, ev);
+        hub.placed(room, seq, prev, ev, None);
+    }
+
+    /// Shows this node's events the room log has not given back in time,
+    /// unnumbered, and forgets those it never will.
+    async fn run_own(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            let mut late = Vec::new();
+            {
+                let mut own = lock_unpoisoned(&self.own);
+                own.retain(|(room, _), o| {
+                    let waited = o.sent.elapsed();
+                    if !o.shown && waited >= OWN_WAIT {
+                        o.shown = true;
+                        late.push((room.clone(), o.author, o.from.clone(), o.kind.clone()));
+                    }
+                    waited < OWN_KEEP
+                });
+            }
+            if late.is_empty() {
+                continue;
+            }
+            tracing::warn!(
+                "cluster: the room log has not taken {} event(s) in {}s; shown here unnumbered",
+                late.len(),
+                OWN_WAIT.as_secs()
+            );
+            if let Some(hub) = self.hub.upgrade() {
+                hub.show_unnumbered(late);
+            }
+        }
     }
 
     /// The place of `room`'s last event in the log (0: none yet), or
@@ -949,13 +1061,14 @@ impl Link {
                 if seq >= before {
                     break;
                 }
+                let prev = reached;
                 reached = seq;
                 got += 1;
                 if let Ok(ev) = serde_json::from_slice::<WireEvent>(&m.payload) {
                     if *ev.node != *self.node {
                         self.stats.repaired.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.deliver(room, ev);
+                    self.deliver(room, ev, seq, prev);
                 }
                 if pending == 0 || seq + 1 >= before {
                     break;

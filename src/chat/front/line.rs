@@ -13,6 +13,11 @@
 //! | `@ROOM#SEQ epoch=EPOCH` | a cursor: the member has everything of ROOM up to SEQ, in database EPOCH (`/cursors` members) |
 //! | `* gap: reload ROOM (why)` | a `/resume` could not be answered |
 //!
+//! On one server a room's numbers are consecutive. In a cluster they are
+//! places in the shared room log: increasing, not consecutive, and a mark
+//! says the room's number before its own when that is not `SEQ - 1`:
+//! `@ROOM#SEQ/PREV LINE`, `=ROOM#SEQ/PREV TIME LINE`.
+//!
 //! Commands: `/history [N]`, `/resume ROOM EPOCH SEQ`, `/cursors`.
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -205,15 +210,29 @@ pub fn encode_marked(ev: &RoomEvent, out: &mut Vec<u8>) {
     if ev.seq == 0 {
         return encode_event(ev, out);
     }
-    let _ = write!(out, "@{}#{} ", ev.room, ev.seq);
+    let _ = write!(out, "@{}#{}{} ", ev.room, ev.seq, Prev(ev));
     encode_event(ev, out);
+}
+
+/// `/PREV` after a mark's number when the room's event before is not
+/// `seq - 1` (in a cluster, numbers are places in the shared room log).
+struct Prev<'a>(&'a RoomEvent);
+
+impl std::fmt::Display for Prev<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (seq, prev) = (self.0.seq, self.0.prev);
+        if prev != 0 && prev + 1 != seq {
+            write!(f, "/{prev}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Appends `ev` as a history line: `=ROOM#SEQ TIME LINE`.
 pub fn encode_history(ev: &RoomEvent, out: &mut Vec<u8>) {
     use std::io::Write;
     let time = rfc3339(UNIX_EPOCH + Duration::from_millis(ev.ts));
-    let _ = write!(out, "={}#{} {time} ", ev.room, ev.seq);
+    let _ = write!(out, "={}#{}{} {time} ", ev.room, ev.seq, Prev(ev));
     encode_event(ev, out);
 }
 

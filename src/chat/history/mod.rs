@@ -89,6 +89,10 @@ pub struct Settings {
     pub private: bool,
     /// Most bytes the database may take (writes past it fail as on a full disk).
     pub max_size: Option<u64>,
+    /// The numbering events come with, when it is not the database's own:
+    /// a cluster's room log (its places number the events). A database
+    /// kept under another one is emptied; numbering is not continued here.
+    pub epoch: Option<String>,
 }
 
 /// The default database: `$XDG_STATE_HOME/sockit/chat.db`, else
@@ -225,20 +229,25 @@ impl History {
                 ));
             }
         }
-        let opened = store::open(&path, settings.max_size).map_err(|e| match e {
-            store::OpenError::NotDatabase(why) => Error::Usage(format!(
-                "{shown} is not a SQLite database ({why}); give another --history-db"
-            )),
-            store::OpenError::ReadOnly(why) => Error::io(
-                format!("cannot write history database {shown} ({why})"),
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ),
-            store::OpenError::Other(why) => {
-                Error::Usage(format!("cannot use history database {shown} ({why})"))
-            }
-        })?;
+        let opened = store::open(&path, settings.max_size, settings.epoch.as_deref()).map_err(
+            |e| match e {
+                store::OpenError::NotDatabase(why) => Error::Usage(format!(
+                    "{shown} is not a SQLite database ({why}); give another --history-db"
+                )),
+                store::OpenError::ReadOnly(why) => Error::io(
+                    format!("cannot write history database {shown} ({why})"),
+                    std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                ),
+                store::OpenError::Other(why) => {
+                    Error::Usage(format!("cannot use history database {shown} ({why})"))
+                }
+            },
+        )?;
         let mut seqs = opened.seqs;
-        if opened.unclean {
+        if settings.epoch.is_some() {
+            // The room log numbers the events: nothing to continue.
+            seqs.clear();
+        } else if opened.unclean {
             tracing::warn!(
                 "history: {shown} was not closed cleanly; numbering continues past a gap"
             );
@@ -627,6 +636,7 @@ mod tests {
             max_per_room: None,
             private: false,
             max_size: None,
+            epoch: None,
         }
     }
 
@@ -634,6 +644,7 @@ mod tests {
         RoomEvent {
             room: room.into(),
             seq,
+            prev: seq.saturating_sub(1),
             ts: now_ms(),
             from: "ann".into(),
             kind: if text.is_empty() {

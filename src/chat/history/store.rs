@@ -1,18 +1,21 @@
 //! The SQLite side of history: opening (and refusing) a database, the schema,
 //! writing batches in one transaction, pruning, and range reads.
 //!
-//! Schema (`PRAGMA user_version` 1):
+//! Schema (`PRAGMA user_version` 2):
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)           -- epoch, open
 //! rooms(name TEXT PRIMARY KEY, last_seq INTEGER)   -- the highest seq stored per room
-//! events(room, seq, ts, kind, nick, text, PRIMARY KEY (room, seq)) WITHOUT ROWID
+//! events(room, seq, ts, kind, nick, text, prev, PRIMARY KEY (room, seq)) WITHOUT ROWID
 //! private(id INTEGER PRIMARY KEY, ts, nick, target, text)  -- only with --history-private
 //! ```
 //!
 //! `events` is clustered on (room, seq), so every query (latest, before,
 //! after, between) is one range scan of one room, and age pruning of a room
 //! deletes from the start of its range up to the first row young enough.
+//! `prev` is the room's seq before the event (NULL in rows of version 1,
+//! where it is always `seq - 1`): in a cluster, seqs are places in the
+//! shared room log and leave holes, and `prev` tells a hole from a loss.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -85,8 +88,9 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
 /// Opens (or creates) the database at `path`, checks that it can be
 /// written, and loads the epoch and the rooms' last sequence numbers.
 /// `max_size`: most bytes the file may grow to (writes past it fail as on a
-/// full disk).
-pub fn open(path: &Path, max_size: Option<u64>) -> Result<Opened, OpenError> {
+/// full disk). `epoch`: the numbering the events must belong to (a
+/// cluster's room log); a database from another one is emptied first.
+pub fn open(path: &Path, max_size: Option<u64>, epoch: Option<&str>) -> Result<Opened, OpenError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -100,25 +104,53 @@ pub fn open(path: &Path, max_size: Option<u64>) -> Result<Opened, OpenError> {
              CREATE TABLE IF NOT EXISTS events(
                  room TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
                  kind INTEGER NOT NULL, nick TEXT NOT NULL, text TEXT NOT NULL,
+                 prev INTEGER,
                  PRIMARY KEY (room, seq)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS private(
                  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, nick TEXT NOT NULL,
                  target TEXT NOT NULL, text TEXT NOT NULL);
-             PRAGMA user_version = 1;
              COMMIT;",
         )
         .map_err(classify)?;
-    let epoch: Option<String> = writer
+    let version: i64 = writer
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(classify)?;
+    if version < 2 {
+        let has_prev: bool = writer
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'prev'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(classify)?
+            > 0;
+        if !has_prev {
+            writer
+                .execute_batch("ALTER TABLE events ADD COLUMN prev INTEGER")
+                .map_err(classify)?;
+        }
+        writer
+            .execute_batch("PRAGMA user_version = 2")
+            .map_err(classify)?;
+    }
+    let stored: Option<String> = writer
         .query_row("SELECT value FROM meta WHERE key='epoch'", [], |r| r.get(0))
         .optional()
         .map_err(classify)?;
-    let epoch = match epoch {
-        Some(e) => e,
-        None => {
-            let e = new_epoch();
+    let epoch = match (stored, epoch) {
+        (Some(e), None) => e,
+        (Some(e), Some(want)) if e == want => e,
+        (stored, want) => {
+            let e = want.map_or_else(new_epoch, str::to_string);
+            if stored.is_some() {
+                // Another numbering: what is kept cannot be resumed from.
+                writer
+                    .execute_batch("DELETE FROM events; DELETE FROM rooms;")
+                    .map_err(classify)?;
+            }
             writer
                 .execute(
-                    "INSERT INTO meta(key, value) VALUES ('epoch', ?1)",
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('epoch', ?1)",
                     params![e],
                 )
                 .map_err(classify)?;
@@ -219,11 +251,13 @@ pub fn write(
     let mut n = 0;
     {
         let mut ins = tx.prepare_cached(
-            "INSERT OR REPLACE INTO events(room, seq, ts, kind, nick, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO events(room, seq, ts, kind, nick, text, prev) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut last: HashMap<&str, u64> = HashMap::new();
         for batch in rooms {
-            for ev in batch.iter() {
+            // Unnumbered events (a cluster node's own while the room log
+            // was away) are not the room's to keep.
+            for ev in batch.iter().filter(|e| e.seq > 0) {
                 let Some((kind, text)) = columns(ev.kind.untagged()) else {
                     continue;
                 };
@@ -233,7 +267,8 @@ pub fn write(
                     ev.ts as i64,
                     kind,
                     &*ev.from,
-                    text
+                    text,
+                    ev.prev as i64
                 ])?;
                 let l = last.entry(&ev.room).or_default();
                 *l = (*l).max(ev.seq);
@@ -272,7 +307,10 @@ fn columns(kind: &EventKind) -> Option<(i64, &str)> {
     })
 }
 
-fn event(room: &Arc<str>, seq: i64, ts: i64, kind: i64, nick: String, text: String) -> RoomEvent {
+/// One row of `events` as an event: (seq, ts, kind, nick, text, prev).
+type Row = (i64, i64, i64, String, String, i64);
+
+fn event(room: &Arc<str>, (seq, ts, kind, nick, text, prev): Row) -> RoomEvent {
     let kind = match kind {
         MESSAGE => EventKind::Message { text },
         ACTION => EventKind::Action { text },
@@ -285,6 +323,7 @@ fn event(room: &Arc<str>, seq: i64, ts: i64, kind: i64, nick: String, text: Stri
     RoomEvent {
         room: room.clone(),
         seq: seq.max(0) as u64,
+        prev: prev.max(0) as u64,
         ts: ts.max(0) as u64,
         from: Arc::from(nick),
         kind,
@@ -314,7 +353,7 @@ pub fn range(
     let filter = if said { " AND kind IN (1, 2)" } else { "" };
     let order = if from_end { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT seq, ts, kind, nick, text FROM events
+        "SELECT seq, ts, kind, nick, text, coalesce(prev, seq - 1) FROM events
          WHERE room = ?1 AND seq > ?2 AND seq < ?3{filter} ORDER BY seq {order} LIMIT ?4"
     );
     let mut st = c.prepare_cached(&sql)?;
@@ -324,11 +363,14 @@ pub fn range(
         |r| {
             Ok(event(
                 room,
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
+                (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ),
             ))
         },
     )?;
@@ -347,9 +389,11 @@ pub fn first_seq(c: &Connection, room: &str) -> rusqlite::Result<Option<u64>> {
 }
 
 /// Keeps the last `keep` events of each of `rooms`; returns the rows deleted.
+/// (Counted by rows, not by numbers: a cluster's numbers leave holes.)
 pub fn prune_count(c: &Connection, rooms: &[String], keep: u64) -> rusqlite::Result<usize> {
     let mut del = c.prepare_cached(
-        "DELETE FROM events WHERE room = ?1 AND seq <= (SELECT last_seq FROM rooms WHERE name = ?1) - ?2",
+        "DELETE FROM events WHERE room = ?1 AND seq <=
+             (SELECT seq FROM events WHERE room = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
     )?;
     let mut n = 0;
     for room in rooms {

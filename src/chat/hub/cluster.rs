@@ -10,6 +10,9 @@ use crate::chat::cluster::wire::{WireEvent, WireKind};
 use crate::chat::cluster::Link;
 use crate::chat::protocol::{nick_key, MAX_LISTED};
 
+/// One of this node's events shown without a number: (room, author, from, kind).
+pub type Unnumbered = (Arc<str>, Option<Id>, Arc<str>, EventKind);
+
 impl ChatHub {
     /// Joins this hub to the cluster through `link`. Guest numbers start at
     /// a random point, so nodes seldom offer the same guest nick.
@@ -20,38 +23,63 @@ impl ChatHub {
         st.cluster = Some(link);
     }
 
-    /// A room event from another node: into the room's next batch (the
-    /// room's local members get it, encoded once per protocol like any other).
-    pub fn remote_event(&self, room: &str, ev: WireEvent) {
-        let from: Arc<str> = ev.from.into();
-        let kind = match ev.kind {
-            WireKind::Message { text } => EventKind::Message {
-                text: super::clean(text),
-            },
-            WireKind::Action { text } => EventKind::Action {
-                text: super::clean(text),
-            },
-            WireKind::Join => EventKind::Join,
-            WireKind::Leave { reason } => EventKind::Leave {
-                reason: super::clean(reason),
-            },
-            WireKind::Nick { new } => EventKind::Nick { new: new.into() },
-            WireKind::Part { reason } => EventKind::Part {
-                reason: super::clean(reason),
-            },
-            WireKind::Kick { target, reason } => EventKind::Kick {
-                target: target.into(),
-                reason: super::clean_opt(reason),
-            },
-            WireKind::Topic { text } => EventKind::Topic {
-                text: super::clean(text),
-            },
-            WireKind::Away { text } => EventKind::Away {
-                text: super::clean_opt(text),
-            },
+    /// A room event numbered by the room log, at place `seq` (the room's
+    /// previous at `prev`): another node's, or with `own` this node's back
+    /// (its author, its kind as posted, and whether it was already shown
+    /// unnumbered: then it is only kept). Into the room's next batch, where
+    /// the room's local members get it encoded once per protocol.
+    pub fn placed(
+        &self,
+        room: &str,
+        seq: u64,
+        prev: u64,
+        ev: WireEvent,
+        own: Option<(Option<Id>, EventKind, bool)>,
+    ) {
+        let (author, kind, show) = match own {
+            Some((author, kind, shown)) => (author, kind, !shown),
+            None => (None, from_wire(ev.kind), true),
         };
         let mut st = self.lock();
-        self.post_inbound(&mut st, room, [(from, kind)]);
+        let Some(r) = st.rooms.get_mut(room) else {
+            return self.unlock(st);
+        };
+        if seq <= r.seq {
+            return self.unlock(st);
+        }
+        r.seq = seq;
+        let e = RoomEvent {
+            room: r.name.clone(),
+            seq,
+            prev,
+            ts: ev.ts,
+            from: ev.from.into(),
+            kind,
+        };
+        if show {
+            self.push(&mut st, room, author, vec![e]);
+        } else if let Some((h, _)) = &self.history {
+            h.submit(Arc::new(vec![e]));
+        }
+        self.unlock(st);
+    }
+
+    /// This node's events the room log did not give back in time: shown
+    /// now, unnumbered, in their rooms.
+    pub fn show_unnumbered(&self, events: Vec<Unnumbered>) {
+        let mut st = self.lock();
+        let ts = now_ms();
+        for (room, author, from, kind) in events {
+            let e = RoomEvent {
+                room: room.clone(),
+                seq: 0,
+                prev: 0,
+                ts,
+                from,
+                kind,
+            };
+            self.push(&mut st, &room, author, vec![e]);
+        }
         self.unlock(st);
     }
 
@@ -142,6 +170,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room,
             seq: 0,
+            prev: 0,
             ts: now_ms(),
             from,
             kind: EventKind::Private {
@@ -163,6 +192,7 @@ impl ChatHub {
                 let ev = RoomEvent {
                     room: room.into(),
                     seq: 0,
+                    prev: 0,
                     ts,
                     from: from.into(),
                     kind: EventKind::Private {
@@ -215,5 +245,36 @@ impl ChatHub {
             total: all.len(),
             nicks: all.into_iter().take(MAX_LISTED).map(|(_, n)| n).collect(),
         }
+    }
+}
+
+/// A room event's kind as it crossed, as the hub keeps it (peer text
+/// sanitized as any front-end's).
+fn from_wire(kind: WireKind) -> EventKind {
+    match kind {
+        WireKind::Message { text } => EventKind::Message {
+            text: super::clean(text),
+        },
+        WireKind::Action { text } => EventKind::Action {
+            text: super::clean(text),
+        },
+        WireKind::Join => EventKind::Join,
+        WireKind::Leave { reason } => EventKind::Leave {
+            reason: super::clean(reason),
+        },
+        WireKind::Nick { new } => EventKind::Nick { new: new.into() },
+        WireKind::Part { reason } => EventKind::Part {
+            reason: super::clean(reason),
+        },
+        WireKind::Kick { target, reason } => EventKind::Kick {
+            target: target.into(),
+            reason: super::clean_opt(reason),
+        },
+        WireKind::Topic { text } => EventKind::Topic {
+            text: super::clean(text),
+        },
+        WireKind::Away { text } => EventKind::Away {
+            text: super::clean_opt(text),
+        },
     }
 }

@@ -26,6 +26,11 @@ pub struct RoomEvent {
     /// 1, 2, 3... per room, from the room's creation. 0 for what was never in
     /// a room's stream (replies, errors and private messages to one member).
     pub seq: u64,
+    /// The sequence number of the room's event before this one: `seq - 1`
+    /// on one server; in a cluster, where numbers are places in the shared
+    /// room log (increasing, not consecutive), the place before. 0 when
+    /// there is none or it is not known.
+    pub prev: u64,
     /// Server time in milliseconds since the Unix epoch.
     pub ts: u64,
     /// The sender's nick; for replies to one member (notices, errors), the

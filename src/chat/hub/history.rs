@@ -108,6 +108,7 @@ impl ChatHub {
                 let cursor = RoomEvent {
                     room: room.clone(),
                     seq: 0,
+                    prev: 0,
                     ts: now_ms(),
                     from: Arc::from(""),
                     kind: EventKind::Notice(Notice::Cursor {
@@ -219,13 +220,16 @@ impl ChatHub {
         if events.len() > RESUME_MAX {
             return gap(st, format!("more than {RESUME_MAX} events were missed"));
         }
-        // Every number from after+1 to now must be there: a hole is what was
-        // pruned, lost in a crash, or not stored while history was paused.
-        let whole = events.len() as u64 == now - after
-            && events
-                .iter()
-                .enumerate()
-                .all(|(i, e)| e.seq == after + 1 + i as u64);
+        // Every event from after to now must be there, each naming the one
+        // before it (in a cluster numbers leave holes; `prev` says which are
+        // events): a break is what was pruned, lost in a crash, or not
+        // stored while history was paused.
+        let mut at = after;
+        let whole = events.iter().all(|e| {
+            let next = e.prev == at;
+            at = e.seq;
+            next
+        }) && at == now;
         if !whole {
             let first = h.first_seq(&room);
             let why = match first {

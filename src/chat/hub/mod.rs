@@ -37,6 +37,7 @@ pub use self::event::{
     now_ms, EventKind, HubCommand, Id, ModeChange, ModeChangeRequest, Notice, Refusal, RoomEvent,
     Style, TopicInfo,
 };
+use super::cluster::Logged;
 use super::front::Protocol;
 use super::history::History;
 use super::outbox::{Outbox, Pushed, Sink};
@@ -594,6 +595,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: m.room.clone(),
             seq: 0,
+            prev: 0,
             ts: now_ms(),
             from: m.nick.clone(),
             kind,
@@ -603,6 +605,12 @@ impl ChatHub {
 
     /// Adds events to `room`'s stream (next sequence numbers), kept from
     /// `author`; returns the last one's sequence number (0 without a room).
+    ///
+    /// In a cluster the room log numbers a room's events: this node's go to
+    /// the log and come back numbered ([`ChatHub::placed`]), and are fanned
+    /// out then. Events that stay on this node (modes, styled messages,
+    /// what is told about a lost node) and this node's own while the log is
+    /// out of reach go out at once, unnumbered.
     fn post(
         &self,
         st: &mut HubState,
@@ -619,22 +627,45 @@ impl ChatHub {
             return 0;
         };
         let ts = now_ms();
-        let before = r.pending.len();
-        let mut added = 0;
+        let mut fresh = Vec::new();
         for (from, kind) in events {
-            r.seq += 1;
-            let talk = is_talk(&kind);
-            let ev = RoomEvent {
+            let (seq, prev) = match (&st.cluster, st.inbound) {
+                (None, _) => {
+                    r.seq += 1;
+                    (r.seq, r.seq - 1)
+                }
+                (Some(_), true) => (0, 0),
+                (Some(link), false) => match link.publish(&r.name, author, &from, &kind, ts) {
+                    Logged::Later => continue,
+                    Logged::Now => (0, 0),
+                },
+            };
+            fresh.push(RoomEvent {
                 room: r.name.clone(),
-                seq: r.seq,
+                seq,
+                prev,
                 ts,
                 from,
                 kind,
-            };
+            });
+        }
+        let seq = r.seq;
+        self.push(st, room, author, fresh);
+        seq
+    }
+
+    /// Appends events to `room`'s pending batch, kept from `author`.
+    fn push(&self, st: &mut HubState, room: &str, author: Option<Id>, events: Vec<RoomEvent>) {
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let mut added = 0;
+        for ev in events {
+            let talk = is_talk(&ev.kind);
             added += cost(&ev);
-            if let (Some(link), false) = (&st.cluster, st.inbound) {
-                link.publish(&ev);
-            }
             r.pending.push(ev);
             let end = r.pending.len();
             match r.runs.last_mut() {
@@ -642,19 +673,14 @@ impl ChatHub {
                 _ => r.runs.push(Run { author, end, talk }),
             }
         }
-        if r.pending.len() == before {
-            return r.seq;
-        }
         r.pending_cost += added;
         self.pending.fetch_add(added, Ordering::Relaxed);
-        let seq = r.seq;
         if !r.dirty {
             r.dirty = true;
             let name = r.name.clone();
             st.dirty.push(name);
             self.dirty.notify_one();
         }
-        seq
     }
 
     /// An announcement: to everyone in `room` but `except`, and to the
@@ -680,6 +706,7 @@ impl ChatHub {
             let ev = RoomEvent {
                 room: room.into(),
                 seq,
+                prev: 0,
                 ts: now_ms(),
                 from,
                 kind,
@@ -1133,6 +1160,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: me.room.clone(),
             seq,
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: renamed.clone(),
@@ -1190,6 +1218,7 @@ impl ChatHub {
                 let mut ev = RoomEvent {
                     room: me.room.clone(),
                     seq: 0,
+                    prev: 0,
                     ts: now_ms(),
                     from: me.nick.clone(),
                     kind: me.tag(EventKind::Private {
@@ -1296,6 +1325,7 @@ impl ChatHub {
                 let ev = RoomEvent {
                     room: m.room.clone(),
                     seq: 0,
+                    prev: 0,
                     ts: now_ms(),
                     from: Arc::from(""),
                     kind: EventKind::Notice(Notice::ShuttingDown),

@@ -118,8 +118,12 @@ impl ChatHub {
         });
         let mut seen: HashSet<Id> = HashSet::new();
         let mut first_seq = 0;
+        // In a cluster the event reaches each room's batch when the room
+        // log gives it back, at no index known now: a member in several
+        // rooms then hears it in each.
+        let skips = st.cluster.is_none();
         for (i, room) in rooms.iter().enumerate() {
-            if let Some(r) = st.rooms.get_mut(room) {
+            if let Some(r) = st.rooms.get_mut(room).filter(|_| skips) {
                 let at = r.pending.len();
                 for seat in r.members.iter() {
                     if !seen.insert(seat.id) {
@@ -136,6 +140,7 @@ impl ChatHub {
             let ev = RoomEvent {
                 room: first.clone(),
                 seq: first_seq,
+                prev: 0,
                 ts: now_ms(),
                 from,
                 kind,
@@ -231,6 +236,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: name.clone(),
             seq: st.rooms.get(&name).map_or(0, |r| r.seq + 1),
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: EventKind::Part {
@@ -340,6 +346,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: ev_room,
             seq: 0,
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: EventKind::TagsOnly { tags, to },
@@ -371,6 +378,7 @@ impl ChatHub {
         let mut ev = RoomEvent {
             room: me.room.clone(),
             seq: 0,
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: me.tag(EventKind::PrivateStyled {
@@ -427,6 +435,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: room.clone(),
             seq: st.rooms.get(room).map_or(0, |r| r.seq + 1),
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: kind.clone(),
@@ -541,6 +550,7 @@ impl ChatHub {
         let ev = RoomEvent {
             room: name.clone(),
             seq: st.rooms.get(&name).map_or(0, |r| r.seq + 1),
+            prev: 0,
             ts: now_ms(),
             from: me.nick.clone(),
             kind: kind.clone(),

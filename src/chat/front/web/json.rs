@@ -19,7 +19,10 @@
 //! join storm costs each member a name per join rather than an object.
 //! History adds `cursor` (`room`, `seq`, `epoch`: the member has everything
 //! of the room up to `seq`) and `gap` (`room`, `text`: a `resume` that could
-//! not be answered; reload the room).
+//! not be answered; reload the room). In a cluster a room's numbers are
+//! places in the shared room log (increasing, not consecutive): a room event
+//! then also carries `prev`, the room's number before it, when that is not
+//! `seq - 1`.
 //! [`WireEvent`] is deliberately small and borrowed: mapping the hub's event
 //! onto it is one function, and it is encoded once per batch.
 
@@ -290,6 +293,9 @@ pub struct WireEvent<'a> {
     pub room: Option<&'a str>,
     /// The room's sequence number of the event, for room events.
     pub seq: Option<u64>,
+    /// The room's event before it, when that is not `seq - 1` (in a
+    /// cluster, numbers are places in the shared room log).
+    pub prev: Option<u64>,
     /// Server time, milliseconds since the Unix epoch.
     pub ts_ms: u64,
     /// Replayed from history rather than live.
@@ -304,6 +310,8 @@ struct Wire<'a> {
     room: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev: Option<u64>,
     ts: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     history: bool,
@@ -316,6 +324,9 @@ impl WireEvent<'_> {
             kind: &self.kind,
             room: self.room,
             seq: self.seq,
+            prev: self
+                .prev
+                .filter(|&p| p != 0 && self.seq.is_some_and(|s| p + 1 != s)),
             ts: rfc3339(UNIX_EPOCH + Duration::from_millis(self.ts_ms)),
             history: self.history,
         };
@@ -423,6 +434,7 @@ mod tests {
             kind,
             room,
             seq,
+            prev: None,
             ts_ms: 951_782_400_123,
             history: false,
         };
@@ -539,6 +551,7 @@ mod tests {
             },
             room: Some("lobby"),
             seq: Some(1),
+            prev: None,
             ts_ms: 0,
             history: true,
         };
@@ -584,6 +597,7 @@ mod tests {
             kind: WireKind::System { text: "hi" },
             room: None,
             seq: None,
+            prev: None,
             ts_ms: 0,
             history: false,
         };

@@ -58,6 +58,7 @@ fn encode(ev: &RoomEvent, history: bool, out: &mut Vec<u8>) {
             kind,
             room,
             seq: if in_room { Some(ev.seq) } else { None },
+            prev: in_room.then_some(ev.prev),
             ts_ms: ev.ts,
             history,
         }
@@ -69,6 +70,7 @@ fn encode(ev: &RoomEvent, history: bool, out: &mut Vec<u8>) {
             kind: WireKind::Cursor { epoch },
             room: Some(room),
             seq: Some(*seq),
+            prev: None,
             ts_ms: ev.ts,
             history: false,
         }
@@ -167,6 +169,7 @@ pub fn encode_batch(events: &[RoomEvent], out: &mut Vec<u8>, ends: &mut Vec<usiz
             },
             room: Some(&first.room),
             seq: Some(first.seq),
+            prev: Some(first.prev),
             ts_ms: last.ts,
             history: false,
         }
@@ -215,6 +218,7 @@ mod tests {
         RoomEvent {
             room: Arc::from("lobby"),
             seq,
+            prev: 0,
             ts: 951_782_400_123 + seq,
             from: Arc::from(from),
             kind,

@@ -300,6 +300,7 @@ fn command(
                 kind: WireKind::Error { text: &text },
                 room: None,
                 seq: None,
+                prev: None,
                 ts_ms: now_ms(),
                 history: false,
             }

@@ -155,7 +155,10 @@
     // A `joins` object covers seq..last_seq.
     const last = typeof ev.last_seq === "number" && ev.last_seq > ev.seq ? ev.last_seq : ev.seq;
     if (last <= cur.last) return false;
-    if (ev.seq > cur.last + 1) { sendResume(); return false; }
+    // The room's event before this one (in a cluster, numbers are places in
+    // the shared room log, so the server says when it is not seq - 1).
+    const prev = typeof ev.prev === "number" ? ev.prev : ev.seq - 1;
+    if (prev > cur.last) { sendResume(); return false; }
     cur.last = last;
     return true;
   }
