@@ -330,6 +330,9 @@ fn send_messages(
                         Ok(rc as usize)
                     }
                 })?;
+                if rc == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
                 let bytes: usize = iovs[done..done + rc].iter().map(|v| v.iov_len).sum();
                 counter.fetch_add(bytes as u64, Ordering::Relaxed);
                 done += rc;

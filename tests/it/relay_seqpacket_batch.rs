@@ -130,6 +130,11 @@ fn connect_both_ways(args: &[&str], input: &[u8], want: &[&[u8]], back: &[Vec<u8
         for m in back {
             no_eintr(|| conn.send(m)).expect("send to the client");
         }
+        // The receive batch has 64 MiB of address space, but only the pages
+        // messages land in may become resident.
+        c.wait_stdout_len(back.iter().map(Vec::len).sum());
+        let hwm = vm_hwm_kib(c.child.id());
+        assert!(hwm < 48 * 1024, "connect's peak RSS {hwm} KiB");
         conn.shutdown(Shutdown::Write).unwrap();
         reader.join().unwrap()
     });
@@ -137,6 +142,16 @@ fn connect_both_ways(args: &[&str], input: &[u8], want: &[&[u8]], back: &[Vec<u8
     let (st, out, err) = c.wait_exit();
     assert!(st.success(), "{err}");
     assert_same("connect's stdout", &out, &back.concat());
+}
+
+/// Peak resident memory of process `pid` (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
 }
 
 /// Messages of many sizes for the receiving side: 1 byte to 150,000 bytes
