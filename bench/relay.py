@@ -12,6 +12,12 @@ over TCP, a Unix stream socket and TLS (self-signed, pinned), and once more over
 TCP with the listener's stdin at EOF (`< /dev/null`, as in a script or under
 `&`). The SHA-256 of every output is compared with the input's.
 
+Unix seqpacket: M MiB of random bytes from a file go from `sockit connect
+unix-seqpacket:P` into `sockit listen unix-seqpacket:P > FILE`, in line mode (a
+message per line) and with --datagram-size 65507, next to socat's seqpacket
+client and server (socktype=5) in the same rounds; every output's SHA-256 must
+equal the input's. CPU time (user + system) of both ends comes from their rusage.
+
 Servers' stdin: an open pipe that the harness closes as soon as the client has
 started, so every tool sees the same thing: stdin that ends early on its side.
 
@@ -26,6 +32,7 @@ import hashlib
 import os
 import platform
 import re
+import resource
 import select
 import shutil
 import signal
@@ -43,6 +50,9 @@ GIB = 1 << 30
 # Process bookkeeping: everything we start is registered here and killed at exit.
 
 LIVE = {}
+# pid -> CPU seconds (user + system, all threads) of a process reaped by
+# wait_exits(): the growth of RUSAGE_CHILDREN across its wait().
+CPU = {}
 
 
 def spawn(argv, **kw):
@@ -119,7 +129,10 @@ def wait_exits(procs, deadline, stop_early=None):
                 if pid not in pending:
                     continue
                 p = pending.pop(pid)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 done[pid] = (p.wait(), now)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                CPU[pid] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
                 if fds[pid] is not None:
                     poller.unregister(fds[pid])
                     del byfd[fds[pid]]
@@ -238,6 +251,8 @@ class Result:
         self.client_rc = None
         self.problems = []
         self.server_bytes = None  # sockit -v only
+        self.server_cpu = None  # seconds, user + system
+        self.client_cpu = None
 
     @property
     def ok(self):
@@ -319,6 +334,8 @@ def transfer(*, server_argv, ready, client_argv, infile, outfile, workdir, tag, 
         done.update(wait_exits([client], time.monotonic() + min(10, timeout), None))
     if client.pid in done:
         res.client_rc = done[client.pid][0]
+    res.server_cpu = CPU.get(server.pid)
+    res.client_cpu = CPU.get(client.pid)
 
     if server.pid not in done:
         if grace:
@@ -481,8 +498,10 @@ def print_context(args, sockit, workdir):
     socat_v = [l for l in cmd_out(["socat", "-V"]).splitlines() if l.startswith("socat version")]
     print("  socat          %s (deb %s)" % (socat_v[0] if socat_v else "?", dpkg_version("socat")))
     print("  data dir       %s (%s)" % (workdir, fs_type(workdir)))
-    print("  size           %d MiB, %d run(s) + %d warm-up, timeout %.0f s per transfer"
-          % (args.size_mib, args.runs, args.warmup, args.timeout))
+    print("  size           %d MiB (seqpacket %d MiB), %d run(s) + %d warm-up, timeout %.0f s per transfer"
+          % (args.size_mib, args.seqpacket_mib, args.runs, args.warmup, args.timeout))
+    if args.sockit_before:
+        print("  sockit before  %s %s" % (cmd_out([args.sockit_before, "--version"]) or "?", args.sockit_before))
     print()
 
 
@@ -649,19 +668,188 @@ def integrity_section(args, sockit, infile, workdir, nbytes):
     return all_ok
 
 
+LISTEN_SEQPACKET_RE = re.compile(rb"listening on (\S+) \(unix-seqpacket\)")
+
+
+def sockit_seqpacket_ready(_p, errpath):
+    with open(errpath, "rb") as f:
+        m = LISTEN_SEQPACKET_RE.search(f.read())
+    return {"path": m.group(1).decode()} if m else None
+
+
+def unix_listen_ready(path):
+    """Ready once /proc/net/unix shows `path` listening (__SO_ACCEPTCON) on a
+    socket the server owns: between bind(2) and listen(2) a connect fails."""
+
+    def ready(p, _errpath):
+        try:
+            with open("/proc/net/unix") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 8 and parts[7] == path and int(parts[3], 16) & 0x10000:
+                        if owns_socket(p.pid, parts[6]):
+                            return {"path": path}
+        except OSError:
+            pass
+        return None
+
+    return ready
+
+
+def seqpacket_tools(sockit, before):
+    """(name, exe, server argv(path), client argv(path), ready(path), peer name)."""
+    def sk(binary, extra):
+        return (lambda path: [binary, "-v", "listen", "unix-seqpacket:" + path],
+                lambda path: [binary, "connect"] + extra + ["unix-seqpacket:" + path],
+                lambda path: sockit_seqpacket_ready)
+
+    def so(extra):
+        return (lambda path: ["socat", "-u"] + extra + ["UNIX-LISTEN:%s,socktype=5" % path, "STDOUT"],
+                lambda path: ["socat", "-u"] + extra + ["STDIN", "UNIX-CONNECT:%s,socktype=5" % path],
+                unix_listen_ready)
+
+    tools = [
+        ("sockit lines", sockit) + sk(sockit, []) + ("socat",),
+        ("sockit -d 65507", sockit) + sk(sockit, ["--datagram-size", "65507"]) + ("socat -b65507",),
+        ("socat", "socat") + so([]) + (None,),
+        ("socat -b65507", "socat") + so(["-b65507"]) + (None,),
+    ]
+    if before:
+        tools[2:2] = [
+            ("before lines", before) + sk(before, []) + ("socat",),
+            ("before -d 65507", before) + sk(before, ["--datagram-size", "65507"]) + ("socat -b65507",),
+        ]
+    return tools
+
+
+def seqpacket_section(args, sockit, workdir):
+    size = args.seqpacket_mib * MIB
+    print("== unix seqpacket: %d MiB of random bytes, connect < file -> listen > FILE, SHA-256 compared"
+          % args.seqpacket_mib)
+    print("   sockit lines: a message per line (random bytes: a newline every 256 bytes on average);")
+    print("   sockit -d 65507: --datagram-size 65507, a message per 65507 bytes;")
+    print("   socat -u STDIN UNIX-CONNECT:P,socktype=5: a message per read(2) of its 8192-byte buffer")
+    print("   (boundaries where the reads fall, not at lines); socat -b65507: 65507-byte reads")
+    print("   first round: output to a file, SHA-256 compared (also the warm-up); timed rounds: > /dev/null")
+    print("   timed from client start to server exit; MB = 10^6 bytes; cpu: user+system ms per MiB")
+    infile = os.path.join(workdir, "seqpacket-input.bin")
+    make_input(infile, args.seqpacket_mib)
+    want = sha256_file(infile)
+    with open(infile, "rb") as f:
+        data = f.read()
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    del data
+    print("   input sha256 %s, %d lines" % (want, lines))
+    tools = []
+    for t in seqpacket_tools(sockit, args.sockit_before):
+        if shutil.which(t[1]) is None and not os.access(t[1], os.X_OK):
+            print("   SKIP %s: not installed (%s)" % (t[0], t[1]))
+            continue
+        tools.append(t)
+    sockdir = tempfile.mkdtemp(prefix="sockit-bench-", dir="/tmp")
+    results = {t[0]: [] for t in tools}
+    failures = []
+    serial = [0]
+    try:
+        # Round 0 writes to a file whose SHA-256 must equal the input's (it is
+        # also the warm-up); the timed rounds write to /dev/null, where the
+        # page cache costs nothing, and sockit's -v byte count is checked.
+        total = 1 + args.runs
+        for r in range(total):
+            warm = r == 0
+            k = r % len(tools)
+            cells = []
+            for name, _exe, server, client, ready, _peer in tools[k:] + tools[:k]:
+                out = os.path.join(workdir, "seqpacket-out.bin") if warm else None
+                state = {}
+
+                def server_argv(_port, server=server, ready=ready):
+                    serial[0] += 1
+                    state["path"] = os.path.join(sockdir, "s%d.sock" % serial[0])
+                    state["ready"] = ready(state["path"])
+                    return server(state["path"])
+
+                res = transfer(server_argv=server_argv, ready=lambda p, e: state["ready"](p, e),
+                               client_argv=lambda info, client=client: client(info["path"]),
+                               infile=infile, outfile=out, workdir=workdir,
+                               tag="seqpacket-%d" % serial[0], timeout=args.timeout,
+                               expect_bytes=None if warm or not name.startswith(("sockit", "before")) else size)
+                if warm:
+                    got = sha256_file(out) if os.path.exists(out) else None
+                    try:
+                        os.unlink(out)
+                    except OSError:
+                        pass
+                    if got != want:
+                        res.problems.append("output sha256 %s differs from the input's" % got)
+                if res.ok:
+                    mbs = size / 1e6 / res.seconds
+                    cells.append("%s %.0f" % (name, mbs))
+                    if not warm:
+                        results[name].append((mbs, res.server_cpu, res.client_cpu))
+                else:
+                    cells.append("%s FAILED" % name)
+                    failures.append("%s %s: %s" % ("sha-256 round" if warm else "run %d" % r,
+                                                    name, "; ".join(res.problems)))
+            label = "sha-256" if warm else "run %d/%d" % (r, args.runs)
+            print("   %-9s MB/s: %s" % (label, ", ".join(cells)), flush=True)
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
+    print()
+    med = {n: statistics.median(x[0] for x in rs) for n, rs in results.items() if rs}
+    hdr = "%-16s %5s %11s %7s %7s %11s %11s %10s %16s" % (
+        "tool", "ok", "median MB/s", "min", "max", "srv cpu/MiB", "cli cpu/MiB", "Mmsg/s", "vs peer")
+    print("   " + hdr)
+    print("   " + "-" * len(hdr))
+    for name, _exe, _s, _c, _r, peer in tools:
+        rs = results[name]
+        if not rs:
+            print("   %-16s %5s" % (name, "0/%d" % args.runs))
+            continue
+        cpu = lambda i: statistics.median(x[i] for x in rs if x[i] is not None) * 1000 / args.seqpacket_mib \
+            if any(x[i] is not None for x in rs) else float("nan")
+        if "lines" in name:
+            msgs = lines
+        else:
+            block = 65507 if "65507" in name else 8192
+            msgs = -(-size // block)
+        mmsg = msgs / (size / 1e6 / med[name]) / 1e6
+        ratio = "%.2fx %s" % (med[name] / med[peer], peer) if peer in med else "-"
+        print("   %-16s %5s %11.0f %7.0f %7.0f %10.2fms %10.2fms %10.3f %16s" % (
+            name, "%d/%d" % (len(rs), args.runs), med[name], min(x[0] for x in rs), max(x[0] for x in rs),
+            cpu(1), cpu(2), mmsg, ratio))
+    for a, b in (("sockit lines", "before lines"), ("sockit -d 65507", "before -d 65507")):
+        if a in med and b in med:
+            print("   %s vs %s: %.2fx" % (a, b, med[a] / med[b]))
+    print("   (every tool's output matched the input's SHA-256; Mmsg/s: millions of messages per second;")
+    print("    socat's messages are 8192 or 65507 bytes: the line mode's peer moves 32x fewer messages)")
+    if failures:
+        print()
+        print("   FAILURES (%d):" % len(failures))
+        for f in failures:
+            print("   - " + f)
+    print(flush=True)
+    return not failures
+
+
 # --------------------------------------------------------------------------
 
 
 def main():
     ap = argparse.ArgumentParser(
         prog="bench/run",
-        description="Relay throughput of sockit vs nc.openbsd, ncat and socat over loopback TCP, "
+        description="Relay throughput of sockit vs nc.openbsd, ncat and socat over loopback TCP, unix seqpacket vs socat, "
                     "and SHA-256 integrity of sockit over TCP, Unix and TLS.",
     )
     ap.add_argument("--size-mib", type=int, default=1024, help="bytes per transfer, in MiB (default 1024)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per tool (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds first (default 1)")
-    ap.add_argument("--only", choices=["relay", "integrity"], help="run one section only")
+    ap.add_argument("--only", choices=["relay", "integrity", "seqpacket"], help="run one section only")
+    ap.add_argument("--seqpacket-mib", type=int, default=256,
+                    help="unix seqpacket section: bytes per transfer, in MiB (default 256)")
+    ap.add_argument("--sockit-before", default=None,
+                    help="unix seqpacket section: another sockit binary (e.g. an older build) timed in the same rounds")
     ap.add_argument("--tools", help="comma-separated subset of sockit,nc.openbsd,ncat,socat for the relay")
     ap.add_argument("--timeout", type=float, help="seconds allowed per transfer (default 30 + size/20 MiB/s)")
     ap.add_argument("--tmpdir", help="where the random input and outputs go (default: system temp dir)")
@@ -680,6 +868,8 @@ def main():
             ap.error("unknown tool(s): %s" % ", ".join(sorted(unknown)))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sockit = os.path.abspath(args.sockit or os.path.join(root, "target", "release", "sockit"))
+    if args.sockit_before:
+        args.sockit_before = os.path.abspath(args.sockit_before)
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
@@ -693,15 +883,18 @@ def main():
         print_context(args, sockit, workdir)
         infile = os.path.join(workdir, "input.bin")
         nbytes = args.size_mib * MIB
-        secs = make_input(infile, args.size_mib)
-        print("== input: %s, %d bytes of os.urandom (%.1f s to write)" % (infile, nbytes, secs))
-        print(flush=True)
+        if args.only != "seqpacket":
+            secs = make_input(infile, args.size_mib)
+            print("== input: %s, %d bytes of os.urandom (%.1f s to write)" % (infile, nbytes, secs))
+            print(flush=True)
         if args.only in (None, "relay"):
             if not os.access(sockit, os.X_OK):
                 print("   NOTE: %s not found; sockit is skipped" % sockit)
             ok &= relay_section(args, sockit, infile, workdir, nbytes)
         if args.only in (None, "integrity"):
             ok &= integrity_section(args, sockit, infile, workdir, nbytes)
+        if args.only in (None, "seqpacket"):
+            ok &= seqpacket_section(args, sockit, workdir)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         ok = False

@@ -221,10 +221,51 @@ impl Crlf {
 }
 
 /// Cuts stdin into messages: lines (newline kept) or fixed-size chunks.
+///
+/// Each [`push`](Messages::push) returns the messages it completes as one
+/// [`Cut`] borrowed from the buffer, so a batch goes out without a copy or an
+/// allocation per message.
 #[derive(Debug)]
 pub struct Messages {
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already handed out in the last cut.
+    taken: usize,
+    /// End offsets of the messages in the last cut.
+    ends: Vec<usize>,
     size: Option<usize>,
+}
+
+/// Complete messages, in order: consecutive pieces of one buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut<'a> {
+    buf: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Cut<'a> {
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when no message was completed.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Total bytes of all the messages.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The messages, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (buf, ends) = (self.buf, self.ends);
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts
+            .zip(ends.iter().copied())
+            .map(move |(a, b)| &buf[a..b])
+    }
 }
 
 impl Messages {
@@ -232,18 +273,32 @@ impl Messages {
     pub fn new(size: Option<usize>) -> Self {
         Messages {
             buf: Vec::new(),
+            taken: 0,
+            ends: Vec::new(),
             size: size.map(|s| s.clamp(1, MAX_DATAGRAM)),
         }
     }
 
+    /// Drops the messages handed out last time and clears the cut.
+    fn forget_taken(&mut self) {
+        // Only the unfinished tail moves to the front, once per push.
+        self.buf.drain(..self.taken);
+        self.taken = 0;
+        self.ends.clear();
+    }
+
+    fn cut(&self) -> Cut<'_> {
+        Cut {
+            buf: &self.buf[..self.taken],
+            ends: &self.ends,
+        }
+    }
+
     /// Adds input and returns the complete messages it finishes.
-    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+    pub fn push(&mut self, data: &[u8]) -> Cut<'_> {
+        self.forget_taken();
         self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
         let limit = self.size.unwrap_or(MAX_DATAGRAM);
-        // Cut at an advancing offset and drop the consumed prefix once at the
-        // end: draining each message from the front would move the rest of
-        // the buffer every time (quadratic in the lines per read).
         let mut start = 0;
         loop {
             let rest = &self.buf[start..];
@@ -256,19 +311,24 @@ impl Messages {
             };
             match cut {
                 Some(n) => {
-                    out.push(rest[..n].to_vec());
                     start += n;
+                    self.ends.push(start);
                 }
                 None => break,
             }
         }
-        self.buf.drain(..start);
-        out
+        self.taken = start;
+        self.cut()
     }
 
-    /// At EOF: whatever is left, as a last message.
-    pub fn finish(&mut self) -> Option<Vec<u8>> {
-        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    /// At EOF: whatever is left, as a last message (an empty cut if nothing is).
+    pub fn finish(&mut self) -> Cut<'_> {
+        self.forget_taken();
+        if !self.buf.is_empty() {
+            self.taken = self.buf.len();
+            self.ends.push(self.taken);
+        }
+        self.cut()
     }
 }
 
@@ -297,22 +357,23 @@ async fn upload(
             buf[..n].to_vec()
         };
         activity.touch();
-        let chunks = if packet {
-            let mut msgs = messages.push(&data);
-            if n == 0 {
-                msgs.extend(messages.finish());
-            }
-            msgs
+        let chunks: Vec<&[u8]> = if packet {
+            let cut = if n == 0 {
+                messages.finish()
+            } else {
+                messages.push(&data)
+            };
+            cut.iter().collect()
         } else if data.is_empty() {
             Vec::new()
         } else {
-            vec![data]
+            vec![&data]
         };
         for chunk in chunks {
             if let Some(h) = &opts.hexdump {
-                h.dump(Direction::Sent, &chunk).await;
+                h.dump(Direction::Sent, chunk).await;
             }
-            wr.write(&chunk).await.map_err(send_err)?;
+            wr.write(chunk).await.map_err(send_err)?;
             sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         if n == 0 {
@@ -512,18 +573,28 @@ mod tests {
 
     #[test]
     fn messages_are_lines_or_chunks() {
+        fn all(cut: Cut<'_>) -> Vec<Vec<u8>> {
+            cut.iter().map(<[u8]>::to_vec).collect()
+        }
         let mut m = Messages::new(None);
         assert!(m.push(b"ab").is_empty());
-        assert_eq!(m.push(b"c\nd\ne"), vec![b"abc\n".to_vec(), b"d\n".to_vec()]);
-        assert_eq!(m.finish(), Some(b"e".to_vec()));
-        assert_eq!(m.finish(), None);
+        assert_eq!(
+            all(m.push(b"c\nd\ne")),
+            vec![b"abc\n".to_vec(), b"d\n".to_vec()]
+        );
+        assert_eq!(all(m.push(b"\n\nf")), vec![b"e\n".to_vec(), b"\n".to_vec()]);
+        assert_eq!(all(m.finish()), vec![b"f".to_vec()]);
+        assert!(m.finish().is_empty());
         let mut m = Messages::new(Some(3));
-        assert_eq!(m.push(b"abcdefg"), vec![b"abc".to_vec(), b"def".to_vec()]);
-        assert_eq!(m.finish(), Some(b"g".to_vec()));
+        let cut = m.push(b"abcdefg");
+        assert_eq!((cut.len(), cut.bytes()), (2, 6));
+        assert_eq!(all(cut), vec![b"abc".to_vec(), b"def".to_vec()]);
+        assert_eq!(all(m.finish()), vec![b"g".to_vec()]);
         let mut m = Messages::new(None);
         let long = vec![b'x'; MAX_DATAGRAM + 10];
-        let out = m.push(&long);
+        let out = all(m.push(&long));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].len(), MAX_DATAGRAM);
+        assert_eq!(all(m.finish()), vec![vec![b'x'; 10]]);
     }
 }

@@ -255,6 +255,11 @@ pub fn discard(src: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
 /// Largest message received; also the room each one gets.
 const MESSAGE_ROOM: usize = crate::relay::BUF_SIZE;
 
+/// Messages per `sendmmsg(2)`/`recvmmsg(2)`. A peer's send buffer (212992
+/// bytes by default) holds about 250 small messages, so a batch takes in what
+/// is queued; 256 is also well under `IOV_MAX` for the `writev(2)` after it.
+const BATCH: usize = 256;
+
 fn eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
@@ -264,28 +269,74 @@ fn eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     }
 }
 
+/// A `msghdr` for one buffer, everything else empty.
+fn one_buffer(iov: *mut libc::iovec) -> libc::mmsghdr {
+    // SAFETY: msghdr and mmsghdr are plain C structs for which all zeroes
+    // (null pointers, zero lengths) is a valid value.
+    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h
+}
+
 /// stdin to a blocking message socket: one message per line (or per `size`
-/// bytes), the rest at EOF as a last message.
+/// bytes), the rest at EOF as a last message. The messages each read
+/// completes go out in batches of [`BATCH`] per `sendmmsg(2)`.
 fn send_messages(
     src: BorrowedFd<'_>,
     sock: BorrowedFd<'_>,
     size: Option<usize>,
     counter: &AtomicU64,
 ) -> io::Result<()> {
-    let sock = socket2::SockRef::from(&sock);
     let mut buf = vec![0u8; MESSAGE_ROOM];
     let mut cut = crate::relay::Messages::new(size);
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+    let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
     loop {
         let n =
             retry(|| nix::unistd::read(src.as_raw_fd(), &mut buf), src, src).map_err(errno_io)?;
         let msgs = if n == 0 {
-            cut.finish().into_iter().collect()
+            cut.finish()
         } else {
             cut.push(&buf[..n])
         };
-        for m in msgs {
-            eintr(|| sock.send(&m))?;
-            counter.fetch_add(m.len() as u64, Ordering::Relaxed);
+        let mut msgs = msgs.iter().peekable();
+        while msgs.peek().is_some() {
+            iovs.clear();
+            iovs.extend(msgs.by_ref().take(BATCH).map(|m| libc::iovec {
+                iov_base: m.as_ptr() as *mut libc::c_void,
+                iov_len: m.len(),
+            }));
+            hdrs.clear();
+            hdrs.extend(iovs.iter_mut().map(|iov| one_buffer(iov)));
+            let mut done = 0;
+            while done < hdrs.len() {
+                let rest = &mut hdrs[done..];
+                // SAFETY: every header points at one iovec in `iovs`, each
+                // describing a message inside `buf`/`cut`, all alive and
+                // unmoved for the call; the kernel only reads them.
+                let rc = eintr(|| {
+                    let rc = unsafe {
+                        libc::sendmmsg(
+                            sock.as_raw_fd(),
+                            rest.as_mut_ptr(),
+                            rest.len() as libc::c_uint,
+                            libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    if rc < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(rc as usize)
+                    }
+                })?;
+                if rc == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                let bytes: usize = iovs[done..done + rc].iter().map(|v| v.iov_len).sum();
+                counter.fetch_add(bytes as u64, Ordering::Relaxed);
+                done += rc;
+            }
         }
         if n == 0 {
             return Ok(());
@@ -293,43 +344,92 @@ fn send_messages(
     }
 }
 
-/// A blocking message socket to `dst` until an empty message (EOF). The
-/// messages already queued behind the first are gathered into one write,
-/// each with [`MESSAGE_ROOM`] of room.
+/// A blocking message socket to `dst` until an empty message (EOF). One
+/// `recvmmsg(2)` waits for a message and takes every one already queued
+/// behind it (up to [`BATCH`], each with [`MESSAGE_ROOM`] of room); one
+/// `writev(2)` hands them all to `dst`.
 fn recv_messages(sock: BorrowedFd<'_>, dst: BorrowedFd<'_>, counter: &AtomicU64) -> io::Result<()> {
-    use crate::util::as_uninit;
-    let sock = socket2::SockRef::from(&sock);
-    let mut buf = vec![0u8; 4 * MESSAGE_ROOM];
+    // 64 MiB of address space, but a page is only touched where a message
+    // lands: small messages use a page per slot, and the peer's send buffer
+    // bounds how many large ones can be queued at once.
+    let mut buf = vec![0u8; BATCH * MESSAGE_ROOM];
+    let base = buf.as_mut_ptr();
+    let mut iovs: Vec<libc::iovec> = (0..BATCH)
+        .map(|i| libc::iovec {
+            // SAFETY: i * MESSAGE_ROOM + MESSAGE_ROOM <= buf.len().
+            iov_base: unsafe { base.add(i * MESSAGE_ROOM) } as *mut libc::c_void,
+            iov_len: MESSAGE_ROOM,
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs.iter_mut().map(|iov| one_buffer(iov)).collect();
+    let mut out: Vec<io::IoSlice<'_>> = Vec::with_capacity(BATCH);
     loop {
-        let n = eintr(|| sock.recv(as_uninit(&mut buf[..MESSAGE_ROOM])))?;
-        if n == 0 {
-            return Ok(());
-        }
-        let (mut filled, mut eof, mut failed) = (n, false, None);
-        while buf.len() - filled >= MESSAGE_ROOM {
-            let room = as_uninit(&mut buf[filled..filled + MESSAGE_ROOM]);
-            match eintr(|| sock.recv_with_flags(room, libc::MSG_DONTWAIT)) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(m) => filled += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        // SAFETY: each header points at its own iovec, which describes its
+        // own MESSAGE_ROOM bytes of `buf`; all outlive the call and nothing
+        // else touches `buf` meanwhile.
+        let got = eintr(|| {
+            let rc = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(rc as usize)
             }
-        }
-        write_all(dst, &buf[..filled])?;
-        counter.fetch_add(filled as u64, Ordering::Relaxed);
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        })?;
+        // An empty message is the peer's EOF (and fills the rest of the batch).
+        let full = hdrs[..got].iter().take_while(|h| h.msg_len > 0).count();
+        let eof = full < got || got == 0;
+        out.clear();
+        out.extend(hdrs[..full].iter().enumerate().map(|(i, h)| {
+            // SAFETY: the kernel wrote msg_len <= MESSAGE_ROOM bytes into slot i.
+            let m = unsafe {
+                std::slice::from_raw_parts(base.add(i * MESSAGE_ROOM), h.msg_len as usize)
+            };
+            io::IoSlice::new(m)
+        }));
+        let bytes = write_all_vectored(dst, &mut out)?;
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
         if eof {
             return Ok(());
         }
     }
+}
+
+/// Writes every slice, in order, with as few `writev(2)` calls as `dst` allows.
+/// Returns the bytes written.
+fn write_all_vectored(
+    dst: BorrowedFd<'_>,
+    mut slices: &mut [io::IoSlice<'_>],
+) -> io::Result<usize> {
+    let total = slices.iter().map(|s| s.len()).sum();
+    while !slices.is_empty() {
+        let cnt = slices.len().min(1024) as libc::c_int;
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix, and the slices
+        // borrow live memory for the call.
+        let r = retry(
+            || {
+                let rc = unsafe {
+                    libc::writev(dst.as_raw_fd(), slices.as_ptr() as *const libc::iovec, cnt)
+                };
+                Errno::result(rc)
+            },
+            dst,
+            dst,
+        );
+        match r {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n as usize),
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+    Ok(total)
 }
 
 /// Byte counters shared between the two directions.

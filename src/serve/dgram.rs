@@ -214,10 +214,11 @@ impl Dgram {
                 .read(&mut buf)
                 .await
                 .map_err(|e| Error::io("cannot read stdin", e))?;
-            let mut msgs = messages.push(&buf[..n]);
-            if n == 0 {
-                msgs.extend(messages.finish());
-            }
+            let msgs: Vec<&[u8]> = if n == 0 {
+                messages.finish().iter().collect()
+            } else {
+                messages.push(&buf[..n]).iter().collect()
+            };
             let targets: Vec<SockAddr> = {
                 let p = self.peers();
                 if self.opts.keep_open {
