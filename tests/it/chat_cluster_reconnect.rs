@@ -62,3 +62,65 @@ fn a_killed_nodes_clients_come_back_on_another_node_with_their_nick() {
         }
     }
 }
+
+/// The messages (`text`) from `nick` in `out` (`chat join --json` lines),
+/// with whether each came as history.
+fn said_by(out: &[u8], nick: &str) -> Vec<(String, bool)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "message" && v["nick"] == nick)
+        .map(|v| {
+            let text = v["text"].as_str().unwrap_or_default().to_string();
+            (text, v["history"] == true)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_nodes_client_resumes_on_another_node_without_loss_or_repeats() {
+    let Some(nats) = Nats::start("resume_on_another_node") else {
+        return;
+    };
+    let (a, addr_a) = node(&nats, "a", "6");
+    let (_b, addr_b) = node(&nats, "b", "6");
+    let mut bob = ChatClient::named(&addr_b, "bob");
+    let mut cmd = sockit();
+    cmd.args([
+        "chat",
+        "join",
+        "-v",
+        "--json",
+        "--reconnect",
+        "--nick",
+        "ann",
+    ])
+    .arg(format!("{addr_a},{addr_b}"));
+    let ann = Proc::spawn(cmd);
+    ann.wait_stdout(b"\"new\":\"ann\"");
+    bob.expect("is now ann");
+    bob.send("m1\n");
+    ann.wait_stdout(b"\"text\":\"m1\"");
+
+    // Node a dies; what bob says before ann is back on b is not lost: ann
+    // resumes from its cursor, which is a place in the shared room log.
+    a.signal(libc::SIGKILL);
+    bob.send("m2\nm3\n");
+    ann.wait_stderr(&format!("reconnected to {addr_b}"));
+    let out = ann.wait_stdout(b"\"text\":\"m3\"");
+    bob.expect(" is now ann");
+    bob.send("m4\n");
+    drop(out);
+    let out = ann.wait_stdout(b"\"text\":\"m4\"");
+    let said = said_by(&out, "bob");
+    let texts: Vec<&str> = said.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["m1", "m2", "m3", "m4"],
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // m2 and m3 were said while ann was away: they came from the resume.
+    assert!(said[1].1 && said[2].1, "{said:?}");
+    assert!(!said[0].1 && !said[3].1, "{said:?}");
+}
