@@ -150,7 +150,8 @@ class Setup:
         base = [sockit, "chat", "serve", "--no-console", "--rate", "0", "--max-clients", "5000"]
         if self.kind == "single":
             port = free_port()
-            node = Proc(base + ["%s:%d" % (HOST, port)], "sockit")
+            db = os.path.join(self.tmp.name, "single.db")
+            node = Proc(base + ["%s:%d" % (HOST, port), "--history-db", db], "sockit")
             self.procs.append(node)
             wait_listening(port, node.proc, "sockit")
             self.nodes, self.ports = [node], [port]
@@ -164,7 +165,10 @@ class Setup:
         for i in range(NODES):
             port = free_port()
             name = "n%d" % i
-            node = Proc(base + ["%s:%d" % (HOST, port), "--cluster", url, "--node", name], name)
+            # Each node keeps its own copy of its rooms' history.
+            db = os.path.join(self.tmp.name, name + ".db")
+            node = Proc(base + ["%s:%d" % (HOST, port), "--cluster", url, "--node", name,
+                                "--history-db", db], name)
             self.procs.append(node)
             node.wait_log("chat listening on ")
             wait_listening(port, node.proc, name)

@@ -51,6 +51,7 @@ mod smoke {
     }
 }
 mod chat_cluster_gaps;
+mod chat_cluster_history;
 mod chat_cluster_nats3;
 mod chat_cluster_reconnect;
 mod relay_seqpacket_batch;

@@ -466,6 +466,9 @@ pub struct Link {
     seqs: Mutex<HashMap<Arc<str>, u64>>,
     /// This node's events on their way through the room log, by (room, seq).
     own: Mutex<HashMap<(Arc<str>, u64), Own>>,
+    /// Rooms whose history this node has read from the room log since it
+    /// began to host them.
+    ready: Mutex<std::collections::HashSet<Arc<str>>>,
     /// Remote members per room: case-folded nick -> holder.
     remote: Mutex<HashMap<Arc<str>, BTreeMap<String, Holder>>>,
     /// Nicks this node holds: key -> (value, revision).
@@ -522,6 +525,7 @@ impl Link {
             backlog: Arc::new(AtomicUsize::new(0)),
             seqs: Mutex::default(),
             own: Mutex::default(),
+            ready: Mutex::default(),
             remote: Mutex::default(),
             owned: Mutex::default(),
             present: Mutex::default(),
@@ -566,6 +570,7 @@ impl Link {
             Op::Subscribe(room.clone())
         } else {
             lock_unpoisoned(&self.remote).remove(room);
+            lock_unpoisoned(&self.ready).remove(room);
             Op::Unsubscribe(room.clone())
         };
         let _ = self.ops.send(op);
@@ -663,6 +668,12 @@ impl Link {
         for (from, kind) in events {
             self.send(&room, &from, &kind, ts);
         }
+    }
+
+    /// Whether this node has the room log's history of `room` (see
+    /// [`ChatHub::filled`]).
+    pub fn filled(&self, room: &str) -> bool {
+        lock_unpoisoned(&self.ready).contains(room)
     }
 
     /// A local member sits in `room` (`true`) or left it.
@@ -906,16 +917,30 @@ impl Link {
         stop: CancellationToken,
         check: Arc<Notify>,
     ) {
-        // The place delivered up to: the first event received sets it
-        // (everything that reaches the subscription is new to this node).
+        // The place delivered up to: with history, where the log ends once
+        // its history of the room is in; else the first event received sets
+        // it (everything that reaches the subscription is new to this node).
         let mut last: Option<u64> = None;
+        if let Some(hub) = self.hub.upgrade() {
+            if hub.keeps_history() {
+                if let Some(end) = self.log_end(&room).await {
+                    let from = hub.room_seq(&room);
+                    if end > from {
+                        self.backfill(&hub, &room, from, end).await;
+                    }
+                    last = Some(end);
+                }
+            }
+            lock_unpoisoned(&self.ready).insert(room.clone());
+            hub.filled(&room);
+        }
         loop {
             let msg = tokio::select! {
                 m = sub.next() => m,
                 _ = check.notified() => {
                     if let (Some(at), Some(end)) = (last, self.log_end(&room).await) {
                         if end > at {
-                            last = Some(self.catch_up(&room, at, end + 1).await);
+                            last = Some(self.catch_up(&room, at, end).await);
                         }
                     }
                     continue;
@@ -943,14 +968,11 @@ impl Link {
                 continue;
             }
             if prev > at {
-                last = Some(self.catch_up(&room, at, seq).await);
-                if last.is_some_and(|l| seq <= l) {
-                    continue;
-                }
+                self.catch_up(&room, at, prev).await;
             }
             last = Some(seq);
             match serde_json::from_slice::<WireEvent>(&msg.payload) {
-                Ok(ev) => self.deliver(&room, ev, seq, prev),
+                Ok(ev) => self.deliver(&room, ev, seq, prev, true),
                 Err(_) => tracing::debug!("cluster: undecodable event on {}", msg.subject),
             }
         }
@@ -958,8 +980,9 @@ impl Link {
     }
 
     /// One room event, at place `seq` of the log (the room's previous at
-    /// `prev`), into the hub: another node's, or this node's own back.
-    fn deliver(&self, room: &str, ev: WireEvent, seq: u64, prev: u64) {
+    /// `prev`), into the hub: another node's, or this node's own back;
+    /// `live`: for the room's members now, not only for its history.
+    fn deliver(&self, room: &str, ev: WireEvent, seq: u64, prev: u64, live: bool) {
         if *ev.room != *room {
             return;
         }
@@ -972,13 +995,22 @@ impl Link {
             // which takes it, under its own lock.
             let own = lock_unpoisoned(&self.own).remove(&key);
             if let Some(own) = own {
-                hub.placed(room, seq, prev, ev, Some((own.author, own.kind, own.shown)));
+                hub.placed(
+                    room,
+                    seq,
+                    prev,
+                    ev,
+                    Some((own.author, own.kind, own.shown)),
+                    true,
+                );
             }
             return;
         }
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        self.track(&ev);
-        hub.placed(room, seq, prev, ev, None);
+        if live {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.track(&ev);
+        }
+        hub.placed(room, seq, prev, ev, None, live);
     }
 
     /// Shows this node's events the room log has not given back in time,
@@ -1032,13 +1064,19 @@ impl Link {
         }
     }
 
-    /// Delivers `room`'s events from the log after place `after` and before
-    /// place `before`, in order, as many as the log still holds; returns the
-    /// place delivered up to. Bounded in time: what cannot be read stays lost.
-    async fn catch_up(&self, room: &str, after: u64, before: u64) -> u64 {
+    /// Reads `room`'s events from the log at places after `after`, up to
+    /// `upto`, in order, handing each (place, the room's place before it,
+    /// event) to `f`; returns the last place read. Bounded by `limit`.
+    async fn read_log(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: Duration,
+        mut f: impl FnMut(u64, u64, WireEvent),
+    ) -> std::result::Result<u64, String> {
         use async_nats::jetstream::consumer::{pull, DeliverPolicy};
         let mut reached = after;
-        let mut got = 0u64;
         let fetch = async {
             let consumer = self
                 .log
@@ -1058,42 +1096,99 @@ impl Link {
                     Ok(i) => (i.stream_sequence, i.pending),
                     Err(e) => return Err(e.to_string()),
                 };
-                if seq >= before {
+                if seq > upto {
                     break;
                 }
                 let prev = reached;
                 reached = seq;
-                got += 1;
                 if let Ok(ev) = serde_json::from_slice::<WireEvent>(&m.payload) {
-                    if *ev.node != *self.node {
-                        self.stats.repaired.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.deliver(room, ev, seq, prev);
+                    f(seq, prev, ev);
                 }
-                if pending == 0 || seq + 1 >= before {
+                if pending == 0 || seq >= upto {
                     break;
                 }
             }
             Ok::<_, String>(())
         };
-        let result = tokio::time::timeout(Duration::from_secs(3), fetch).await;
-        match result {
-            Ok(Ok(())) => tracing::info!(
+        match tokio::time::timeout(limit, fetch).await {
+            Ok(Ok(())) => Ok(reached),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Delivers `room`'s events from the log after place `after` up to place
+    /// `upto` (what core NATS lost), in order, as many as the log still
+    /// holds; returns `upto`: what cannot be read stays lost.
+    async fn catch_up(&self, room: &str, after: u64, upto: u64) -> u64 {
+        let mut got = 0u64;
+        let read = self
+            .read_log(
+                room,
+                after,
+                upto,
+                Duration::from_secs(3),
+                |seq, prev, ev| {
+                    got += 1;
+                    if *ev.node != *self.node {
+                        self.stats.repaired.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.deliver(room, ev, seq, prev, true);
+                },
+            )
+            .await;
+        match read {
+            Ok(reached) if reached == upto => tracing::info!(
                 "cluster: {got} event(s) of {room} missed on the way, repaired from the room log"
             ),
-            Ok(Err(e)) => tracing::warn!("cluster: reading the room log for {room}: {e}"),
-            Err(_) => tracing::warn!("cluster: reading the room log for {room} timed out"),
+            Ok(_) => {
+                self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "cluster: {got} event(s) of {room} missed on the way repaired from the room log; it no longer holds the others"
+                );
+            }
+            Err(e) => {
+                self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("cluster: reading the room log for {room}: {e}");
+            }
         }
-        if reached + 1 < before {
-            let lost = before - 1 - reached;
-            self.stats.gaps.fetch_add(lost, Ordering::Relaxed);
-            tracing::warn!(
-                "cluster: the room log no longer holds up to {lost} event(s) of {room} missed on the way"
-            );
-            // Those are gone for good: go on from where the gap ends.
-            reached = before - 1;
+        upto
+    }
+
+    /// A room this node has just begun to host: what the log holds of it
+    /// after place `after` (what this node's history has) up to `upto`
+    /// goes to history, then the room's members who came meanwhile get
+    /// their replay, then this node's own events among them are shown.
+    async fn backfill(&self, hub: &ChatHub, room: &str, after: u64, upto: u64) {
+        let mut own = Vec::new();
+        let mut kept = 0u64;
+        let read = self
+            .read_log(
+                room,
+                after,
+                upto,
+                Duration::from_secs(5),
+                |seq, prev, ev| {
+                    if *ev.node == *self.node && ev.epoch == self.epoch {
+                        own.push((seq, prev, ev));
+                    } else {
+                        kept += 1;
+                        self.deliver(room, ev, seq, prev, false);
+                    }
+                },
+            )
+            .await;
+        match read {
+            Ok(_) => {
+                tracing::debug!("cluster: {kept} event(s) of {room} from the room log into history")
+            }
+            Err(e) => tracing::warn!("cluster: reading the room log's history of {room}: {e}"),
         }
-        reached
+        lock_unpoisoned(&self.ready).insert(room.into());
+        hub.filled(room);
+        for (seq, prev, ev) in own {
+            self.deliver(room, ev, seq, prev, true);
+        }
     }
 
     /// On every reconnect or slow-consumer report, each room's reader looks

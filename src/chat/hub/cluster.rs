@@ -27,7 +27,8 @@ impl ChatHub {
     /// previous at `prev`): another node's, or with `own` this node's back
     /// (its author, its kind as posted, and whether it was already shown
     /// unnumbered: then it is only kept). Into the room's next batch, where
-    /// the room's local members get it encoded once per protocol.
+    /// the room's local members get it encoded once per protocol; only into
+    /// history unless `live` (what the room said before this node hosted it).
     pub fn placed(
         &self,
         room: &str,
@@ -35,13 +36,30 @@ impl ChatHub {
         prev: u64,
         ev: WireEvent,
         own: Option<(Option<Id>, EventKind, bool)>,
+        live: bool,
     ) {
         let (author, kind, show) = match own {
             Some((author, kind, shown)) => (author, kind, !shown),
-            None => (None, from_wire(ev.kind), true),
+            None => (None, from_wire(ev.kind), live),
         };
         let mut st = self.lock();
         let Some(r) = st.rooms.get_mut(room) else {
+            // History of a room no local member is in yet (the lobby's,
+            // read at start): kept, and the room's number goes on from it.
+            if let (Some((h, _)), false) = (&self.history, live) {
+                let last = st.seqs.entry(room.to_string()).or_default();
+                if seq > *last {
+                    *last = seq;
+                    h.submit(Arc::new(vec![RoomEvent {
+                        room: room.into(),
+                        seq,
+                        prev,
+                        ts: ev.ts,
+                        from: ev.from.into(),
+                        kind,
+                    }]));
+                }
+            }
             return self.unlock(st);
         };
         if seq <= r.seq {
@@ -60,6 +78,37 @@ impl ChatHub {
             self.push(&mut st, room, author, vec![e]);
         } else if let Some((h, _)) = &self.history {
             h.submit(Arc::new(vec![e]));
+        }
+        self.unlock(st);
+    }
+
+    /// The room's last number here (0: nothing yet).
+    pub fn room_seq(&self, room: &str) -> u64 {
+        let st = self.lock();
+        match st.rooms.get(room) {
+            Some(r) => r.seq,
+            None => st.seqs.get(room).copied().unwrap_or(0),
+        }
+    }
+
+    /// The room log's history of a room this node has begun to host is in:
+    /// members who came meanwhile get their replay now.
+    pub fn filled(&self, room: &str) {
+        let mut st = self.lock();
+        let fresh = match st.rooms.get_mut(room) {
+            Some(r) if r.filling => {
+                r.filling = false;
+                std::mem::take(&mut r.fresh)
+            }
+            _ => return self.unlock(st),
+        };
+        if let Some(name) = st.rooms.get(room).map(|r| r.name.clone()) {
+            for id in fresh {
+                let here = st.members.get(&id).is_some_and(|m| m.rooms.contains(&name));
+                if here {
+                    self.replay(&mut st, id, &name);
+                }
+            }
         }
         self.unlock(st);
     }

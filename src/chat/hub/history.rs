@@ -144,6 +144,11 @@ impl ChatHub {
         let Some((h, n)) = &self.history else {
             return;
         };
+        if let Some(r) = st.rooms.get_mut(room).filter(|r| r.filling) {
+            // The room log's history of the room is on its way.
+            r.fresh.push(id);
+            return;
+        }
         let (hi, events) = match st.rooms.get(room) {
             Some(r) => (
                 r.seq + 1,

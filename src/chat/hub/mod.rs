@@ -164,6 +164,11 @@ struct Room {
     no_outside: bool,
     /// The room's operators (the server's operator is one in every room).
     ops: Vec<Id>,
+    /// In a cluster, until this node has the room log's history of the
+    /// room: members who come meanwhile get their replay when it is in.
+    filling: bool,
+    /// Those members.
+    fresh: Vec<Id>,
 }
 
 #[derive(Debug, Default)]
@@ -1366,8 +1371,10 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         None => {
             let name: Arc<str> = room.into();
             let seq = st.seqs.get(room).copied().unwrap_or(0);
+            let mut filling = false;
             if let Some(link) = &st.cluster {
                 link.interest(&name, true);
+                filling = !link.filled(&name);
             }
             st.room_keys.insert(room_key(room), name.clone());
             // The first member of a new room is its operator; the lobby
@@ -1383,6 +1390,7 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
                 no_outside: true,
                 ops,
                 seq,
+                filling,
                 ..Room::default()
             })
         }

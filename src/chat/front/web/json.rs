@@ -442,6 +442,25 @@ mod tests {
     }
 
     #[test]
+    fn a_room_number_after_a_hole_says_the_one_before() {
+        let with = |prev| {
+            let e = WireEvent {
+                kind: WireKind::Join { nick: "a" },
+                room: Some("lobby"),
+                seq: Some(10),
+                prev,
+                ts_ms: 951_782_400_123,
+                history: false,
+            };
+            serde_json::from_str::<Value>(&e.to_json()).unwrap()
+        };
+        assert_eq!(with(Some(7))["prev"], 7);
+        for consecutive in [Some(9), Some(0), None] {
+            assert!(with(consecutive).get("prev").is_none(), "{consecutive:?}");
+        }
+    }
+
+    #[test]
     fn events_carry_type_fields_ts_room_and_seq() {
         let ts = "2000-02-29T00:00:00.123Z";
         assert_eq!(
