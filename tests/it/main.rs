@@ -25,6 +25,7 @@ mod http_framing;
 mod http_habits;
 mod http_hardening;
 mod http_output_hardening;
+mod http_upload;
 mod interop;
 mod limits;
 mod mtls;
