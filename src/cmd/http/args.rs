@@ -38,7 +38,8 @@ Examples:
   sockit http -G --data-urlencode 'q=two words' http://host/search
                                                     the data in the query string
   sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
-  tar c dir | sockit http -T - http://host/up/d.tar  stream stdin (chunked)
+  tar c dir | sockit http -T - http://host/up/d.tar
+                                                    stream stdin, chunked
   sockit http -C - -o big.iso http://host/big.iso   resume a download
   sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
                                                     saved under the server's name, in dl/
