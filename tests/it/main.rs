@@ -33,6 +33,7 @@ mod peers;
 mod ping;
 mod ping_habits;
 mod proxy;
+mod proxy_https;
 mod serve_hardening;
 mod services;
 mod tls;
