@@ -258,7 +258,7 @@ async fn send_upload<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
                 let n = input.read(&mut buf[..want]).await.map_err(read_error)?;
                 if n == 0 {
                     return Err(io::Error::other(format!(
-                        "{} shrank while it was sent",
+                        "{} ended {left} bytes short of the {len} announced",
                         u.name()
                     )));
                 }

@@ -160,6 +160,18 @@ fn stdin_upload_is_chunked_like_curl() {
     let args = ["-sS", "-T", f.to_str().unwrap(), &url];
     let (code, out, err, _) = run_with("sockit", &args, b"");
     assert_eq!((code, out.as_str()), (0, "te=[] cl=[5]\n"), "{err}");
+    // A -H Content-Length is the length sent: stdin goes unchunked (curl sends
+    // both headers here, which nginx refuses); a shorter stdin is a send error.
+    let args = ["-sS", "-T", "-", "-H", "Content-Length: 6", &url];
+    let (code, out, err, _) = run_with("sockit", &args, b"hello\n");
+    assert_eq!((code, out.as_str()), (0, "te=[] cl=[6]\n"), "{err}");
+    let args = ["-sS", "-T", "-", "-H", "Content-Length: 9", &url];
+    let (code, _, err, _) = run_with("sockit", &args, b"hello\n");
+    assert_eq!(code, 55, "{err}");
+    assert!(
+        err.contains("stdin ended 3 bytes short of the 9 announced"),
+        "{err}"
+    );
     // An empty stdin is an empty chunked body, stored as an empty file.
     let (code, _, err, _) = run_with("sockit", &["-fsS", "-T", "-", &ng.url("/put/e")], b"");
     assert_eq!(code, 0, "{err}");

@@ -204,10 +204,29 @@ fn streamed_upload(args: &Args) -> Result<Option<Upload>> {
         h.split_once(':')
             .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("transfer-encoding"))
     });
+    // A -H Content-Length is the length sent, as curl: stdin is then sent
+    // as it is, not chunked.
+    let user_len = args
+        .headers
+        .iter()
+        .rev()
+        .filter_map(|h| h.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Error::Usage(format!(
+                    "invalid -H 'Content-Length: {}' (expected a number of bytes)",
+                    crate::http::shown(v.as_bytes())
+                ))
+            })
+        })
+        .transpose()?;
     if f == "-" {
         return Ok(Some(Upload {
             source: Source::Stdin,
-            len: None,
+            len: user_len.filter(|_| !chunked),
         }));
     }
     let meta = std::fs::metadata(f).map_err(|e| {
@@ -224,7 +243,10 @@ fn streamed_upload(args: &Args) -> Result<Option<Upload>> {
     }
     Ok(Some(Upload {
         source: Source::File(PathBuf::from(f)),
-        len: (meta.is_file() && !chunked).then_some(meta.len()),
+        len: match user_len {
+            Some(n) if !chunked => Some(n),
+            _ => (meta.is_file() && !chunked).then_some(meta.len()),
+        },
     }))
 }
 
