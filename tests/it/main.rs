@@ -34,6 +34,7 @@ mod ping;
 mod ping_habits;
 mod proxy;
 mod proxy_https;
+mod proxy_socks4a;
 mod serve_hardening;
 mod services;
 mod tls;
