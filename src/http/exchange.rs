@@ -140,7 +140,7 @@ static STDIN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// Bytes read from the upload and written per piece.
 const UPLOAD_PIECE: usize = 256 * 1024;
 
-type UploadReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type UploadReader = std::fs::File;
 
 impl Upload {
     /// The input, as named in messages.
@@ -151,10 +151,10 @@ impl Upload {
         }
     }
 
-    async fn open(&self) -> Result<UploadReader> {
+    fn open(&self) -> Result<UploadReader> {
         match &self.source {
-            Source::File(path) => match tokio::fs::File::open(path).await {
-                Ok(f) => Ok(Box::new(f)),
+            Source::File(path) => match std::fs::File::open(path) {
+                Ok(f) => Ok(f),
                 Err(e) => Err(HttpError::new(
                     Kind::ReadFile,
                     format!("cannot read {}", path.display()),
@@ -172,7 +172,18 @@ impl Upload {
                     )
                     .into());
                 }
-                Ok(Box::new(tokio::io::stdin()))
+                // Its descriptor as a file: read without std's buffer, and
+                // tellable apart as a regular file or a pipe.
+                use std::os::fd::AsFd;
+                let fd = std::io::stdin().as_fd().try_clone_to_owned();
+                fd.map(std::fs::File::from).map_err(|e| {
+                    HttpError::new(
+                        Kind::ReadFile,
+                        "cannot read stdin",
+                        crate::error::describe_io(&e),
+                    )
+                    .into()
+                })
             }
         }
     }
@@ -234,11 +245,91 @@ async fn write_paced<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
 /// Room left before each piece read for a chunk-size line (`{hex}\r\n`).
 const CHUNK_ROOM: usize = 18;
 
-/// Sends `u`'s bytes, read piece by piece: memory stays flat whatever the size.
+/// Pieces read ahead of the socket: reading overlaps sending, and memory
+/// stays at a few pieces whatever the size.
+const READ_AHEAD: usize = 2;
+
+/// A piece read: its buffer, the bytes at `CHUNK_ROOM..CHUNK_ROOM + len`.
+type Piece = io::Result<(Vec<u8>, usize)>;
+
+/// Reads `input` on a thread of its own (a file or stdin: blocking reads),
+/// `piece` bytes at a time and at most `limit` in all, into buffers that come
+/// back through the returned sender once written. A stalled stdin never
+/// blocks the runtime; the thread ends when the receiver goes.
+fn read_ahead(
+    mut input: UploadReader,
+    piece: usize,
+    limit: Option<u64>,
+) -> (
+    tokio::sync::mpsc::Receiver<Piece>,
+    std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(READ_AHEAD);
+    let (back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = move || {
+        let mut left = limit;
+        loop {
+            let want = match left {
+                Some(l) => piece.min(usize::try_from(l).unwrap_or(usize::MAX)),
+                None => piece,
+            };
+            if want == 0 {
+                return;
+            }
+            let mut buf = spare
+                .try_recv()
+                .unwrap_or_else(|_| vec![0u8; CHUNK_ROOM + piece + 2]);
+            let r = loop {
+                match io::Read::read(&mut input, &mut buf[CHUNK_ROOM..CHUNK_ROOM + want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            let done = !matches!(r, Ok(n) if n > 0);
+            if let (Ok(n), Some(l)) = (&r, left.as_mut()) {
+                *l -= *n as u64;
+            }
+            if matches!(r, Ok(0)) || tx.blocking_send(r.map(|n| (buf, n))).is_err() || done {
+                return;
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sockit-upload".into())
+        .spawn(reader)
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
+        let _ = tx.try_send(Err(e));
+        return (rx, back);
+    }
+    (rx, back)
+}
+
+/// Writes the piece at `buf[CHUNK_ROOM..CHUNK_ROOM + n]`, as a chunk when
+/// `chunked`: its size line, the data and its CRLF in one write.
+async fn write_piece<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    buf: &mut [u8],
+    n: usize,
+    chunked: bool,
+) -> io::Result<()> {
+    if !chunked {
+        return stream.write_all(&buf[CHUNK_ROOM..CHUNK_ROOM + n]).await;
+    }
+    let size = format!("{n:x}\r\n");
+    let start = CHUNK_ROOM - size.len();
+    buf[start..CHUNK_ROOM].copy_from_slice(size.as_bytes());
+    buf[CHUNK_ROOM + n..CHUNK_ROOM + n + 2].copy_from_slice(b"\r\n");
+    stream.write_all(&buf[start..CHUNK_ROOM + n + 2]).await
+}
+
+/// Sends `u`'s bytes as they are read: memory stays flat whatever the size.
+/// A regular file (or stdin redirected from one) is read right here, as its
+/// reads do not wait; a pipe or a device is read ahead on a thread.
 async fn send_upload<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
     stream: &mut S,
     u: &Upload,
-    input: &mut UploadReader,
+    mut input: UploadReader,
     pace: &mut Pace,
 ) -> io::Result<()> {
     let read_error = |e: io::Error| {
@@ -248,43 +339,49 @@ async fn send_upload<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
             crate::error::describe_io(&e)
         ))
     };
+    let chunked = u.len.is_none();
     let piece = pace.piece();
-    let mut buf = vec![0u8; CHUNK_ROOM + piece + 2];
-    match u.len {
-        Some(len) => {
-            let mut left = len;
-            while left > 0 {
-                let want = piece.min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = input.read(&mut buf[..want]).await.map_err(read_error)?;
-                if n == 0 {
-                    return Err(io::Error::other(format!(
-                        "{} ended {left} bytes short of the {len} announced",
-                        u.name()
-                    )));
+    let mut sent = 0u64;
+    if input.metadata().is_ok_and(|m| m.is_file()) {
+        let mut buf = vec![0u8; CHUNK_ROOM + piece + 2];
+        loop {
+            let left = u.len.map_or(u64::MAX, |l| l - sent);
+            let want = piece.min(usize::try_from(left).unwrap_or(usize::MAX));
+            if want == 0 {
+                break;
+            }
+            let n = loop {
+                match io::Read::read(&mut input, &mut buf[CHUNK_ROOM..CHUNK_ROOM + want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(read_error)?,
                 }
-                pace.before(n).await;
-                stream.write_all(&buf[..n]).await?;
-                left -= n as u64;
-            }
-        }
-        None => loop {
-            let n = input
-                .read(&mut buf[CHUNK_ROOM..CHUNK_ROOM + piece])
-                .await
-                .map_err(read_error)?;
+            };
             if n == 0 {
-                return stream.write_all(b"0\r\n\r\n").await;
+                break;
             }
-            // One write per chunk: its size line, the data, its CRLF.
-            let size = format!("{n:x}\r\n");
-            let start = CHUNK_ROOM - size.len();
-            buf[start..CHUNK_ROOM].copy_from_slice(size.as_bytes());
-            buf[CHUNK_ROOM + n..CHUNK_ROOM + n + 2].copy_from_slice(b"\r\n");
             pace.before(n).await;
-            stream.write_all(&buf[start..CHUNK_ROOM + n + 2]).await?;
-        },
+            write_piece(stream, &mut buf, n, chunked).await?;
+            sent += n as u64;
+        }
+    } else {
+        let (mut pieces, back) = read_ahead(input, piece, u.len);
+        while let Some(p) = pieces.recv().await {
+            let (mut buf, n) = p.map_err(read_error)?;
+            pace.before(n).await;
+            write_piece(stream, &mut buf, n, chunked).await?;
+            sent += n as u64;
+            let _ = back.send(buf);
+        }
     }
-    Ok(())
+    match u.len {
+        Some(len) if sent < len => Err(io::Error::other(format!(
+            "{} ended {} bytes short of the {len} announced",
+            u.name(),
+            len - sent
+        ))),
+        Some(_) => Ok(()),
+        None => stream.write_all(b"0\r\n\r\n").await,
+    }
 }
 
 fn is_stale(e: &io::Error) -> bool {
@@ -313,8 +410,8 @@ impl<'a> Exchange<'a> {
         limits: Limits,
         limit_rate: Option<u64>,
     ) -> Result<Option<Exchange<'a>>> {
-        let mut input = match upload {
-            Some(u) => Some((u.open().await?, u)),
+        let input = match upload {
+            Some(u) => Some((u.open()?, u)),
             None => None,
         };
         buf.clear();
@@ -337,7 +434,7 @@ impl<'a> Exchange<'a> {
                 }
                 None => stream.write_all(head).await?,
             }
-            if let Some((input, u)) = input.as_mut() {
+            if let Some((input, u)) = input {
                 send_upload(stream, u, input, &mut pace).await?;
             }
             stream.flush().await
