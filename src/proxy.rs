@@ -732,6 +732,16 @@ mod tests {
         assert_eq!(r.for_url(false, "x").unwrap().to_string(), "http://h:1");
         assert_eq!(r.for_url(true, "x").unwrap().to_string(), "socks5://s:2");
         assert!(r.for_url(true, "a.skip.me").is_none());
+        // --proxy-cacert/--proxy-insecure reach the proxies from the environment too.
+        let tls = ProxyTls {
+            cacert: Some("ca.pem".into()),
+            insecure: false,
+        };
+        let r = ProxyRules::new(None, None, None, env(&[("https_proxy", "https://p")]))
+            .unwrap()
+            .with_tls(&tls);
+        let p = r.for_url(true, "x").unwrap();
+        assert_eq!((p.to_string(), &p.tls), ("https://p:443".into(), &tls));
         let r = ProxyRules::new(
             None,
             None,

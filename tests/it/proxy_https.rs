@@ -280,6 +280,97 @@ fn http_and_https_urls_through_an_https_proxy_like_curl() {
 }
 
 #[test]
+fn proxy_credentials_go_inside_the_proxys_tls() {
+    let test = "proxy_credentials_go_inside_the_proxys_tls";
+    let Some(s) = setup(test) else {
+        return;
+    };
+    // A second ncat that wants Basic credentials.
+    let (key, cert) = (s.dir.path().join("proxy.key"), s.proxy_cert.clone());
+    let mut started = None;
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("ncat")
+            .args(["-l", "--proxy-type", "http", "--proxy-auth", "me:secret"])
+            .args(["--ssl", "--ssl-cert"])
+            .arg(&cert)
+            .arg("--ssl-key")
+            .arg(&key)
+            .args(["127.0.0.1", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ncat");
+        if listening(&mut child, port) {
+            started = Some((Guard(child), port));
+            break;
+        }
+    }
+    let (_ncat, port) = started.expect("ncat did not start");
+    let pca = s.proxy_cert.to_str().unwrap();
+    let sca = s.site_cert.to_str().unwrap();
+    let tls = format!("https://localhost:{}/hello.txt", s.ng.tls_port);
+    let with_url = format!("https://me:secret@127.0.0.1:{port}");
+    let bare = format!("https://127.0.0.1:{port}");
+    let pass: [&[&str]; 2] = [
+        &[
+            "-x",
+            &with_url,
+            "--proxy-cacert",
+            pca,
+            "--cacert",
+            sca,
+            &tls,
+        ],
+        &[
+            "-x",
+            &bare,
+            "-U",
+            "me:secret",
+            "--proxy-cacert",
+            pca,
+            "--cacert",
+            sca,
+            &tls,
+        ],
+    ];
+    for args in pass {
+        let out = run_out("sockit", &[&["http", "-sS"][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "hello from nginx\n");
+    }
+    // Without them: the proxy's 407, exit 56 as curl, never the password.
+    let args = [
+        "-sS",
+        "-x",
+        &bare,
+        "--proxy-cacert",
+        pca,
+        "--cacert",
+        sca,
+        &tls,
+    ];
+    let ours = run_out("sockit", &[&["http"][..], &args[..]].concat());
+    let err = text(&ours.stderr);
+    assert_eq!(ours.status.code(), Some(56), "{err}");
+    assert!(err.contains("--proxy-user"), "{err}");
+    assert_eq!(run_out("curl", &args).status.code(), Some(56), "curl");
+    let args = [
+        "-sS",
+        "-x",
+        &with_url,
+        "-U",
+        "me:wrong",
+        "--proxy-cacert",
+        pca,
+        &tls,
+    ];
+    let err = text(&run_out("sockit", &[&["http"][..], &args[..]].concat()).stderr);
+    assert!(!err.contains("wrong") && !err.contains("secret"), "{err}");
+}
+
+#[test]
 fn a_proxy_certificate_that_does_not_verify() {
     let Some(s) = setup("a_proxy_certificate_that_does_not_verify") else {
         return;
