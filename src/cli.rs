@@ -183,13 +183,21 @@ impl TlsClientArgs {
 #[command(next_help_heading = "Proxy")]
 pub struct ProxyArgs {
     /// Connect through this proxy: socks5://HOST:PORT (the name resolved here),
-    /// socks5h:// (resolved by the proxy), socks4://, socks4a://, or http:// (CONNECT;
-    /// the default scheme). USER:PASSWORD@ may precede HOST; the port defaults to 1080.
+    /// socks5h:// (resolved by the proxy), socks4://, socks4a://, http:// (CONNECT;
+    /// the default scheme) or https:// (CONNECT inside TLS to the proxy).
+    /// USER:PASSWORD@ may precede HOST; the port defaults to 1080 (443 for https://).
     #[arg(short = 'x', long = "proxy", value_name = "URL")]
     pub proxy: Option<String>,
     /// User name and password for the proxy (instead of the URL's).
     #[arg(long, value_name = "USER:PASSWORD", requires = "proxy")]
     pub proxy_user: Option<String>,
+    /// Verify an https:// proxy's certificate against the CAs in this PEM file
+    /// (a self-signed certificate too) instead of the system roots.
+    #[arg(long, value_name = "PEM", requires = "proxy")]
+    pub proxy_cacert: Option<std::path::PathBuf>,
+    /// Do not verify an https:// proxy's certificate.
+    #[arg(long, requires = "proxy")]
+    pub proxy_insecure: bool,
 }
 
 impl ProxyArgs {
@@ -207,6 +215,10 @@ impl ProxyArgs {
         if let Some(user) = &self.proxy_user {
             proxy.set_user(user);
         }
+        proxy.tls = crate::proxy::ProxyTls {
+            cacert: self.proxy_cacert.clone(),
+            insecure: self.proxy_insecure,
+        };
         Ok(Some(proxy))
     }
 }

@@ -4,7 +4,8 @@
 //! `connect` and `chat join` use [`dial`] (`-w`), the HTTP client
 //! [`dial_route`] (`--connect-timeout`). With a proxy (`-x`) the TCP connect
 //! goes to the proxy, then [`crate::proxy`] asks it for a tunnel to the
-//! endpoint, and TLS (if any) runs inside the tunnel.
+//! endpoint, and TLS (if any) runs inside the tunnel (inside the TLS session
+//! with the proxy for an `https://` proxy).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -193,6 +194,8 @@ async fn handshake(conn: Conn, client: &tls::TlsClient, route: &Route<'_>) -> Re
             secure(client, BufReader::with_capacity(buffer, s), route).await?
         }
         Link::Unix(s) => secure(client, s, route).await?,
+        // A tunnel inside TLS to an https:// proxy: TLS inside TLS.
+        Link::Stream(s) => secure(client, s, route).await?,
         _ => {
             return Err(Error::Usage(
                 "--tls needs a stream endpoint (TCP or unix:)".into(),
@@ -350,13 +353,13 @@ async fn through_proxy(
         }
     };
     let shown = target.to_string();
-    let stream = proxy.handshake(stream, target).await?;
+    let link = proxy.handshake(stream, target).await?;
     (route.note)(Step::Tunnel {
         proxy,
         target: &shown,
     });
     Ok(Conn {
-        link: Link::Tcp(stream),
+        link,
         local,
         peer: format!("{host}:{port} via {proxy}"),
         proto: "tcp".into(),

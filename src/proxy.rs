@@ -1,5 +1,6 @@
 //! Proxies for outgoing TCP connections (`-x/--proxy URL`): what a proxy URL
-//! means (`socks5://`, `socks5h://`, `socks4://`, `socks4a://`, `http://`),
+//! means (`socks5://`, `socks5h://`, `socks4://`, `socks4a://`, `http://`,
+//! `https://`: TLS to the proxy, then CONNECT inside it),
 //! the handshake that turns a connection to the proxy into a tunnel to the
 //! target, and curl's `no_proxy` rules.
 //!
@@ -12,9 +13,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::conn::Link;
 use crate::endpoint::Host;
 use crate::error::{Error, ProxyFailure, Result};
 
@@ -34,6 +36,8 @@ pub enum Scheme {
     Socks5h,
     /// `http://`: CONNECT (or, for plain HTTP requests, absolute-form requests).
     Http,
+    /// `https://`: as `http://`, inside TLS to the proxy.
+    Https,
 }
 
 impl Scheme {
@@ -44,6 +48,7 @@ impl Scheme {
             Scheme::Socks5 => "socks5",
             Scheme::Socks5h => "socks5h",
             Scheme::Http => "http",
+            Scheme::Https => "https",
         }
     }
 }
@@ -59,6 +64,19 @@ pub struct Proxy {
     pub port: u16,
     /// User name and password (URL user info or `--proxy-user`).
     pub auth: Option<(String, String)>,
+    /// How the proxy's own certificate is checked (`https://` proxies).
+    pub tls: ProxyTls,
+}
+
+/// `--proxy-cacert` and `--proxy-insecure`: how the certificate of an
+/// `https://` proxy is verified (by default against the system roots and
+/// the proxy's host name, as curl).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyTls {
+    /// Trust only the certificates in this PEM file.
+    pub cacert: Option<std::path::PathBuf>,
+    /// Accept any certificate.
+    pub insecure: bool,
 }
 
 // Debug without the password: proxies end up in `{:?}` of option structs.
@@ -97,7 +115,7 @@ impl Proxy {
             "socks5" => Scheme::Socks5,
             "socks5h" => Scheme::Socks5h,
             "http" => Scheme::Http,
-            "https" => return Err(bad("TLS to the proxy itself is not supported")),
+            "https" => Scheme::Https,
             other => return Err(bad(&format!("unknown scheme {other}://"))),
         };
         let host = match url.host() {
@@ -116,8 +134,12 @@ impl Proxy {
         Ok(Proxy {
             scheme,
             host,
-            port: url.port().unwrap_or(1080),
+            // curl: 443 for an HTTPS proxy, 1080 for the others.
+            port: url
+                .port()
+                .unwrap_or(if scheme == Scheme::Https { 443 } else { 1080 }),
             auth,
+            tls: ProxyTls::default(),
         })
     }
 
@@ -131,8 +153,52 @@ impl Proxy {
     pub fn resolves_names(&self) -> bool {
         matches!(
             self.scheme,
-            Scheme::Socks4a | Scheme::Socks5h | Scheme::Http
+            Scheme::Socks4a | Scheme::Socks5h | Scheme::Http | Scheme::Https
         )
+    }
+
+    /// True for the proxies that take HTTP requests (`http://`, `https://`).
+    pub fn is_http(&self) -> bool {
+        matches!(self.scheme, Scheme::Http | Scheme::Https)
+    }
+
+    /// The TLS client for an `https://` proxy: its host name verified, with
+    /// `--proxy-cacert` or `--proxy-insecure`. No ALPN: the proxy speaks HTTP/1.1.
+    pub fn tls_client(&self) -> Result<crate::tls::TlsClient> {
+        let opts = crate::tls::ClientOptions {
+            cacert: self.tls.cacert.clone(),
+            insecure: self.tls.insecure,
+            ..crate::tls::ClientOptions::default()
+        };
+        let name = match &self.host {
+            Host::Ip(ip) => ip.to_string(),
+            h => h.to_string(),
+        };
+        crate::tls::TlsClient::new(&opts, &name).map_err(|e| self.tls_error(e))
+    }
+
+    /// A TLS error with the proxy: says it was the proxy's handshake, keeps the class.
+    pub fn tls_error(&self, e: Error) -> Error {
+        match e {
+            Error::Tls {
+                what,
+                reason,
+                failure,
+            } => Error::Tls {
+                what: match what.strip_prefix("TLS handshake with ") {
+                    Some(_) => format!("TLS handshake with proxy {self} failed"),
+                    None => format!("{what} (proxy {self})"),
+                },
+                reason: match failure {
+                    crate::error::TlsFailure::Certificate if !self.tls.insecure => format!(
+                        "{reason}; trust its CA with --proxy-cacert, or skip the check with --proxy-insecure"
+                    ),
+                    _ => reason,
+                },
+                failure,
+            },
+            e => e,
+        }
     }
 
     /// A resolve error for the proxy's own name as a proxy error (curl's
@@ -162,14 +228,29 @@ impl Proxy {
 
     /// Over `stream`, connected to the proxy, asks for a tunnel to the
     /// target: `name` when the proxy resolves it, else `addr` (resolved here).
-    pub async fn handshake(&self, stream: TcpStream, target: Target<'_>) -> Result<TcpStream> {
+    /// An `https://` proxy's tunnel runs inside TLS: a stream link; the others
+    /// hand back the TCP connection itself.
+    pub async fn handshake(&self, stream: TcpStream, target: Target<'_>) -> Result<Link> {
+        if self.scheme == Scheme::Https {
+            let tls = self
+                .tls_client()?
+                .connect(stream)
+                .await
+                .map_err(|e| self.tls_error(e))?;
+            let tunnel = self.connect_http(tls, &target).await?;
+            return Ok(Link::Stream(Box::new(tunnel)));
+        }
+        self.tcp_handshake(stream, target).await.map(Link::Tcp)
+    }
+
+    async fn tcp_handshake(&self, stream: TcpStream, target: Target<'_>) -> Result<TcpStream> {
         let failed = |failure: ProxyFailure, reason: String| Error::Proxy {
             what: format!("cannot connect to {target} through {self}"),
             reason,
             failure,
         };
         match self.scheme {
-            Scheme::Http => self.connect_http(stream, &target).await,
+            Scheme::Http | Scheme::Https => self.connect_http(stream, &target).await,
             Scheme::Socks5 | Scheme::Socks5h => {
                 let dest = target.socks();
                 let done = match &self.auth {
@@ -209,7 +290,10 @@ impl Proxy {
 
     /// `CONNECT host:port HTTP/1.1`, then the reply head, read a byte at a
     /// time so that what follows it stays in the socket for the tunnel.
-    async fn connect_http(&self, mut stream: TcpStream, target: &Target<'_>) -> Result<TcpStream> {
+    async fn connect_http<S>(&self, mut stream: S, target: &Target<'_>) -> Result<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let authority = target.authority();
         let mut req = format!(
             "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sockit/{}\r\nProxy-Connection: Keep-Alive\r\n",
@@ -489,6 +573,17 @@ impl ProxyRules {
         })
     }
 
+    /// `--proxy-cacert` and `--proxy-insecure` for every proxy of the rules.
+    pub fn with_tls(mut self, tls: &ProxyTls) -> ProxyRules {
+        for p in [&mut self.explicit, &mut self.http, &mut self.https]
+            .into_iter()
+            .flatten()
+        {
+            p.tls = tls.clone();
+        }
+        self
+    }
+
     /// The proxy for a URL with this scheme and host, if any.
     pub fn for_url(&self, tls: bool, host: &str) -> Option<&Proxy> {
         let p = match &self.explicit {
@@ -516,7 +611,10 @@ mod tests {
         assert_eq!((p.scheme, p.port), (Scheme::Http, 1080));
         let p = Proxy::parse("socks4a://[::1]:1").unwrap();
         assert_eq!(p.to_string(), "socks4a://[::1]:1");
-        for bad in ["ftp://h:1", "https://h:1", "socks5://", "http://h:1/path"] {
+        let p = Proxy::parse("https://proxy.local").unwrap();
+        assert_eq!((p.scheme, p.port), (Scheme::Https, 443));
+        assert_eq!(p.to_string(), "https://proxy.local:443");
+        for bad in ["ftp://h:1", "socks5://", "http://h:1/path"] {
             assert!(Proxy::parse(bad).is_err(), "{bad}");
         }
         let e = Proxy::parse("gopher://me:secret@h")
@@ -545,7 +643,10 @@ mod tests {
         let s = TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, proxy.port))
             .await
             .unwrap();
-        proxy.handshake(s, target).await
+        match proxy.handshake(s, target).await? {
+            Link::Tcp(s) => Ok(s),
+            _ => panic!("not a TCP link"),
+        }
     }
 
     // dante has no SOCKS4a, so its wire format is checked here.
@@ -631,6 +732,16 @@ mod tests {
         assert_eq!(r.for_url(false, "x").unwrap().to_string(), "http://h:1");
         assert_eq!(r.for_url(true, "x").unwrap().to_string(), "socks5://s:2");
         assert!(r.for_url(true, "a.skip.me").is_none());
+        // --proxy-cacert/--proxy-insecure reach the proxies from the environment too.
+        let tls = ProxyTls {
+            cacert: Some("ca.pem".into()),
+            insecure: false,
+        };
+        let r = ProxyRules::new(None, None, None, env(&[("https_proxy", "https://p")]))
+            .unwrap()
+            .with_tls(&tls);
+        let p = r.for_url(true, "x").unwrap();
+        assert_eq!((p.to_string(), &p.tls), ("https://p:443".into(), &tls));
         let r = ProxyRules::new(
             None,
             None,

@@ -33,6 +33,8 @@ Examples:
                                                 through a SOCKS5 proxy (it resolves the name)
   sockit connect -x http://proxy:3128 --tls example.com:443
                                                 TLS through an HTTP proxy's CONNECT
+  sockit connect -x https://proxy:8443 --proxy-cacert ca.pem --tls example.com:443
+                                                TLS inside TLS to an HTTPS proxy
   sockit connect --tls --cert me.pem --key me.key mtls.example:443
                                                 present a client certificate
   sockit connect -s 127.0.0.2:0 127.0.0.1:80    bind a source address first

@@ -24,7 +24,7 @@ Examples:
   sockit listen unix-seqpacket:/tmp/s.sock  Unix sockets keep message boundaries
   sockit connect --tls example.com:443      TLS client
   sockit connect -x socks5h://127.0.0.1:1080 example.com:80
-                                            through a proxy (socks5, socks5h, socks4, socks4a, http)
+                                            through a proxy (socks5[h], socks4[a], http, https)
   sockit relay -k :8080 127.0.0.1:80        port forward: each client of :8080 to 127.0.0.1:80
   sockit http -L https://example.com/       HTTP/1.1 client like curl (exit codes: its --help)
 

@@ -457,6 +457,8 @@ impl Client {
         let framed;
         let body = match settings.template.body_framing {
             BodyFraming::Length => req.body.as_deref().map(|b| b.as_slice()),
+            // An upload is framed as it is sent.
+            BodyFraming::Chunked if req.upload.is_some() => None,
             BodyFraming::Chunked => {
                 framed = request::chunked(req.body.as_deref().map_or(&[], |b| b.as_slice()));
                 Some(framed.as_slice())
@@ -464,8 +466,9 @@ impl Client {
         };
         let limits = settings.limits;
         let upload = req.upload.as_deref();
-        let Some(mut ex) = Exchange::send(conn, buf, head, body, upload, is_head, limits).await?
-        else {
+        let rate = settings.limit_rate;
+        let sent = Exchange::send(conn, buf, head, body, upload, is_head, limits, rate).await?;
+        let Some(mut ex) = sent else {
             return Ok(Outcome::Stale);
         };
         let mut header_bytes = 0u64;

@@ -113,26 +113,274 @@ fn recv_error(peer: &str, e: &io::Error) -> Error {
     .into()
 }
 
-/// A file sent as the request body (`-T FILE`), its length taken when the run
-/// began (the `Content-Length` sent).
+/// Where an upload (`-T`) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upload {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// Bytes to send.
-    pub len: u64,
+pub enum Source {
+    /// A file (or a FIFO, a device), opened when the request is sent.
+    File(std::path::PathBuf),
+    /// Standard input (`-T -`): it can be sent only once.
+    Stdin,
 }
 
+/// What is sent as the request body with `-T`, read as it goes out: with its
+/// length known when the run began (a regular file: `Content-Length`), or
+/// chunked (`Transfer-Encoding: chunked`, as curl sends stdin and pipes) with
+/// memory bounded by one piece whatever the size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Where the bytes come from.
+    pub source: Source,
+    /// Bytes to send (`Content-Length`); None: chunked, to the end of the input.
+    pub len: Option<u64>,
+}
+
+/// Set once stdin has been opened for an upload: it cannot be read again.
+static STDIN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Bytes read from the upload and written per piece.
+const UPLOAD_PIECE: usize = 256 * 1024;
+
+type UploadReader = std::fs::File;
+
 impl Upload {
-    async fn open(&self) -> Result<tokio::fs::File> {
-        tokio::fs::File::open(&self.path).await.map_err(|e| {
-            HttpError::new(
-                Kind::ReadFile,
-                format!("cannot read {}", self.path.display()),
-                crate::error::describe_io(&e),
-            )
-            .into()
-        })
+    /// The input, as named in messages.
+    pub fn name(&self) -> String {
+        match &self.source {
+            Source::File(p) => p.display().to_string(),
+            Source::Stdin => "stdin".into(),
+        }
+    }
+
+    fn open(&self) -> Result<UploadReader> {
+        match &self.source {
+            Source::File(path) => match std::fs::File::open(path) {
+                Ok(f) => Ok(f),
+                Err(e) => Err(HttpError::new(
+                    Kind::ReadFile,
+                    format!("cannot read {}", path.display()),
+                    crate::error::describe_io(&e),
+                )
+                .into()),
+            },
+            Source::Stdin => {
+                if STDIN_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    // curl: "necessary data rewind wasn't possible".
+                    return Err(HttpError::new(
+                        Kind::Send,
+                        "cannot send stdin again",
+                        "it was sent to an earlier request; a redirect or retry cannot rewind it",
+                    )
+                    .into());
+                }
+                // Its descriptor as a file: read without std's buffer, and
+                // tellable apart as a regular file or a pipe.
+                use std::os::fd::AsFd;
+                let fd = std::io::stdin().as_fd().try_clone_to_owned();
+                fd.map(std::fs::File::from).map_err(|e| {
+                    HttpError::new(
+                        Kind::ReadFile,
+                        "cannot read stdin",
+                        crate::error::describe_io(&e),
+                    )
+                    .into()
+                })
+            }
+        }
+    }
+}
+
+/// Paces what is written to `--limit-rate`: before a piece goes out, waits until
+/// what went before is due at the rate (the shape of the download side).
+struct Pace {
+    rate: Option<u64>,
+    began: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(rate: Option<u64>) -> Pace {
+        Pace {
+            rate,
+            began: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// The largest piece to write at once: about a quarter second at the rate,
+    /// so the pace is smooth, within [1 KiB, `UPLOAD_PIECE`].
+    fn piece(&self) -> usize {
+        match self.rate {
+            Some(r) => usize::try_from(r / 4)
+                .unwrap_or(UPLOAD_PIECE)
+                .clamp(1024, UPLOAD_PIECE),
+            None => UPLOAD_PIECE,
+        }
+    }
+
+    async fn before(&mut self, n: usize) {
+        if let Some(rate) = self.rate {
+            let due = self.sent as f64 / rate as f64;
+            let ahead = due - self.began.elapsed().as_secs_f64();
+            if ahead > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(ahead)).await;
+            }
+        }
+        self.sent += n as u64;
+    }
+}
+
+/// Writes `data` in paced pieces.
+async fn write_paced<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    data: &[u8],
+    pace: &mut Pace,
+) -> io::Result<()> {
+    for piece in data.chunks(pace.piece()) {
+        pace.before(piece.len()).await;
+        stream.write_all(piece).await?;
+    }
+    Ok(())
+}
+
+/// Room left before each piece read for a chunk-size line (`{hex}\r\n`).
+const CHUNK_ROOM: usize = 18;
+
+/// Pieces read ahead of the socket: reading overlaps sending, and memory
+/// stays at a few pieces whatever the size.
+const READ_AHEAD: usize = 2;
+
+/// A piece read: its buffer, the bytes at `CHUNK_ROOM..CHUNK_ROOM + len`.
+type Piece = io::Result<(Vec<u8>, usize)>;
+
+/// Reads `input` on a thread of its own (a file or stdin: blocking reads),
+/// `piece` bytes at a time and at most `limit` in all, into buffers that come
+/// back through the returned sender once written. A stalled stdin never
+/// blocks the runtime; the thread ends when the receiver goes.
+fn read_ahead(
+    mut input: UploadReader,
+    piece: usize,
+    limit: Option<u64>,
+) -> (
+    tokio::sync::mpsc::Receiver<Piece>,
+    std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(READ_AHEAD);
+    let (back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = move || {
+        let mut left = limit;
+        loop {
+            let want = match left {
+                Some(l) => piece.min(usize::try_from(l).unwrap_or(usize::MAX)),
+                None => piece,
+            };
+            if want == 0 {
+                return;
+            }
+            let mut buf = spare
+                .try_recv()
+                .unwrap_or_else(|_| vec![0u8; CHUNK_ROOM + piece + 2]);
+            let r = loop {
+                match io::Read::read(&mut input, &mut buf[CHUNK_ROOM..CHUNK_ROOM + want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            let done = !matches!(r, Ok(n) if n > 0);
+            if let (Ok(n), Some(l)) = (&r, left.as_mut()) {
+                *l -= *n as u64;
+            }
+            if matches!(r, Ok(0)) || tx.blocking_send(r.map(|n| (buf, n))).is_err() || done {
+                return;
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sockit-upload".into())
+        .spawn(reader)
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(1);
+        let _ = tx.try_send(Err(e));
+        return (rx, back);
+    }
+    (rx, back)
+}
+
+/// Writes the piece at `buf[CHUNK_ROOM..CHUNK_ROOM + n]`, as a chunk when
+/// `chunked`: its size line, the data and its CRLF in one write.
+async fn write_piece<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    buf: &mut [u8],
+    n: usize,
+    chunked: bool,
+) -> io::Result<()> {
+    if !chunked {
+        return stream.write_all(&buf[CHUNK_ROOM..CHUNK_ROOM + n]).await;
+    }
+    let size = format!("{n:x}\r\n");
+    let start = CHUNK_ROOM - size.len();
+    buf[start..CHUNK_ROOM].copy_from_slice(size.as_bytes());
+    buf[CHUNK_ROOM + n..CHUNK_ROOM + n + 2].copy_from_slice(b"\r\n");
+    stream.write_all(&buf[start..CHUNK_ROOM + n + 2]).await
+}
+
+/// Sends `u`'s bytes as they are read: memory stays flat whatever the size.
+/// A regular file (or stdin redirected from one) is read right here, as its
+/// reads do not wait; a pipe or a device is read ahead on a thread.
+async fn send_upload<S: tokio::io::AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    u: &Upload,
+    mut input: UploadReader,
+    pace: &mut Pace,
+) -> io::Result<()> {
+    let read_error = |e: io::Error| {
+        io::Error::other(format!(
+            "cannot read {}: {}",
+            u.name(),
+            crate::error::describe_io(&e)
+        ))
+    };
+    let chunked = u.len.is_none();
+    let piece = pace.piece();
+    let mut sent = 0u64;
+    if input.metadata().is_ok_and(|m| m.is_file()) {
+        let mut buf = vec![0u8; CHUNK_ROOM + piece + 2];
+        loop {
+            let left = u.len.map_or(u64::MAX, |l| l - sent);
+            let want = piece.min(usize::try_from(left).unwrap_or(usize::MAX));
+            if want == 0 {
+                break;
+            }
+            let n = loop {
+                match io::Read::read(&mut input, &mut buf[CHUNK_ROOM..CHUNK_ROOM + want]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(read_error)?,
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            pace.before(n).await;
+            write_piece(stream, &mut buf, n, chunked).await?;
+            sent += n as u64;
+        }
+    } else {
+        let (mut pieces, back) = read_ahead(input, piece, u.len);
+        while let Some(p) = pieces.recv().await {
+            let (mut buf, n) = p.map_err(read_error)?;
+            pace.before(n).await;
+            write_piece(stream, &mut buf, n, chunked).await?;
+            sent += n as u64;
+            let _ = back.send(buf);
+        }
+    }
+    match u.len {
+        Some(len) if sent < len => Err(io::Error::other(format!(
+            "{} ended {} bytes short of the {len} announced",
+            u.name(),
+            len - sent
+        ))),
+        Some(_) => Ok(()),
+        None => stream.write_all(b"0\r\n\r\n").await,
     }
 }
 
@@ -148,8 +396,10 @@ fn is_stale(e: &io::Error) -> bool {
 
 impl<'a> Exchange<'a> {
     /// Writes the request (`head`, then `body`, then `upload`'s bytes read as they
-    /// go). A write failure on a reused connection is reported as `Ok(None)`
-    /// (stale), so the caller can retry.
+    /// go), the body paced to `limit_rate` bytes a second when given. A write
+    /// failure on a reused connection is reported as `Ok(None)` (stale), so the
+    /// caller can retry.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         conn: &'a mut Connection,
         buf: &'a mut Buffer,
@@ -158,9 +408,10 @@ impl<'a> Exchange<'a> {
         upload: Option<&Upload>,
         head_request: bool,
         limits: Limits,
+        limit_rate: Option<u64>,
     ) -> Result<Option<Exchange<'a>>> {
-        let mut file = match upload {
-            Some(u) => Some((u.open().await?, u)),
+        let input = match upload {
+            Some(u) => Some((u.open()?, u)),
             None => None,
         };
         buf.clear();
@@ -168,8 +419,9 @@ impl<'a> Exchange<'a> {
         conn.uses += 1;
         let stream = &mut conn.stream;
         let r = async move {
+            let mut pace = Pace::new(limit_rate);
             match body {
-                Some(b) if b.len() <= 64 * 1024 => {
+                Some(b) if b.len() <= 64 * 1024 && limit_rate.is_none() => {
                     // One write, so a small request is one segment.
                     let mut all = Vec::with_capacity(head.len() + b.len());
                     all.extend_from_slice(head);
@@ -178,32 +430,12 @@ impl<'a> Exchange<'a> {
                 }
                 Some(b) => {
                     stream.write_all(head).await?;
-                    stream.write_all(b).await?;
+                    write_paced(stream, b, &mut pace).await?;
                 }
                 None => stream.write_all(head).await?,
             }
-            if let Some((f, u)) = file.as_mut() {
-                // The file in read-buffer-sized pieces: memory stays flat whatever its size.
-                let mut piece = vec![0u8; 256 * 1024];
-                let mut left = u.len;
-                while left > 0 {
-                    let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = f.read(&mut piece[..want]).await.map_err(|e| {
-                        io::Error::other(format!(
-                            "cannot read {}: {}",
-                            u.path.display(),
-                            crate::error::describe_io(&e)
-                        ))
-                    })?;
-                    if n == 0 {
-                        return Err(io::Error::other(format!(
-                            "{} shrank while it was sent",
-                            u.path.display()
-                        )));
-                    }
-                    stream.write_all(&piece[..n]).await?;
-                    left -= n as u64;
-                }
+            if let Some((input, u)) = input {
+                send_upload(stream, u, input, &mut pace).await?;
             }
             stream.flush().await
         }

@@ -153,7 +153,7 @@ impl Pool {
     /// absolute form (as curl does), if any; https:// and SOCKS are tunnels.
     pub fn forward_proxy(&self, origin: &Origin) -> Option<&Proxy> {
         self.proxy_for(origin)
-            .filter(|p| p.scheme == Scheme::Http && !origin.tls)
+            .filter(|p| p.is_http() && !origin.tls)
     }
 
     fn proxy_for(&self, origin: &Origin) -> Option<&Proxy> {
@@ -207,9 +207,12 @@ impl Pool {
                 port: origin.port,
             },
         };
-        let client = match origin.tls {
-            true => Some(self.tls_client(&origin.host)?),
-            false => None,
+        // An https:// proxy taking plain http:// requests: TLS with the proxy.
+        let to_proxy = forward.as_ref().filter(|p| p.scheme == Scheme::Https);
+        let client = match (origin.tls, to_proxy) {
+            (true, _) => Some(self.tls_client(&origin.host)?),
+            (false, Some(p)) => Some(p.tls_client()?),
+            (false, None) => None,
         };
         let dial = DialOpts {
             family: self.opts.family,
@@ -232,7 +235,7 @@ impl Pool {
             Ok(dialed) => dialed,
             Err(e) => {
                 return Err(match &forward {
-                    Some(p) => p.unresolved(e),
+                    Some(p) => p.tls_error(p.unresolved(e)),
                     None => e,
                 })
             }
@@ -246,7 +249,7 @@ impl Pool {
                     return Err(Error::Usage("HTTP needs a stream connection".into()))
                 }
             },
-            tls: origin.tls,
+            tls: origin.tls || to_proxy.is_some(),
             id,
             peer: dialed.conn.peer,
             uses: 0,

@@ -205,7 +205,11 @@ impl Request {
                 headers.push(("Content-Length".into(), body.len().to_string()));
             }
         } else if let Some(u) = &self.upload {
-            headers.push(("Content-Length".into(), u.len.to_string()));
+            match u.len {
+                Some(len) => headers.push(("Content-Length".into(), len.to_string())),
+                // Stdin or a pipe: its length is known at its end only (curl does this too).
+                None => headers.push(("Transfer-Encoding".into(), "chunked".into())),
+            }
         }
         headers.extend(self.extra.iter().cloned());
         for h in &t.user {

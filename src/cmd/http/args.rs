@@ -38,6 +38,8 @@ Examples:
   sockit http -G --data-urlencode 'q=two words' http://host/search
                                                     the data in the query string
   sockit http -T backup.tar http://host/uploads/    PUT as uploads/backup.tar
+  tar c dir | sockit http -T - http://host/up/d.tar
+                                                    stream stdin, chunked
   sockit http -C - -o big.iso http://host/big.iso   resume a download
   sockit http -OJ --output-dir dl --create-dirs http://host/get?id=7
                                                     saved under the server's name, in dl/
@@ -51,6 +53,8 @@ Examples:
                                                     through a SOCKS5 proxy that resolves the name
   sockit http -x http://me:pw@proxy:3128 http://example.com/
                                                     through an HTTP proxy (or set https_proxy)
+  sockit http -x https://proxy:8443 --proxy-cacert ca.pem https://example.com/
+                                                    through an HTTPS proxy (TLS to it too)
   sockit http --cert me.pem --key me.key https://mtls.example/
                                                     with a client certificate (mTLS)
 
@@ -222,9 +226,10 @@ pub struct Args {
     pub key: Option<PathBuf>,
 
     /// Use this proxy: http://HOST:PORT (the default scheme; CONNECT for https://,
-    /// absolute-form requests for http://), socks5:// (names resolved here),
-    /// socks5h:// (by the proxy), socks4://, socks4a://; USER:PASSWORD@ allowed,
-    /// port 1080 by default. '' turns off the proxy from the environment
+    /// absolute-form requests for http://), https:// (the same inside TLS to the
+    /// proxy), socks5:// (names resolved here), socks5h:// (by the proxy),
+    /// socks4://, socks4a://; USER:PASSWORD@ allowed, port 1080 by default (443
+    /// for https://). '' turns off the proxy from the environment
     /// (http_proxy, https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY).
     #[arg(short = 'x', long, value_name = "URL", help_heading = "Proxy")]
     pub proxy: Option<String>,
@@ -240,6 +245,13 @@ pub struct Args {
     /// subdomains), addresses, CIDR ranges, or '*' (instead of no_proxy/NO_PROXY).
     #[arg(long, value_name = "LIST", help_heading = "Proxy")]
     pub noproxy: Option<String>,
+    /// Verify an https:// proxy's certificate against the CAs in this PEM file
+    /// (a self-signed certificate too) instead of the system roots.
+    #[arg(long, value_name = "PEM", help_heading = "Proxy")]
+    pub proxy_cacert: Option<PathBuf>,
+    /// Do not verify an https:// proxy's certificate.
+    #[arg(long, help_heading = "Proxy")]
+    pub proxy_insecure: bool,
 
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location", help_heading = "Redirects")]

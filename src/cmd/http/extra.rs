@@ -84,7 +84,8 @@ pub struct Extra {
     /// Put the -d/--data-urlencode data in the URL's query and send a GET (HEAD with -I).
     #[arg(short = 'G', long = "get", help_heading = "Request")]
     pub get: bool,
-    /// Upload FILE with PUT ('-' is stdin); a URL ending in '/' gets the file's name.
+    /// Upload FILE with PUT, read as it is sent; '-' streams stdin chunked, as curl;
+    /// a URL ending in '/' gets the file's name.
     #[arg(
         short = 'T',
         long = "upload-file",
@@ -146,7 +147,8 @@ pub struct Extra {
     #[arg(long, help_heading = "Retries")]
     pub retry_connrefused: bool,
 
-    /// Most bytes per second received for the body: '100K', '1.5M', '1G' (powers of 1024).
+    /// Most body bytes per second, received and sent (-T, -d, -F): '100K', '1.5M', '1G'
+    /// (powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Connection")]
     pub limit_rate: Option<u64>,
 }

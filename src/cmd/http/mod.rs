@@ -89,7 +89,11 @@ fn connect_opts(args: &Args) -> Result<ConnectOpts> {
             args.proxy_user.as_deref(),
             args.noproxy.as_deref(),
             |name| std::env::var(name).ok(),
-        )?,
+        )?
+        .with_tls(&crate::proxy::ProxyTls {
+            cacert: args.proxy_cacert.clone(),
+            insecure: args.proxy_insecure,
+        }),
     })
 }
 

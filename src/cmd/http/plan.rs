@@ -12,7 +12,7 @@ use url::Url;
 use super::args::Args;
 use crate::error::{Error, Result};
 use crate::http::client::{ClientSettings, FetchOutput};
-use crate::http::exchange::Upload;
+use crate::http::exchange::{Source, Upload};
 use crate::http::parse::Limits;
 use crate::http::request::{self, check_method, parse_header, Template};
 use crate::http::target;
@@ -190,17 +190,45 @@ fn urlencoded_part(arg: &str) -> Result<Vec<u8>> {
 /// The request body, and the data for the query with `-G`.
 type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// `-T FILE` for a regular file sent with `Content-Length`: read as it is sent,
-/// not loaded first. Stdin, a FIFO or a chunked body (`-H 'Transfer-Encoding:
-/// chunked'`) are read into memory instead.
+/// `-T`, read as it is sent, never loaded first: a regular file with
+/// `Content-Length`; stdin (`-T -`), a FIFO or a body the `-H` headers ask to be
+/// chunked, with `Transfer-Encoding: chunked`, as curl sends them.
 fn streamed_upload(args: &Args) -> Result<Option<Upload>> {
-    let Some(f) = args.extra.upload_file.as_deref().filter(|f| *f != "-") else {
+    let Some(f) = args.extra.upload_file.as_deref() else {
         return Ok(None);
     };
+    if args.head {
+        return Ok(None);
+    }
     let chunked = args.headers.iter().any(|h| {
         h.split_once(':')
             .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("transfer-encoding"))
     });
+    // A -H Content-Length is the length sent, as curl: stdin is then sent
+    // as it is, not chunked.
+    let user_len = args
+        .headers
+        .iter()
+        .rev()
+        .filter_map(|h| h.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Error::Usage(format!(
+                    "invalid -H 'Content-Length: {}' (expected a number of bytes)",
+                    crate::http::shown(v.as_bytes())
+                ))
+            })
+        })
+        .transpose()?;
+    if f == "-" {
+        return Ok(Some(Upload {
+            source: Source::Stdin,
+            len: user_len.filter(|_| !chunked),
+        }));
+    }
     let meta = std::fs::metadata(f).map_err(|e| {
         Error::from(HttpError::new(
             Kind::ReadFile,
@@ -208,9 +236,17 @@ fn streamed_upload(args: &Args) -> Result<Option<Upload>> {
             crate::error::describe_io(&e),
         ))
     })?;
-    Ok((meta.is_file() && !chunked && !args.head).then(|| Upload {
-        path: PathBuf::from(f),
-        len: meta.len(),
+    if meta.is_dir() {
+        return Err(
+            HttpError::new(Kind::ReadFile, format!("cannot read {f}"), "a directory").into(),
+        );
+    }
+    Ok(Some(Upload {
+        source: Source::File(PathBuf::from(f)),
+        len: match user_len {
+            Some(n) if !chunked => Some(n),
+            _ => (meta.is_file() && !chunked).then_some(meta.len()),
+        },
     }))
 }
 
