@@ -140,17 +140,19 @@ pub struct ServeArgs {
     web_echo: bool,
 
     /// Keep room history in this SQLite file (created if missing; one server
-    /// per file). Default: $XDG_STATE_HOME/sockit/chat.db, else
+    /// per file; with --cluster, this node's copy of the room log). Default: $XDG_STATE_HOME/sockit/chat.db, else
     /// ~/.local/state/sockit/chat.db, else ./sockit-chat.db.
     #[arg(long, value_name = "PATH", help_heading = "History")]
     history_db: Option<std::path::PathBuf>,
     /// Keep no history: nothing is written, nothing replayed.
     #[arg(long, conflicts_with = "history_db", help_heading = "History")]
     no_history: bool,
-    /// Forget events older than this: 7d, 12h, 30m, 90s, 500ms; 0 keeps them forever.
+    /// Forget events older than this: 7d, 12h, 30m, 90s, 500ms; 0 keeps them
+    /// forever. With --cluster, also the room log's limit.
     #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age, help_heading = "History")]
     history_max_age: Duration,
-    /// Keep at most the last N events of each room; 0: no limit.
+    /// Keep at most the last N events of each room; 0: no limit. With
+    /// --cluster, also the room log's limit.
     #[arg(
         long,
         value_name = "N",
