@@ -140,3 +140,48 @@ fn one_room_has_one_order_and_numbering_on_every_node() {
         assert_eq!(mine, (0..n as u32).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_member_in_several_rooms_hears_a_nick_change_or_quit_once() {
+    use crate::chat_irc::{irc_serve, Irc};
+    let Some(nats) = Nats::start("cluster_spread_once") else {
+        return;
+    };
+    let url = nats.url();
+    let irc_node = |name: &str| {
+        let (p, _, irc) = irc_serve(&["--cluster", &url, "--node", name, "--rate", "0"]);
+        p.wait_stderr(&format!("cluster: node {name} ready"));
+        (p, irc)
+    };
+    let (_a, irc_a) = irc_node("a");
+    let (_b, irc_b) = irc_node("b");
+    let mut ian = Irc::registered(&irc_b, "ian");
+    ian.send("JOIN #lobby,#games,#music\r\n");
+    ian.expect(" 366 ian #music ");
+    let mut ann = Irc::registered(&irc_a, "ann");
+    ann.send("JOIN #lobby,#games,#music\r\n");
+    ann.expect(" 366 ann #music ");
+    ian.expect(":ann!");
+    ann.send("NICK anna\r\n");
+    ann.expect(" NICK ");
+    // The change crosses once per room; ian, in all three, hears it once,
+    // then the marker after it proves nothing else is on the way.
+    ann.send("PRIVMSG #music :after the nick\r\n");
+    ian.expect("after the nick");
+    ann.send("QUIT :bye\r\n");
+    ian.send("PRIVMSG #lobby :x\r\n");
+    let mut ben = Irc::registered(&irc_a, "ben");
+    ben.send("JOIN #lobby\r\nPRIVMSG #lobby :after the quit\r\n");
+    ian.expect("after the quit");
+    let nicks = ian
+        .seen
+        .iter()
+        .filter(|l| l.contains(" NICK :anna") || l.ends_with(" NICK anna"))
+        .count();
+    let quits = ian
+        .seen
+        .iter()
+        .filter(|l| l.starts_with(":anna!") && l.contains(" QUIT "))
+        .count();
+    assert_eq!((nicks, quits), (1, 1), "{:#?}", ian.seen);
+}

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, Caller, ChatHub, EventKind, HubState, Id, Notice, Refusal, RoomEvent, LOBBY};
+use super::{
+    now_ms, Caller, ChatHub, EventKind, HubState, Id, Notice, Refusal, RoomEvent, Spread, LOBBY,
+};
 use crate::chat::cluster::wire::{WireEvent, WireKind};
 use crate::chat::cluster::Link;
 use crate::chat::protocol::{nick_key, MAX_LISTED};
@@ -75,11 +77,62 @@ impl ChatHub {
             kind,
         };
         if show {
+            if matches!(e.kind, EventKind::Nick { .. } | EventKind::Leave { .. }) {
+                self.spread_once(&mut st, &e);
+            }
             self.push(&mut st, room, author, vec![e]);
         } else if let Some((h, _)) = &self.history {
             h.submit(Arc::new(vec![e]));
         }
         self.unlock(st);
+    }
+
+    /// A nick change or quit about to join `ev.room`'s batch: members who
+    /// already got it through another room they share skip this copy.
+    fn spread_once(&self, st: &mut HubState, ev: &RoomEvent) {
+        /// How long copies of one change are matched, and how many kept.
+        const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+        const KEEP: usize = 1024;
+        while st
+            .spread
+            .front()
+            .is_some_and(|s| s.at.elapsed() > WINDOW || st.spread.len() > KEEP)
+        {
+            st.spread.pop_front();
+        }
+        let found = st
+            .spread
+            .iter()
+            .position(|s| s.from == ev.from && s.kind == ev.kind);
+        let Some(i) = found else {
+            st.spread.push_back(Spread {
+                at: std::time::Instant::now(),
+                from: ev.from.clone(),
+                kind: ev.kind.clone(),
+                rooms: vec![ev.room.clone()],
+            });
+            return;
+        };
+        let earlier = std::mem::take(&mut st.spread[i].rooms);
+        if let Some(r) = st.rooms.get(&ev.room) {
+            let at = r.pending.len();
+            let skip: Vec<(Id, usize)> = r
+                .members
+                .iter()
+                .filter(|seat| {
+                    st.members
+                        .get(&seat.id)
+                        .is_some_and(|m| m.rooms.iter().any(|x| earlier.contains(x)))
+                })
+                .map(|seat| (seat.id, at))
+                .collect();
+            if let Some(r) = st.rooms.get_mut(&ev.room) {
+                r.skips.extend(skip);
+            }
+        }
+        let mut rooms = earlier;
+        rooms.push(ev.room.clone());
+        st.spread[i].rooms = rooms;
     }
 
     /// The room's last number here (0: nothing yet).

@@ -199,6 +199,19 @@ struct HubState {
     cluster: Option<Arc<super::cluster::Link>>,
     /// Events being posted came from another node (not published again).
     inbound: bool,
+    /// In a cluster: nick changes and quits lately put into rooms' batches
+    /// (each room's copy comes from the room log on its own), with the rooms
+    /// they went to, so that a member in several of them hears each once.
+    spread: VecDeque<Spread>,
+}
+
+/// A nick change or quit and the rooms it has reached (see `HubState::spread`).
+#[derive(Debug)]
+struct Spread {
+    at: std::time::Instant,
+    from: Arc<str>,
+    kind: EventKind,
+    rooms: Vec<Arc<str>>,
 }
 
 /// Counters of the fan-out, for tests, benchmarks and `-vv`.
