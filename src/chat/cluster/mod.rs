@@ -896,12 +896,23 @@ impl Link {
         lock_unpoisoned(&self.remote)
             .entry(room.clone())
             .or_default();
+        // With history: where the room's log ends before this node listens.
+        // Up to there is the room's history; after it, what its members get
+        // live (a reader catches up on what comes before its subscription).
+        let keeps = self.hub.upgrade().is_some_and(|h| h.keeps_history());
+        let end = match keeps {
+            true => tokio::time::timeout(Duration::from_millis(500), self.log_end(&room))
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
         match self.client.subscribe(room_subject(&room)).await {
             Ok(sub) => {
                 let token = self.stop.child_token();
                 let check = Arc::new(Notify::new());
                 lock_unpoisoned(&self.subs).insert(room.clone(), (token.clone(), check.clone()));
-                tokio::spawn(self.clone().run_room(room.clone(), sub, token, check));
+                tokio::spawn(self.clone().run_room(room.clone(), sub, token, check, end));
                 tokio::spawn(self.clone().load_presence(room));
             }
             Err(e) => tracing::warn!("cluster: cannot subscribe to {room}: {e}"),
@@ -916,23 +927,29 @@ impl Link {
         mut sub: async_nats::Subscriber,
         stop: CancellationToken,
         check: Arc<Notify>,
+        end: Option<u64>,
     ) {
-        // The place delivered up to: with history, where the log ends once
-        // its history of the room is in; else the first event received sets
-        // it (everything that reaches the subscription is new to this node).
+        // The place delivered up to: with history, `end` (where the log
+        // ended before the subscription) once the history up to there is
+        // in; else the first event received sets it (everything that
+        // reaches the subscription is new to this node).
         let mut last: Option<u64> = None;
         if let Some(hub) = self.hub.upgrade() {
-            if hub.keeps_history() {
-                if let Some(end) = self.log_end(&room).await {
-                    let from = hub.room_seq(&room);
-                    if end > from {
-                        self.backfill(&hub, &room, from, end).await;
-                    }
-                    last = Some(end);
+            if let Some(end) = end {
+                let from = hub.room_seq(&room);
+                if end > from {
+                    self.backfill(&hub, &room, from, end).await;
                 }
+                last = Some(end);
             }
             lock_unpoisoned(&self.ready).insert(room.clone());
             hub.filled(&room);
+            // What the room said between `end` and the subscription: live.
+            if let (Some(at), Some(now)) = (last, self.log_end(&room).await) {
+                if now > at {
+                    last = Some(self.catch_up(&room, at, now).await);
+                }
+            }
         }
         loop {
             let msg = tokio::select! {
