@@ -2,9 +2,7 @@
 //! config, logs and ephemeral ports in a temporary directory, killed on drop.
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,23 +13,10 @@ use crate::util::*;
 /// A private nginx instance: HTTP on `port`, HTTPS on `tls_port` with a leaf
 /// certificate for localhost/127.0.0.1 signed by a test CA (`ca.pem`).
 struct Nginx {
-    child: Child,
+    _nginx: NginxProc,
     dir: tempfile::TempDir,
     port: u16,
     tls_port: u16,
-}
-
-fn nginx_bin() -> String {
-    if have("nginx") {
-        return "nginx".into();
-    }
-    require("/usr/sbin/nginx");
-    "/usr/sbin/nginx".into()
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Test CA and a leaf certificate signed by it: (ca.pem, cert.pem, key.pem) contents.
@@ -54,12 +39,8 @@ fn test_pki() -> (String, String, String) {
 
 impl Nginx {
     fn start() -> Nginx {
-        let bin = nginx_bin();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = nginx_dir();
         let p = dir.path();
-        for sub in ["www", "logs", "tmp"] {
-            std::fs::create_dir_all(p.join(sub)).unwrap();
-        }
         let (ca, cert, key) = test_pki();
         std::fs::write(p.join("ca.pem"), ca).unwrap();
         std::fs::write(p.join("cert.pem"), cert).unwrap();
@@ -70,57 +51,13 @@ impl Nginx {
             .collect();
         std::fs::write(p.join("www/text.txt"), text).unwrap();
         std::fs::write(p.join("www/big.bin"), random_bytes(24 << 20, 99)).unwrap();
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        for _attempt in 0..5 {
-            let (port, tls_port) = (free_port(), free_port());
-            if port == tls_port {
-                // The kernel may hand out the same free port twice in a row.
-                continue;
-            }
-            let conf = config(p, port, tls_port, root);
-            std::fs::write(p.join("nginx.conf"), conf).unwrap();
-            let mut child = Command::new(&bin)
-                .arg("-p")
-                .arg(p)
-                .arg("-c")
-                .arg(p.join("nginx.conf"))
-                .arg("-g")
-                .arg("daemon off;")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn nginx");
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
-                {
-                    return Nginx {
-                        child,
-                        dir,
-                        port,
-                        tls_port,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "nginx did not start listening");
-                thread::sleep(Duration::from_millis(20));
-            }
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            let log = std::fs::read_to_string(p.join("logs/error.log")).unwrap_or_default();
-            if !(err.contains("Address already in use") || log.contains("Address already in use")) {
-                panic!("nginx failed to start: {err}{log}");
-            }
+        let (nginx, ports) = start_nginx(p, 2, |ports, root| config(p, ports[0], ports[1], root));
+        Nginx {
+            _nginx: nginx,
+            dir,
+            port: ports[0],
+            tls_port: ports[1],
         }
-        panic!("nginx: no free port after 5 attempts");
     }
 
     fn url(&self, path: &str) -> String {
@@ -156,24 +93,6 @@ impl Nginx {
             }
             thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

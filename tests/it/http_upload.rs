@@ -2,9 +2,8 @@
 //! with bounded memory, and `--limit-rate` pacing upload bodies (`-T`, `-d`,
 //! `-F`) as it paces downloads; against a private nginx (WebDAV PUT).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,58 +11,21 @@ use crate::util::*;
 
 /// A private nginx on a free loopback port storing PUT bodies under `/put/`.
 struct Nginx {
-    child: Child,
+    _nginx: NginxProc,
     dir: tempfile::TempDir,
     port: u16,
 }
 
 impl Nginx {
     fn start() -> Nginx {
-        let bin = if have("nginx") {
-            "nginx"
-        } else {
-            "/usr/sbin/nginx"
-        };
-        require(bin);
-        let dir = tempfile::tempdir().unwrap();
+        let dir = nginx_dir();
         let p = dir.path();
-        for sub in ["www", "logs", "tmp"] {
-            std::fs::create_dir_all(p.join(sub)).unwrap();
+        let (nginx, ports) = start_nginx(p, 1, |ports, root| config(p, ports[0], root));
+        Nginx {
+            _nginx: nginx,
+            dir,
+            port: ports[0],
         }
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            std::fs::write(p.join("nginx.conf"), config(p, port, root)).unwrap();
-            let mut child = Command::new(bin)
-                .arg("-p")
-                .arg(p)
-                .arg("-c")
-                .arg(p.join("nginx.conf"))
-                .arg("-g")
-                .arg("daemon off;")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nginx");
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Nginx { child, dir, port };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "nginx did not start listening");
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("nginx did not start after 5 attempts");
     }
 
     fn url(&self, path: &str) -> String {
@@ -72,13 +34,6 @@ impl Nginx {
 
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join("www").join(rel)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -110,34 +110,21 @@ fn ncat_https_proxy(cert: &Path, key: &Path) -> (Guard, u16) {
 
 /// nginx on free ports: plain HTTP and HTTPS (with `cert`), `/hello.txt`.
 struct Nginx {
-    _guard: Guard,
+    _nginx: NginxProc,
     _dir: tempfile::TempDir,
     port: u16,
     tls_port: u16,
 }
 
 fn nginx(cert: &Path, key: &Path) -> Nginx {
-    let bin = if have("nginx") {
-        "nginx"
-    } else {
-        "/usr/sbin/nginx"
-    };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = nginx_dir();
     let p = dir.path();
-    for sub in ["www", "logs", "tmp"] {
-        std::fs::create_dir_all(p.join(sub)).unwrap();
-    }
     std::fs::write(p.join("www/hello.txt"), "hello from nginx\n").unwrap();
-    // SAFETY: geteuid has no preconditions.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "user root;"
-    } else {
-        ""
-    };
-    for _ in 0..5 {
-        let (port, tls_port) = (free_port(), free_port());
+    let config = |ports: &[u16], root: bool| {
+        let (port, tls_port) = (ports[0], ports[1]);
+        let user = if root { "user root;" } else { "" };
         let d = p.display();
-        let conf = format!(
+        format!(
             r#"{user}
 master_process off;
 pid {d}/nginx.pid;
@@ -162,31 +149,15 @@ http {{
 "#,
             cert = cert.display(),
             key = key.display(),
-        );
-        std::fs::write(p.join("nginx.conf"), conf).unwrap();
-        let mut child = Command::new(bin)
-            .arg("-p")
-            .arg(p)
-            .arg("-c")
-            .arg(p.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx");
-        if listening(&mut child, port) && listening(&mut child, tls_port) {
-            return Nginx {
-                _guard: Guard(child),
-                _dir: dir,
-                port,
-                tls_port,
-            };
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        )
+    };
+    let (nginx, ports) = start_nginx(p, 2, config);
+    Nginx {
+        _nginx: nginx,
+        _dir: dir,
+        port: ports[0],
+        tls_port: ports[1],
     }
-    panic!("nginx did not start after 5 attempts");
 }
 
 fn run_out(prog: &str, args: &[&str]) -> Output {

@@ -927,3 +927,102 @@ pub fn output_within(mut cmd: Command) -> Output {
         stderr: e.join().unwrap(),
     }
 }
+
+/// A private nginx's directory: `www/`, `logs/` and `tmp/` made.
+pub fn nginx_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["www", "logs", "tmp"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    dir
+}
+
+/// A running private nginx: stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct NginxProc(Child);
+
+impl Drop for NginxProc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts nginx in `dir` (see [`nginx_dir`]) on `n` free loopback ports,
+/// with the `nginx.conf` that `config(ports, running as root)` gives, and
+/// waits until every port accepts. A port taken meanwhile is tried again
+/// with others (5 times); any other failure panics with nginx's words.
+pub fn start_nginx(
+    dir: &std::path::Path,
+    n: usize,
+    config: impl Fn(&[u16], bool) -> String,
+) -> (NginxProc, Vec<u16>) {
+    let bin = if have("nginx") {
+        "nginx"
+    } else {
+        "/usr/sbin/nginx"
+    };
+    require(bin);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    for _attempt in 0..5 {
+        let ports: Vec<u16> = (0..n)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != n {
+            // The kernel may hand out the same free port twice in a row.
+            continue;
+        }
+        std::fs::write(dir.join("nginx.conf"), config(&ports, root)).unwrap();
+        let mut child = Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nginx");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let up = ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if up {
+                return (NginxProc(child), ports);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "nginx did not start listening");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let log = std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default();
+        if !(err.contains("Address already in use") || log.contains("Address already in use")) {
+            panic!("nginx failed to start: {err}{log}");
+        }
+    }
+    panic!("nginx: no free port after 5 attempts");
+}
