@@ -44,6 +44,14 @@ impl ChatHub {
             Some((author, kind, shown)) => (author, kind, !shown),
             None => (None, from_wire(ev.kind), live),
         };
+        let mut e = RoomEvent {
+            room: room.into(),
+            seq,
+            prev,
+            ts: ev.ts,
+            from: ev.from.into(),
+            kind,
+        };
         let mut st = self.lock();
         let Some(r) = st.rooms.get_mut(room) else {
             // History of a room no local member is in yet (the lobby's,
@@ -52,14 +60,7 @@ impl ChatHub {
                 let last = st.seqs.entry(room.to_string()).or_default();
                 if seq > *last {
                     *last = seq;
-                    h.submit(Arc::new(vec![RoomEvent {
-                        room: room.into(),
-                        seq,
-                        prev,
-                        ts: ev.ts,
-                        from: ev.from.into(),
-                        kind,
-                    }]));
+                    h.submit(Arc::new(vec![e]));
                 }
             }
             return self.unlock(st);
@@ -68,14 +69,7 @@ impl ChatHub {
             return self.unlock(st);
         }
         r.seq = seq;
-        let e = RoomEvent {
-            room: r.name.clone(),
-            seq,
-            prev,
-            ts: ev.ts,
-            from: ev.from.into(),
-            kind,
-        };
+        e.room = r.name.clone();
         if show {
             if matches!(e.kind, EventKind::Nick { .. } | EventKind::Leave { .. }) {
                 self.spread_once(&mut st, &e);
@@ -149,10 +143,7 @@ impl ChatHub {
     pub fn filled(&self, room: &str) {
         let mut st = self.lock();
         let fresh = match st.rooms.get_mut(room) {
-            Some(r) if r.filling => {
-                r.filling = false;
-                std::mem::take(&mut r.fresh)
-            }
+            Some(r) if !r.fresh.is_empty() => std::mem::take(&mut r.fresh),
             _ => return self.unlock(st),
         };
         if let Some(name) = st.rooms.get(room).map(|r| r.name.clone()) {

@@ -144,9 +144,11 @@ impl ChatHub {
         let Some((h, n)) = &self.history else {
             return;
         };
-        if let Some(r) = st.rooms.get_mut(room).filter(|r| r.filling) {
+        if st.cluster.as_ref().is_some_and(|l| !l.filled(room)) {
             // The room log's history of the room is on its way.
-            r.fresh.push(id);
+            if let Some(r) = st.rooms.get_mut(room) {
+                r.fresh.push(id);
+            }
             return;
         }
         let (hi, events) = match st.rooms.get(room) {

@@ -164,10 +164,8 @@ struct Room {
     no_outside: bool,
     /// The room's operators (the server's operator is one in every room).
     ops: Vec<Id>,
-    /// In a cluster, until this node has the room log's history of the
-    /// room: members who come meanwhile get their replay when it is in.
-    filling: bool,
-    /// Those members.
+    /// In a cluster, members who came before this node had the room log's
+    /// history of the room: they get their replay when it is in.
     fresh: Vec<Id>,
 }
 
@@ -1384,10 +1382,8 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
         None => {
             let name: Arc<str> = room.into();
             let seq = st.seqs.get(room).copied().unwrap_or(0);
-            let mut filling = false;
             if let Some(link) = &st.cluster {
                 link.interest(&name, true);
-                filling = !link.filled(&name);
             }
             st.room_keys.insert(room_key(room), name.clone());
             // The first member of a new room is its operator; the lobby
@@ -1403,7 +1399,6 @@ fn enter_room(st: &mut HubState, room: &str, seat: Seat, nick: &str) -> Arc<str>
                 no_outside: true,
                 ops,
                 seq,
-                filling,
                 ..Room::default()
             })
         }
