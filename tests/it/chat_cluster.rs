@@ -307,9 +307,17 @@ fn a_killed_node_is_announced_and_its_nicks_expire() {
     let (_b, addr_b) = node(&nats, "b");
     let _ann = ChatClient::named(&addr_a, "ann");
     let mut bob = ChatClient::named(&addr_b, "bob");
-    bob.send("/who\n");
-    let who = bob.expect("* lobby (");
-    assert!(who.contains("ann"), "{who}");
+    // Node b learns of ann's nick when the room log gives it the change.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        bob.send("/who\n");
+        let who = bob.expect("* lobby (");
+        if who.contains("ann") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{who}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     a.signal(libc::SIGKILL);
     // Lease 3 s: lost within the lease and a check period, bounded generously.
     let start = Instant::now();
